@@ -1,0 +1,664 @@
+"""DICOM reading and writing: the only module that knows pydicom.
+
+Readers return arrays indexed (z, y, x) with a :class:`~dosepaint.geometry.Grid`
+in patient coordinates (LPS, mm), plus metadata dictionaries that never
+contain patient-identity attributes (names, ids, birth dates, institutions,
+dates of visits beyond what a computation needs).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from ..errors import DosepaintInputError
+from ..geometry import Grid
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
+PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
+RT_STRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
+RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
+
+SIEMENS_CREATOR = "SIEMENS MR HEADER"
+#: Private block in which the synthetic cohort records PGSE timing (ms).
+SYNTH_CREATOR = "DOSEPAINT SYNTH"
+
+# ---------------------------------------------------------------------------
+# Writing (used by the synthetic cohort)
+# ---------------------------------------------------------------------------
+
+
+def uid(*parts) -> str:
+    """Deterministic DICOM UID from ``parts`` (pydicom's hashing generator)."""
+    return generate_uid(entropy_srcs=[str(p) for p in parts])
+
+
+def _new_dataset(sop_class: str, sop_uid: str, *, patient: dict, study: dict, series: dict) -> Dataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = uid("dosepaint", "implementation")
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    for key, value in {**patient, **study, **series}.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def _save(ds: Dataset, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def write_image_series(volume: np.ndarray, grid: Grid, folder, *, modality: str, sop_class: str,
+                       patient: dict, study: dict, series: dict, file_pattern: str = "{index:04d}.dcm",
+                       dtype=np.uint16, rescale: str = "global", extra_per_slice=None,
+                       instance_offset: int = 0, per_slice_tags=None) -> list[tuple[str, Path]]:
+    """Write a 3-D volume (z, y, x) as single-frame DICOM slices.
+
+    Parameters
+    ----------
+    volume : ndarray (z, y, x)
+        Real-valued image in physical units (HU, a.u., Bq/mL).
+    grid : Grid
+        Geometry; its direction's first two columns become ImageOrientationPatient.
+    rescale : {"global", "per_slice", "hu"}
+        How stored values map to physical ones: one slope for the series, one
+        per slice (PET), or HU with slope 1 and intercept −1024 (CT).
+    per_slice_tags : callable, optional
+        ``f(k) -> dict`` of additional attributes for slice k.
+
+    Returns
+    -------
+    list of (SOPInstanceUID, path)
+    """
+    folder = Path(folder)
+    mat = grid.matrix
+    iop = [float(v) for v in np.concatenate([mat[:, 0], mat[:, 1]])]
+    info = np.iinfo(dtype)
+    signed = info.min < 0
+    written = []
+    if rescale == "global":
+        vmax = float(np.nanmax(np.abs(volume))) or 1.0
+        global_slope = vmax / (info.max * 0.9)
+    for k in range(volume.shape[0]):
+        plane = np.asarray(volume[k], float)
+        if rescale == "hu":
+            slope, intercept = 1.0, -1024.0
+        elif rescale == "per_slice":
+            intercept = 0.0
+            slope = (float(np.nanmax(np.abs(plane))) or 1.0) / (info.max * 0.9)
+        else:
+            slope, intercept = global_slope, 0.0
+        stored = np.clip(np.round((plane - intercept) / slope), info.min, info.max).astype(dtype)
+        sop = uid(series["SeriesInstanceUID"], "slice", k)
+        ds = _new_dataset(sop_class, sop, patient=patient, study=study, series=series)
+        ds.Modality = modality
+        ds.InstanceNumber = instance_offset + k + 1
+        pos = np.asarray(grid.origin) + mat[:, 2] * grid.spacing[2] * k
+        ds.ImagePositionPatient = [round(float(v), 4) for v in pos]
+        ds.ImageOrientationPatient = [round(v, 6) for v in iop]
+        ds.PixelSpacing = [float(grid.spacing[1]), float(grid.spacing[0])]
+        ds.SliceThickness = float(grid.spacing[2])
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = stored.shape
+        ds.BitsAllocated = ds.BitsStored = 8 * stored.dtype.itemsize
+        ds.HighBit = ds.BitsStored - 1
+        ds.PixelRepresentation = 1 if signed else 0
+        ds.RescaleSlope = f"{slope:.10g}"
+        ds.RescaleIntercept = f"{intercept:.10g}"
+        if modality == "CT":
+            ds.RescaleType = "HU"
+        ds.PixelData = stored.tobytes()
+        if per_slice_tags is not None:
+            for key, value in per_slice_tags(k).items():
+                setattr(ds, key, value)
+        if extra_per_slice is not None:
+            extra_per_slice(ds, k)
+        path = folder / file_pattern.format(index=instance_offset + k + 1, uid=sop)
+        _save(ds, path)
+        written.append((sop, path))
+    return written
+
+
+def add_private_pgse_timing(ds: Dataset, *, delta_ms: float, Delta_ms: float) -> None:
+    """Record PGSE δ and Δ (ms) in the dosepaint private block (0029,xx10/11)."""
+    block = ds.private_block(0x0029, SYNTH_CREATOR, create=True)
+    block.add_new(0x10, "DS", f"{delta_ms:.4g}")
+    block.add_new(0x11, "DS", f"{Delta_ms:.4g}")
+
+
+def radiopharmaceutical_sequence(*, name: str, total_dose_bq: float, half_life_s: float, start_time: str,
+                                 start_datetime: str | None = None) -> Sequence:
+    """RadiopharmaceuticalInformationSequence with the attributes SUVbw needs."""
+    rp = Dataset()
+    rp.Radiopharmaceutical = name
+    rp.RadionuclideTotalDose = f"{total_dose_bq:.6g}"
+    rp.RadionuclideHalfLife = f"{half_life_s}"
+    rp.RadiopharmaceuticalStartTime = start_time
+    if start_datetime:
+        rp.RadiopharmaceuticalStartDateTime = start_datetime
+    return Sequence([rp])
+
+
+def write_rtstruct(path, *, structures: dict, ct_refs: list[tuple[str, float]], ct_normal,
+                   frame_of_reference: str, patient: dict, study: dict, series: dict) -> None:
+    """Write an RTSTRUCT with CLOSED_PLANAR contours.
+
+    Parameters
+    ----------
+    structures : dict
+        ROI name -> list of (n, 3) arrays of LPS points (mm), one per closed contour.
+    ct_refs : list of (SOPInstanceUID, slice position along ``ct_normal``, mm)
+        The CT slices; each contour references the nearest one.
+    ct_normal : array_like (3,)
+        The CT slice normal (row × column direction).
+    """
+    sop = uid(series["SeriesInstanceUID"], "rtstruct")
+    ds = _new_dataset(RT_STRUCT, sop, patient=patient, study=study, series=series)
+    ds.Modality = "RTSTRUCT"
+    ds.StructureSetLabel = "synthetic"
+    ref_for = Dataset()
+    ref_for.FrameOfReferenceUID = frame_of_reference
+    ds.ReferencedFrameOfReferenceSequence = Sequence([ref_for])
+    positions = np.array([p for _, p in ct_refs])
+    normal = np.asarray(ct_normal, float)
+    roi_seq, contour_seq, obs_seq = [], [], []
+    for number, (name, contours) in enumerate(structures.items(), start=1):
+        roi = Dataset()
+        roi.ROINumber = number
+        roi.ReferencedFrameOfReferenceUID = frame_of_reference
+        roi.ROIName = name
+        roi.ROIGenerationAlgorithm = "AUTOMATIC"
+        roi_seq.append(roi)
+        rc = Dataset()
+        rc.ReferencedROINumber = number
+        rc.ROIDisplayColor = [int(v) for v in np.random.default_rng(number).integers(0, 255, 3)]
+        items = []
+        for pts in contours:
+            c = Dataset()
+            c.ContourGeometricType = "CLOSED_PLANAR"
+            c.NumberOfContourPoints = len(pts)
+            c.ContourData = [f"{v:.3f}" for v in np.asarray(pts, float).ravel()]
+            img = Dataset()
+            img.ReferencedSOPClassUID = CT_IMAGE
+            plane = float(np.dot(np.asarray(pts, float)[0], normal))
+            img.ReferencedSOPInstanceUID = ct_refs[int(np.argmin(np.abs(positions - plane)))][0]
+            c.ContourImageSequence = Sequence([img])
+            items.append(c)
+        rc.ContourSequence = Sequence(items)
+        contour_seq.append(rc)
+        obs = Dataset()
+        obs.ObservationNumber = number
+        obs.ReferencedROINumber = number
+        obs.RTROIInterpretedType = "ORGAN"
+        obs_seq.append(obs)
+    ds.StructureSetROISequence = Sequence(roi_seq)
+    ds.ROIContourSequence = Sequence(contour_seq)
+    ds.RTROIObservationsSequence = Sequence(obs_seq)
+    _save(ds, Path(path))
+
+
+def write_rtdose(path, dose: np.ndarray, grid: Grid, *, frame_of_reference: str, patient: dict,
+                 study: dict, series: dict, dose_type: str = "EFFECTIVE", summation: str = "PLAN") -> None:
+    """Write a multi-frame RTDOSE (Gy or Gy(RBE) for EFFECTIVE), uint32 with DoseGridScaling.
+
+    GridFrameOffsetVector is relative to ImagePositionPatient (first value 0).
+    """
+    sop = uid(series["SeriesInstanceUID"], "rtdose")
+    ds = _new_dataset(RT_DOSE, sop, patient=patient, study=study, series=series)
+    ds.Modality = "RTDOSE"
+    ds.FrameOfReferenceUID = frame_of_reference
+    mat = grid.matrix
+    ds.ImagePositionPatient = [round(float(v), 4) for v in grid.origin]
+    ds.ImageOrientationPatient = [round(float(v), 6) for v in np.concatenate([mat[:, 0], mat[:, 1]])]
+    ds.PixelSpacing = [float(grid.spacing[1]), float(grid.spacing[0])]
+    ds.SliceThickness = float(grid.spacing[2])
+    ds.GridFrameOffsetVector = [round(float(grid.spacing[2] * k), 4) for k in range(dose.shape[0])]
+    ds.NumberOfFrames = dose.shape[0]
+    ds.FrameIncrementPointer = (0x3004, 0x000C)
+    ds.Rows, ds.Columns = dose.shape[1:]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 32
+    ds.HighBit = 31
+    ds.PixelRepresentation = 0
+    scaling = max(float(np.max(dose)), 1e-6) / (2**32 - 1) * 1.0001
+    ds.DoseGridScaling = f"{scaling:.10g}"
+    ds.DoseUnits = "GY"
+    ds.DoseType = dose_type
+    ds.DoseSummationType = summation
+    stored = np.clip(np.round(dose / float(ds.DoseGridScaling)), 0, 2**32 - 1).astype(np.uint32)
+    ds.PixelData = stored.tobytes()
+    _save(ds, Path(path))
+
+
+# ---------------------------------------------------------------------------
+# Discovery
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class SeriesInfo:
+    """A DICOM series found on disk (identity-free)."""
+
+    uid: str
+    modality: str
+    sop_class: str
+    frame_of_reference: str | None
+    description: str
+    files: list[Path] = field(default_factory=list)
+    bvalues: set = field(default_factory=set)
+    image_types: set = field(default_factory=set)
+    forced_kind: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """One of CT, T2W, DWI, MR, PT, RTSTRUCT, RTDOSE, OTHER."""
+        if self.forced_kind:
+            return self.forced_kind
+        if self.modality in {"CT", "PT", "RTSTRUCT", "RTDOSE"}:
+            return self.modality
+        if self.modality == "MR":
+            desc = self.description.lower()
+            if self.bvalues or "DIFFUSION" in self.image_types or any(
+                    t in desc for t in ("dwi", "diff", "ep2d_diff")):
+                return "DWI"
+            if "t2" in desc:
+                return "T2W"
+            return "MR"
+        return "OTHER"
+
+
+def _siemens_bvalue(ds: Dataset) -> float | None:
+    try:
+        elem = ds.get_private_item(0x0019, 0x0C, SIEMENS_CREATOR)
+    except KeyError:
+        return None
+    value = elem.value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "ignore").strip("\x00 ")
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        value = value[0]
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def bvalue_of(ds: Dataset) -> float | None:
+    """Diffusion b-value (s/mm²): DiffusionBValue (0018,9087), else Siemens (0019,100C)."""
+    for tag in ((0x0018, 0x9087),):
+        if tag in ds and ds[tag].value not in (None, ""):
+            value = ds[tag].value
+            if isinstance(value, bytes):  # implicit VR files read as UN
+                value = np.frombuffer(value[:8], "<f8")[0] if len(value) >= 8 else None
+            if value is not None:
+                return float(value)
+    return _siemens_bvalue(ds)
+
+
+def scan_folder(folder, *, patient: str | None = None) -> tuple[list[SeriesInfo], list[str]]:
+    """Find every DICOM series below ``folder``, any nesting, any file names.
+
+    Returns
+    -------
+    series : list of SeriesInfo
+    skipped : list of str
+        Files that are not DICOM (relative paths), for the QC record.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DosepaintInputError("DICOM folder not found", patient=patient, path=folder)
+    series: dict[str, SeriesInfo] = {}
+    skipped = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError):
+                skipped.append(str(path.relative_to(folder)))
+                continue
+            if "SOPClassUID" not in ds or "SeriesInstanceUID" not in ds:
+                skipped.append(str(path.relative_to(folder)))
+                continue
+            s = series.get(ds.SeriesInstanceUID)
+            if s is None:
+                s = series[ds.SeriesInstanceUID] = SeriesInfo(
+                    uid=str(ds.SeriesInstanceUID), modality=str(ds.get("Modality", "")),
+                    sop_class=str(ds.SOPClassUID), frame_of_reference=ds.get("FrameOfReferenceUID"),
+                    description=str(ds.get("SeriesDescription", "")))
+            s.files.append(path)
+            b = bvalue_of(ds) if s.modality == "MR" else None
+            if b is not None:
+                s.bvalues.add(round(b, 1))
+            s.image_types.update(str(t) for t in ds.get("ImageType", []))
+    return list(series.values()), skipped
+
+
+# ---------------------------------------------------------------------------
+# Image volumes
+# ---------------------------------------------------------------------------
+
+
+def _read_full(path, *, patient):
+    try:
+        return pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
+        raise DosepaintInputError(f"cannot read DICOM file ({exc})", patient=patient, path=path) from exc
+
+
+def _pixels(ds: Dataset, *, patient) -> np.ndarray:
+    try:
+        arr = ds.pixel_array.astype(np.float64)
+    except Exception as exc:  # pydicom raises several types for truncated or odd pixel data
+        raise DosepaintInputError(f"unreadable pixel data ({exc})", patient=patient,
+                                  path=getattr(ds, "filename", None)) from exc
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    return arr * slope + intercept
+
+
+def _is_mosaic(ds: Dataset) -> bool:
+    return "MOSAIC" in [str(t).upper() for t in ds.get("ImageType", [])]
+
+
+def _mosaic_volume(ds: Dataset, *, patient) -> tuple[np.ndarray, Grid, float | None]:
+    """Unpack a Siemens mosaic with nibabel's wrapper (which also reads the CSA header)."""
+    from nibabel.nicom.dicomwrappers import wrapper_from_data
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapper = wrapper_from_data(ds)
+        data = wrapper.get_data()  # (rows, cols, slices), rescaled
+        affine = np.asarray(wrapper.affine)
+        b = wrapper.b_value
+    if b is None:
+        b = _siemens_bvalue(ds)
+    arr = np.transpose(np.asarray(data, float), (2, 0, 1))  # (slice, row, column)
+    cols = [affine[:3, 1], affine[:3, 0], affine[:3, 2]]  # column index, row index, slice index
+    spacing = tuple(float(np.linalg.norm(c)) for c in cols)
+    mat = np.column_stack([c / s for c, s in zip(cols, spacing)])
+    grid = Grid(arr.shape, spacing, tuple(float(v) for v in affine[:3, 3]), tuple(mat.ravel()))
+    return arr, grid, (None if b is None else float(b))
+
+
+def _stack_slices(datasets: list[Dataset], *, patient, tolerance_mm: float, what: str):
+    """Sort single-frame slices along their normal and check the geometry."""
+    iops = {tuple(np.round(np.asarray(d.ImageOrientationPatient, float), 4)) for d in datasets}
+    if len(iops) != 1:
+        raise DosepaintInputError(f"{what}: slices with different ImageOrientationPatient {sorted(iops)}",
+                                  patient=patient, path=Path(datasets[0].filename).parent)
+    iop = np.asarray(datasets[0].ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    pos = np.array([np.dot(np.asarray(d.ImagePositionPatient, float), normal) for d in datasets])
+    order = np.argsort(pos)
+    datasets = [datasets[i] for i in order]
+    pos = pos[order]
+    shapes = {(int(d.Rows), int(d.Columns)) for d in datasets}
+    if len(shapes) != 1:
+        raise DosepaintInputError(f"{what}: slices of different sizes {sorted(shapes)}", patient=patient,
+                                  path=Path(datasets[0].filename).parent)
+    if len(datasets) > 1:
+        gaps = np.diff(pos)
+        if np.any(gaps < 1e-3):
+            dup = Path(datasets[int(np.argmin(gaps)) + 1].filename)
+            raise DosepaintInputError(f"{what}: two slices at the same position "
+                                      f"({pos[int(np.argmin(gaps))]:.2f} mm); mixed series?",
+                                      patient=patient, path=dup)
+        step = float(np.median(gaps))
+        bad = np.flatnonzero(np.abs(gaps - step) > tolerance_mm)
+        if bad.size:
+            i = int(bad[0])
+            kind = "missing slice(s)" if gaps[i] > step else "inconsistent slice spacing"
+            raise DosepaintInputError(
+                f"{what}: {kind}: gap of {gaps[i]:.3f} mm between slices at {pos[i]:.2f} and {pos[i + 1]:.2f} mm "
+                f"(expected {step:.3f} mm)", patient=patient, path=Path(datasets[i + 1].filename))
+    else:
+        step = float(datasets[0].get("SliceThickness", 1.0) or 1.0)
+    ps = [float(v) for v in datasets[0].PixelSpacing]
+    grid = Grid.from_orientation(shape=(len(datasets), int(datasets[0].Rows), int(datasets[0].Columns)),
+                                 spacing=(ps[1], ps[0], step),
+                                 origin=np.asarray(datasets[0].ImagePositionPatient, float), iop=iop)
+    return datasets, grid
+
+
+def read_volume(files, *, patient=None, what="image series", tolerance_mm: float = 0.05):
+    """Read a single-frame image series into a volume.
+
+    Returns
+    -------
+    volume : ndarray (z, y, x), float32, physical units (after RescaleSlope/Intercept)
+    grid : Grid
+    first : pydicom.Dataset
+        The first slice's header (without pixel data), for metadata extraction.
+    """
+    datasets = [_read_full(f, patient=patient) for f in files]
+    if len(datasets) == 1 and _is_mosaic(datasets[0]):
+        arr, grid, _ = _mosaic_volume(datasets[0], patient=patient)
+        return arr.astype(np.float32), grid, datasets[0]
+    datasets, grid = _stack_slices(datasets, patient=patient, tolerance_mm=tolerance_mm, what=what)
+    vol = np.stack([_pixels(d, patient=patient) for d in datasets]).astype(np.float32)
+    first = datasets[0]
+    del first.PixelData
+    return vol, grid, first
+
+
+def read_dwi(files, *, patient=None, tolerance_mm: float = 0.05):
+    """Read a multi-b DWI series (single-frame slices or Siemens mosaics).
+
+    Images are grouped by b-value (DiffusionBValue, else the Siemens private
+    tag or CSA header).  Several images at the same b-value and position
+    (diffusion directions, repeats) are combined by their geometric mean
+    (the trace-weighted image).
+
+    Returns
+    -------
+    signals : ndarray (nb, z, y, x), float32
+    bvalues : ndarray (nb,), s/mm², increasing
+    grid : Grid
+    first : pydicom.Dataset
+    """
+    datasets = [_read_full(f, patient=patient) for f in files]
+    groups: dict[float, list] = defaultdict(list)
+    volumes: dict[float, list] = defaultdict(list)
+    grid = None
+    for ds in datasets:
+        if _is_mosaic(ds):
+            arr, g, b = _mosaic_volume(ds, patient=patient)
+            if b is None:
+                raise DosepaintInputError("DWI mosaic without a b-value", patient=patient, path=ds.filename)
+            volumes[round(b, -1) if b > 20 else round(b)].append(arr)
+            grid = grid or g
+            continue
+        b = bvalue_of(ds)
+        if b is None:
+            raise DosepaintInputError("DWI image without a b-value (no DiffusionBValue (0018,9087) "
+                                      "nor Siemens (0019,100C))", patient=patient, path=ds.filename)
+        groups[round(b, 1)].append(ds)
+    for b, group in groups.items():
+        by_pos = defaultdict(list)
+        for ds in group:
+            by_pos[tuple(np.round(np.asarray(ds.ImagePositionPatient, float), 2))].append(ds)
+        n_rep = {len(v) for v in by_pos.values()}
+        if len(n_rep) != 1:
+            raise DosepaintInputError(f"DWI b={b:g}: unequal number of images per slice position {sorted(n_rep)}",
+                                      patient=patient, path=group[0].filename)
+        for rep in range(n_rep.pop()):
+            sl, g = _stack_slices([v[rep] for v in by_pos.values()], patient=patient,
+                                  tolerance_mm=tolerance_mm, what=f"DWI b={b:g}")
+            vol = np.stack([_pixels(d, patient=patient) for d in sl])
+            if grid is not None and (g.shape != grid.shape or not np.allclose(g.origin, grid.origin, atol=0.1)):
+                raise DosepaintInputError(f"DWI b={b:g}: geometry differs from the other b-values",
+                                          patient=patient, path=sl[0].filename)
+            grid = grid or g
+            volumes[b].append(vol)
+    if len(volumes) < 2:
+        raise DosepaintInputError(f"DWI series has {len(volumes)} distinct b-value(s) {sorted(volumes)}; "
+                                  "an ADC needs at least two", patient=patient, path=Path(files[0]).parent)
+    bvals = np.array(sorted(volumes))
+    signals = []
+    for b in bvals:
+        stack = np.stack(volumes[b])
+        if stack.shape[0] == 1:
+            signals.append(stack[0])
+        else:
+            signals.append(np.exp(np.mean(np.log(np.maximum(stack, 1e-6)), axis=0)))
+    first = datasets[0]
+    if "PixelData" in first:
+        del first.PixelData
+    return np.stack(signals).astype(np.float32), bvals.astype(float), grid, first
+
+
+def pgse_timing_ms(ds: Dataset) -> tuple[float, float] | None:
+    """PGSE (δ, Δ) in ms from the dosepaint private block, or None when absent."""
+    try:
+        block = ds.private_block(0x0029, SYNTH_CREATOR)
+        return float(block[0x10].value), float(block[0x11].value)
+    except KeyError:
+        return None
+
+
+# ---------------------------------------------------------------------------
+# RT objects
+# ---------------------------------------------------------------------------
+
+
+def read_rtstruct(path, *, patient=None) -> tuple[dict[str, list[np.ndarray]], str | None]:
+    """Closed planar contours per ROI name.
+
+    Returns
+    -------
+    contours : dict
+        ROI name -> list of (n, 3) LPS arrays (mm).  Open contours and point
+        ROIs are rejected with a clear error if they belong to a named ROI.
+    frame_of_reference : str or None
+        ReferencedFrameOfReferenceUID of the structure set.
+    """
+    ds = _read_full(path, patient=patient)
+    if str(ds.get("Modality", "")) != "RTSTRUCT":
+        raise DosepaintInputError("not an RTSTRUCT", patient=patient, path=path)
+    names = {int(r.ROINumber): str(r.ROIName) for r in ds.get("StructureSetROISequence", [])}
+    for_uid = None
+    if ds.get("ReferencedFrameOfReferenceSequence"):
+        for_uid = str(ds.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID)
+    out: dict[str, list[np.ndarray]] = {}
+    for rc in ds.get("ROIContourSequence", []):
+        name = names.get(int(rc.ReferencedROINumber), f"ROI_{rc.ReferencedROINumber}")
+        polys = []
+        for c in rc.get("ContourSequence", []):
+            kind = str(c.get("ContourGeometricType", "CLOSED_PLANAR"))
+            pts = np.asarray(c.ContourData, float).reshape(-1, 3)
+            if kind == "POINT":
+                continue
+            if kind != "CLOSED_PLANAR":
+                raise DosepaintInputError(f"ROI {name!r}: {kind} contour; only CLOSED_PLANAR can be filled",
+                                          patient=patient, path=path)
+            if len(pts) < 3:
+                raise DosepaintInputError(f"ROI {name!r}: contour with {len(pts)} point(s)",
+                                          patient=patient, path=path)
+            polys.append(pts)
+        out[name] = polys
+    return out, for_uid
+
+
+def read_rtdose(path, *, patient=None):
+    """RTDOSE grid in Gy (or Gy(RBE) when DoseType is EFFECTIVE).
+
+    Handles GridFrameOffsetVector relative to ImagePositionPatient (first
+    value 0) and absolute (first value equal to the IPP's slice coordinate).
+
+    Returns
+    -------
+    dose : ndarray (z, y, x), float32
+    grid : Grid
+    meta : dict
+        DoseType, DoseUnits, DoseSummationType, FrameOfReferenceUID.
+    """
+    ds = _read_full(path, patient=patient)
+    if str(ds.get("Modality", "")) != "RTDOSE":
+        raise DosepaintInputError("not an RTDOSE", patient=patient, path=path)
+    try:
+        scaling = float(ds.DoseGridScaling)
+        arr = ds.pixel_array.astype(np.float64) * scaling
+    except Exception as exc:
+        raise DosepaintInputError(f"unreadable RTDOSE pixel data ({exc})", patient=patient, path=path) from exc
+    if arr.ndim == 2:
+        arr = arr[None]
+    iop = np.asarray(ds.ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    ipp = np.asarray(ds.ImagePositionPatient, float)
+    offsets = np.asarray(ds.get("GridFrameOffsetVector", [0.0]), float)
+    if len(offsets) != arr.shape[0]:
+        raise DosepaintInputError(f"GridFrameOffsetVector has {len(offsets)} values for {arr.shape[0]} frames",
+                                  patient=patient, path=path)
+    if offsets[0] != 0 and np.isclose(offsets[0], np.dot(ipp, normal)):
+        offsets = offsets - offsets[0]  # absolute (type-B) offsets
+    order = np.argsort(offsets)
+    arr, offsets = arr[order], offsets[order]
+    origin = ipp + normal * offsets[0]
+    step = float(np.median(np.diff(offsets))) if len(offsets) > 1 else float(ds.get("SliceThickness", 1) or 1)
+    if len(offsets) > 1 and np.max(np.abs(np.diff(offsets) - step)) > 0.01:
+        raise DosepaintInputError("RTDOSE frames are not equally spaced", patient=patient, path=path)
+    ps = [float(v) for v in ds.PixelSpacing]
+    grid = Grid.from_orientation(shape=arr.shape, spacing=(ps[1], ps[0], step), origin=origin, iop=iop)
+    meta = {
+        "DoseType": str(ds.get("DoseType", "")),
+        "DoseUnits": str(ds.get("DoseUnits", "")),
+        "DoseSummationType": str(ds.get("DoseSummationType", "")),
+        "FrameOfReferenceUID": str(ds.get("FrameOfReferenceUID", "")),
+    }
+    return arr.astype(np.float32), grid, meta
+
+
+def _dicom_datetime(date: str | None, time: str | None) -> str | None:
+    if not date or not time:
+        return None
+    t = str(time).split(".")[0].ljust(6, "0")
+    return _dt.datetime.strptime(str(date) + t, "%Y%m%d%H%M%S").isoformat()
+
+
+def pet_metadata(ds: Dataset) -> dict:
+    """The attributes SUV needs (SCIENCE.md §4), without patient identity.
+
+    Times are ISO strings; the injection date-time is taken from
+    RadiopharmaceuticalStartDateTime when present, else SeriesDate +
+    RadiopharmaceuticalStartTime (the SUV stage handles midnight).
+    """
+    rp = ds.get("RadiopharmaceuticalInformationSequence")
+    rp = rp[0] if rp else Dataset()
+    start_dt = rp.get("RadiopharmaceuticalStartDateTime")
+    return {
+        "Units": str(ds.get("Units", "")),
+        "DecayCorrection": str(ds.get("DecayCorrection", "")),
+        "CorrectedImage": [str(v) for v in ds.get("CorrectedImage", [])],
+        "PatientWeight_kg": float(ds.PatientWeight) if ds.get("PatientWeight") else None,
+        "RadionuclideTotalDose_Bq": float(rp.RadionuclideTotalDose) if rp.get("RadionuclideTotalDose") else None,
+        "RadionuclideHalfLife_s": float(rp.RadionuclideHalfLife) if rp.get("RadionuclideHalfLife") else None,
+        "RadiopharmaceuticalStartDateTime": (
+            _dicom_datetime(str(start_dt)[:8], str(start_dt)[8:]) if start_dt else None),
+        "RadiopharmaceuticalStartTime": str(rp.get("RadiopharmaceuticalStartTime", "")) or None,
+        "SeriesDateTime": _dicom_datetime(ds.get("SeriesDate"), ds.get("SeriesTime")),
+        "AcquisitionDateTime": _dicom_datetime(ds.get("AcquisitionDate"), ds.get("AcquisitionTime")),
+        "Manufacturer": str(ds.get("Manufacturer", "")),
+    }

@@ -1,0 +1,110 @@
+"""Files other than DICOM: NIfTI images, transforms, TSV and JSON.
+
+Every writer writes to a temporary name in the destination folder and renames
+it into place, so an interrupted job never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from ..geometry import Grid
+
+
+@contextmanager
+def atomic_path(path, suffix=""):
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or "".join(path.suffixes),
+                               dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_image(image: sitk.Image, path) -> None:
+    """Write a SimpleITK image (NIfTI when the name ends in .nii.gz)."""
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
+
+
+def write_array(array: np.ndarray, grid: Grid, path, dtype=np.float32) -> None:
+    """Write an array (z, y, x) — or (n, z, y, x) as a 4-D image — on ``grid``."""
+    array = np.asarray(array, dtype=dtype)
+    if array.ndim == 4:
+        img = sitk.JoinSeries([grid.image(a, dtype=dtype) for a in array])
+        # JoinSeries appends a 4th axis with spacing 1; keep the 3-D geometry in the first three.
+    else:
+        img = grid.image(array, dtype=dtype)
+    write_image(img, path)
+
+
+def read_image(path) -> sitk.Image:
+    return sitk.ReadImage(str(path))
+
+
+def read_array(path) -> tuple[np.ndarray, Grid]:
+    """Read a 3-D or 4-D NIfTI as (array, 3-D grid); 4-D arrays come back (n, z, y, x)."""
+    img = sitk.ReadImage(str(path))
+    arr = sitk.GetArrayFromImage(img)
+    if img.GetDimension() == 4:
+        size = img.GetSize()
+        d4 = np.asarray(img.GetDirection()).reshape(4, 4)
+        grid = Grid((size[2], size[1], size[0]), tuple(img.GetSpacing()[:3]), tuple(img.GetOrigin()[:3]),
+                    tuple(d4[:3, :3].ravel()))
+        return arr, grid
+    return arr, Grid.from_image(img)
+
+
+def write_transform(transform: sitk.Transform, path) -> None:
+    with atomic_path(path) as tmp:
+        sitk.WriteTransform(transform, str(tmp))
+
+
+def read_transform(path) -> sitk.Transform:
+    return sitk.ReadTransform(str(path))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(obj, path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_tsv(df: pd.DataFrame, path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def read_tsv(path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t")

@@ -1,0 +1,36 @@
+"""The results layout that other stages and users rely on (issue 2).
+
+``results/patients/{pid}/ingest/…``, ``…/dwi/…``, ``…/pet/…``,
+``…/plans/{strategy}/…``, ``…/robustness/…``, ``results/cohort/…``,
+``results/report.html``.
+"""
+
+from __future__ import annotations
+
+# Modality -> ingest outputs that exist only when that modality is ingested.
+_INGEST_BY_MODALITY = {
+    "T2W": {"t2w": "t2w.nii.gz", "t2w_to_ct": "t2w_to_ct.tfm"},
+    "DWI": {"dwi": "dwi.nii.gz", "dwi_json": "dwi.json", "dwi_to_t2w": "dwi_to_t2w.tfm",
+            "dwi_dose": "dwi_dose.nii.gz", "dwi_b0_ct": "dwi_b0_ct.nii.gz"},
+    "PT": {"pet": "pet.nii.gz", "pet_dose": "pet_dose.nii.gz", "pet_json": "pet.json"},
+    "RTDOSE": {"rtdose": "rtdose.nii.gz"},
+}
+_INGEST_ALWAYS = {"ct": "ct.nii.gz", "ct_dose": "ct_dose.nii.gz", "qc": "qc.json"}
+INGEST_FOLDERS = {"masks_ct": "masks_ct", "masks_dose": "masks_dose"}
+
+
+def ingest_outputs(required_modalities) -> dict[str, str]:
+    """File outputs of the ingest stage, relative to ``patients/{pid}/ingest``.
+
+    Outputs of optional modalities are produced when the series exists but
+    are only declared (and so only guaranteed) for required modalities.
+    """
+    out = dict(_INGEST_ALWAYS)
+    for modality in required_modalities:
+        out.update(_INGEST_BY_MODALITY.get(modality, {}))
+    return out
+
+
+def all_ingest_outputs() -> dict[str, str]:
+    """Every ingest output name, whether or not its modality is required."""
+    return ingest_outputs(_INGEST_BY_MODALITY) | INGEST_FOLDERS

@@ -1,0 +1,140 @@
+"""Rigid multi-modal registration with SimpleITK (Mattes mutual information).
+
+SimpleITK's convention is kept throughout: a registration of ``moving`` onto
+``fixed`` returns the transform that maps *fixed* points to *moving* points,
+which is what :func:`SimpleITK.Resample` needs to bring ``moving`` onto the
+fixed grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+
+@dataclass
+class RigidResult:
+    """Outcome of :func:`register_rigid`."""
+
+    transform: sitk.Euler3DTransform
+    metric: float            # final Mattes MI (negative; lower is better)
+    iterations: int
+    stop: str
+    initial_translation_mm: tuple[float, float, float]
+
+
+def _body_mask(image: sitk.Image, threshold: float | None) -> sitk.Image:
+    """Largest connected foreground component, holes filled.
+
+    ``threshold`` None means 5 % of the 99th intensity percentile: a body
+    outline for MR, where fat suppression or a bright lesion defeats Otsu.
+    """
+    if threshold is None:
+        arr = sitk.GetArrayViewFromImage(image)
+        threshold = 0.05 * float(np.percentile(arr, 99))
+    fg = sitk.BinaryThreshold(image, lowerThreshold=threshold, upperThreshold=1e12, insideValue=1,
+                              outsideValue=0)
+    cc = sitk.RelabelComponent(sitk.ConnectedComponent(fg), sortByObjectSize=True)
+    return sitk.BinaryFillhole(sitk.Cast(cc == 1, sitk.sitkUInt8))
+
+
+def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, fixed_threshold: float | None = None,
+                   moving_threshold: float | None = None, bins: int = 50, sampling: float = 0.25,
+                   sampling_strategy: str = "regular", shrink=(4, 2, 1), smoothing_mm=(4.0, 2.0, 0.0),
+                   iterations: int = 100, seed: int = 7, initial: str = "moments") -> RigidResult:
+    """Rigid (6-dof) registration of ``moving`` onto ``fixed`` by mutual information.
+
+    With ``initial="moments"`` the initial transform aligns the centroids of
+    the two body masks (``fixed_threshold`` / ``moving_threshold`` are
+    intensity thresholds for them), so images on unrelated frames of
+    reference start close; ``initial="identity"`` suits images that share a
+    frame of reference (DWI and T2w of one MR session).  The metric is
+    evaluated inside the fixed body mask on a regular (or seeded random)
+    sample of ``sampling`` of its voxels, so the result is reproducible.
+
+    Returns
+    -------
+    RigidResult
+        ``transform`` maps fixed points (mm, LPS) to moving points.
+    """
+    fixed = sitk.Cast(fixed, sitk.sitkFloat32)
+    moving = sitk.Cast(moving, sitk.sitkFloat32)
+    fmask = _body_mask(fixed, fixed_threshold)
+    mmask = _body_mask(moving, moving_threshold)
+    if initial == "moments":
+        init = sitk.CenteredTransformInitializer(
+            sitk.Cast(fmask, sitk.sitkFloat32), sitk.Cast(mmask, sitk.sitkFloat32), sitk.Euler3DTransform(),
+            sitk.CenteredTransformInitializerFilter.MOMENTS)
+        init = sitk.Euler3DTransform(init)
+    elif initial == "identity":
+        init = sitk.Euler3DTransform()
+        stats = sitk.LabelShapeStatisticsImageFilter()
+        stats.Execute(fmask)
+        init.SetCenter(stats.GetCentroid(1))
+    else:
+        raise ValueError(f"initial must be 'moments' or 'identity', not {initial!r}")
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
+    reg.SetMetricSamplingStrategy(reg.REGULAR if sampling_strategy == "regular" else reg.RANDOM)
+    reg.SetMetricSamplingPercentage(sampling, seed)
+    reg.SetMetricFixedMask(sitk.BinaryDilate(fmask, [3, 3, 1]))
+    reg.SetInterpolator(sitk.sitkLinear)
+    # Line-search gradient descent: regular-step descent stalls ~2 mm short of the
+    # optimum on these shallow MI landscapes (measured on the synthetic cohort).
+    reg.SetOptimizerAsGradientDescentLineSearch(learningRate=1.0, numberOfIterations=iterations,
+                                                convergenceMinimumValue=1e-7, convergenceWindowSize=10)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetShrinkFactorsPerLevel(list(shrink))
+    reg.SetSmoothingSigmasPerLevel(list(smoothing_mm))
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    reg.SetInitialTransform(init, inPlace=False)
+    out = reg.Execute(fixed, moving)
+    if isinstance(out, sitk.CompositeTransform) or out.GetName() == "CompositeTransform":
+        out = sitk.CompositeTransform(out).GetNthTransform(0)
+    result = sitk.Euler3DTransform(out)
+    return RigidResult(result, float(reg.GetMetricValue()), int(reg.GetOptimizerIteration()),
+                       reg.GetOptimizerStopConditionDescription(), tuple(init.GetTranslation()))
+
+
+def compose(first: sitk.Transform, second: sitk.Transform) -> sitk.CompositeTransform:
+    """Transform that applies ``first`` then ``second`` (SimpleITK applies the last added first)."""
+    comp = sitk.CompositeTransform(3)
+    comp.AddTransform(second)
+    comp.AddTransform(first)
+    return comp
+
+
+def rigid_error(estimated: sitk.Transform, reference: sitk.Transform, points_mm: np.ndarray) -> dict:
+    """Discrepancy between two point maps of the same direction.
+
+    Parameters
+    ----------
+    estimated, reference : sitk.Transform
+        Both map the same source space to the same target space (rigid).
+    points_mm : ndarray (n, 3)
+        Source points (e.g. the fixed body or GTV) at which to compare.
+
+    Returns
+    -------
+    dict
+        ``mean_mm``, ``max_mm`` (target registration error over the points) and
+        ``rotation_deg`` (angle of the residual rotation).
+    """
+    pts = np.asarray(points_mm, float)
+    est = np.array([estimated.TransformPoint(tuple(p)) for p in pts])
+    ref = np.array([reference.TransformPoint(tuple(p)) for p in pts])
+    err = np.linalg.norm(est - ref, axis=1)
+    r_est = _rotation_of(estimated)
+    r_ref = _rotation_of(reference)
+    resid = r_est @ r_ref.T
+    angle = float(np.degrees(np.arccos(np.clip((np.trace(resid) - 1) / 2, -1, 1))))
+    return {"mean_mm": float(err.mean()), "max_mm": float(err.max()), "rotation_deg": angle}
+
+
+def _rotation_of(t: sitk.Transform) -> np.ndarray:
+    """Rotation part of a rigid (possibly composite) transform, by finite differences."""
+    o = np.asarray(t.TransformPoint((0.0, 0.0, 0.0)))
+    cols = [np.asarray(t.TransformPoint(tuple(e))) - o for e in np.eye(3) * 100.0]
+    return np.column_stack(cols) / 100.0

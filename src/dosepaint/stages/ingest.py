@@ -1,0 +1,295 @@
+"""Ingest stage: one patient's raw DICOM export → canonical images on the planning CT and dose grids.
+
+Outputs (``results/patients/{pid}/ingest/``), see :func:`dosepaint.layout.ingest_outputs`:
+
+- ``ct.nii.gz`` (HU, CT grid), ``ct_dose.nii.gz`` (HU, dose grid)
+- ``masks_ct/{NAME}.nii.gz`` and ``masks_dose/{NAME}.nii.gz`` (uint8)
+- ``t2w.nii.gz`` (T2w resampled on the CT grid), ``t2w_to_ct.tfm``
+- ``dwi.nii.gz`` (native grid, 4-D b × z × y × x), ``dwi.json`` (b-values, PGSE timing),
+  ``dwi_to_t2w.tfm``, ``dwi_dose.nii.gz`` (4-D on the dose grid), ``dwi_b0_ct.nii.gz`` (QC)
+- ``pet.nii.gz`` (Bq/mL, native), ``pet_dose.nii.gz``, ``pet.json`` (what SUV needs, no dates)
+- ``rtdose.nii.gz`` (delivered dose, Gy(RBE) on the dose grid)
+- ``qc.json``
+
+Transforms follow SimpleITK: ``t2w_to_ct.tfm`` maps CT points to T2w points
+(the transform that resamples T2w onto the CT); ``dwi_to_t2w.tfm`` maps T2w
+points to DWI points.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import layout
+from ..errors import DosepaintInputError
+from ..geometry import Grid, grid_covering, resample
+from ..io import dicom as dcm
+from ..io import files
+from ..pet import uptake_interval_s
+from ..registration import compose, register_rigid
+from ..structures import CANONICAL, contours_to_mask, derived_structures, map_roi_names, shell
+
+log = logging.getLogger(__name__)
+
+
+def _select(series, kind, *, patient, folder, required, prefer=None):
+    cands = [s for s in series if s.kind == kind]
+    if prefer is not None and len(cands) > 1:
+        preferred = [s for s in cands if prefer(s)]
+        cands = preferred or cands
+    if not cands:
+        if required:
+            found = sorted({s.kind for s in series})
+            raise DosepaintInputError(f"no {kind} series found (found: {', '.join(found) or 'nothing'})",
+                                      patient=patient, path=folder)
+        return None
+    if len(cands) > 1:
+        desc = "; ".join(f"{s.description or '?'} ({len(s.files)} files)" for s in cands)
+        raise DosepaintInputError(f"{len(cands)} candidate {kind} series, cannot choose: {desc}",
+                                  patient=patient, path=folder)
+    return cands[0]
+
+
+def discover(folder, *, patient, required_modalities) -> tuple[dict, list[str], list]:
+    """Find and classify the series of one patient; returns (chosen by kind, skipped files, all series)."""
+    series, skipped = dcm.scan_folder(folder, patient=patient)
+    req = set(required_modalities)
+    # A DWI exported as one series per b-value: merge series that share a frame of reference.
+    dwis = [s for s in series if s.kind == "DWI"]
+    if len(dwis) > 1 and len({s.frame_of_reference for s in dwis}) == 1:
+        merged = dwis[0]
+        for s in dwis[1:]:
+            merged.files.extend(s.files)
+            merged.bvalues |= s.bvalues
+        series = [s for s in series if s.kind != "DWI"] + [merged]
+    if not any(s.kind == "T2W" for s in series):
+        plain_mr = [s for s in series if s.kind == "MR"]
+        if len(plain_mr) == 1:  # the only non-diffusion MR stands in for the T2w
+            plain_mr[0].forced_kind = "T2W"
+    rtstruct = _select(series, "RTSTRUCT", patient=patient, folder=folder, required="RTSTRUCT" in req)
+    ct_for = None
+    if rtstruct is not None:
+        _, ct_for = dcm.read_rtstruct(rtstruct.files[0], patient=patient)
+    chosen = {
+        "RTSTRUCT": rtstruct,
+        "CT": _select(series, "CT", patient=patient, folder=folder, required="CT" in req,
+                      prefer=lambda s: ct_for is not None and s.frame_of_reference == ct_for),
+        "T2W": _select(series, "T2W", patient=patient, folder=folder, required="T2W" in req),
+        "DWI": _select(series, "DWI", patient=patient, folder=folder, required="DWI" in req),
+        "PT": _select(series, "PT", patient=patient, folder=folder, required="PT" in req),
+        "RTDOSE": _select(series, "RTDOSE", patient=patient, folder=folder, required="RTDOSE" in req),
+    }
+    return chosen, skipped, series
+
+
+def dose_grid_for(body: np.ndarray, ct_grid: Grid, *, spacing_mm: float, margin_mm: float) -> Grid:
+    """Isotropic dose grid in the CT's orientation covering the BODY (plus margin), clipped to the CT."""
+    idx = np.argwhere(body)
+    if idx.size == 0:
+        idx = np.argwhere(np.ones(ct_grid.shape, bool))
+    lo, hi = idx.min(0), idx.max(0)  # (k, j, i)
+    corners = np.array([[i, j, k] for i in (lo[2], hi[2]) for j in (lo[1], hi[1]) for k in (lo[0], hi[0])], float)
+    pts = (corners * np.asarray(ct_grid.spacing)) @ ct_grid.matrix.T + np.asarray(ct_grid.origin)
+    return grid_covering(pts, spacing=spacing_mm, direction=ct_grid.direction, margin_mm=margin_mm)
+
+
+def _to_grid(array: np.ndarray, src: Grid, dst: Grid, *, transform=None, nearest=False) -> np.ndarray:
+    img = resample(src.image(array.astype(np.float32)), dst, transform=transform,
+                   interpolator="nearest" if nearest else "linear")
+    return sitk.GetArrayFromImage(img)
+
+
+def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
+    """Ingest one patient.
+
+    Parameters
+    ----------
+    inputs : dict
+        ``dicom_dir``: the patient's DICOM folder (read only).
+    outputs : dict
+        Paths named as in :func:`dosepaint.layout.ingest_outputs` (``masks_ct`` and
+        ``masks_dose`` are folders).
+    params : dict
+        ``patient_id``, ``required_modalities``, ``required_structures``,
+        ``structure_aliases``, ``dose_grid_mm``, ``dose_grid_margin_mm``,
+        ``slice_spacing_tolerance_mm``, ``default_pgse_delta_ms``,
+        ``default_pgse_Delta_ms``, ``registration`` (dict).
+
+    Returns
+    -------
+    dict
+        The QC record written to ``outputs["qc"]``.
+    """
+    pid = params["patient_id"]
+    folder = Path(inputs["dicom_dir"])
+    tol = params["slice_spacing_tolerance_mm"]
+    reg_params = params["registration"]
+    timings = {}
+    t0 = time.perf_counter()
+    chosen, skipped, all_series = discover(folder, patient=pid, required_modalities=params["required_modalities"])
+    qc = {"patient_id": pid, "skipped_non_dicom_files": len(skipped),
+          "series": [{"kind": s.kind, "modality": s.modality, "description": s.description, "files": len(s.files),
+                      "used": any(s is c for c in chosen.values())} for s in all_series]}
+    timings["discover_s"] = time.perf_counter() - t0
+
+    # --- CT -------------------------------------------------------------------------
+    t = time.perf_counter()
+    ct_series = chosen["CT"]
+    ct, ct_grid, ct_hdr = dcm.read_volume(ct_series.files, patient=pid, what="CT", tolerance_mm=tol)
+    files.write_array(np.round(ct).astype(np.int16), ct_grid, outputs["ct"], dtype=np.int16)
+    qc["ct"] = {"shape_zyx": ct_grid.shape, "spacing_mm": ct_grid.spacing,
+                "direction": [round(v, 6) for v in ct_grid.direction],
+                "patient_position": str(ct_hdr.get("PatientPosition", "")) or None}
+    timings["ct_s"] = time.perf_counter() - t
+
+    # --- structures ---------------------------------------------------------------------
+    t = time.perf_counter()
+    rs_path = chosen["RTSTRUCT"].files[0]
+    contours, rs_for = dcm.read_rtstruct(rs_path, patient=pid)
+    if rs_for and ct_series.frame_of_reference and rs_for != ct_series.frame_of_reference:
+        raise DosepaintInputError("RTSTRUCT references another frame of reference than the planning CT",
+                                  patient=pid, path=rs_path)
+    mapping = map_roi_names(contours, params.get("structure_aliases"), patient=pid, path=rs_path)
+    missing = [s for s in params["required_structures"] if s not in mapping]
+    if missing:
+        raise DosepaintInputError(f"required structure(s) {missing} not found among ROIs {sorted(contours)}; "
+                                  "add aliases in config ingest.structure_aliases", patient=pid, path=rs_path)
+    masks = {}
+    for canon, roi in mapping.items():
+        if not contours[roi]:
+            raise DosepaintInputError(f"ROI {roi!r} ({canon}) has no contours", patient=pid, path=rs_path)
+        masks[canon] = contours_to_mask(contours[roi], ct_grid, patient=pid, path=rs_path, name=roi)
+        if not masks[canon].any():
+            raise DosepaintInputError(f"ROI {roi!r} ({canon}) is empty on the CT grid", patient=pid, path=rs_path)
+    notes = []
+    if "SKIN" not in masks and "BODY" in masks:
+        masks["SKIN"] = shell(masks["BODY"], ct_grid, thickness_mm=3.0)
+        notes.append("SKIN derived as the 3 mm inner shell of BODY")
+    masks.update(derived_structures(masks))
+    Path(outputs["masks_ct"]).mkdir(parents=True, exist_ok=True)
+    for name, m in masks.items():
+        files.write_array(m.astype(np.uint8), ct_grid, Path(outputs["masks_ct"]) / f"{name}.nii.gz", dtype=np.uint8)
+    qc["structures"] = {
+        "roi_mapping": mapping,
+        "unmapped_rois": sorted(set(contours) - set(mapping.values())),
+        "absent": [c for c in CANONICAL if c not in masks],
+        "volumes_cc": {n: float(m.sum() * ct_grid.voxel_volume / 1000.0) for n, m in masks.items()},
+        "notes": notes,
+    }
+    timings["structures_s"] = time.perf_counter() - t
+
+    # --- dose grid ------------------------------------------------------------------------
+    dgrid = dose_grid_for(masks["BODY"], ct_grid, spacing_mm=params["dose_grid_mm"],
+                          margin_mm=params["dose_grid_margin_mm"])
+    files.write_array(np.round(_to_grid(ct, ct_grid, dgrid)).astype(np.int16), dgrid, outputs["ct_dose"],
+                      dtype=np.int16)
+    Path(outputs["masks_dose"]).mkdir(parents=True, exist_ok=True)
+    for name, m in masks.items():
+        md = _to_grid(m.astype(np.float32), ct_grid, dgrid) >= 0.5
+        files.write_array(md.astype(np.uint8), dgrid, Path(outputs["masks_dose"]) / f"{name}.nii.gz", dtype=np.uint8)
+    qc["dose_grid"] = {"shape_zyx": dgrid.shape, "spacing_mm": dgrid.spacing, "origin_mm": dgrid.origin}
+
+    # --- delivered dose ----------------------------------------------------------------------
+    if chosen["RTDOSE"] is not None:
+        rd_path = chosen["RTDOSE"].files[0]
+        dose, rd_grid, rd_meta = dcm.read_rtdose(rd_path, patient=pid)
+        if ct_series.frame_of_reference and rd_meta["FrameOfReferenceUID"] not in ("", ct_series.frame_of_reference):
+            raise DosepaintInputError("RTDOSE is on another frame of reference than the planning CT",
+                                      patient=pid, path=rd_path)
+        files.write_array(_to_grid(dose, rd_grid, dgrid), dgrid, outputs["rtdose"])
+        qc["rtdose"] = {k: rd_meta[k] for k in ("DoseType", "DoseUnits", "DoseSummationType")}
+        qc["rtdose"]["max_gy"] = float(dose.max())
+
+    # --- T2w → CT -------------------------------------------------------------------------------
+    reg_kw = dict(bins=reg_params["histogram_bins"], sampling=reg_params["sampling_fraction"],
+                  sampling_strategy=reg_params["sampling_strategy"],
+                  shrink=reg_params["shrink_factors"], smoothing_mm=reg_params["smoothing_mm"],
+                  iterations=reg_params["iterations"], seed=reg_params["seed"])
+    t2_img = None
+    if chosen["T2W"] is not None:
+        t = time.perf_counter()
+        t2, t2_grid, _ = dcm.read_volume(chosen["T2W"].files, patient=pid, what="T2w MR", tolerance_mm=tol)
+        t2_img = t2_grid.image(t2)
+        ct_img = ct_grid.image(ct)
+        r = register_rigid(ct_img, t2_img, fixed_threshold=-400.0, **reg_kw)
+        files.write_transform(r.transform, outputs["t2w_to_ct"])
+        files.write_array(_to_grid(t2, t2_grid, ct_grid, transform=r.transform), ct_grid, outputs["t2w"])
+        qc["t2w"] = {"shape_zyx": t2_grid.shape, "spacing_mm": t2_grid.spacing,
+                     "same_frame_as_ct": chosen["T2W"].frame_of_reference == ct_series.frame_of_reference,
+                     "registration": {"metric_mattes_mi": r.metric, "iterations": r.iterations, "stop": r.stop,
+                                      "angles_deg": list(np.rad2deg([r.transform.GetAngleX(),
+                                                                     r.transform.GetAngleY(),
+                                                                     r.transform.GetAngleZ()])),
+                                      "translation_mm": list(r.transform.GetTranslation())}}
+        timings["t2w_s"] = time.perf_counter() - t
+        ct_to_t2 = r.transform
+
+    # --- DWI → T2w → CT ----------------------------------------------------------------------------
+    if chosen["DWI"] is not None:
+        t = time.perf_counter()
+        signals, bvals, dwi_grid, dwi_hdr = dcm.read_dwi(chosen["DWI"].files, patient=pid, tolerance_mm=tol)
+        if np.any(~np.isfinite(signals)):
+            raise DosepaintInputError("DWI contains non-finite values", patient=pid, path=folder)
+        files.write_array(signals, dwi_grid, outputs["dwi"])
+        timing = dcm.pgse_timing_ms(dwi_hdr)
+        timing_source = "header (private dosepaint block)" if timing else "config defaults"
+        timing = timing or (params["default_pgse_delta_ms"], params["default_pgse_Delta_ms"])
+        b0 = dwi_grid.image(signals[0])
+        if t2_img is None:
+            raise DosepaintInputError("DWI needs a T2w series to be registered to the CT", patient=pid,
+                                      path=folder)
+        same_frame = chosen["DWI"].frame_of_reference == chosen["T2W"].frame_of_reference
+        r = register_rigid(t2_img, b0, initial="identity" if same_frame else "moments", **reg_kw)
+        files.write_transform(r.transform, outputs["dwi_to_t2w"])
+        ct_to_dwi = compose(ct_to_t2, r.transform)
+        files.write_array(_to_grid(signals[0], dwi_grid, ct_grid, transform=ct_to_dwi), ct_grid,
+                          outputs["dwi_b0_ct"])
+        dwi_dose = np.stack([_to_grid(s, dwi_grid, dgrid, transform=ct_to_dwi) for s in signals])
+        files.write_array(dwi_dose, dgrid, outputs["dwi_dose"])
+        files.write_json({"bvalues_s_per_mm2": bvals, "pgse_delta_ms": timing[0], "pgse_Delta_ms": timing[1],
+                          "timing_source": timing_source, "shape_bzyx": signals.shape,
+                          "spacing_mm": dwi_grid.spacing}, outputs["dwi_json"])
+        qc["dwi"] = {"bvalues": bvals, "shape_zyx": dwi_grid.shape, "spacing_mm": dwi_grid.spacing,
+                     "timing_source": timing_source,
+                     "registration_to_t2w": {"metric_mattes_mi": r.metric, "iterations": r.iterations,
+                                             "stop": r.stop, "translation_mm": list(r.transform.GetTranslation())}}
+        timings["dwi_s"] = time.perf_counter() - t
+
+    # --- PET -----------------------------------------------------------------------------------------
+    if chosen["PT"] is not None:
+        t = time.perf_counter()
+        pet, pet_grid, pet_hdr = dcm.read_volume(chosen["PT"].files, patient=pid, what="PET", tolerance_mm=tol)
+        if chosen["PT"].frame_of_reference != ct_series.frame_of_reference:
+            raise DosepaintInputError("PET is on another frame of reference than the planning CT; "
+                                      "PET-to-CT registration is not supported", patient=pid,
+                                      path=chosen["PT"].files[0])
+        files.write_array(pet, pet_grid, outputs["pet"])
+        files.write_array(_to_grid(pet, pet_grid, dgrid), dgrid, outputs["pet_dose"])
+        meta = dcm.pet_metadata(pet_hdr)
+        try:
+            interval, source = uptake_interval_s(series_datetime=meta["SeriesDateTime"],
+                                                 start_datetime=meta["RadiopharmaceuticalStartDateTime"],
+                                                 start_time=meta["RadiopharmaceuticalStartTime"])
+        except (TypeError, ValueError) as exc:
+            interval, source = None, f"unavailable: {exc}"
+        # Absolute dates and times are identifying (PS3.15): keep only the interval.
+        pet_json = {k: meta[k] for k in ("Units", "DecayCorrection", "CorrectedImage", "PatientWeight_kg",
+                                         "RadionuclideTotalDose_Bq", "RadionuclideHalfLife_s")}
+        pet_json.update({"uptake_interval_s": interval, "injection_time_source": source})
+        files.write_json(pet_json, outputs["pet_json"])
+        qc["pet"] = {"shape_zyx": pet_grid.shape, "spacing_mm": pet_grid.spacing, **pet_json}
+        timings["pet_s"] = time.perf_counter() - t
+
+    timings["total_s"] = time.perf_counter() - t0
+    qc["timings"] = timings
+    files.write_json(qc, outputs["qc"])
+    log.info("ingested %s in %.1f s", pid, timings["total_s"])
+    return qc
+
+
+__all__ = ["run", "discover", "dose_grid_for", "layout"]

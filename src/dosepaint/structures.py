@@ -1,0 +1,162 @@
+"""Structures: planar contours ↔ voxel masks, canonical names, derived volumes.
+
+Contours are (n, 3) arrays of LPS points (mm).  Masks are boolean arrays
+(z, y, x) on a :class:`~dosepaint.geometry.Grid`.  Contour extraction and
+polygon filling use scikit-image (``measure.find_contours``,
+``draw.polygon2mask``); SimpleITK has neither for planar polygons.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from scipy import ndimage
+from skimage.draw import polygon2mask
+from skimage.measure import find_contours
+
+from .errors import DosepaintInputError
+from .geometry import Grid
+
+CANONICAL = ("GTV", "CTV_HD", "CTV_LD", "BODY", "SKIN", "RECTUM", "SIGMA", "BOWEL", "NERVES")
+DERIVED = ("CTV_HD_minus_GTV", "CTV_LD_minus_GTV")
+
+#: Built-in aliases; the config's ``ingest.structure_aliases`` adds to them.
+DEFAULT_ALIASES: dict[str, list[str]] = {
+    "GTV": ["GTV", "GTV_primary", "GTVp", "GTV 1", "GTV_Tumor", "GTV_T"],
+    "CTV_HD": ["CTV_HD", "CTV 74", "CTV74", "CTV_high", "CTV 73.6", "CTV_73.6", "CTV_boost"],
+    "CTV_LD": ["CTV_LD", "CTV 41", "CTV41", "CTV_low", "CTV 41.4", "CTV_41.4", "CTV_elective"],
+    "BODY": ["BODY", "External", "Outer Contour", "Outline", "Patient"],
+    "SKIN": ["Skin", "SKIN_3mm", "Skin_3mm"],
+    "RECTUM": ["Rectum", "Rectum_wall", "Rectal"],
+    "SIGMA": ["Sigma", "Sigmoid", "Colon_Sigmoid", "Sigmoid_colon"],
+    "BOWEL": ["Bowel", "BowelBag", "Bowel_Bag", "Bowel_Small", "SmallBowel"],
+    "NERVES": ["Nerves", "Sacral_nerves", "SacralPlexus", "Sacral_Plexus", "Cauda"],
+}
+
+
+def normalise_name(name: str) -> str:
+    """Case-, space- and punctuation-insensitive key: ``'CTV 73.6'`` → ``'ctv736'``."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def map_roi_names(roi_names, aliases: dict[str, list[str]] | None = None, *, patient=None, path=None
+                  ) -> dict[str, str]:
+    """Map clinic ROI names to canonical structures.
+
+    Parameters
+    ----------
+    roi_names : iterable of str
+        Names found in the RTSTRUCT.
+    aliases : dict, optional
+        Extra aliases per canonical name (added to :data:`DEFAULT_ALIASES`).
+
+    Returns
+    -------
+    dict
+        canonical name -> ROI name as found.  Two ROIs matching one canonical
+        name is an error (ambiguous).
+    """
+    table = {k: list(v) for k, v in DEFAULT_ALIASES.items()}
+    for key, names in (aliases or {}).items():
+        table.setdefault(key, []).extend(names)
+    lookup = {}
+    for canon, names in table.items():
+        for n in [canon, *names]:
+            lookup.setdefault(normalise_name(n), canon)
+    found: dict[str, str] = {}
+    for roi in roi_names:
+        canon = lookup.get(normalise_name(roi))
+        if canon is None:
+            continue
+        if canon in found:
+            raise DosepaintInputError(f"ROIs {found[canon]!r} and {roi!r} both map to {canon}; "
+                                      "make the aliases unambiguous", patient=patient, path=path)
+        found[canon] = roi
+    return found
+
+
+def mask_to_contours(mask: np.ndarray, grid: Grid) -> list[np.ndarray]:
+    """Closed planar contours (LPS, mm) of a boolean mask, slice by slice.
+
+    Contours run through the midpoints between voxel centres (marching squares
+    at level 0.5), so :func:`contours_to_mask` on the same grid gives the mask
+    back.  Holes come out as separate contours (filled by even-odd rule).
+    """
+    out = []
+    mat = grid.matrix
+    origin = np.asarray(grid.origin)
+    sp = np.asarray(grid.spacing)
+    for k in np.flatnonzero(mask.any(axis=(1, 2))):
+        plane = np.pad(mask[k].astype(float), 1)
+        for c in find_contours(plane, 0.5):
+            rc = c - 1.0  # undo padding; (row, column) = (j, i)
+            ijk = np.column_stack([rc[:, 1], rc[:, 0], np.full(len(rc), k, float)])
+            pts = (ijk * sp) @ mat.T + origin
+            if np.allclose(pts[0], pts[-1]):
+                pts = pts[:-1]
+            if len(pts) >= 3:
+                out.append(pts)
+    return out
+
+
+def contours_to_mask(contours, grid: Grid, *, patient=None, path=None, name="ROI",
+                     plane_tolerance: float = 0.25) -> np.ndarray:
+    """Fill closed planar contours on ``grid`` (pixel centre inside polygon, even-odd).
+
+    Parameters
+    ----------
+    contours : list of (n, 3) arrays
+        LPS points (mm).
+    grid : Grid
+        Target grid; contours must lie on its slice planes to within
+        ``plane_tolerance`` × slice spacing.
+
+    Returns
+    -------
+    ndarray of bool, grid.shape
+    """
+    mask = np.zeros(grid.shape, dtype=bool)
+    inv = np.linalg.inv(grid.matrix)
+    origin = np.asarray(grid.origin)
+    sp = np.asarray(grid.spacing)
+    nz, ny, nx = grid.shape
+    for pts in contours:
+        ijk = ((np.asarray(pts, float) - origin) @ inv.T) / sp
+        k_float = ijk[:, 2]
+        if np.ptp(k_float) > 2 * plane_tolerance:
+            raise DosepaintInputError(f"ROI {name!r}: contour is not planar in the image slice direction "
+                                      f"(spans {np.ptp(k_float) * sp[2]:.2f} mm)", patient=patient, path=path)
+        k = int(round(float(np.mean(k_float))))
+        if abs(np.mean(k_float) - k) > plane_tolerance:
+            raise DosepaintInputError(f"ROI {name!r}: contour at {np.mean(k_float) * sp[2]:.2f} mm is between "
+                                      "image slices; RTSTRUCT references another image grid?",
+                                      patient=patient, path=path)
+        if not 0 <= k < nz:
+            raise DosepaintInputError(f"ROI {name!r}: contour outside the image (slice index {k})",
+                                      patient=patient, path=path)
+        poly = np.column_stack([ijk[:, 1], ijk[:, 0]])  # (row, column)
+        mask[k] ^= polygon2mask((ny, nx), poly)
+    return mask
+
+
+def shell(mask: np.ndarray, grid: Grid, *, thickness_mm: float) -> np.ndarray:
+    """Inner shell of ``mask`` of the given thickness (mm), e.g. SKIN from BODY."""
+    dist = ndimage.distance_transform_edt(mask, sampling=grid.spacing[::-1])
+    return mask & (dist <= thickness_mm)
+
+
+def expand(mask: np.ndarray, grid: Grid, *, margin_mm: float) -> np.ndarray:
+    """Isotropic expansion of ``mask`` by ``margin_mm`` (Euclidean, anisotropic voxels)."""
+    dist = ndimage.distance_transform_edt(~mask, sampling=grid.spacing[::-1])
+    return dist <= margin_mm
+
+
+def derived_structures(masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """CTV_HD−GTV and CTV_LD−GTV (the study's Table 1 regions)."""
+    out = {}
+    if "GTV" in masks:
+        for ctv in ("CTV_HD", "CTV_LD"):
+            if ctv in masks:
+                out[f"{ctv}_minus_GTV"] = masks[ctv] & ~masks["GTV"]
+    return out
