@@ -72,7 +72,7 @@ class Grid:
         normal = np.cross(row, col)
         mat = np.column_stack([row, col, normal])
         return cls(tuple(int(s) for s in shape), tuple(float(s) for s in spacing),
-                   tuple(float(o) for o in origin), tuple(mat.ravel()))
+                   tuple(float(o) for o in origin), tuple(float(v) for v in mat.ravel()))
 
     def image(self, array: np.ndarray | None = None, dtype=np.float32) -> sitk.Image:
         """A SimpleITK image on this grid (zeros if ``array`` is None)."""
@@ -122,7 +122,8 @@ def grid_covering(points_lps: np.ndarray, *, spacing: float, direction=(1, 0, 0,
     hi = local.max(axis=0) + margin_mm
     n = np.maximum(np.ceil((hi - lo) / spacing).astype(int) + 1, 1)
     origin = mat @ lo
-    return Grid((int(n[2]), int(n[1]), int(n[0])), (spacing,) * 3, tuple(origin), tuple(mat.ravel()))
+    return Grid((int(n[2]), int(n[1]), int(n[0])), (float(spacing),) * 3, tuple(float(v) for v in origin),
+                tuple(float(v) for v in mat.ravel()))
 
 
 def resample(image: sitk.Image, reference: sitk.Image | Grid, *, transform: sitk.Transform | None = None,

@@ -54,7 +54,9 @@ def sphere_signal(bvalues, radius, diffusivity, *, delta: float, Delta: float,
     bvalues : array_like, shape (nb,)
         b-values (s/mm²).
     radius : array_like
-        Sphere radius R (mm); broadcasts with ``diffusivity``.
+        Sphere radius R (mm); broadcasts with ``diffusivity``.  Valid for
+        cells (R ≲ 0.5 mm): for much larger spheres the series loses
+        precision to cancellation (and the signal is free diffusion anyway).
     diffusivity : array_like
         Intracellular free diffusivity D_in (mm²/s).
     delta, Delta : float

@@ -141,8 +141,13 @@ def contours_to_mask(contours, grid: Grid, *, patient=None, path=None, name="ROI
 
 
 def shell(mask: np.ndarray, grid: Grid, *, thickness_mm: float) -> np.ndarray:
-    """Inner shell of ``mask`` of the given thickness (mm), e.g. SKIN from BODY."""
-    dist = ndimage.distance_transform_edt(mask, sampling=grid.spacing[::-1])
+    """Inner shell of ``mask`` of the given thickness (mm), e.g. SKIN from BODY.
+
+    The image's in-plane border counts as outside; its first and last slices
+    do not (a body cut by the end of the scan has no skin there).
+    """
+    padded = np.pad(mask, ((0, 0), (1, 1), (1, 1)))
+    dist = ndimage.distance_transform_edt(padded, sampling=grid.spacing[::-1])[:, 1:-1, 1:-1]
     return mask & (dist <= thickness_mm)
 
 

@@ -108,7 +108,7 @@ def write_image_series(volume: np.ndarray, grid: Grid, folder, *, modality: str,
         else:
             slope, intercept = global_slope, 0.0
         stored = np.clip(np.round((plane - intercept) / slope), info.min, info.max).astype(dtype)
-        sop = uid(series["SeriesInstanceUID"], "slice", k)
+        sop = uid(series["SeriesInstanceUID"], "slice", instance_offset + k)
         ds = _new_dataset(sop_class, sop, patient=patient, study=study, series=series)
         ds.Modality = modality
         ds.InstanceNumber = instance_offset + k + 1
@@ -316,6 +316,18 @@ def bvalue_of(ds: Dataset) -> float | None:
     return _siemens_bvalue(ds)
 
 
+def dcmread(path, *, stop_before_pixels: bool = False) -> Dataset:
+    """Read a DICOM file; files without the 128-byte preamble / file meta are accepted
+    when they still parse to a dataset with a SOPClassUID (older exports)."""
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+        if "SOPClassUID" not in ds:
+            raise
+        return ds
+
+
 def scan_folder(folder, *, patient: str | None = None) -> tuple[list[SeriesInfo], list[str]]:
     """Find every DICOM series below ``folder``, any nesting, any file names.
 
@@ -335,8 +347,8 @@ def scan_folder(folder, *, patient: str | None = None) -> tuple[list[SeriesInfo]
         for name in sorted(files):
             path = Path(root) / name
             try:
-                ds = pydicom.dcmread(path, stop_before_pixels=True)
-            except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError):
+                ds = dcmread(path, stop_before_pixels=True)
+            except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError, KeyError):
                 skipped.append(str(path.relative_to(folder)))
                 continue
             if "SOPClassUID" not in ds or "SeriesInstanceUID" not in ds:
@@ -363,7 +375,7 @@ def scan_folder(folder, *, patient: str | None = None) -> tuple[list[SeriesInfo]
 
 def _read_full(path, *, patient):
     try:
-        return pydicom.dcmread(path)
+        return dcmread(path)
     except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
         raise DosepaintInputError(f"cannot read DICOM file ({exc})", patient=patient, path=path) from exc
 

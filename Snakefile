@@ -1,0 +1,21 @@
+# dosepaint: biologically guided dose painting, from raw DICOM to the paper's tables.
+# Run from the repository root:  snakemake --cores 2
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/cohort.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.ingest_all.input,
+        f"{RESULTS}/cohort/split.tsv",

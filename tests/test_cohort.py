@@ -1,0 +1,108 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dosepaint.cohort import make_split, read_sheet, synthetic_patient_ids, validate_config
+from dosepaint.errors import ConfigError
+
+HEADER = "patient_id\tdicom_dir\tevent\ttime_months\tsplit\n"
+
+
+def write_sheet(tmp_path: Path, rows, header=HEADER) -> Path:
+    for pid in ("P1", "P2", "P3"):
+        (tmp_path / "dicom" / pid).mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "patients.tsv"
+    path.write_text(header + "".join(r + "\n" for r in rows))
+    return path
+
+
+def test_defaults_are_filled(config_schema):
+    cfg = validate_config({"cohort": {"source": "synthetic"}}, config_schema)
+    assert cfg["results"] == "results"
+    assert cfg["synthetic"]["preset"] == "default"
+    assert cfg["ingest"]["dose_grid_mm"] == 3.0
+    assert cfg["ingest"]["registration"]["shrink_factors"] == [4, 2, 1]
+    assert cfg["cohort"]["n_test"] == 10
+
+
+def test_shipped_configs_are_valid(config_schema):
+    from dosepaint.cohort import load_yaml
+
+    root = Path(__file__).resolve().parents[1] / "config"
+    for name in ("config.yaml", "tiny.yaml"):
+        validate_config(load_yaml(root / name), config_schema)
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"cohort": {"source": "synthetic"}, "resutls": "x"}, "'resutls' was unexpected"),
+    ({"cohort": {"source": "synthetic", "n_tset": 3}}, "at 'cohort'"),
+    ({"cohort": {"source": "synthetic"}, "ingest": {"dose_grid_mm": "3"}}, "at 'ingest/dose_grid_mm'"),
+    ({"cohort": {"source": "synthetic"}, "ingest": {"registration": {"bins": 3}}}, "at 'ingest/registration'"),
+    ({"cohort": {"source": "sheet"}}, "needs cohort.sheet"),
+    ({"cohort": {"source": "excel"}}, "at 'cohort/source'"),
+])
+def test_bad_config_gives_one_clear_error(config_schema, config, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        validate_config(config, config_schema)
+
+
+def test_sheet_is_read_and_paths_resolved(tmp_path, sheet_schema):
+    path = write_sheet(tmp_path, ["P1\tdicom/P1\t1\t12.5\t", "P2\tdicom/P2\t0\t60\t"])
+    df = read_sheet(path, schema=sheet_schema)
+    assert df["patient_id"].tolist() == ["P1", "P2"]
+    assert df["event"].tolist() == [1, 0]
+    assert df["time_months"].tolist() == [12.5, 60.0]
+    assert df["split"].isna().all()
+    assert Path(df["dicom_path"][0]) == (tmp_path / "dicom" / "P1").resolve()
+
+
+@pytest.mark.parametrize("rows, message", [
+    (["P1\tdicom/P1\t1\t12\t", "P1\tdicom/P2\t0\t60\t"], "duplicate patient_id 'P1'"),
+    (["P 1\tdicom/P1\t1\t12\t"], "does not match"),
+    (["P1\t../../etc\t1\t12\t"], "outside the cohort root"),
+    (["P1\tdicom/P1\t2\t12\t"], "at 'event'"),
+    (["P1\tdicom/P1\t1\t-3\t"], "at 'time_months'"),
+    (["P1\tdicom/P1\t1\t12\tvalidation"], "at 'split'"),
+    (["P1\tdicom/P1\t1\t12\ttrain", "P2\tdicom/P2\t0\t60\t"], "split given for some patients"),
+    (["P1\tdicom/P1\t\t12\t"], "'event' is a required property"),
+])
+def test_bad_sheet_gives_one_clear_error(tmp_path, sheet_schema, rows, message):
+    with pytest.raises(ConfigError, match=message):
+        read_sheet(write_sheet(tmp_path, rows), schema=sheet_schema)
+
+
+def test_clinical_columns_must_be_declared(tmp_path, sheet_schema):
+    path = write_sheet(tmp_path, ["P1\tdicom/P1\t1\t12\t\t64"], header=HEADER.strip() + "\tage\n")
+    with pytest.raises(ConfigError, match=r"unknown column\(s\) \['age'\]"):
+        read_sheet(path, schema=sheet_schema)
+    df = read_sheet(path, schema=sheet_schema, clinical_columns=["age"])
+    assert df["age"].tolist() == ["64"]
+
+
+def test_dicom_root_can_widen_the_allowed_tree(tmp_path, sheet_schema):
+    sub = tmp_path / "sheets"
+    sub.mkdir()
+    (tmp_path / "dicom" / "P1").mkdir(parents=True)
+    path = sub / "patients.tsv"
+    path.write_text(HEADER + "P1\t../dicom/P1\t0\t30\t\n")
+    with pytest.raises(ConfigError, match="outside the cohort root"):
+        read_sheet(path, schema=sheet_schema)
+    assert len(read_sheet(path, schema=sheet_schema, dicom_root=tmp_path)) == 1
+
+
+def test_split_reproduces_study_proportions_and_is_stratified():
+    ids = synthetic_patient_ids(prefix="SYN", n_patients=37)
+    events = np.array([1] * 11 + [0] * 26)
+    split = make_split(ids, events, n_test=10, seed=3)
+    test = [i for i, p in enumerate(ids) if split[p] == "test"]
+    assert len(test) == 10
+    # 11/37 relapses → 10·11/37 = 2.97 → 3 relapses held out, 7 controls.
+    assert events[test].sum() == 3
+    assert make_split(ids, events, n_test=10, seed=3) == split
+    assert make_split(ids, events, n_test=10, seed=4) != split
+
+
+def test_split_rejects_impossible_sizes():
+    with pytest.raises(ConfigError, match="n_test = 5"):
+        make_split(["a", "b", "c"], [0, 1, 0], n_test=5, seed=0)

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from dosepaint.errors import DosepaintInputError
+from dosepaint.geometry import ORIENTATIONS, Grid
+from dosepaint.structures import (contours_to_mask, derived_structures, expand, map_roi_names, mask_to_contours,
+                                  normalise_name, shell)
+
+
+def oriented_grid(orientation, shape=(40, 64, 64), spacing=(1.0, 1.0, 2.0)):
+    g = Grid.from_orientation(shape=shape, spacing=spacing, origin=(0, 0, 0), iop=ORIENTATIONS[orientation])
+    centre = g.world()
+    return g, np.array([c.mean() for c in centre])
+
+
+@pytest.mark.parametrize("orientation", ["HFS", "HFP", "FFS", "FFP"])
+def test_sphere_round_trip_and_volume(orientation):
+    g, c = oriented_grid(orientation)
+    x, y, z = g.world()
+    r = 20.0
+    sphere = (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 < r**2
+    back = contours_to_mask(mask_to_contours(sphere, g), g)
+    assert np.array_equal(back, sphere)
+    # Voxelised volume close to 4/3 π r³ = 33.51 cm³.
+    assert back.sum() * g.voxel_volume / 1000 == pytest.approx(4 / 3 * np.pi * r**3 / 1000, rel=0.02)
+
+
+def test_holes_are_kept():
+    g, c = oriented_grid("HFS", shape=(3, 64, 64), spacing=(1, 1, 3))
+    x, y, _ = g.world()
+    rr = np.hypot(x - c[0], y - c[1])
+    ring = (rr < 25) & (rr > 10)
+    back = contours_to_mask(mask_to_contours(ring, g), g)
+    assert np.array_equal(back, ring)
+
+
+def test_hand_written_square_contour():
+    g = Grid((2, 10, 10), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
+    square = np.array([[1.5, 1.5, 2.0], [5.5, 1.5, 2.0], [5.5, 3.5, 2.0], [1.5, 3.5, 2.0]])
+    m = contours_to_mask([square], g)
+    assert m.sum() == 4 * 2
+    assert m[1, 2:4, 2:6].all()
+
+
+def test_contour_between_slices_is_an_error():
+    g = Grid((4, 10, 10), (1.0, 1.0, 3.0), (0.0, 0.0, 0.0))
+    tri = np.array([[1.0, 1.0, 4.5], [5.0, 1.0, 4.5], [3.0, 5.0, 4.5]])
+    with pytest.raises(DosepaintInputError, match="between image slices"):
+        contours_to_mask([tri], g, patient="P9", name="GTV")
+
+
+def test_roi_names_map_across_clinics():
+    found = map_roi_names(["GTV 1", "CTV 74", "ctv_low", "External", "Colon_Sigmoid", "PTV", "Rectum"])
+    assert found == {"GTV": "GTV 1", "CTV_HD": "CTV 74", "CTV_LD": "ctv_low", "BODY": "External",
+                     "SIGMA": "Colon_Sigmoid", "RECTUM": "Rectum"}
+    assert map_roi_names(["Tumour_A"], {"GTV": ["tumour a"]}) == {"GTV": "Tumour_A"}
+    assert normalise_name("CTV 73.6") == "ctv736"
+
+
+def test_ambiguous_roi_names_are_an_error():
+    with pytest.raises(DosepaintInputError, match="both map to GTV"):
+        map_roi_names(["GTV", "GTVp"], patient="P1", path="RS.dcm")
+
+
+def test_margins_and_derived_structures():
+    g = Grid((30, 30, 30), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    gtv = np.zeros(g.shape, bool)
+    gtv[15, 15, 15] = True
+    ctv = expand(gtv, g, margin_mm=5.0)
+    # Voxels within 5 mm of a point: lattice points in a ball of radius 5 = 515.
+    assert ctv.sum() == 515
+    d = derived_structures({"GTV": gtv, "CTV_HD": ctv})
+    assert d["CTV_HD_minus_GTV"].sum() == 514
+    body = np.ones(g.shape, bool)
+    # In-plane border is outside, the end slices are not: a 1-voxel ring on every slice.
+    assert shell(body, g, thickness_mm=1.0).sum() == 30 * (30**2 - 28**2)

@@ -1,0 +1,20 @@
+# Cohort-level rules: the train/test split (the TCP fit and statistics build on it).
+
+
+rule make_split:
+    input:
+        sheet=SHEET,
+    output:
+        split=f"{RESULTS}/cohort/split.tsv",
+    params:
+        clinical_columns=CLINICAL_COLUMNS,
+        dicom_root=DICOM_ROOT,
+        n_test=CFG["cohort"]["n_test"],
+        seed=CFG["cohort"]["split_seed"],
+        schema=dp_cohort.load_yaml(_SCHEMAS / "patients.schema.yaml"),
+    log:
+        f"{RESULTS}/logs/make_split.log",
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../../scripts/make_split.py"

@@ -1,0 +1,55 @@
+# Thin adapter: validate the config and the patient sheet, expose patient ids
+# and a few input functions. Logic with branches lives in dosepaint.cohort.
+from pathlib import Path
+
+from dosepaint import cohort as dp_cohort
+from dosepaint import layout as dp_layout
+from dosepaint.synthetic.generate import PRESETS
+
+
+_SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
+CFG = dp_cohort.validate_config(
+    config, dp_cohort.load_yaml(_SCHEMAS / "config.schema.yaml")
+)
+RESULTS = CFG["results"]
+SYNTHETIC = CFG["cohort"]["source"] == "synthetic"
+
+if SYNTHETIC:
+    _syn = CFG["synthetic"]
+    N_SYNTHETIC = _syn["n_patients"] or PRESETS[_syn["preset"]].n_patients
+    PIDS = dp_cohort.synthetic_patient_ids(
+        prefix=_syn["id_prefix"], n_patients=N_SYNTHETIC
+    )
+    SHEET = f"{RESULTS}/synthetic/patients.tsv"
+    CLINICAL_COLUMNS = ["age", "sex"]
+    DICOM_ROOT = None
+else:
+    SHEET = CFG["cohort"]["sheet"]
+    CLINICAL_COLUMNS = CFG["cohort"]["clinical_columns"]
+    DICOM_ROOT = CFG["cohort"]["dicom_root"]
+    _SHEET_DF = dp_cohort.read_sheet(
+        SHEET,
+        schema=dp_cohort.load_yaml(_SCHEMAS / "patients.schema.yaml"),
+        clinical_columns=CLINICAL_COLUMNS,
+        dicom_root=DICOM_ROOT,
+    )
+    PIDS = _SHEET_DF["patient_id"].tolist()
+    _DICOM = dict(zip(_SHEET_DF["patient_id"], _SHEET_DF["dicom_path"]))
+
+
+wildcard_constraints:
+    pid="|".join(PIDS),
+
+
+def dicom_dir(wildcards):
+    """The patient's DICOM folder: generated (synthetic) or from the sheet."""
+    if SYNTHETIC:
+        return f"{RESULTS}/synthetic/dicom/{wildcards.pid}"
+    return _DICOM[wildcards.pid]
+
+
+INGEST_REQUIRED = CFG["ingest"]["required_modalities"]
+INGEST_FILES = {
+    name: f"{RESULTS}/patients/{{pid}}/ingest/{rel}"
+    for name, rel in dp_layout.ingest_outputs(INGEST_REQUIRED).items()
+}

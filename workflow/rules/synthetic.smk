@@ -1,0 +1,42 @@
+# The embedded synthetic cohort: DICOM exports with ground truth kept apart.
+
+
+if SYNTHETIC:
+
+    rule synthesize_patient:
+        output:
+            dicom=directory(f"{RESULTS}/synthetic/dicom/{{pid}}"),
+            truth=directory(f"{RESULTS}/synthetic/truth/{{pid}}"),
+            row=f"{RESULTS}/synthetic/rows/{{pid}}.tsv",
+        params:
+            patient_id=lambda wc: wc.pid,
+            index=lambda wc: PIDS.index(wc.pid),
+            preset=CFG["synthetic"]["preset"],
+            seed=CFG["synthetic"]["seed"],
+            n_patients=N_SYNTHETIC,
+            alpha=CFG["synthetic"]["truth_alpha"],
+            alpha_beta=CFG["synthetic"]["truth_alpha_beta"],
+            clonogenic_fraction=CFG["synthetic"]["truth_clonogenic_fraction"],
+        log:
+            f"{RESULTS}/logs/synthesize_patient/{{pid}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/synthesize_patient/{{pid}}.tsv"
+        resources:
+            mem_mb=6000,
+            runtime=20,
+        conda:
+            "../../envs/imaging.yaml"
+        script:
+            "../../scripts/synthesize_patient.py"
+
+    rule synthesize_cohort:
+        input:
+            rows=expand(f"{RESULTS}/synthetic/rows/{{pid}}.tsv", pid=PIDS),
+        output:
+            sheet=SHEET,
+        log:
+            f"{RESULTS}/logs/synthesize_cohort.log",
+        conda:
+            "../../envs/imaging.yaml"
+        script:
+            "../../scripts/synthesize_cohort.py"
