@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/ingest.smk"
@@ -18,4 +21,4 @@ rule all:
     default_target: True
     input:
         rules.ingest_all.input,
-        f"{RESULTS}/cohort/split.tsv",
+        rules.cohort_all.input,

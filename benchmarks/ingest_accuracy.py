@@ -19,7 +19,7 @@ def main(results: Path) -> pd.DataFrame:
     pids = sorted(p.name for p in (results / "patients").iterdir() if (p / "ingest" / "qc.json").exists())
     rows = []
     for pid in pids:
-        row = ingest_errors(results, pid)
+        row = ingest_errors(results / "patients" / pid / "ingest", results / "synthetic" / "truth" / pid)
         bench = results / "benchmarks" / "ingest" / f"{pid}.tsv"
         if bench.exists():
             b = pd.read_csv(bench, sep="\t")

@@ -13,8 +13,15 @@ from .io import files
 from .registration import compose, rigid_error
 
 
-def ingest_errors(results: str | Path, patient_id: str, *, subsample: int = 20) -> dict:
+def ingest_errors(ingest: str | Path, truth_dir: str | Path, *, subsample: int = 20) -> dict:
     """GTV volume and registration errors of one ingested synthetic patient.
+
+    Parameters
+    ----------
+    ingest : path-like
+        ``results/patients/{pid}/ingest``.
+    truth_dir : path-like
+        ``results/synthetic/truth/{pid}``.
 
     Registration errors are target registration errors over GTV voxels
     (every ``subsample``-th), comparing the estimated CT→T2w and CT→DWI point
@@ -27,13 +34,11 @@ def ingest_errors(results: str | Path, patient_id: str, *, subsample: int = 20) 
         t2w_tre_mean_mm, t2w_tre_max_mm, t2w_rotation_deg,
         dwi_tre_mean_mm, dwi_tre_max_mm, dwi_rotation_deg.
     """
-    results = Path(results)
-    truth_dir = results / "synthetic" / "truth" / patient_id
-    ingest = results / "patients" / patient_id / "ingest"
+    ingest, truth_dir = Path(ingest), Path(truth_dir)
     truth = files.read_json(truth_dir / "truth.json")
     gtv, grid = files.read_array(ingest / "masks_ct" / "GTV.nii.gz")
     vol = float(gtv.sum() * grid.voxel_volume / 1000.0)
-    out = {"patient_id": patient_id, "gtv_volume_cc": vol, "gtv_volume_truth_cc": truth["gtv_volume_cc"],
+    out = {"patient_id": truth["patient_id"], "gtv_volume_cc": vol, "gtv_volume_truth_cc": truth["gtv_volume_cc"],
            "gtv_volume_error_pct": 100.0 * (vol - truth["gtv_volume_cc"]) / truth["gtv_volume_cc"]}
     gtv_true, tgrid = files.read_array(truth_dir / "masks" / "GTV.nii.gz")
     x, y, z = tgrid.world()

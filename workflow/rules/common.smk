@@ -6,7 +6,6 @@ from dosepaint import cohort as dp_cohort
 from dosepaint import layout as dp_layout
 from dosepaint.synthetic.generate import PRESETS
 
-
 _SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 CFG = dp_cohort.validate_config(
     config, dp_cohort.load_yaml(_SCHEMAS / "config.schema.yaml")

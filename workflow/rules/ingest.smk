@@ -8,6 +8,15 @@ rule ingest:
         **INGEST_FILES,
         masks_ct=directory(f"{RESULTS}/patients/{{pid}}/ingest/masks_ct"),
         masks_dose=directory(f"{RESULTS}/patients/{{pid}}/ingest/masks_dose"),
+    log:
+        f"{RESULTS}/logs/ingest/{{pid}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ingest/{{pid}}.tsv"
+    conda:
+        "../../envs/imaging.yaml"
+    resources:
+        mem_mb=6000,
+        runtime=30,
     params:
         patient_id=lambda wc: wc.pid,
         required_modalities=INGEST_REQUIRED,
@@ -19,15 +28,6 @@ rule ingest:
         default_pgse_delta_ms=CFG["ingest"]["default_pgse_delta_ms"],
         default_pgse_Delta_ms=CFG["ingest"]["default_pgse_Delta_ms"],
         registration=CFG["ingest"]["registration"],
-    log:
-        f"{RESULTS}/logs/ingest/{{pid}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/ingest/{{pid}}.tsv"
-    resources:
-        mem_mb=6000,
-        runtime=30,
-    conda:
-        "../../envs/imaging.yaml"
     script:
         "../../scripts/ingest.py"
 
@@ -36,7 +36,11 @@ rule ingest_summary:
     input:
         qc=expand(f"{RESULTS}/patients/{{pid}}/ingest/qc.json", pid=PIDS),
     output:
-        summary=f"{RESULTS}/cohort/ingest_summary.tsv",
+        summary=report(
+            f"{RESULTS}/cohort/ingest_summary.tsv",
+            caption="../report/ingest_summary.rst",
+            category="Ingest",
+        ),
     log:
         f"{RESULTS}/logs/ingest_summary.log",
     conda:

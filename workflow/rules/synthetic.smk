@@ -8,6 +8,15 @@ if SYNTHETIC:
             dicom=directory(f"{RESULTS}/synthetic/dicom/{{pid}}"),
             truth=directory(f"{RESULTS}/synthetic/truth/{{pid}}"),
             row=f"{RESULTS}/synthetic/rows/{{pid}}.tsv",
+        log:
+            f"{RESULTS}/logs/synthesize_patient/{{pid}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/synthesize_patient/{{pid}}.tsv"
+        conda:
+            "../../envs/imaging.yaml"
+        resources:
+            mem_mb=6000,
+            runtime=20,
         params:
             patient_id=lambda wc: wc.pid,
             index=lambda wc: PIDS.index(wc.pid),
@@ -17,15 +26,6 @@ if SYNTHETIC:
             alpha=CFG["synthetic"]["truth_alpha"],
             alpha_beta=CFG["synthetic"]["truth_alpha_beta"],
             clonogenic_fraction=CFG["synthetic"]["truth_clonogenic_fraction"],
-        log:
-            f"{RESULTS}/logs/synthesize_patient/{{pid}}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/synthesize_patient/{{pid}}.tsv"
-        resources:
-            mem_mb=6000,
-            runtime=20,
-        conda:
-            "../../envs/imaging.yaml"
         script:
             "../../scripts/synthesize_patient.py"
 

@@ -1,0 +1,174 @@
+"""Ingest of a synthetic patient against its ground truth, and of broken exports."""
+
+import gzip
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dosepaint import cohort, layout
+from dosepaint.errors import DosepaintInputError
+from dosepaint.io import dicom as dcm
+from dosepaint.io import files
+from dosepaint.stages import ingest
+from dosepaint.validation import ingest_errors
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ingest_params(config_schema, pid="SYN001", **over):
+    cfg = cohort.validate_config({"cohort": {"source": "synthetic"}}, config_schema)["ingest"]
+    keys = ["required_modalities", "required_structures", "structure_aliases", "dose_grid_mm",
+            "dose_grid_margin_mm", "slice_spacing_tolerance_mm", "default_pgse_delta_ms",
+            "default_pgse_Delta_ms", "registration"]
+    return {"patient_id": pid, **{k: cfg[k] for k in keys}, **over}
+
+
+def outputs_in(folder: Path) -> dict:
+    return {k: str(folder / v) for k, v in layout.all_ingest_outputs().items()}
+
+
+def checksums(folder: Path) -> dict:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def ingested(tiny_patient, config_schema, tmp_path_factory):
+    before = checksums(tiny_patient["dicom"])
+    out = tmp_path_factory.mktemp("ingest")
+    qc = ingest.run({"dicom_dir": str(tiny_patient["dicom"])}, outputs_in(out), params=ingest_params(config_schema))
+    return {"out": out, "qc": qc, "before": before, **tiny_patient}
+
+
+def test_inputs_are_not_modified(ingested):
+    assert checksums(ingested["dicom"]) == ingested["before"]
+
+
+def test_every_declared_output_exists(ingested):
+    for name, path in outputs_in(ingested["out"]).items():
+        assert Path(path).exists(), name
+    masks = sorted(p.name for p in (ingested["out"] / "masks_ct").iterdir())
+    assert len(masks) == 11 and "CTV_LD_minus_GTV.nii.gz" in masks
+
+
+def test_structures_match_truth(ingested):
+    err = ingest_errors(ingested["out"], ingested["truth_dir"])
+    assert abs(err["gtv_volume_error_pct"]) < 2.0
+    qc = ingested["qc"]["structures"]
+    assert qc["absent"] == []
+    truth_names = ingested["truth"]["roi_names"]
+    assert qc["roi_mapping"] == {canon: truth_names[canon] for canon in qc["roi_mapping"]}
+    for name, vol in ingested["truth"]["structure_volumes_cc"].items():
+        assert qc["volumes_cc"][name] == pytest.approx(vol, rel=0.02), name
+
+
+def test_registration_recovers_the_misalignment(ingested):
+    # Tiny preset (3×3×4 mm CT, 2.5×2.5×5 mm T2w, 3×3×6 mm DWI): sub-voxel accuracy.
+    err = ingest_errors(ingested["out"], ingested["truth_dir"])
+    assert err["t2w_tre_max_mm"] < 1.0 and err["t2w_rotation_deg"] < 0.5
+    assert err["dwi_tre_max_mm"] < 1.5 and err["dwi_rotation_deg"] < 1.0
+
+
+def test_dose_grid_and_delivered_dose(ingested):
+    dose, grid = files.read_array(ingested["out"] / "rtdose.nii.gz")
+    assert grid.spacing == (3.0, 3.0, 3.0)
+    gtv, g2 = files.read_array(ingested["out"] / "masks_dose" / "GTV.nii.gz")
+    assert g2 == grid
+    assert np.median(dose[gtv > 0]) == pytest.approx(73.6, rel=0.04)
+    assert gtv.sum() * 27 / 1000 == pytest.approx(ingested["truth"]["gtv_volume_cc"], rel=0.05)
+    assert ingested["qc"]["rtdose"]["DoseType"] == "EFFECTIVE"
+
+
+def test_dwi_and_pet_metadata(ingested):
+    dwi = files.read_json(ingested["out"] / "dwi.json")
+    assert dwi["bvalues_s_per_mm2"] == [0, 50, 100, 400, 700, 1000]
+    assert (dwi["pgse_delta_ms"], dwi["pgse_Delta_ms"]) == (20.0, 40.0)
+    signals, _ = files.read_array(ingested["out"] / "dwi.nii.gz")
+    assert signals.shape[0] == 6
+    pet = files.read_json(ingested["out"] / "pet.json")
+    t = ingested["truth"]["pet"]
+    assert pet["uptake_interval_s"] == pytest.approx(t["uptake_s"], abs=1.0)
+    assert pet["PatientWeight_kg"] == t["weight_kg"] and pet["RadionuclideTotalDose_Bq"] == t["dose_bq"]
+
+
+def test_no_identity_in_outputs(ingested):
+    ident = ingested["truth"]["identity"]
+    needles = [ident[k].encode() for k in ("PatientID", "AccessionNumber", "OtherPatientIDs", "InstitutionName")]
+    needles += [part.encode() for part in ident["PatientName"].split("^") if len(part) > 3]
+    needles.append(ident["PatientBirthDate"].encode())
+    for path in ingested["out"].rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            if path.suffix == ".gz":
+                data = gzip.decompress(data)
+            for needle in needles:
+                assert needle not in data, (path, needle)
+
+
+# --- broken exports -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def broken(tiny_patient, tmp_path):
+    copy = tmp_path / "export"
+    shutil.copytree(tiny_patient["dicom"], copy)
+    return copy
+
+
+def run_broken(folder, config_schema, tmp_path, **over):
+    return ingest.run({"dicom_dir": str(folder)}, outputs_in(tmp_path / "out"),
+                      params=ingest_params(config_schema, pid="BAD01", **over))
+
+
+def series_files(folder, kind):
+    series, _ = dcm.scan_folder(folder)
+    return sorted(next(s for s in series if s.kind == kind).files)
+
+
+def test_missing_rtstruct(broken, config_schema, tmp_path):
+    for f in series_files(broken, "RTSTRUCT"):
+        f.unlink()
+    with pytest.raises(DosepaintInputError, match=r"patient BAD01, file .*export: no RTSTRUCT series found"):
+        run_broken(broken, config_schema, tmp_path)
+
+
+def test_missing_ct_slice(broken, config_schema, tmp_path):
+    ct = series_files(broken, "CT")
+    import pydicom
+
+    ct.sort(key=lambda f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]))
+    ct[len(ct) // 2].unlink()
+    with pytest.raises(DosepaintInputError, match="patient BAD01, .*CT: missing slice"):
+        run_broken(broken, config_schema, tmp_path)
+
+
+def test_required_structure_missing(broken, config_schema, tmp_path, tiny_patient):
+    _rename_roi(broken, tiny_patient["truth"]["roi_names"]["GTV"], "Tumour_unknown")
+    with pytest.raises(DosepaintInputError, match=r"patient BAD01, .*required structure\(s\) \['GTV'\] not found"):
+        run_broken(broken, config_schema, tmp_path)
+
+
+def _rename_roi(folder, old, new) -> bool:
+    import pydicom
+
+    path = series_files(folder, "RTSTRUCT")[0]
+    ds = pydicom.dcmread(path)
+    for roi in ds.StructureSetROISequence:
+        if roi.ROIName == old:
+            roi.ROIName = new
+    ds.save_as(path)
+
+
+def test_alias_from_config_rescues_an_unusual_name(broken, config_schema, tmp_path, tiny_patient):
+    # Only CT and RTSTRUCT required: the other modalities may be absent.
+    for kind in ("T2W", "DWI", "PT", "RTDOSE"):
+        for f in series_files(broken, kind):
+            f.unlink()
+    _rename_roi(broken, tiny_patient["truth"]["roi_names"]["GTV"], "Tumour_unknown")
+    qc = run_broken(broken, config_schema, tmp_path, structure_aliases={"GTV": ["tumour unknown"]},
+                    required_modalities=["CT", "RTSTRUCT"])
+    assert qc["structures"]["roi_mapping"]["GTV"] == "Tumour_unknown"
+    assert "t2w" not in qc and "dwi" not in qc
+    assert (tmp_path / "out" / "masks_dose" / "GTV.nii.gz").exists()

@@ -1,0 +1,89 @@
+"""The Snakemake workflow itself: lint, formatting, dry runs, clear config errors, a tiny end-to-end run."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dosepaint.validation import ingest_errors
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def snakemake(*args, cwd=ROOT, timeout=1800):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_lint_is_clean():
+    proc = snakemake("--lint")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_snakefmt_is_clean():
+    proc = subprocess.run([str(BIN / "snakefmt"), "--check", "Snakefile", "workflow/"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dry_run_of_the_main_job_plans_the_whole_cohort(tmp_path):
+    proc = snakemake("-n", "--cores", "2", "--config", f"results={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    jobs = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            jobs[parts[0]] = int(parts[1])
+    assert jobs["synthesize_patient"] == 37 and jobs["ingest"] == 37
+    assert jobs["make_split"] == 1 and jobs["ingest_summary"] == 1
+
+
+def test_unknown_config_key_stops_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"results: {tmp_path / 'res'}\ncohort:\n  source: synthetic\n  n_tset: 3\n")
+    proc = snakemake("-n", "--cores", "1", "--configfile", str(bad))
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "invalid configuration: at 'cohort': Additional properties are not allowed ('n_tset' was unexpected)" in out
+    assert not (tmp_path / "res").exists()
+
+
+def test_bad_patient_sheet_stops_before_any_job(tmp_path):
+    for pid in ("A", "B"):
+        (tmp_path / "dicom" / pid).mkdir(parents=True)
+    sheet = tmp_path / "patients.tsv"
+    sheet.write_text("patient_id\tdicom_dir\tevent\ttime_months\nA\tdicom/A\t0\t30\nA\tdicom/B\t1\t12\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"results: {tmp_path / 'res'}\ncohort:\n  source: sheet\n  sheet: {sheet}\n")
+    proc = snakemake("-n", "--cores", "1", "--configfile", str(cfg))
+    assert proc.returncode != 0
+    assert "duplicate patient_id 'A' (lines 2 and 3)" in proc.stdout + proc.stderr
+
+
+@pytest.mark.workflow
+def test_tiny_cohort_end_to_end(tmp_path):
+    """README main job on the tiny preset: synthesis → ingest → summary and split; then a no-op rerun."""
+    results = tmp_path / "results"
+    args = ("--workflow-profile", "workflow/profiles/default", "--configfile", "config/tiny.yaml",
+            "--config", f"results={results}")
+    proc = snakemake(*args)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    summary = pd.read_csv(results / "cohort" / "ingest_summary.tsv", sep="\t")
+    assert summary["patient_id"].tolist() == ["SYN001", "SYN002", "SYN003", "SYN004"]
+    assert set(summary["patient_position"]) == {"HFP", "HFS"}  # one patient is not prone
+    split = pd.read_csv(results / "cohort" / "split.tsv", sep="\t")
+    assert (split["split"] == "test").sum() == 2
+    for pid in summary["patient_id"]:
+        err = ingest_errors(results / "patients" / pid / "ingest", results / "synthetic" / "truth" / pid)
+        assert abs(err["gtv_volume_error_pct"]) < 2.0, pid
+        assert err["t2w_tre_max_mm"] < 1.5, (pid, err)
+        for sub in ("ingest", "synthesize_patient"):
+            assert (results / "benchmarks" / sub / f"{pid}.tsv").exists()
+    again = snakemake(*args, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
