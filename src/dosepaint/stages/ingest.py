@@ -207,7 +207,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
 
     # --- T2w → CT -------------------------------------------------------------------------------
     reg_kw = dict(bins=reg_params["histogram_bins"], sampling=reg_params["sampling_fraction"],
-                  sampling_strategy=reg_params["sampling_strategy"],
+                  sampling_strategy=reg_params["sampling_strategy"], min_samples=reg_params["min_samples"],
                   shrink=reg_params["shrink_factors"], smoothing_mm=reg_params["smoothing_mm"],
                   iterations=reg_params["iterations"], seed=reg_params["seed"])
     t2_img = None
@@ -222,6 +222,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         qc["t2w"] = {"shape_zyx": t2_grid.shape, "spacing_mm": t2_grid.spacing,
                      "same_frame_as_ct": chosen["T2W"].frame_of_reference == ct_series.frame_of_reference,
                      "registration": {"metric_mattes_mi": r.metric, "iterations": r.iterations, "stop": r.stop,
+                                      "sampling_fraction": r.sampling_fraction,
                                       "angles_deg": list(np.rad2deg([r.transform.GetAngleX(),
                                                                      r.transform.GetAngleY(),
                                                                      r.transform.GetAngleZ()])),
@@ -257,6 +258,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         qc["dwi"] = {"bvalues": bvals, "shape_zyx": dwi_grid.shape, "spacing_mm": dwi_grid.spacing,
                      "timing_source": timing_source,
                      "registration_to_t2w": {"metric_mattes_mi": r.metric, "iterations": r.iterations,
+                                             "sampling_fraction": r.sampling_fraction,
                                              "stop": r.stop, "translation_mm": list(r.transform.GetTranslation())}}
         timings["dwi_s"] = time.perf_counter() - t
 
