@@ -15,11 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from ..geometry import Grid
 from ..microstructure import cell_density
-from ..structures import expand
+from ..structures import expand, shell
 
 # Tissue codes of the label map.
 AIR, FAT, MUSCLE, BONE_CORTEX, BONE_MARROW, GTV, RECTUM, SIGMA, BOWEL, NERVE, BOWEL_GAS, RECTAL_GAS = range(12)
@@ -239,13 +238,12 @@ def structure_masks(anatomy: Anatomy, grid: Grid, labels: np.ndarray | None = No
         labels = anatomy.labels(*grid.world())
     body = labels != AIR
     gtv = labels == GTV
-    dist_in = ndimage.distance_transform_edt(body, sampling=grid.spacing[::-1])
     return {
         "GTV": gtv,
         "CTV_HD": expand(gtv, grid, margin_mm=5.0) & body,
         "CTV_LD": expand(gtv, grid, margin_mm=15.0) & body,
         "BODY": body,
-        "SKIN": body & (dist_in <= 3.0),
+        "SKIN": shell(body, grid, thickness_mm=3.0),
         "RECTUM": np.isin(labels, (RECTUM, RECTAL_GAS)),
         "SIGMA": labels == SIGMA,
         "BOWEL": np.isin(labels, (BOWEL, BOWEL_GAS)),

@@ -158,6 +158,23 @@ def dwi_signals(a: an.Anatomy, x, y, z, *, bvalues, delta_s, Delta_s, ivim_f=0.0
     return s0[..., None] * ((1 - ivim_f) * sig + perf)
 
 
+class _ExportLayout:
+    """Where a patient's files go: nested by series with readable names, or flat with UID names,
+    as different clinics' exports do; ingest must not depend on either."""
+
+    def __init__(self, root: Path, *, nested: bool, key):
+        self.root, self.nested, self.key = Path(root), nested, key
+
+    def folder(self, series: str) -> Path:
+        return self.root / "study1" / series if self.nested else self.root
+
+    def pattern(self, prefix: str) -> str:
+        return f"{prefix}_" + "{index:04d}.dcm" if self.nested else "{uid}.dcm"
+
+    def single(self, series: str, name: str) -> Path:
+        return self.folder(series) / name if self.nested else self.root / f"{dcm.uid(*self.key, name)}.dcm"
+
+
 def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, preset: str, seed: int,
                      n_patients: int, alpha: float, alpha_beta: float, clonogenic_fraction: float) -> dict:
     """Generate one synthetic patient.
@@ -227,13 +244,7 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
             d["FrameOfReferenceUID"] = for_uid
         return d
 
-    # Folder layout differs between patients: nested by series or flat with opaque names.
-    nested = index % 3 != 2
-
-    def folder(sub):
-        return out_dicom / ("study1" if nested else "") / (sub if nested else "")
-
-    pattern = (lambda prefix: f"{prefix}_" + "{index:04d}.dcm") if nested else (lambda prefix: "{uid}.dcm")
+    layout = _ExportLayout(out_dicom, nested=index % 3 != 2, key=(seed, index))
 
     # --- CT and structures --------------------------------------------------------
     cx, cy, cz = ct_grid.world()
@@ -241,16 +252,16 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
     hu = _lut(labels, HU) + rng.normal(0, 12.0, labels.shape)
     hu = np.where(labels == an.AIR, -1000.0, hu)
     ct_series = series("ct", 2, "CT", "Planning CT pelvis", ct_for, KVP="120")
-    ct_written = dcm.write_image_series(hu, ct_grid, folder("CT"), modality="CT", sop_class=dcm.CT_IMAGE,
+    ct_written = dcm.write_image_series(hu, ct_grid, layout.folder("CT"), modality="CT", sop_class=dcm.CT_IMAGE,
                                         patient=patient_tags, study=study, series=ct_series,
-                                        file_pattern=pattern("CT"), rescale="hu")
+                                        file_pattern=layout.pattern("CT"), rescale="hu")
     normal = ct_grid.matrix[:, 2]
     ct_refs = [(sop, float(np.dot(np.asarray(ct_grid.origin) + normal * ct_grid.spacing[2] * k, normal)))
                for k, (sop, _) in enumerate(ct_written)]
     masks = an.structure_masks(a, ct_grid, labels)
     roi_names = {canon: str(rng.choice(v)) for canon, v in ROI_VARIANTS.items()}
     structures = {roi_names[c]: mask_to_contours(m, ct_grid) for c, m in masks.items() if m.any()}
-    dcm.write_rtstruct(folder("RTSTRUCT") / "RS.dcm" if nested else out_dicom / f"{dcm.uid(seed, index, 'rs')}.dcm",
+    dcm.write_rtstruct(layout.single("RTSTRUCT", "RS.dcm"),
                        structures=structures, ct_refs=ct_refs, ct_normal=normal, frame_of_reference=ct_for,
                        patient=patient_tags, study=study,
                        series=series("rtstruct", 3, "RTSTRUCT", "Structures", None))
@@ -271,11 +282,11 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
     bias = 1.0 + 0.15 * a.fields["bias"](mx, my, mz)
     t2 = _lut(lab_mr, T2W) * bias
     t2 = _rician(t2, 15.0, rng)
-    dcm.write_image_series(t2, mr_grid, folder("MR_T2"), modality="MR", sop_class=dcm.MR_IMAGE,
+    dcm.write_image_series(t2, mr_grid, layout.folder("MR_T2"), modality="MR", sop_class=dcm.MR_IMAGE,
                            patient=patient_tags, study=study,
                            series=series("t2w", 4, "MR", "T2 TSE axial pelvis", mr_for,
                                          RepetitionTime="4500", EchoTime="95", MagneticFieldStrength="1.5"),
-                           file_pattern=pattern("T2"))
+                           file_pattern=layout.pattern("T2"))
 
     # --- DWI: slice-profile supersampling, Rician noise -----------------------------------
     delta_ms, Delta_ms = 20.0, 40.0
@@ -302,9 +313,9 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
             ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW"]
 
         series_b = dict(dwi_series)
-        dcm.write_image_series(sig[..., ib], dwi_grid, folder("DWI"), modality="MR", sop_class=dcm.MR_IMAGE,
+        dcm.write_image_series(sig[..., ib], dwi_grid, layout.folder("DWI"), modality="MR", sop_class=dcm.MR_IMAGE,
                                patient=patient_tags, study=study, series=series_b,
-                               file_pattern=pattern(f"DWI_b{int(b)}") if nested else "{uid}.dcm",
+                               file_pattern=layout.pattern(f"DWI_b{int(b)}"),
                                instance_offset=ib * n_slices, per_slice_tags=tags, extra_per_slice=timing,
                                rescale="global")
 
@@ -342,8 +353,8 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
                         AcquisitionDate=series_start.strftime("%Y%m%d"),
                         AcquisitionTime=series_start.strftime("%H%M%S"),
                         RadiopharmaceuticalInformationSequence=rp)
-    dcm.write_image_series(bqml, pet_grid, folder("PET"), modality="PT", sop_class=dcm.PET_IMAGE,
-                           patient=patient_tags, study=study, series=pet_series, file_pattern=pattern("PT"),
+    dcm.write_image_series(bqml, pet_grid, layout.folder("PET"), modality="PT", sop_class=dcm.PET_IMAGE,
+                           patient=patient_tags, study=study, series=pet_series, file_pattern=layout.pattern("PT"),
                            dtype=np.int16, rescale="per_slice")
 
     # --- delivered clinical plan (analytic), RTDOSE EFFECTIVE --------------------------------
@@ -368,7 +379,7 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
     dose_grid = box_grid(tuple(zip(lo, hi)), (p.rtdose_spacing,) * 3, iop)
     dose_img = resample(ct_grid.image(dose.astype(np.float32)), dose_grid)
     dose_arr = sitk.GetArrayFromImage(dose_img)
-    dcm.write_rtdose(folder("RTDOSE") / "RD.dcm" if nested else out_dicom / f"{dcm.uid(seed, index, 'rd')}.dcm",
+    dcm.write_rtdose(layout.single("RTDOSE", "RD.dcm"),
                      dose_arr, dose_grid, frame_of_reference=ct_for, patient=patient_tags, study=study,
                      series=series("rtdose", 7, "RTDOSE", "Delivered plan dose", None))
     files.write_array(dose, ct_grid, truth_dir / "delivered_dose.nii.gz")
