@@ -66,6 +66,7 @@ def test_sheet_is_read_and_paths_resolved(tmp_path, sheet_schema):
     (["P1\tdicom/P1\t1\t12\tvalidation"], "at 'split'"),
     (["P1\tdicom/P1\t1\t12\ttrain", "P2\tdicom/P2\t0\t60\t"], "split given for some patients"),
     (["P1\tdicom/P1\t\t12\t"], "'event' is a required property"),
+    (["P1\tdicom/P9\t1\t12\t"], "line 2 \\(patient P1\\): dicom_dir 'dicom/P9' is not a folder"),
 ])
 def test_bad_sheet_gives_one_clear_error(tmp_path, sheet_schema, rows, message):
     with pytest.raises(ConfigError, match=message):

@@ -101,3 +101,19 @@ def test_outcome_follows_the_truth_model(tiny_patient):
     e_lo, e_hi = (m["alpha"] * d + m["beta"] * d**2 / 16 for d in (65.0, 80.0))
     n_surv = -np.log(m["tcp"])
     assert m["clonogens_total"] * np.exp(-e_hi) < n_surv < m["clonogens_total"] * np.exp(-e_lo)
+
+
+def test_generation_is_deterministic(tiny_patient, tmp_path):
+    import hashlib
+
+    from dosepaint.synthetic.generate import generate_patient
+
+    generate_patient(tmp_path / "dicom", tmp_path / "truth", patient_id="SYN001", index=0, preset="tiny", seed=1729,
+                     n_patients=4, alpha=0.087, alpha_beta=2.0, clonogenic_fraction=0.01)
+
+    def digest(folder):
+        return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    assert digest(tmp_path / "dicom") == digest(tiny_patient["dicom"])
+    assert digest(tmp_path / "truth") == digest(tiny_patient["truth_dir"])

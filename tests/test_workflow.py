@@ -87,3 +87,12 @@ def test_tiny_cohort_end_to_end(tmp_path):
             assert (results / "benchmarks" / sub / f"{pid}.tsv").exists()
     again = snakemake(*args, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # The generated sheet is a valid sheet for "your own exports": plan the same cohort from it.
+    cfg = tmp_path / "sheet.yaml"
+    cfg.write_text(f"results: {tmp_path / 'from_sheet'}\ncohort:\n  source: sheet\n"
+                   f"  sheet: {results / 'synthetic' / 'patients.tsv'}\n  clinical_columns: [age, sex]\n  n_test: 2\n")
+    plan = snakemake("-n", "--cores", "1", "--configfile", str(cfg))
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert "synthesize_patient" not in plan.stdout
+    assert any(line.split() == ["ingest", "4"] for line in plan.stdout.splitlines())

@@ -146,6 +146,9 @@ def read_sheet(path, *, schema: dict, clinical_columns=(), dicom_root=None) -> p
         if not target.is_relative_to(root):
             raise ConfigError(f"patient sheet {path}, line {line_no} (patient {pid}): dicom_dir "
                               f"{row['dicom_dir']!r} resolves outside the cohort root {root}")
+        if not target.is_dir():
+            raise ConfigError(f"patient sheet {path}, line {line_no} (patient {pid}): dicom_dir "
+                              f"{row['dicom_dir']!r} is not a folder ({target})")
         row["dicom_path"] = str(target)
         rows.append(row)
     if not rows:
