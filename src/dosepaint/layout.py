@@ -12,7 +12,7 @@ _INGEST_BY_MODALITY = {
     "T2W": {"t2w": "t2w.nii.gz", "t2w_to_ct": "t2w_to_ct.tfm"},
     "DWI": {"dwi": "dwi.nii.gz", "dwi_json": "dwi.json", "dwi_to_t2w": "dwi_to_t2w.tfm",
             "dwi_dose": "dwi_dose.nii.gz", "dwi_b0_ct": "dwi_b0_ct.nii.gz"},
-    "PT": {"pet": "pet.nii.gz", "pet_dose": "pet_dose.nii.gz", "pet_json": "pet.json"},
+    "PT": {"pet": "pet.nii.gz", "pet_ct": "pet_ct.nii.gz", "pet_dose": "pet_dose.nii.gz", "pet_json": "pet.json"},
     "RTDOSE": {"rtdose": "rtdose.nii.gz"},
 }
 _INGEST_ALWAYS = {"ct": "ct.nii.gz", "ct_dose": "ct_dose.nii.gz", "qc": "qc.json"}

@@ -7,7 +7,7 @@ Outputs (``results/patients/{pid}/ingest/``), see :func:`dosepaint.layout.ingest
 - ``t2w.nii.gz`` (T2w resampled on the CT grid), ``t2w_to_ct.tfm``
 - ``dwi.nii.gz`` (native grid, 4-D b × z × y × x), ``dwi.json`` (b-values, PGSE timing),
   ``dwi_to_t2w.tfm``, ``dwi_dose.nii.gz`` (4-D on the dose grid), ``dwi_b0_ct.nii.gz`` (QC)
-- ``pet.nii.gz`` (Bq/mL, native), ``pet_dose.nii.gz``, ``pet.json`` (what SUV needs, no dates)
+- ``pet.nii.gz`` (Bq/mL, native), ``pet_ct.nii.gz``, ``pet_dose.nii.gz``, ``pet.json`` (what SUV needs, no dates)
 - ``rtdose.nii.gz`` (delivered dose, Gy(RBE) on the dose grid)
 - ``qc.json``
 
@@ -271,6 +271,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
                                       "PET-to-CT registration is not supported", patient=pid,
                                       path=chosen["PT"].files[0])
         files.write_array(pet, pet_grid, outputs["pet"])
+        files.write_array(_to_grid(pet, pet_grid, ct_grid), ct_grid, outputs["pet_ct"])
         files.write_array(_to_grid(pet, pet_grid, dgrid), dgrid, outputs["pet_dose"])
         meta = dcm.pet_metadata(pet_hdr)
         try:
