@@ -172,3 +172,15 @@ def test_alias_from_config_rescues_an_unusual_name(broken, config_schema, tmp_pa
     assert qc["structures"]["roi_mapping"]["GTV"] == "Tumour_unknown"
     assert "t2w" not in qc and "dwi" not in qc
     assert (tmp_path / "out" / "masks_dose" / "GTV.nii.gz").exists()
+
+
+def test_nifti_geometry_reads_the_same_in_nibabel(ingested):
+    import nibabel as nib
+
+    _, grid = files.read_array(ingested["out"] / "ct.nii.gz")
+    affine = nib.load(ingested["out"] / "ct.nii.gz").affine  # RAS
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    np.testing.assert_allclose(affine[:3, 3], lps_to_ras @ np.asarray(grid.origin), atol=1e-3)
+    np.testing.assert_allclose(affine[:3, :3], lps_to_ras @ grid.matrix @ np.diag(grid.spacing), atol=1e-4)
+    # The prone CT (HFP) keeps its direction cosines: rows run to the patient's right.
+    assert grid.matrix[0, 0] == -1.0 and grid.matrix[1, 1] == -1.0
