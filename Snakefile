@@ -14,6 +14,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/dwi.smk"
 include: "workflow/rules/cohort.smk"
 
 
@@ -21,4 +22,5 @@ rule all:
     default_target: True
     input:
         rules.ingest_all.input,
+        rules.dwi_all.input,
         rules.cohort_all.input,

@@ -11,6 +11,8 @@ import pytest
 
 from dosepaint import cohort
 
+from .helpers import checksums, ingest_params, outputs_in
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "workflow" / "schemas"
 CACHE = ROOT / ".testdata-cache"
@@ -67,3 +69,14 @@ def tiny_patient(tmp_path_factory):
                              clonogenic_fraction=0.01)
     return {"base": base, "dicom": base / "dicom" / "SYN001", "truth_dir": base / "truth" / "SYN001",
             "truth": truth}
+
+
+@pytest.fixture(scope="session")
+def ingested(tiny_patient, config_schema, tmp_path_factory):
+    """The tiny patient ingested once per session (shared by the ingest and DWI tests)."""
+    from dosepaint.stages import ingest
+
+    before = checksums(tiny_patient["dicom"])
+    out = tmp_path_factory.mktemp("ingest")
+    qc = ingest.run({"dicom_dir": str(tiny_patient["dicom"])}, outputs_in(out), params=ingest_params(config_schema))
+    return {"out": out, "qc": qc, "before": before, **tiny_patient}

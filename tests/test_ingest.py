@@ -1,45 +1,22 @@
 """Ingest of a synthetic patient against its ground truth, and of broken exports."""
 
 import gzip
-import hashlib
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dosepaint import cohort, layout
+from dosepaint import layout
 from dosepaint.errors import DosepaintInputError
 from dosepaint.io import dicom as dcm
 from dosepaint.io import files
 from dosepaint.stages import ingest
+
+from .helpers import checksums, ingest_params, outputs_in
 from dosepaint.validation import ingest_errors
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def ingest_params(config_schema, pid="SYN001", **over):
-    cfg = cohort.validate_config({"cohort": {"source": "synthetic"}}, config_schema)["ingest"]
-    keys = ["required_modalities", "required_structures", "structure_aliases", "dose_grid_mm",
-            "dose_grid_margin_mm", "slice_spacing_tolerance_mm", "default_pgse_delta_ms",
-            "default_pgse_Delta_ms", "registration"]
-    return {"patient_id": pid, **{k: cfg[k] for k in keys}, **over}
-
-
-def outputs_in(folder: Path) -> dict:
-    return {k: str(folder / v) for k, v in layout.all_ingest_outputs().items()}
-
-
-def checksums(folder: Path) -> dict:
-    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def ingested(tiny_patient, config_schema, tmp_path_factory):
-    before = checksums(tiny_patient["dicom"])
-    out = tmp_path_factory.mktemp("ingest")
-    qc = ingest.run({"dicom_dir": str(tiny_patient["dicom"])}, outputs_in(out), params=ingest_params(config_schema))
-    return {"out": out, "qc": qc, "before": before, **tiny_patient}
 
 
 def test_inputs_are_not_modified(ingested):

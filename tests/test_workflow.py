@@ -77,13 +77,16 @@ def test_tiny_cohort_end_to_end(tmp_path):
     summary = pd.read_csv(results / "cohort" / "ingest_summary.tsv", sep="\t")
     assert summary["patient_id"].tolist() == ["SYN001", "SYN002", "SYN003", "SYN004"]
     assert set(summary["patient_position"]) == {"HFP", "HFS"}  # one patient is not prone
+    dwi = pd.read_csv(results / "cohort" / "dwi_summary.tsv", sep="\t")
+    assert dwi["patient_id"].tolist() == summary["patient_id"].tolist()
+    assert len(list((results / "libraries").glob("dwi_b0-50-100-400-700-1000_d20_D40.npz"))) == 1  # one protocol
     split = pd.read_csv(results / "cohort" / "split.tsv", sep="\t")
     assert (split["split"] == "test").sum() == 2
     for pid in summary["patient_id"]:
         err = ingest_errors(results / "patients" / pid / "ingest", results / "synthetic" / "truth" / pid)
         assert abs(err["gtv_volume_error_pct"]) < 2.0, pid
         assert err["t2w_tre_max_mm"] < 1.5, (pid, err)
-        for sub in ("ingest", "synthesize_patient"):
+        for sub in ("ingest", "synthesize_patient", "dwi"):
             assert (results / "benchmarks" / sub / f"{pid}.tsv").exists()
     again = snakemake(*args, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -289,3 +289,28 @@ def clonogens(cell_density, *, voxel_volume_mm3: float, clonogenic_fraction: flo
     """N = f_c · ρ · v per voxel (ρ already resampled onto the target grid; NaN → 0)."""
     rho = np.nan_to_num(np.asarray(cell_density, float), nan=0.0)
     return clonogenic_fraction * rho * voxel_volume_mm3
+
+
+FLAG_OUT_OF_LIBRARY = 8  # ADC outside the range the library can explain
+
+
+def protocol_key(bvalues, *, delta_ms: float, Delta_ms: float) -> str:
+    """Readable, invertible key of an acquisition protocol: ``b0-100-1000_d20_D40``."""
+    def num(v):
+        return f"{float(v):g}".replace(".", "p")
+
+    return "b" + "-".join(num(b) for b in sorted(bvalues)) + f"_d{num(delta_ms)}_D{num(Delta_ms)}"
+
+
+def parse_protocol_key(key: str) -> tuple[np.ndarray, float, float]:
+    """Inverse of :func:`protocol_key`: (b-values s/mm², δ ms, Δ ms)."""
+    try:
+        bpart, dpart, Dpart = key.split("_")
+        assert bpart[0] == "b" and dpart[0] == "d" and Dpart[0] == "D"
+
+        def val(s):
+            return float(s.replace("p", "."))
+
+        return np.array([val(v) for v in bpart[1:].split("-")]), val(dpart[1:]), val(Dpart[1:])
+    except (ValueError, AssertionError, IndexError) as exc:
+        raise ValueError(f"not a DWI protocol key: {key!r}") from exc

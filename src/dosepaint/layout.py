@@ -34,3 +34,12 @@ def ingest_outputs(required_modalities) -> dict[str, str]:
 def all_ingest_outputs() -> dict[str, str]:
     """Every ingest output name, whether or not its modality is required."""
     return ingest_outputs(_INGEST_BY_MODALITY) | INGEST_FOLDERS
+
+
+DWI_OUTPUTS = {
+    "adc": "adc.nii.gz", "s0": "s0.nii.gz", "flags": "flags.nii.gz", "cell_radius": "cell_radius.nii.gz",
+    "vf": "vf.nii.gz", "cell_density": "cell_density.nii.gz", "rmse": "rmse.nii.gz",
+    "cell_density_dose": "cell_density_dose.nii.gz", "rmse_dose": "rmse_dose.nii.gz",
+    "clonogens": "clonogens.nii.gz", "qc": "qc.tsv",
+}
+"""Outputs of the DWI stage, relative to ``patients/{pid}/dwi``."""

@@ -3,7 +3,9 @@
 from pathlib import Path
 
 from dosepaint import cohort as dp_cohort
+from dosepaint import dwi as dp_dwi
 from dosepaint import layout as dp_layout
+from dosepaint.io import files as dp_files
 from dosepaint.synthetic.generate import PRESETS
 
 _SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -52,3 +54,20 @@ INGEST_FILES = {
     name: f"{RESULTS}/patients/{{pid}}/ingest/{rel}"
     for name, rel in dp_layout.ingest_outputs(INGEST_REQUIRED).items()
 }
+
+
+DWI_FILES = {
+    name: f"{RESULTS}/patients/{{pid}}/dwi/{rel}"
+    for name, rel in dp_layout.DWI_OUTPUTS.items()
+}
+
+
+def dwi_library(wildcards):
+    """The library of the patient's DWI protocol (known once ingest has run)."""
+    meta = dp_files.read_json(checkpoints.ingest.get(pid=wildcards.pid).output.dwi_json)
+    key = dp_dwi.protocol_key(
+        meta["bvalues_s_per_mm2"],
+        delta_ms=meta["pgse_delta_ms"],
+        Delta_ms=meta["pgse_Delta_ms"],
+    )
+    return f"{RESULTS}/libraries/dwi_{key}.npz"

@@ -1,7 +1,7 @@
 # Per-patient DICOM ingest onto the planning CT and the dose grid.
 
 
-rule ingest:
+checkpoint ingest:
     input:
         dicom_dir=dicom_dir,
     output:

@@ -52,14 +52,39 @@ def write_array(array: np.ndarray, grid: Grid, path, dtype=np.float32) -> None:
     write_image(img, path)
 
 
+def _is_nifti(path) -> bool:
+    return str(path).endswith((".nii", ".nii.gz"))
+
+
+def _voxels(path, img: sitk.Image) -> np.ndarray:
+    """Voxel values in SimpleITK's axis order.
+
+    SimpleITK 2.x (ITK 5) silently replaces NaN and ±Inf by 0 when reading
+    NIfTI (fixed in ITK 6, InsightSoftwareConsortium/ITK#6683); flagged voxels
+    are NaN by design here, so float NIfTI data are read with nibabel instead.
+    """
+    arr = sitk.GetArrayFromImage(img)
+    if _is_nifti(path) and arr.dtype.kind == "f":
+        import nibabel as nib
+
+        arr = np.asarray(nib.load(str(path)).dataobj, dtype=arr.dtype).T  # (x, y, z[, t]) → (…, z, y, x)
+    return arr
+
+
 def read_image(path) -> sitk.Image:
-    return sitk.ReadImage(str(path))
+    """Read an image; NaN voxels of float NIfTI files are kept (see :func:`_voxels`)."""
+    img = sitk.ReadImage(str(path))
+    if _is_nifti(path) and img.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        out = sitk.GetImageFromArray(_voxels(path, img))
+        out.CopyInformation(img)
+        return out
+    return img
 
 
 def read_array(path) -> tuple[np.ndarray, Grid]:
     """Read a 3-D or 4-D NIfTI as (array, 3-D grid); 4-D arrays come back (n, z, y, x)."""
     img = sitk.ReadImage(str(path))
-    arr = sitk.GetArrayFromImage(img)
+    arr = _voxels(path, img)
     if img.GetDimension() == 4:
         size = img.GetSize()
         d4 = np.asarray(img.GetDirection()).reshape(4, 4)

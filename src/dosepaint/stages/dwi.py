@@ -1,0 +1,114 @@
+"""DWI stage: multi-b DWI → ADC → microstructure → cell density and clonogens (SCIENCE.md §3).
+
+Inputs (from ingest): ``dwi.nii.gz`` (native grid, b × z × y × x), ``dwi.json``,
+``t2w_to_ct.tfm``, ``dwi_to_t2w.tfm``, ``ct_dose.nii.gz`` (the dose grid),
+``masks_dose/`` and the protocol's ``library`` (.npz).
+
+Outputs (``results/patients/{pid}/dwi/``): on the native DWI grid ``adc`` (mm²/s),
+``s0``, ``flags`` (bit field, see :mod:`dosepaint.dwi`), ``cell_radius`` (mm),
+``vf``, ``cell_density`` (cells/mm³), ``rmse`` (RMS of measured − matched S/S0);
+on the dose grid ``cell_density_dose``, ``rmse_dose`` and ``clonogens``
+(N = f_c·ρ·v inside the GTV, 0 elsewhere); ``qc.tsv``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from .. import dwi as dp_dwi
+from ..errors import DosepaintInputError
+from ..geometry import Grid, resample
+from ..io import files
+from ..registration import compose
+
+log = logging.getLogger(__name__)
+
+
+def run_library(inputs: dict, outputs: dict, *, params: dict) -> dp_dwi.Library:
+    """Build the library of one protocol (``params``: protocol, b_min, grid)."""
+    bvalues, delta_ms, Delta_ms = dp_dwi.parse_protocol_key(params["protocol"])
+    grid = {k: tuple(v) for k, v in params["grid"].items()}
+    lib = dp_dwi.build_library(bvalues, delta=delta_ms / 1e3, Delta=Delta_ms / 1e3, b_min=params["b_min"],
+                               grid=grid)
+    with files.atomic_path(outputs["library"], suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **lib.arrays())
+    log.info("library %s: %d entries", params["protocol"], lib.signals.shape[0])
+    return lib
+
+
+def _to_dose(array, src_grid, dose_ref, transform):
+    img = resample(src_grid.image(np.asarray(array, np.float32)), dose_ref, transform=transform)
+    return sitk.GetArrayFromImage(img)
+
+
+def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
+    """Per-patient DWI analysis.
+
+    ``params``: patient_id, b_min, min_points, adc_max, method ("adc" or "signal"),
+    adc_sigma, knn_k, clonogenic_fraction.
+    """
+    pid = params["patient_id"]
+    signals, grid = files.read_array(inputs["dwi"])
+    meta = files.read_json(inputs["dwi_json"])
+    bvals = np.asarray(meta["bvalues_s_per_mm2"], float)
+    with np.load(inputs["library"]) as d:
+        lib = dp_dwi.Library.from_arrays(d)
+    if not np.allclose(np.sort(lib.bvalues), bvals):
+        raise DosepaintInputError(f"library b-values {lib.bvalues} differ from the DWI's {bvals}", patient=pid,
+                                  path=inputs["library"])
+    fit = dp_dwi.fit_adc(signals, bvals, b_min=params["b_min"], min_points=params["min_points"],
+                         adc_max=params["adc_max"])
+    flags = fit.flags.copy()
+    use = bvals >= lib.b_min
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sn = signals[use] / fit.s0[None]
+    if params["method"] == "adc":
+        match = dp_dwi.AdcLookup(lib, adc_sigma=params["adc_sigma"])(fit.adc, sn)
+    else:
+        match = dp_dwi.match_signals(np.where(fit.valid[None], sn, np.nan), lib, k=params["knn_k"])
+    flags[fit.valid & ~np.isfinite(match.cell_density)] |= dp_dwi.FLAG_OUT_OF_LIBRARY
+
+    for name, arr in (("adc", fit.adc), ("s0", fit.s0), ("cell_radius", match.radius), ("vf", match.vf),
+                      ("cell_density", match.cell_density), ("rmse", match.rmse)):
+        files.write_array(arr, grid, outputs[name])
+    files.write_array(flags, grid, outputs["flags"], dtype=np.uint8)
+
+    # ρ and RMSE are intensive: resample them (NaN-free, with a coverage map), then recompute N.
+    ct_to_dwi = compose(files.read_transform(inputs["t2w_to_ct"]), files.read_transform(inputs["dwi_to_t2w"]))
+    dose_ref = files.read_image(inputs["ct_dose"])
+    ok = np.isfinite(match.cell_density)
+    coverage = _to_dose(ok.astype(np.float32), grid, dose_ref, ct_to_dwi)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho_dose = _to_dose(np.where(ok, match.cell_density, 0.0), grid, dose_ref, ct_to_dwi) / coverage
+        rmse_dose = _to_dose(np.where(ok, match.rmse, 0.0), grid, dose_ref, ct_to_dwi) / coverage
+    valid_dose = coverage >= 0.5
+    rho_dose = np.where(valid_dose, rho_dose, np.nan)
+    rmse_dose = np.where(valid_dose, rmse_dose, np.nan)
+    gtv = sitk.GetArrayFromImage(files.read_image(Path(inputs["masks_dose"]) / "GTV.nii.gz")) > 0
+    dose_grid_vox = float(np.prod(dose_ref.GetSpacing()))
+    n = dp_dwi.clonogens(np.where(gtv, rho_dose, 0.0), voxel_volume_mm3=dose_grid_vox,
+                         clonogenic_fraction=params["clonogenic_fraction"])
+    dgrid = Grid.from_image(dose_ref)
+    files.write_array(rho_dose, dgrid, outputs["cell_density_dose"])
+    files.write_array(rmse_dose, dgrid, outputs["rmse_dose"])
+    files.write_array(n, dgrid, outputs["clonogens"])
+
+    adc_dose = _to_dose(np.nan_to_num(fit.adc), grid, dose_ref, ct_to_dwi)
+    qc = pd.DataFrame([{
+        "patient_id": pid, "method": params["method"], "library_entries": int(lib.signals.shape[0]),
+        "median_adc_gtv": float(np.median(adc_dose[gtv & valid_dose])) if (gtv & valid_dose).any() else np.nan,
+        "median_cell_density_gtv": float(np.nanmedian(rho_dose[gtv])) if gtv.any() else np.nan,
+        "total_clonogens_gtv": float(n.sum()),
+        # GTV voxels on the dose grid without a matched density (flagged DWI voxels under them).
+        "flagged_fraction_gtv": float(np.mean(~valid_dose[gtv])) if gtv.any() else np.nan,
+        # All flagged voxels of the native DWI volume, air included.
+        "flagged_fraction_dwi": float(np.mean(flags != 0)),
+        "median_rmse_gtv": float(np.nanmedian(rmse_dose[gtv])) if gtv.any() else np.nan,
+    }])
+    files.write_tsv(qc, outputs["qc"])
+    return qc

@@ -1,0 +1,72 @@
+"""The DWI stage on the tiny synthetic patient, against its ground truth."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dosepaint import cohort, layout
+from dosepaint.dwi import protocol_key
+from dosepaint.io import files
+from dosepaint.stages import dwi as dwi_stage
+from dosepaint.validation import dwi_errors
+
+
+@pytest.fixture(scope="session")
+def dwi_done(ingested, config_schema, tmp_path_factory):
+    cfg = cohort.validate_config({"cohort": {"source": "synthetic"}}, config_schema)["dwi"]
+    meta = files.read_json(ingested["out"] / "dwi.json")
+    key = protocol_key(meta["bvalues_s_per_mm2"], delta_ms=meta["pgse_delta_ms"], Delta_ms=meta["pgse_Delta_ms"])
+    base = tmp_path_factory.mktemp("dwi")
+    lib = base / f"dwi_{key}.npz"
+    dwi_stage.run_library({}, {"library": str(lib)}, params={"protocol": key, "b_min": cfg["b_min"],
+                                                             "grid": cfg["library"]})
+    ing = ingested["out"]
+    inputs = {"dwi": ing / "dwi.nii.gz", "dwi_json": ing / "dwi.json", "t2w_to_ct": ing / "t2w_to_ct.tfm",
+              "dwi_to_t2w": ing / "dwi_to_t2w.tfm", "ct_dose": ing / "ct_dose.nii.gz",
+              "masks_dose": ing / "masks_dose", "library": lib}
+    out = {k: str(base / v) for k, v in layout.DWI_OUTPUTS.items()}
+    params = {"patient_id": "SYN001", **{k: cfg[k] for k in ("b_min", "min_points", "adc_max", "method",
+                                                             "adc_sigma", "knn_k", "clonogenic_fraction")}}
+    qc = dwi_stage.run(inputs, out, params=params)
+    return {**ingested, "base": base, "qc": qc}
+
+
+def test_protocol_key_round_trip():
+    from dosepaint.dwi import parse_protocol_key
+
+    key = protocol_key([0, 100, 1000, 62.5], delta_ms=20, Delta_ms=40.5)
+    assert key == "b0-62p5-100-1000_d20_D40p5"
+    b, d, D = parse_protocol_key(key)
+    assert b.tolist() == [0, 62.5, 100, 1000] and (d, D) == (20.0, 40.5)
+
+
+def test_outputs_exist_and_flags_are_rare_in_tumour(dwi_done):
+    for name in layout.DWI_OUTPUTS.values():
+        assert (dwi_done["base"] / name).exists(), name
+    qc = dwi_done["qc"].iloc[0]
+    assert qc["flagged_fraction_gtv"] < 0.02
+    # Chordoma ADC (two-compartment truth, mostly low cellularity): ~1.0–1.5e-3 mm²/s.
+    assert 1.0e-3 < qc["median_adc_gtv"] < 1.5e-3
+
+
+def test_cell_density_and_tcp_against_truth(dwi_done):
+    err = dwi_errors(dwi_done["out"], dwi_done["base"], dwi_done["truth_dir"])
+    assert err["spearman_rho_gtv"] > 0.5
+    assert abs(err["clonogens_error_pct"]) < 15
+    assert abs(err["tcp_diff_pp"]) < 5
+
+
+def test_native_maps_are_physical(dwi_done):
+    from dosepaint.dwi import FLAG_OUT_OF_LIBRARY
+
+    adc, _ = files.read_array(dwi_done["base"] / "adc.nii.gz")
+    rho, _ = files.read_array(dwi_done["base"] / "cell_density.nii.gz")
+    flags, _ = files.read_array(dwi_done["base"] / "flags.nii.gz")
+    fit_failed = (flags & ~np.uint8(FLAG_OUT_OF_LIBRARY)) != 0
+    assert fit_failed.any() and np.all(np.isnan(adc[fit_failed]))  # flagged, not filled
+    assert np.all(np.isnan(rho[flags != 0]))
+    assert np.all(np.isfinite(rho[flags == 0]))
+    assert np.nanmin(adc) >= 0 and np.nanmax(adc) <= 3.5e-3
+    r, _ = files.read_array(dwi_done["base"] / "cell_radius.nii.gz")
+    assert np.nanmin(r) >= 5e-3 - 1e-9 and np.nanmax(r) <= 12e-3 + 1e-9  # within the library (prior) range
+    assert isinstance(dwi_done["qc"], pd.DataFrame)

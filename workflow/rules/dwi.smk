@@ -1,0 +1,78 @@
+# DWI -> ADC -> microstructure -> cell density and clonogens (SCIENCE.md section 3).
+
+
+rule dwi_library:
+    output:
+        library=f"{RESULTS}/libraries/dwi_{{protocol}}.npz",
+    log:
+        f"{RESULTS}/logs/dwi_library/{{protocol}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/dwi_library/{{protocol}}.tsv"
+    wildcard_constraints:
+        protocol="b[0-9p-]+_d[0-9p]+_D[0-9p]+",
+    conda:
+        "../../envs/imaging.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        protocol=lambda wc: wc.protocol,
+        b_min=CFG["dwi"]["b_min"],
+        grid=CFG["dwi"]["library"],
+    script:
+        "../../scripts/dwi_library.py"
+
+
+rule dwi:
+    input:
+        dwi=INGEST_FILES["dwi"],
+        dwi_json=INGEST_FILES["dwi_json"],
+        t2w_to_ct=INGEST_FILES["t2w_to_ct"],
+        dwi_to_t2w=INGEST_FILES["dwi_to_t2w"],
+        ct_dose=INGEST_FILES["ct_dose"],
+        masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+        library=dwi_library,
+    output:
+        **DWI_FILES,
+    log:
+        f"{RESULTS}/logs/dwi/{{pid}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/dwi/{{pid}}.tsv"
+    conda:
+        "../../envs/imaging.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    params:
+        patient_id=lambda wc: wc.pid,
+        b_min=CFG["dwi"]["b_min"],
+        min_points=CFG["dwi"]["min_points"],
+        adc_max=CFG["dwi"]["adc_max"],
+        method=CFG["dwi"]["method"],
+        adc_sigma=CFG["dwi"]["adc_sigma"],
+        knn_k=CFG["dwi"]["knn_k"],
+        clonogenic_fraction=CFG["dwi"]["clonogenic_fraction"],
+    script:
+        "../../scripts/dwi.py"
+
+
+rule dwi_summary:
+    input:
+        qc=expand(f"{RESULTS}/patients/{{pid}}/dwi/qc.tsv", pid=PIDS),
+    output:
+        summary=report(
+            f"{RESULTS}/cohort/dwi_summary.tsv",
+            caption="../report/dwi_summary.rst",
+            category="DWI",
+        ),
+    log:
+        f"{RESULTS}/logs/dwi_summary.log",
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../../scripts/dwi_summary.py"
+
+
+rule dwi_all:
+    input:
+        f"{RESULTS}/cohort/dwi_summary.tsv",
