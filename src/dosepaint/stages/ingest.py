@@ -209,7 +209,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     reg_kw = dict(bins=reg_params["histogram_bins"], sampling=reg_params["sampling_fraction"],
                   sampling_strategy=reg_params["sampling_strategy"], min_samples=reg_params["min_samples"],
                   shrink=reg_params["shrink_factors"], smoothing_mm=reg_params["smoothing_mm"],
-                  iterations=reg_params["iterations"], seed=reg_params["seed"])
+                  iterations=reg_params["iterations"], seed=reg_params["seed"], refine=reg_params["refine"],
+                  refine_sampling=reg_params["refine_sampling_fraction"])
     t2_img = None
     if chosen["T2W"] is not None:
         t = time.perf_counter()
