@@ -8,8 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
+from scipy.stats import spearmanr
 
+from .geometry import resample
 from .io import files
+from .radiobiology import poisson_tcp
 from .registration import compose, rigid_error
 
 
@@ -71,17 +75,10 @@ def dwi_errors(ingest: str | Path, dwi: str | Path, truth_dir: str | Path) -> di
         spearman_rho_gtv, median_rel_error_rho_gtv, clonogens_est, clonogens_true,
         clonogens_error_pct, tcp_est, tcp_true, tcp_diff_pp.
     """
-    from scipy.stats import spearmanr
-
-    from .geometry import resample
-    from .radiobiology import poisson_tcp
-
     ingest, dwi, truth_dir = Path(ingest), Path(dwi), Path(truth_dir)
     truth = files.read_json(truth_dir / "truth.json")
     model = truth["model"]
     est, grid = files.read_array(dwi / "cell_density_dose.nii.gz")
-    import SimpleITK as sitk
-
     true = sitk.GetArrayFromImage(resample(files.read_image(truth_dir / "cell_density.nii.gz"), grid))
     gtv, _ = files.read_array(ingest / "masks_dose" / "GTV.nii.gz")
     gtv = gtv > 0

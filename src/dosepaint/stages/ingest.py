@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .. import layout
 from ..errors import DosepaintInputError
 from ..geometry import Grid, grid_covering, resample
 from ..io import dicom as dcm
@@ -295,5 +294,3 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     log.info("ingested %s in %.1f s", pid, timings["total_s"])
     return qc
 
-
-__all__ = ["run", "discover", "dose_grid_for", "layout"]
