@@ -140,3 +140,10 @@ def resample(image: sitk.Image, reference: sitk.Image | Grid, *, transform: sitk
               "bspline": sitk.sitkBSpline}[interpolator]
     return sitk.Resample(image, reference, transform or sitk.Transform(), interp, default,
                          sitk.sitkFloat32)
+
+
+def resample_array(array: np.ndarray, src: Grid, dst: Grid | sitk.Image, *,
+                   transform: sitk.Transform | None = None) -> np.ndarray:
+    """:func:`resample` for an array (z, y, x) on ``src``; returns a float32 array on ``dst``."""
+    img = resample(src.image(np.asarray(array, np.float32)), dst, transform=transform)
+    return sitk.GetArrayFromImage(img)

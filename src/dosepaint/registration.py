@@ -88,15 +88,21 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, fixed_threshold: fl
         init.SetCenter(stats.GetCentroid(1))
     else:
         raise ValueError(f"initial must be 'moments' or 'identity', not {initial!r}")
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
     metric_mask = sitk.BinaryDilate(fmask, [3, 3, 1])
     n_mask = int(np.count_nonzero(sitk.GetArrayViewFromImage(metric_mask)))
-    fraction = min(1.0, max(sampling, min_samples / max(n_mask, 1)))
-    reg.SetMetricSamplingStrategy(reg.REGULAR if sampling_strategy == "regular" else reg.RANDOM)
-    reg.SetMetricSamplingPercentage(fraction, seed)
-    reg.SetMetricFixedMask(metric_mask)
-    reg.SetInterpolator(sitk.sitkLinear)
+
+    def mi_method(fraction: float) -> sitk.ImageRegistrationMethod:
+        """Mattes MI in the fixed body mask on ``fraction`` of it (at least ``min_samples`` voxels)."""
+        method = sitk.ImageRegistrationMethod()
+        method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
+        method.SetMetricSamplingStrategy(method.REGULAR if sampling_strategy == "regular" else method.RANDOM)
+        method.SetMetricSamplingPercentage(min(1.0, max(fraction, min_samples / max(n_mask, 1))), seed)
+        method.SetMetricFixedMask(metric_mask)
+        method.SetInterpolator(sitk.sitkLinear)
+        return method
+
+    reg = mi_method(sampling)
+    fraction = reg.GetMetricSamplingPercentagePerLevel()[0]
     # Line-search gradient descent: regular-step descent stalls ~2 mm short of the
     # optimum on these shallow MI landscapes (measured on the synthetic cohort).
     reg.SetOptimizerAsGradientDescentLineSearch(learningRate=1.0, numberOfIterations=iterations,
@@ -113,12 +119,7 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, fixed_threshold: fl
     metric, iters, stop = float(reg.GetMetricValue()), int(reg.GetOptimizerIteration()), \
         reg.GetOptimizerStopConditionDescription()
     if refine:
-        fine = sitk.ImageRegistrationMethod()
-        fine.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
-        fine.SetMetricSamplingStrategy(fine.REGULAR if sampling_strategy == "regular" else fine.RANDOM)
-        fine.SetMetricSamplingPercentage(min(1.0, max(refine_sampling, min_samples / max(n_mask, 1))), seed)
-        fine.SetMetricFixedMask(metric_mask)
-        fine.SetInterpolator(sitk.sitkLinear)
+        fine = mi_method(refine_sampling)
         fine.SetOptimizerAsPowell(numberOfIterations=20, maximumLineIterations=30, stepLength=1.0,
                                   stepTolerance=0.01, valueTolerance=1e-6)
         fine.SetOptimizerScalesFromPhysicalShift()

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 
 from .. import dwi as dp_dwi
 from ..errors import DosepaintInputError
-from ..geometry import Grid, resample
+from ..geometry import Grid, resample_array
 from ..io import files
 from ..registration import compose
 
@@ -39,11 +38,6 @@ def run_library(inputs: dict, outputs: dict, *, params: dict) -> dp_dwi.Library:
         np.savez_compressed(tmp, **lib.arrays())
     log.info("library %s: %d entries", params["protocol"], lib.signals.shape[0])
     return lib
-
-
-def _to_dose(array, src_grid, dose_ref, transform):
-    img = resample(src_grid.image(np.asarray(array, np.float32)), dose_ref, transform=transform)
-    return sitk.GetArrayFromImage(img)
 
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
@@ -80,25 +74,24 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
 
     # ρ and RMSE are intensive: resample them (NaN-free, with a coverage map), then recompute N.
     ct_to_dwi = compose(files.read_transform(inputs["t2w_to_ct"]), files.read_transform(inputs["dwi_to_t2w"]))
-    dose_ref = files.read_image(inputs["ct_dose"])
+    dgrid = Grid.from_image(files.read_image(inputs["ct_dose"]))
     ok = np.isfinite(match.cell_density)
-    coverage = _to_dose(ok.astype(np.float32), grid, dose_ref, ct_to_dwi)
+    coverage = resample_array(ok.astype(np.float32), grid, dgrid, transform=ct_to_dwi)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rho_dose = _to_dose(np.where(ok, match.cell_density, 0.0), grid, dose_ref, ct_to_dwi) / coverage
-        rmse_dose = _to_dose(np.where(ok, match.rmse, 0.0), grid, dose_ref, ct_to_dwi) / coverage
+        rho_dose = resample_array(np.where(ok, match.cell_density, 0.0), grid, dgrid,
+                                  transform=ct_to_dwi) / coverage
+        rmse_dose = resample_array(np.where(ok, match.rmse, 0.0), grid, dgrid, transform=ct_to_dwi) / coverage
     valid_dose = coverage >= 0.5
     rho_dose = np.where(valid_dose, rho_dose, np.nan)
     rmse_dose = np.where(valid_dose, rmse_dose, np.nan)
-    gtv = sitk.GetArrayFromImage(files.read_image(Path(inputs["masks_dose"]) / "GTV.nii.gz")) > 0
-    dose_grid_vox = float(np.prod(dose_ref.GetSpacing()))
-    n = dp_dwi.clonogens(np.where(gtv, rho_dose, 0.0), voxel_volume_mm3=dose_grid_vox,
+    gtv = files.read_array(Path(inputs["masks_dose"]) / "GTV.nii.gz")[0] > 0
+    n = dp_dwi.clonogens(np.where(gtv, rho_dose, 0.0), voxel_volume_mm3=dgrid.voxel_volume,
                          clonogenic_fraction=params["clonogenic_fraction"])
-    dgrid = Grid.from_image(dose_ref)
     files.write_array(rho_dose, dgrid, outputs["cell_density_dose"])
     files.write_array(rmse_dose, dgrid, outputs["rmse_dose"])
     files.write_array(n, dgrid, outputs["clonogens"])
 
-    adc_dose = _to_dose(np.nan_to_num(fit.adc), grid, dose_ref, ct_to_dwi)
+    adc_dose = resample_array(np.nan_to_num(fit.adc), grid, dgrid, transform=ct_to_dwi)
     qc = pd.DataFrame([{
         "patient_id": pid, "method": params["method"], "library_entries": int(lib.signals.shape[0]),
         "median_adc_gtv": float(np.median(adc_dose[gtv & valid_dose])) if (gtv & valid_dose).any() else np.nan,

@@ -26,7 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import DosepaintInputError
-from ..geometry import Grid, grid_covering, resample
+from ..geometry import Grid, grid_covering, resample_array
 from ..io import dicom as dcm
 from ..io import files
 from ..pet import uptake_interval_s
@@ -95,12 +95,6 @@ def dose_grid_for(body: np.ndarray, ct_grid: Grid, *, spacing_mm: float, margin_
     corners = np.array([[i, j, k] for i in (lo[2], hi[2]) for j in (lo[1], hi[1]) for k in (lo[0], hi[0])], float)
     pts = (corners * np.asarray(ct_grid.spacing)) @ ct_grid.matrix.T + np.asarray(ct_grid.origin)
     return grid_covering(pts, spacing=spacing_mm, direction=ct_grid.direction, margin_mm=margin_mm)
-
-
-def _to_grid(array: np.ndarray, src: Grid, dst: Grid, *, transform=None, nearest=False) -> np.ndarray:
-    img = resample(src.image(array.astype(np.float32)), dst, transform=transform,
-                   interpolator="nearest" if nearest else "linear")
-    return sitk.GetArrayFromImage(img)
 
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
@@ -185,11 +179,11 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     # --- dose grid ------------------------------------------------------------------------
     dgrid = dose_grid_for(masks["BODY"], ct_grid, spacing_mm=params["dose_grid_mm"],
                           margin_mm=params["dose_grid_margin_mm"])
-    files.write_array(np.round(_to_grid(ct, ct_grid, dgrid)).astype(np.int16), dgrid, outputs["ct_dose"],
+    files.write_array(np.round(resample_array(ct, ct_grid, dgrid)).astype(np.int16), dgrid, outputs["ct_dose"],
                       dtype=np.int16)
     Path(outputs["masks_dose"]).mkdir(parents=True, exist_ok=True)
     for name, m in masks.items():
-        md = _to_grid(m.astype(np.float32), ct_grid, dgrid) >= 0.5
+        md = resample_array(m.astype(np.float32), ct_grid, dgrid) >= 0.5
         files.write_array(md.astype(np.uint8), dgrid, Path(outputs["masks_dose"]) / f"{name}.nii.gz", dtype=np.uint8)
     qc["dose_grid"] = {"shape_zyx": dgrid.shape, "spacing_mm": dgrid.spacing, "origin_mm": dgrid.origin}
 
@@ -200,7 +194,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         if ct_series.frame_of_reference and rd_meta["FrameOfReferenceUID"] not in ("", ct_series.frame_of_reference):
             raise DosepaintInputError("RTDOSE is on another frame of reference than the planning CT",
                                       patient=pid, path=rd_path)
-        files.write_array(_to_grid(dose, rd_grid, dgrid), dgrid, outputs["rtdose"])
+        files.write_array(resample_array(dose, rd_grid, dgrid), dgrid, outputs["rtdose"])
         qc["rtdose"] = {k: rd_meta[k] for k in ("DoseType", "DoseUnits", "DoseSummationType")}
         qc["rtdose"]["max_gy"] = float(dose.max())
 
@@ -218,7 +212,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         ct_img = ct_grid.image(ct)
         r = register_rigid(ct_img, t2_img, fixed_threshold=-400.0, **reg_kw)
         files.write_transform(r.transform, outputs["t2w_to_ct"])
-        files.write_array(_to_grid(t2, t2_grid, ct_grid, transform=r.transform), ct_grid, outputs["t2w"])
+        files.write_array(resample_array(t2, t2_grid, ct_grid, transform=r.transform), ct_grid, outputs["t2w"])
         qc["t2w"] = {"shape_zyx": t2_grid.shape, "spacing_mm": t2_grid.spacing,
                      "same_frame_as_ct": chosen["T2W"].frame_of_reference == ct_series.frame_of_reference,
                      "registration": {"metric_mattes_mi": r.metric, "iterations": r.iterations, "stop": r.stop,
@@ -248,9 +242,9 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         r = register_rigid(t2_img, b0, initial="identity" if same_frame else "moments", **reg_kw)
         files.write_transform(r.transform, outputs["dwi_to_t2w"])
         ct_to_dwi = compose(ct_to_t2, r.transform)
-        files.write_array(_to_grid(signals[0], dwi_grid, ct_grid, transform=ct_to_dwi), ct_grid,
+        files.write_array(resample_array(signals[0], dwi_grid, ct_grid, transform=ct_to_dwi), ct_grid,
                           outputs["dwi_b0_ct"])
-        dwi_dose = np.stack([_to_grid(s, dwi_grid, dgrid, transform=ct_to_dwi) for s in signals])
+        dwi_dose = np.stack([resample_array(s, dwi_grid, dgrid, transform=ct_to_dwi) for s in signals])
         files.write_array(dwi_dose, dgrid, outputs["dwi_dose"])
         files.write_json({"bvalues_s_per_mm2": bvals, "pgse_delta_ms": timing[0], "pgse_Delta_ms": timing[1],
                           "timing_source": timing_source, "shape_bzyx": signals.shape,
@@ -271,8 +265,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
                                       "PET-to-CT registration is not supported", patient=pid,
                                       path=chosen["PT"].files[0])
         files.write_array(pet, pet_grid, outputs["pet"])
-        files.write_array(_to_grid(pet, pet_grid, ct_grid), ct_grid, outputs["pet_ct"])
-        files.write_array(_to_grid(pet, pet_grid, dgrid), dgrid, outputs["pet_dose"])
+        files.write_array(resample_array(pet, pet_grid, ct_grid), ct_grid, outputs["pet_ct"])
+        files.write_array(resample_array(pet, pet_grid, dgrid), dgrid, outputs["pet_dose"])
         meta = dcm.pet_metadata(pet_hdr)
         try:
             interval, source = uptake_interval_s(series_datetime=meta["SeriesDateTime"],
