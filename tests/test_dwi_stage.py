@@ -6,6 +6,7 @@ import pytest
 
 from dosepaint import cohort, layout
 from dosepaint.dwi import protocol_key
+from dosepaint.errors import DosepaintInputError
 from dosepaint.io import files
 from dosepaint.stages import dwi as dwi_stage
 from dosepaint.validation import dwi_errors
@@ -19,16 +20,25 @@ def dwi_done(ingested, config_schema, tmp_path_factory):
     base = tmp_path_factory.mktemp("dwi")
     lib = base / f"dwi_{key}.npz"
     dwi_stage.run_library({}, {"library": str(lib)}, params={"protocol": key, "b_min": cfg["b_min"],
+                                                             "adc_weighting": cfg["adc_weighting"],
                                                              "grid": cfg["library"]})
     ing = ingested["out"]
     inputs = {"dwi": ing / "dwi.nii.gz", "dwi_json": ing / "dwi.json", "t2w_to_ct": ing / "t2w_to_ct.tfm",
               "dwi_to_t2w": ing / "dwi_to_t2w.tfm", "ct_dose": ing / "ct_dose.nii.gz",
               "masks_dose": ing / "masks_dose", "library": lib}
     out = {k: str(base / v) for k, v in layout.DWI_OUTPUTS.items()}
-    params = {"patient_id": "SYN001", **{k: cfg[k] for k in ("b_min", "min_points", "adc_max", "method",
-                                                             "adc_sigma", "knn_k", "clonogenic_fraction")}}
+    params = {"patient_id": "SYN001", **{k: cfg[k] for k in ("b_min", "min_points", "adc_max", "adc_weighting",
+                                                             "method", "adc_sigma", "knn_k",
+                                                             "clonogenic_fraction")}}
     qc = dwi_stage.run(inputs, out, params=params)
-    return {**ingested, "base": base, "qc": qc}
+    return {**ingested, "base": base, "qc": qc, "inputs": inputs, "params": params}
+
+
+def test_a_library_fitted_another_way_is_refused(dwi_done, tmp_path):
+    out = {k: str(tmp_path / v) for k, v in layout.DWI_OUTPUTS.items()}
+    with pytest.raises(DosepaintInputError, match=r"SYN001.*weighting signal\) differs.*weighting none"):
+        dwi_stage.run(dwi_done["inputs"], out, params={**dwi_done["params"], "adc_weighting": "none"})
+    assert not any((tmp_path / v).exists() for v in layout.DWI_OUTPUTS.values())
 
 
 def test_protocol_key_round_trip():

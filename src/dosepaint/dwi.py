@@ -45,11 +45,12 @@ class AdcFit:
 
 
 def fit_adc(signals, bvalues, *, b_min: float = 100.0, min_points: int = 2, adc_min: float = 0.0,
-            adc_max: float = 3.5e-3) -> AdcFit:
+            adc_max: float = 3.5e-3, weighting: str = "signal") -> AdcFit:
     """Weighted log-linear fit of S(b) = S0·exp(−b·ADC) over b ≥ ``b_min``.
 
-    Weights are S² (the inverse variance of ln S for Gaussian noise on S),
-    the standard choice for log-linear DWI fits (as in dipy's WLS tensor fit).
+    With ``weighting="signal"`` (default) the weights are S² (the inverse variance of ln S for
+    Gaussian noise on S), the standard choice for log-linear DWI fits (as in dipy's WLS tensor
+    fit); ``weighting="none"`` is ordinary least squares on ln S.
 
     Parameters
     ----------
@@ -63,6 +64,8 @@ def fit_adc(signals, bvalues, *, b_min: float = 100.0, min_points: int = 2, adc_
         Fewest usable b-values for a fit.
     adc_min, adc_max : float
         Physical range (mm²/s); fits outside are flagged.
+    weighting : {"signal", "none"}
+        S² weights or none.
 
     Returns
     -------
@@ -73,6 +76,8 @@ def fit_adc(signals, bvalues, *, b_min: float = 100.0, min_points: int = 2, adc_
     b = np.asarray(bvalues, dtype=np.float64)
     if s.shape[0] != b.size:
         raise ValueError(f"{s.shape[0]} signal volumes for {b.size} b-values")
+    if weighting not in ("signal", "none"):
+        raise ValueError(f"weighting must be 'signal' or 'none', not {weighting!r}")
     use = b >= b_min
     shape = s.shape[1:]
     s = s[use].reshape(int(use.sum()), -1)
@@ -83,7 +88,7 @@ def fit_adc(signals, bvalues, *, b_min: float = 100.0, min_points: int = 2, adc_
     n_good = good.sum(axis=0)
     flags[n_good < min_points] |= FLAG_TOO_FEW_B
     logs = np.log(np.where(good, s, 1.0))
-    w = np.where(good, s**2, 0.0)
+    w = np.where(good, s**2 if weighting == "signal" else 1.0, 0.0)
     # Weighted least squares of y = a − b·x per voxel, in closed form.
     sw = w.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -133,6 +138,8 @@ class Library:
     adc : ndarray (n,)
         Each entry's ADC by the same fit as the measurements (b ≥ b_min).
     b_min : float
+    weighting : str
+        The :func:`fit_adc` weighting of that ADC.
     """
 
     bvalues: np.ndarray
@@ -142,22 +149,24 @@ class Library:
     signals: np.ndarray
     adc: np.ndarray
     b_min: float
+    weighting: str = "signal"
 
     def arrays(self) -> dict:
         """Flat dict of arrays (for ``numpy.savez``)."""
         return {"bvalues": self.bvalues, "delta": np.array(self.delta), "Delta": np.array(self.Delta),
                 "signals": self.signals, "adc": self.adc, "b_min": np.array(self.b_min),
-                **{f"param_{k}": v for k, v in self.params.items()}}
+                "weighting": np.array(self.weighting), **{f"param_{k}": v for k, v in self.params.items()}}
 
     @classmethod
     def from_arrays(cls, d) -> "Library":
         params = {k[len("param_"):]: np.asarray(d[k]) for k in d if k.startswith("param_")}
         return cls(np.asarray(d["bvalues"]), float(d["delta"]), float(d["Delta"]), params,
-                   np.asarray(d["signals"]), np.asarray(d["adc"]), float(d["b_min"]))
+                   np.asarray(d["signals"]), np.asarray(d["adc"]), float(d["b_min"]),
+                   str(d["weighting"]) if "weighting" in d else "signal")
 
 
-def build_library(bvalues, *, delta: float, Delta: float, b_min: float = 100.0, grid: dict | None = None
-                  ) -> Library:
+def build_library(bvalues, *, delta: float, Delta: float, b_min: float = 100.0, grid: dict | None = None,
+                  weighting: str = "signal") -> Library:
     """Two-compartment signals (restricted spheres + hindered extracellular space) over a grid.
 
     Parameters
@@ -169,6 +178,8 @@ def build_library(bvalues, *, delta: float, Delta: float, b_min: float = 100.0, 
     grid : dict, optional
         ``{"radius_um": (lo, hi, n), "vf": (lo, hi, n), "d_in": (lo, hi, n), "d_free": (lo, hi, n)}``;
         radius is spaced geometrically, the others linearly.  Default :data:`DEFAULT_GRID`.
+    b_min, weighting : float, str
+        Of the entries' ADC fit (:func:`fit_adc`); the measurements must use the same.
     """
     g = {**DEFAULT_GRID, **(grid or {})}
     r = np.geomspace(*g["radius_um"][:2], int(g["radius_um"][2])) * 1e-3
@@ -178,9 +189,9 @@ def build_library(bvalues, *, delta: float, Delta: float, b_min: float = 100.0, 
     R, V, DI, DF = (a.ravel() for a in np.meshgrid(r, vf, d_in, d_free, indexing="ij"))
     b = np.asarray(bvalues, float)
     sig = two_compartment_signal(b, radius=R, vf=V, d_in=DI, d_free=DF, delta=delta, Delta=Delta)
-    adc = fit_adc(sig.T, b, b_min=b_min, adc_max=np.inf).adc
+    adc = fit_adc(sig.T, b, b_min=b_min, adc_max=np.inf, weighting=weighting).adc
     params = {"radius": R, "vf": V, "d_in": DI, "d_free": DF, "cell_density": cell_density(radius=R, vf=V)}
-    return Library(b, float(delta), float(Delta), params, sig, adc, float(b_min))
+    return Library(b, float(delta), float(Delta), params, sig, adc, float(b_min), weighting)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ rule dwi_library:
     params:
         protocol=lambda wc: wc.protocol,
         b_min=CFG["dwi"]["b_min"],
+        adc_weighting=CFG["dwi"]["adc_weighting"],
         grid=CFG["dwi"]["library"],
     script:
         "../../scripts/dwi_library.py"
@@ -47,6 +48,7 @@ rule dwi:
         patient_id=lambda wc: wc.pid,
         b_min=CFG["dwi"]["b_min"],
         min_points=CFG["dwi"]["min_points"],
+        adc_weighting=CFG["dwi"]["adc_weighting"],
         adc_max=CFG["dwi"]["adc_max"],
         method=CFG["dwi"]["method"],
         adc_sigma=CFG["dwi"]["adc_sigma"],

@@ -29,11 +29,11 @@ log = logging.getLogger(__name__)
 
 
 def run_library(inputs: dict, outputs: dict, *, params: dict) -> dp_dwi.Library:
-    """Build the library of one protocol (``params``: protocol, b_min, grid)."""
+    """Build the library of one protocol (``params``: protocol, b_min, adc_weighting, grid)."""
     bvalues, delta_ms, Delta_ms = dp_dwi.parse_protocol_key(params["protocol"])
     grid = {k: tuple(v) for k, v in params["grid"].items()}
     lib = dp_dwi.build_library(bvalues, delta=delta_ms / 1e3, Delta=Delta_ms / 1e3, b_min=params["b_min"],
-                               grid=grid)
+                               grid=grid, weighting=params.get("adc_weighting", "signal"))
     with files.atomic_path(outputs["library"], suffix=".npz") as tmp:
         np.savez_compressed(tmp, **lib.arrays())
     log.info("library %s: %d entries", params["protocol"], lib.signals.shape[0])
@@ -43,7 +43,7 @@ def run_library(inputs: dict, outputs: dict, *, params: dict) -> dp_dwi.Library:
 def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """Per-patient DWI analysis.
 
-    ``params``: patient_id, b_min, min_points, adc_max, method ("adc" or "signal"),
+    ``params``: patient_id, b_min, min_points, adc_max, adc_weighting, method ("adc" or "signal"),
     adc_sigma, knn_k, clonogenic_fraction.
     """
     pid = params["patient_id"]
@@ -55,8 +55,13 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     if not np.allclose(np.sort(lib.bvalues), bvals):
         raise DosepaintInputError(f"library b-values {lib.bvalues} differ from the DWI's {bvals}", patient=pid,
                                   path=inputs["library"])
+    weighting = params.get("adc_weighting", "signal")
+    if (lib.b_min, lib.weighting) != (params["b_min"], weighting):
+        raise DosepaintInputError(f"library ADC fit (b_min {lib.b_min}, weighting {lib.weighting}) differs from "
+                                  f"the configured one (b_min {params['b_min']}, weighting {weighting})",
+                                  patient=pid, path=inputs["library"])
     fit = dp_dwi.fit_adc(signals, bvals, b_min=params["b_min"], min_points=params["min_points"],
-                         adc_max=params["adc_max"])
+                         adc_max=params["adc_max"], weighting=weighting)
     flags = fit.flags.copy()
     use = bvals >= lib.b_min
     with np.errstate(invalid="ignore", divide="ignore"):
