@@ -15,6 +15,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/dwi.smk"
+include: "workflow/rules/pet.smk"
 include: "workflow/rules/cohort.smk"
 
 
@@ -23,4 +24,5 @@ rule all:
     input:
         rules.ingest_all.input,
         rules.dwi_all.input,
+        rules.pet_all.input,
         rules.cohort_all.input,

@@ -18,7 +18,7 @@ SCHEMAS = ROOT / "workflow" / "schemas"
 CACHE = ROOT / ".testdata-cache"
 
 # Public test data no one here wrote, shipped inside these sdists (not their wheels).
-SDISTS = {"dicompyler-core": "0.5.6", "heudiconv": "1.5.1"}
+SDISTS = {"dicompyler-core": "0.5.6", "heudiconv": "1.5.1", "pysuv": "0.1.0"}
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +80,9 @@ def ingested(tiny_patient, config_schema, tmp_path_factory):
     out = tmp_path_factory.mktemp("ingest")
     qc = ingest.run({"dicom_dir": str(tiny_patient["dicom"])}, outputs_in(out), params=ingest_params(config_schema))
     return {"out": out, "qc": qc, "before": before, **tiny_patient}
+
+
+@pytest.fixture(scope="session")
+def pysuv_data() -> Path:
+    """pysuv's test data: the QIBA PET DRO slice and IDC/TCIA vendor samples (GE, Siemens, Philips)."""
+    return _sdist("pysuv") / "tests" / "data"

@@ -68,6 +68,10 @@ def test_dwi_and_pet_metadata(ingested):
     t = ingested["truth"]["pet"]
     assert pet["uptake_interval_s"] == pytest.approx(t["uptake_s"], abs=1.0)
     assert pet["PatientWeight_kg"] == t["weight_kg"] and pet["RadionuclideTotalDose_Bq"] == t["dose_bq"]
+    # The generator's own decay law, independently: A(t) = A0·2^(−t/T½) with F-18's 6586.2 s.
+    a_dec = t["dose_bq"] * 2 ** (-t["uptake_s"] / 6586.2)
+    assert pet["suv_factor"] == pytest.approx(t["weight_kg"] * 1000 / a_dec, rel=2e-4)
+    assert pet["suv_error"] is None and pet["header_file"].endswith(".dcm")
 
 
 def test_no_identity_in_outputs(ingested):

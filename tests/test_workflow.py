@@ -42,6 +42,7 @@ def test_dry_run_of_the_main_job_plans_the_whole_cohort(tmp_path):
             jobs[parts[0]] = int(parts[1])
     assert jobs["synthesize_patient"] == 37 and jobs["ingest"] == 37
     assert jobs["make_split"] == 1 and jobs["ingest_summary"] == 1
+    assert jobs["pet_summary"] == 1
 
 
 def test_unknown_config_key_stops_before_any_job(tmp_path):
@@ -82,11 +83,15 @@ def test_tiny_cohort_end_to_end(tmp_path):
     assert len(list((results / "libraries").glob("dwi_b0-50-100-400-700-1000_d20_D40.npz"))) == 1  # one protocol
     split = pd.read_csv(results / "cohort" / "split.tsv", sep="\t")
     assert (split["split"] == "test").sum() == 2
+    pet = pd.read_csv(results / "cohort" / "pet_metrics.tsv", sep="\t")
+    assert len(pet) == 4 * 9 and (pet["reference"] == "truth").all()
+    assert pet.groupby("method")["dice"].median().max() > 0.8
+    assert (results / "cohort" / "pet_segmentation.png").stat().st_size > 10_000
     for pid in summary["patient_id"]:
         err = ingest_errors(results / "patients" / pid / "ingest", results / "synthetic" / "truth" / pid)
         assert abs(err["gtv_volume_error_pct"]) < 2.0, pid
         assert err["t2w_tre_max_mm"] < 1.5, (pid, err)
-        for sub in ("ingest", "synthesize_patient", "dwi"):
+        for sub in ("ingest", "synthesize_patient", "dwi", "pet"):
             assert (results / "benchmarks" / sub / f"{pid}.tsv").exists()
     again = snakemake(*args, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

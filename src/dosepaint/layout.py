@@ -43,3 +43,11 @@ DWI_OUTPUTS = {
     "clonogens": "clonogens.nii.gz", "qc": "qc.tsv",
 }
 """Outputs of the DWI stage, relative to ``patients/{pid}/dwi``."""
+
+
+PET_OUTPUTS = {
+    "suv": "suv.nii.gz", "suv_dose": "suv_dose.nii.gz", "metrics": "metrics.tsv", "btv_dose": "btv_dose.nii.gz",
+    "prescription_contours": "prescription_contours.nii.gz",
+    "prescription_numbers": "prescription_numbers.nii.gz", "qc": "qc.json",
+}
+"""File outputs of the PET stage, relative to ``patients/{pid}/pet``; plus the folder ``masks/``."""

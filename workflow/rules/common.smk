@@ -62,6 +62,12 @@ DWI_FILES = {
 }
 
 
+PET_FILES = {
+    name: f"{RESULTS}/patients/{{pid}}/pet/{rel}"
+    for name, rel in dp_layout.PET_OUTPUTS.items()
+}
+
+
 def dwi_library(wildcards):
     """The library of the patient's DWI protocol (known once ingest has run)."""
     meta = dp_files.read_json(checkpoints.ingest.get(pid=wildcards.pid).output.dwi_json)

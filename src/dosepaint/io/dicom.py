@@ -643,34 +643,89 @@ def read_rtdose(path, *, patient=None):
     return arr.astype(np.float32), grid, meta
 
 
-def _dicom_datetime(date: str | None, time: str | None) -> str | None:
-    if not date or not time:
+def _iso_date(value) -> str | None:
+    """DICOM DA → ISO date, or None when absent or not a real date (anonymised ``00000000``)."""
+    try:
+        return _dt.date(*_da_parts(str(value).strip())).isoformat() if value else None
+    except ValueError:
         return None
-    t = str(time).split(".")[0].ljust(6, "0")
-    return _dt.datetime.strptime(str(date) + t, "%Y%m%d%H%M%S").isoformat()
+
+
+def _da_parts(text: str) -> tuple[int, int, int]:
+    text = text.replace(".", "").replace("-", "")  # ACR-NEMA style YYYY.MM.DD
+    if len(text) != 8 or not text.isdigit():
+        raise ValueError(text)
+    return int(text[:4]), int(text[4:6]), int(text[6:8])
+
+
+def _iso_time(value) -> str | None:
+    """DICOM TM (``HHMMSS.FFFFFF``, ``HHMM``, ``HH:MM:SS``) → ISO time, or None."""
+    if not value:
+        return None
+    text = str(value).strip().replace(":", "")
+    whole, _, frac = text.partition(".")
+    if not whole.isdigit() or len(whole) not in (2, 4, 6):
+        return None
+    whole = whole.ljust(6, "0")
+    try:
+        micro = int((frac + "000000")[:6]) if frac.isdigit() else 0
+        return _dt.time(int(whole[:2]), int(whole[2:4]), int(whole[4:6]), micro).isoformat()
+    except ValueError:
+        return None
+
+
+def _iso_datetime(value) -> str | None:
+    """DICOM DT (``YYYYMMDDHHMMSS.FFFFFF&ZZXX``) → naive ISO date-time (offset dropped), or None."""
+    if not value:
+        return None
+    text = str(value).strip()
+    for sign in "+-":
+        if sign in text[8:]:
+            text = text[:8] + text[8:].split(sign)[0]
+    date, time = _iso_date(text[:8]), _iso_time(text[8:] or "00")
+    return f"{date}T{time}" if date and time else None
+
+
+def _private_float(ds: Dataset, tag: tuple[int, int]) -> float | None:
+    try:
+        value = ds[tag].value if tag in ds else None
+        return float(value) if value not in (None, "", b"") else None
+    except (TypeError, ValueError):
+        return None
 
 
 def pet_metadata(ds: Dataset) -> dict:
     """The attributes SUV needs (SCIENCE.md §4), without patient identity.
 
-    Times are ISO strings; the injection date-time is taken from
-    RadiopharmaceuticalStartDateTime when present, else SeriesDate +
-    RadiopharmaceuticalStartTime (the SUV stage handles midnight).
+    Dates and times are ISO strings, or None where absent or unreadable (anonymised exports
+    often carry ``00000000`` dates); the PET stage keeps only the uptake interval made of them.
+    Philips' private SUV scale factor (7053,1000) and activity-concentration scale factor
+    (7053,1009) are read when present.
     """
     rp = ds.get("RadiopharmaceuticalInformationSequence")
     rp = rp[0] if rp else Dataset()
-    start_dt = rp.get("RadiopharmaceuticalStartDateTime")
     return {
-        "Units": str(ds.get("Units", "")),
-        "DecayCorrection": str(ds.get("DecayCorrection", "")),
-        "CorrectedImage": [str(v) for v in ds.get("CorrectedImage", [])],
-        "PatientWeight_kg": float(ds.PatientWeight) if ds.get("PatientWeight") else None,
-        "RadionuclideTotalDose_Bq": float(rp.RadionuclideTotalDose) if rp.get("RadionuclideTotalDose") else None,
-        "RadionuclideHalfLife_s": float(rp.RadionuclideHalfLife) if rp.get("RadionuclideHalfLife") else None,
-        "RadiopharmaceuticalStartDateTime": (
-            _dicom_datetime(str(start_dt)[:8], str(start_dt)[8:]) if start_dt else None),
-        "RadiopharmaceuticalStartTime": str(rp.get("RadiopharmaceuticalStartTime", "")) or None,
-        "SeriesDateTime": _dicom_datetime(ds.get("SeriesDate"), ds.get("SeriesTime")),
-        "AcquisitionDateTime": _dicom_datetime(ds.get("AcquisitionDate"), ds.get("AcquisitionTime")),
+        "Units": str(ds.get("Units", "")).strip().upper(),
+        "DecayCorrection": str(ds.get("DecayCorrection", "")).strip().upper(),
+        "CorrectedImage": [str(v).strip().upper() for v in ds.get("CorrectedImage", []) or []],
+        "PatientWeight_kg": _positive(ds.get("PatientWeight")),
+        "RadionuclideTotalDose_Bq": _positive(rp.get("RadionuclideTotalDose")),
+        "RadionuclideHalfLife_s": _positive(rp.get("RadionuclideHalfLife")),
+        "RadiopharmaceuticalStartDateTime": _iso_datetime(rp.get("RadiopharmaceuticalStartDateTime")),
+        "RadiopharmaceuticalStartTime": _iso_time(rp.get("RadiopharmaceuticalStartTime")),
+        "SeriesDate": _iso_date(ds.get("SeriesDate")),
+        "SeriesTime": _iso_time(ds.get("SeriesTime")),
+        "AcquisitionTime": _iso_time(ds.get("AcquisitionTime")),
+        "PhilipsSUVScaleFactor": _private_float(ds, (0x7053, 0x1000)),
+        "PhilipsActivityConcentrationScaleFactor": _private_float(ds, (0x7053, 0x1009)),
         "Manufacturer": str(ds.get("Manufacturer", "")),
     }
+
+
+def _positive(value) -> float | None:
+    """A DS/IS value as float, or None when absent, empty, zero or unreadable."""
+    try:
+        v = float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+    return v if v and v > 0 else None

@@ -29,7 +29,7 @@ from ..errors import DosepaintInputError
 from ..geometry import Grid, grid_covering, resample_array
 from ..io import dicom as dcm
 from ..io import files
-from ..pet import uptake_interval_s
+from ..pet import SuvError, suv_factor_from_metadata
 from ..registration import compose, register_rigid
 from ..structures import CANONICAL, contours_to_mask, derived_structures, map_roi_names, shell
 
@@ -95,6 +95,14 @@ def dose_grid_for(body: np.ndarray, ct_grid: Grid, *, spacing_mm: float, margin_
     corners = np.array([[i, j, k] for i in (lo[2], hi[2]) for j in (lo[1], hi[1]) for k in (lo[0], hi[0])], float)
     pts = (corners * np.asarray(ct_grid.spacing)) @ ct_grid.matrix.T + np.asarray(ct_grid.origin)
     return grid_covering(pts, spacing=spacing_mm, direction=ct_grid.direction, margin_mm=margin_mm)
+
+
+def _relative(path, folder: Path) -> str:
+    """``path`` relative to the patient's DICOM folder (the export's own names, no header values)."""
+    try:
+        return str(Path(path).relative_to(folder))
+    except ValueError:
+        return Path(path).name
 
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
@@ -268,16 +276,16 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         files.write_array(resample_array(pet, pet_grid, ct_grid), ct_grid, outputs["pet_ct"])
         files.write_array(resample_array(pet, pet_grid, dgrid), dgrid, outputs["pet_dose"])
         meta = dcm.pet_metadata(pet_hdr)
+        # The SUV factor is settled here, where the header is; an unusable header does not stop the
+        # ingest (CT, MR and dose are still good) but is kept, and the PET stage fails on it.
         try:
-            interval, source = uptake_interval_s(series_datetime=meta["SeriesDateTime"],
-                                                 start_datetime=meta["RadiopharmaceuticalStartDateTime"],
-                                                 start_time=meta["RadiopharmaceuticalStartTime"])
-        except (TypeError, ValueError) as exc:
-            interval, source = None, f"unavailable: {exc}"
-        # Absolute dates and times are identifying (PS3.15): keep only the interval.
-        pet_json = {k: meta[k] for k in ("Units", "DecayCorrection", "CorrectedImage", "PatientWeight_kg",
-                                         "RadionuclideTotalDose_Bq", "RadionuclideHalfLife_s")}
-        pet_json.update({"uptake_interval_s": interval, "injection_time_source": source})
+            _, pet_json = suv_factor_from_metadata(meta)
+            pet_json["suv_error"] = None
+        except SuvError as exc:
+            pet_json = {"suv_factor": None, "suv_error": str(exc), "suv_error_attribute": exc.attribute}
+            log.warning("%s: no SUV from %s: %s", pid, chosen["PT"].files[0], exc)
+        # Absolute dates and times are identifying (PS3.15): only the interval is kept.
+        pet_json["header_file"] = _relative(chosen["PT"].files[0], folder)
         files.write_json(pet_json, outputs["pet_json"])
         qc["pet"] = {"shape_zyx": pet_grid.shape, "spacing_mm": pet_grid.spacing, **pet_json}
         timings["pet_s"] = time.perf_counter() - t

@@ -1,0 +1,73 @@
+# PET: SUV, segmentation methods scored with TG-211 metrics, dose-painting prescriptions.
+
+PET_REFERENCE_IS_TRUTH = SYNTHETIC and CFG["pet"]["reference"] == "auto"
+
+
+def pet_truth(wildcards):
+    """The synthetic truth (its active-volume mask is the reference), when there is one."""
+    if PET_REFERENCE_IS_TRUTH:
+        return {"truth": f"{RESULTS}/synthetic/truth/{wildcards.pid}"}
+    return {}
+
+
+rule pet:
+    input:
+        unpack(pet_truth),
+        pet_ct=INGEST_FILES["pet_ct"],
+        pet_dose=INGEST_FILES["pet_dose"],
+        pet_json=INGEST_FILES["pet_json"],
+        masks_ct=f"{RESULTS}/patients/{{pid}}/ingest/masks_ct",
+        masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+    output:
+        **PET_FILES,
+        masks=directory(f"{RESULTS}/patients/{{pid}}/pet/masks"),
+    log:
+        f"{RESULTS}/logs/pet/{{pid}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pet/{{pid}}.tsv"
+    conda:
+        "../../envs/imaging.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    params:
+        patient_id=lambda wc: wc.pid,
+        methods=CFG["pet"]["methods"],
+        method_params=CFG["pet"]["method_params"],
+        search_structure=CFG["pet"]["search_structure"],
+        search_margin_mm=CFG["pet"]["search_margin_mm"],
+        background_shell_mm=CFG["pet"]["background_shell_mm"],
+        reference_structure=CFG["pet"]["reference_structure"],
+        reference_mask="masks/PET_ACTIVE.nii.gz",
+        prescription=CFG["pet"]["prescription"],
+    script:
+        "../../scripts/pet.py"
+
+
+rule pet_summary:
+    input:
+        metrics=expand(PET_FILES["metrics"], pid=PIDS),
+    output:
+        metrics=f"{RESULTS}/cohort/pet_metrics.tsv",
+        summary=report(
+            f"{RESULTS}/cohort/pet_summary.tsv",
+            caption="../report/pet_summary.rst",
+            category="PET",
+        ),
+        figure=report(
+            f"{RESULTS}/cohort/pet_segmentation.png",
+            caption="../report/pet_segmentation.rst",
+            category="PET",
+        ),
+    log:
+        f"{RESULTS}/logs/pet_summary.log",
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../../scripts/pet_summary.py"
+
+
+rule pet_all:
+    input:
+        f"{RESULTS}/cohort/pet_summary.tsv",
+        f"{RESULTS}/cohort/pet_segmentation.png",
