@@ -68,6 +68,16 @@ PET_FILES = {
 }
 
 
+PET_REFERENCE_IS_TRUTH = SYNTHETIC and CFG["pet"]["reference"] == "auto"
+
+
+def pet_truth(wildcards):
+    """The synthetic truth (its active-volume mask is the reference), when there is one."""
+    if PET_REFERENCE_IS_TRUTH:
+        return {"truth": f"{RESULTS}/synthetic/truth/{wildcards.pid}"}
+    return {}
+
+
 def dwi_library(wildcards):
     """The library of the patient's DWI protocol (known once ingest has run)."""
     meta = dp_files.read_json(checkpoints.ingest.get(pid=wildcards.pid).output.dwi_json)

@@ -1,14 +1,5 @@
 # PET: SUV, segmentation methods scored with TG-211 metrics, dose-painting prescriptions.
 
-PET_REFERENCE_IS_TRUTH = SYNTHETIC and CFG["pet"]["reference"] == "auto"
-
-
-def pet_truth(wildcards):
-    """The synthetic truth (its active-volume mask is the reference), when there is one."""
-    if PET_REFERENCE_IS_TRUTH:
-        return {"truth": f"{RESULTS}/synthetic/truth/{wildcards.pid}"}
-    return {}
-
 
 rule pet:
     input:
