@@ -32,6 +32,19 @@ def _above(suv, region, threshold: float) -> np.ndarray:
     return region & (np.nan_to_num(suv, nan=-np.inf) >= threshold)
 
 
+def _fixed_point(values: np.ndarray, t: float, update, *, tol: float, max_iter: int) -> float:
+    """Iterate T ← update(mean(values ≥ T)) until T moves by less than ``tol``."""
+    for _ in range(max_iter):
+        above = values[values >= t]
+        if above.size == 0:
+            break
+        t_new = update(above.mean())
+        if abs(t_new - t) < tol:
+            return t_new
+        t = t_new
+    return t
+
+
 # ---------------------------------------------------------------------------------------------
 # Thresholds
 # ---------------------------------------------------------------------------------------------
@@ -60,16 +73,7 @@ def black(suv, region, *, spacing_mm=None, background=None, slope: float = 0.307
     Starts at T = 0.5 · SUVmax and stops when T moves by less than ``tol`` (g/mL).
     """
     v = _region_values(suv, region)
-    t = 0.5 * v.max()
-    for _ in range(max_iter):
-        above = v[v >= t]
-        if above.size == 0:
-            break
-        t_new = slope * above.mean() + intercept
-        if abs(t_new - t) < tol:
-            t = t_new
-            break
-        t = t_new
+    t = _fixed_point(v, 0.5 * v.max(), lambda mean: slope * mean + intercept, tol=tol, max_iter=max_iter)
     return _above(suv, region, t)
 
 
@@ -97,16 +101,8 @@ def iterative_background_subtracted(suv, region, *, spacing_mm=None, background:
     iteration buys.
     """
     v = _region_values(suv, region)
-    t = background + fraction * (v.max() - background)
-    for _ in range(max_iter):
-        above = v[v >= t]
-        if above.size == 0:
-            break
-        t_new = background + fraction * (above.mean() - background)
-        if abs(t_new - t) < tol:
-            t = t_new
-            break
-        t = t_new
+    t = _fixed_point(v, background + fraction * (v.max() - background),
+                     lambda mean: background + fraction * (mean - background), tol=tol, max_iter=max_iter)
     return _above(suv, region, t)
 
 
