@@ -18,11 +18,7 @@ import pandas as pd
 from scipy import ndimage
 
 from dosepaint.io import files
-
-
-def _iqr(s: pd.Series) -> str:
-    q1, q2, q3 = s.quantile([0.25, 0.5, 0.75])
-    return f"{q2:.3f} [{q1:.3f}, {q3:.3f}]"
+from dosepaint.stages.pet import median_iqr
 
 
 def main(results: Path) -> None:
@@ -47,7 +43,7 @@ def main(results: Path) -> None:
     pd.set_option("display.width", 220)
 
     print(f"{n} patients; reference: {sorted(set(table['reference']))}")
-    overall = pd.DataFrame({k: table.groupby("method", sort=False)[k].apply(_iqr)
+    overall = pd.DataFrame({k: table.groupby("method", sort=False)[k].apply(median_iqr)
                             for k in ("dice", "sensitivity", "ppv", "hd95_mm", "rve")}).reindex(order)
     print("\nAll patients, median [IQR]:\n" + overall.to_string())
 

@@ -151,7 +151,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     return table
 
 
-def _iqr(s: pd.Series) -> str:
+def median_iqr(s: pd.Series) -> str:
+    """``median [Q1, Q3]`` to three decimals (the cohort tables' format)."""
     q1, q2, q3 = s.quantile([0.25, 0.5, 0.75])
     return f"{q2:.3f} [{q1:.3f}, {q3:.3f}]"
 
@@ -174,7 +175,7 @@ def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     table = pd.concat([files.read_tsv(p) for p in paths], ignore_index=True)
     files.write_tsv(table, outputs["metrics"])
     order = list(dict.fromkeys(table["method"]))
-    summary = pd.DataFrame({m: table.groupby("method", sort=False)[m].apply(_iqr) for m in SUMMARY_METRICS}
+    summary = pd.DataFrame({m: table.groupby("method", sort=False)[m].apply(median_iqr) for m in SUMMARY_METRICS}
                            ).reindex(order)
     summary.insert(0, "patients", table.groupby("method", sort=False)["patient_id"].nunique().reindex(order))
     summary = summary.reset_index().rename(columns={"index": "method"})
