@@ -48,3 +48,81 @@ def poisson_tcp(clonogens, dose, *, alpha: float, beta: float, n_fractions: int)
 def eqd2(dose, *, dose_per_fraction, alpha_beta: float):
     """EQD2 = D (d + α/β) / (2 + α/β) (Gy)."""
     return np.asarray(dose, float) * (np.asarray(dose_per_fraction, float) + alpha_beta) / (2.0 + alpha_beta)
+
+
+def tcp_optimal_dose(clonogens, *, mean_dose: float, alpha: float, beta: float, n_fractions: int,
+                     lower: float | None = None, upper: float | None = None, volumes=None,
+                     tol: float = 1e-9) -> np.ndarray:
+    """The TCP-optimal dose distribution at a fixed (volume-weighted) mean dose: water-filling.
+
+    Minimises Σ_i N_i e^{−E_i} subject to Σ v_i D_i / Σ v_i = ``mean_dose`` and
+    ``lower ≤ D_i ≤ upper`` (SCIENCE.md §2).  Stationarity gives, per voxel,
+    ln N_i − αD_i − βD_i²/n + ln(α + 2βD_i/n) = ln(λ v_i); each voxel equation is solved by
+    Newton's method for a trial λ, clipped to the bounds, and λ by bisection on the mean.
+    For β = 0 and no bounds this is D_i = D̄ + (ln ρ_i − ⟨ln ρ⟩_v)/α.  No beams: an upper
+    bound on what any plan can reach.
+
+    Parameters
+    ----------
+    clonogens : array_like, (n_vox,)
+        N_i ≥ 0; voxels with N_i = 0 go to ``lower`` (which must then be given).
+    mean_dose : float
+        Prescribed mean dose, Gy(RBE).
+    alpha, beta : float
+        LQ parameters (Gy⁻¹, Gy⁻²).
+    n_fractions : int
+    lower, upper : float, optional
+        Voxel dose bounds, Gy(RBE).
+    volumes : array_like, optional
+        Voxel volumes v_i (any unit; default equal).
+
+    Returns
+    -------
+    ndarray, (n_vox,)
+        Dose per voxel, Gy(RBE), float64.
+    """
+    n = np.asarray(clonogens, dtype=np.float64).ravel()
+    v = np.ones_like(n) if volumes is None else np.asarray(volumes, dtype=np.float64).ravel()
+    lo = -np.inf if lower is None else float(lower)
+    hi = np.inf if upper is None else float(upper)
+    if not lo <= mean_dose <= hi:
+        raise ValueError(f"mean dose {mean_dose} is outside the bounds [{lo}, {hi}]")
+    pos = n > 0
+    if not np.all(pos) and lower is None:
+        raise ValueError("voxels without clonogens need a lower dose bound")
+    k = beta / n_fractions
+    ln_n = np.log(np.where(pos, n, 1.0))
+    ln_v = np.log(v)
+
+    def doses(ln_lam: float) -> np.ndarray:
+        rhs = ln_n - ln_v - ln_lam
+        d = (rhs + np.log(alpha)) / alpha  # exact for β = 0; Newton start otherwise
+        if k > 0:
+            d = np.maximum(d, -alpha / (2 * k) + 1e-6)
+            for _ in range(60):
+                h = rhs - alpha * d - k * d * d + np.log(alpha + 2 * k * d)
+                dh = -alpha - 2 * k * d + 2 * k / (alpha + 2 * k * d)
+                step = h / dh
+                d = np.maximum(d - step, -alpha / (2 * k) + 1e-6)
+                if np.max(np.abs(step)) < 1e-10:
+                    break
+        return np.where(pos, np.clip(d, lo, hi), lo)
+
+    def mean_of(ln_lam):
+        return float(np.sum(v * doses(ln_lam)) / np.sum(v))
+
+    # Bracket ln λ: larger λ → lower dose.
+    a, b = -50.0, 50.0
+    while mean_of(a) < mean_dose:
+        a -= 50.0
+    while mean_of(b) > mean_dose:
+        b += 50.0
+    for _ in range(200):
+        m = 0.5 * (a + b)
+        if mean_of(m) > mean_dose:
+            a = m
+        else:
+            b = m
+        if b - a < tol:
+            break
+    return doses(0.5 * (a + b))

@@ -251,6 +251,22 @@ def write_rtdose(path, dose: np.ndarray, grid: Grid, *, frame_of_reference: str,
     _save(ds, Path(path))
 
 
+def export_rtdose(path, dose: np.ndarray, grid: Grid, *, patient_id: str, frame_of_reference: str | None,
+                  description: str, dose_type: str = "EFFECTIVE") -> None:
+    """Export a computed dose (Gy(RBE) for EFFECTIVE) as RTDOSE for TPS viewers and DVH tools.
+
+    Only the pseudonymous ``patient_id`` (from the patient sheet) identifies the patient: no
+    DICOM identity of the source files is copied.  ``frame_of_reference`` links the dose to the
+    planning CT when known; otherwise a new UID is derived from the pseudonym.
+    """
+    series_uid = uid("dosepaint", patient_id, description)
+    write_rtdose(path, dose, grid, frame_of_reference=frame_of_reference or uid("dosepaint", patient_id, "frame"),
+                 patient={"PatientID": patient_id, "PatientName": patient_id},
+                 study={"StudyInstanceUID": uid("dosepaint", patient_id, "study"), "StudyID": "dosepaint"},
+                 series={"SeriesInstanceUID": series_uid, "SeriesDescription": description[:64], "SeriesNumber": 1},
+                 dose_type=dose_type)
+
+
 # ---------------------------------------------------------------------------
 # Discovery
 # ---------------------------------------------------------------------------

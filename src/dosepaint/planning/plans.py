@@ -1,0 +1,151 @@
+"""Uniform, dose-escalation (DE) and dose-redistribution (DR) plans of one patient (SCIENCE.md §1).
+
+Sequential course: phase 1 treats CTV_LD for ``n_ld`` fractions, phase 2 boosts CTV_HD for
+``n_hd`` fractions, each at ``D_P/n`` Gy(RBE) per fraction (73.6 Gy(RBE) in 9 + 7 fractions).
+Uniform: both phases by squared deviation to their prescriptions with OAR and fall-off
+penalties.  DE/DR keep the uniform phase 1 and re-optimise the boost for the total dose:
+minimise ln S_ROI on the GTV (fitted TCP model) subject to GTV voxel doses in
+[lower, upper]·D_P and GTV mean = m·D_P (DE m = 1.03, DR m = 1.00), CTV_HD−GTV uniform at
+D_P, OAR limits, and a low-weighted min-LETd objective on the GTV.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .biology import RbeModel, residual_range_let_dose
+from .influence import DoseInfluence
+from .optimise import Constraints, DoseTerm, LetTerm, OptResult, PhaseProblem, TcpTerm, scale_to_mean
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CourseSolution:
+    """Spot weights per phase and the total dose on the influence rows."""
+
+    phase1: np.ndarray
+    phase2: np.ndarray
+    dose: np.ndarray  # total Gy(RBE) on rows
+    results: dict  # phase name -> OptResult
+    boost_spots: np.ndarray | None = None  # columns the boost may use
+
+
+def rbe_model(inf: DoseInfluence, *, constant_rbe: float) -> RbeModel:
+    """The influence's RBE model: LEM α/√β for carbon, a constant RBE otherwise."""
+    if inf.alpha_dose is not None and inf.sqrt_beta_dose is not None:
+        return RbeModel(physical=inf.physical, alpha_dose=inf.alpha_dose, sqrt_beta_dose=inf.sqrt_beta_dose,
+                        alpha_x=inf.alpha_x, beta_x=inf.beta_x)
+    return RbeModel(physical=inf.physical, constant_rbe=constant_rbe)
+
+
+def column_model(model: RbeModel, cols: np.ndarray) -> RbeModel:
+    """The same model on a subset of spots (columns); the boost only needs spots reaching CTV_HD."""
+    if model.constant_rbe is not None:
+        return RbeModel(physical=model.P[:, cols], constant_rbe=model.constant_rbe)
+    return RbeModel(physical=model.P[:, cols], alpha_dose=model.A[:, cols], sqrt_beta_dose=model.B[:, cols],
+                    alpha_x=model.alpha_x, beta_x=model.beta_x)
+
+
+def _expand(w_sub: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+    w = np.zeros(n)
+    w[cols] = w_sub
+    return w
+
+
+def let_dose_matrix(inf: DoseInfluence, *, voxel_mm: float):
+    """LET·dose: pyRadPlan's (protons) or the residual-range approximation (carbon)."""
+    if inf.let_dose is not None:
+        return inf.let_dose
+    if inf.radiological_depth is None:
+        return None
+    return residual_range_let_dose(inf, voxel_mm=voxel_mm)
+
+
+def _oar_terms(rows: dict, limits: dict, *, fraction_of_course: float, weight: float, scale: float):
+    return [DoseTerm(rows[o], "overdose", float(lim) * fraction_of_course, weight, scale, name=f"{o}_overdose")
+            for o, lim in limits.items() if o in rows and rows[o].size]
+
+
+def uniform_course(inf: DoseInfluence, model: RbeModel, rows: dict, *, params: dict) -> CourseSolution:
+    """Phase 1 to CTV_LD, then the CTV_HD boost, each by squared deviation (uniform dose)."""
+    dp, n_ld, n_hd = float(params["prescription_gy"]), int(params["n_ld"]), int(params["n_hd"])
+    n = n_ld + n_hd
+    d_fx = dp / n
+    wts = params["weights"]
+    zero = np.zeros(inf.n_voxels)
+    d_ld = d_fx * n_ld
+    t1 = [DoseTerm(rows["CTV_LD"], "deviation", d_ld, wts["target"], dp, name="CTV_LD_deviation"),
+          DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * d_ld, wts["ring"], dp, name="ring"),
+          DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * d_ld, wts["body"], dp, name="body")]
+    t1 += _oar_terms(rows, params["oar_limits_gy"], fraction_of_course=n_ld / n, weight=wts["oar"], scale=dp)
+    w0 = scale_to_mean(model, np.ones(inf.n_spots), rows["CTV_LD"], dose_per_fraction=d_fx)
+    r1 = PhaseProblem(model, n_fx=n_ld, fixed_dose=zero, terms=t1).solve(w0, max_iter=params["max_iter"])
+    d1 = r1.dose
+    t2 = [DoseTerm(rows["CTV_HD"], "deviation", dp, wts["target"], dp, name="CTV_HD_deviation"),
+          DoseTerm(rows["LD_ONLY"], "overdose", d_ld * params["ld_max_fraction"], wts["ring"], dp, name="ld_only"),
+          DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * dp, wts["ring"], dp, name="ring"),
+          DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * d_ld, wts["body"], dp, name="body")]
+    t2 += _oar_terms(rows, params["oar_limits_gy"], fraction_of_course=1.0, weight=wts["oar"], scale=dp)
+    cols = _spots_reaching(inf, rows["CTV_HD"])
+    sub = column_model(model, cols)
+    w0 = scale_to_mean(sub, np.ones(cols.size), rows["CTV_HD"], dose_per_fraction=d_fx)
+    r2 = PhaseProblem(sub, n_fx=n_hd, fixed_dose=d1, terms=t2).solve(w0, max_iter=params["max_iter"])
+    r2.weights = _expand(r2.weights, cols, inf.n_spots)
+    return CourseSolution(phase1=r1.weights, phase2=r2.weights, dose=r2.dose, results={"phase1": r1, "phase2": r2},
+                          boost_spots=cols)
+
+
+def _spots_reaching(inf: DoseInfluence, target_rows: np.ndarray, frac: float = 0.2) -> np.ndarray:
+    """Spots whose peak contribution to ``target_rows`` is ≥ ``frac`` of their maximum anywhere."""
+    sub = inf.physical[target_rows]
+    peak_t = np.asarray(sub.max(axis=0).todense()).ravel()
+    peak = np.asarray(inf.physical.max(axis=0).todense()).ravel()
+    return np.flatnonzero(peak_t >= frac * np.maximum(peak, 1e-30))
+
+
+def painted_course(inf: DoseInfluence, model: RbeModel, rows: dict, uniform: CourseSolution, *,
+                   clonogens_gtv: np.ndarray, mean_fraction: float, let_dose=None, params: dict) -> CourseSolution:
+    """DE (``mean_fraction`` 1.03) or DR (1.00): re-optimise the boost for TCP under constraints."""
+    dp, n_ld, n_hd = float(params["prescription_gy"]), int(params["n_ld"]), int(params["n_hd"])
+    n = n_ld + n_hd
+    wts = params["weights"]
+    tcp = params["tcp"]
+    d1 = uniform.results["phase1"].dose
+    terms = [TcpTerm(rows["GTV"], clonogens_gtv, alpha=tcp["alpha"], beta=tcp["alpha"] / tcp["alpha_beta"],
+                     n_fractions=n, weight=wts["tcp"], name="log_s_roi"),
+             DoseTerm(rows["CTV_HD_minus_GTV"], "deviation", dp, wts["target"], dp, name="CTV_HD_minus_GTV_deviation"),
+             DoseTerm(rows["LD_ONLY"], "overdose", dp / n * n_ld * params["ld_max_fraction"], wts["ring"], dp,
+                      name="ld_only"),
+             DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * dp, wts["ring"], dp, name="ring"),
+             DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * dp / n * n_ld, wts["body"], dp,
+                      name="body")]
+    terms += _oar_terms(rows, params["oar_limits_gy"], fraction_of_course=1.0, weight=wts["oar"], scale=dp)
+    cols = uniform.boost_spots if uniform.boost_spots is not None else np.arange(inf.n_spots)
+    sub = column_model(model, cols)
+    let_term = None
+    if let_dose is not None and wts["let"] > 0:
+        g = rows["GTV"]
+        ld = let_dose[g]
+        ph = inf.physical[g]
+        w1 = uniform.phase1.astype(np.float32)
+        let_term = LetTerm(sp.csr_array(ld[:, cols]), sp.csr_array(ph[:, cols]),
+                           fixed_let_dose=n_ld * (ld @ w1).astype(np.float64),
+                           fixed_dose=n_ld * (ph @ w1).astype(np.float64), n_fx=n_hd,
+                           l_min=float(params["let_min_kev_um"]), weight=wts["let"])
+    cons = Constraints(rows["GTV"], dp, lower=params["gtv_lower"], upper=params["gtv_upper"], mean=mean_fraction)
+    prob = PhaseProblem(sub, n_fx=n_hd, fixed_dose=d1, terms=terms, let_term=let_term, constraints=cons)
+    r2 = prob.solve(uniform.phase2[cols], max_iter=params["max_iter"], outer=params["outer_iterations"])
+    r2.weights = _expand(r2.weights, cols, inf.n_spots)
+    return CourseSolution(phase1=uniform.phase1, phase2=r2.weights, dose=r2.dose,
+                          results={"phase1": uniform.results["phase1"], "phase2": r2}, boost_spots=cols)
+
+
+def result_summary(r: OptResult) -> dict:
+    return {"iterations": r.iterations, "evaluations": r.evaluations, "seconds": round(r.seconds, 3),
+            "objective": r.objective, **{f"term_{k}": float(v) for k, v in r.terms.items()},
+            **{f"violation_{k}": float(v) for k, v in r.constraint_violation.items()}}

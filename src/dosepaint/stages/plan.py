@@ -1,0 +1,249 @@
+"""Planning stage: dose influence (cached), uniform/DE/DR plans, evaluation and export (issue 5).
+
+``run_influence`` (rule ``dose_influence``): pyRadPlan dose influence of the spots placed on
+CTV_LD for the voxels that matter — targets, OARs, a ring around CTV_LD and a regular subsample
+of BODY — cached as ``plans/influence.npz``.
+
+``run`` (rule ``plan``): our optimiser → uniform, DE and DR courses; whole-grid doses by
+pyRadPlan forward calculation of the optimised spots; per plan ``{plan}/dose.nii.gz``
+(total RBE-weighted dose, Gy(RBE)), ``{plan}/letd.nii.gz`` (keV/µm; carbon: on the influence
+voxels only, NaN elsewhere), ``{plan}/rtdose.dcm`` (DoseType EFFECTIVE), ``{plan}/dvh.tsv``;
+``metrics.tsv`` (one row per plan, plus the beam-free references: the TCP-optimal water-filling
+prescriptions at the DE and DR mean doses, and the PET prescriptions by contours and by numbers),
+``qc.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import radiobiology as rb
+from ..errors import DosepaintInputError
+from ..geometry import Grid
+from ..io import files
+from ..planning import evaluate as ev
+from ..planning.engine import PyRadPlanEngine
+from ..planning.influence import DoseInfluence
+from ..planning.plans import let_dose_matrix, painted_course, rbe_model, result_summary, uniform_course
+from ..structures import expand
+
+log = logging.getLogger(__name__)
+
+PLANS = ("uniform", "de", "dr")
+STRUCTURES = ("GTV", "CTV_HD", "CTV_LD", "CTV_HD_minus_GTV", "CTV_LD_minus_GTV", "BODY")
+
+
+def _masks(folder, names, *, pid: str, required=()) -> tuple[dict, Grid]:
+    out, grid = {}, None
+    for name in names:
+        path = Path(folder) / f"{name}.nii.gz"
+        if not path.exists():
+            if name in required:
+                raise DosepaintInputError(f"structure {name} is needed for planning but was not ingested",
+                                          patient=pid, path=path)
+            continue
+        arr, grid = files.read_array(path)
+        out[name] = arr > 0
+    return out, grid
+
+
+def calc_voxels(masks: dict, grid: Grid, *, oars, ring_mm: float, body_step: int) -> tuple[np.ndarray, np.ndarray]:
+    """The voxels that matter (targets, OARs, a ring of ``ring_mm`` around CTV_LD, every
+    ``body_step``-th BODY voxel along each axis) and the ring itself."""
+    ctv = masks["CTV_LD"]
+    body = masks["BODY"]
+    ring = expand(ctv, grid, margin_mm=ring_mm) & ~ctv & body
+    sub = np.zeros_like(body)
+    sub[::body_step, ::body_step, ::body_step] = True
+    calc = ctv | ring | (sub & body)
+    for o in oars:
+        if o in masks:
+            calc |= masks[o] & body
+    return calc, ring
+
+
+def run_influence(inputs: dict, outputs: dict, *, params: dict) -> dict:
+    """Dose influence of one patient (``params``: patient_id, engine{…}, oars, ring_mm, body_step)."""
+    pid = params["patient_id"]
+    ct = files.read_image(inputs["ct_dose"])
+    masks, grid = _masks(inputs["masks_dose"], ["CTV_LD", "BODY", *params["oars"]], pid=pid,
+                         required=("CTV_LD", "BODY"))
+    calc, _ = calc_voxels(masks, grid, oars=params["oars"], ring_mm=params["ring_mm"], body_step=params["body_step"])
+    e = params["engine"]
+    engine = PyRadPlanEngine(modality=e["modality"], gantry_angles_deg=e["gantry_angles_deg"],
+                             couch_angles_deg=e.get("couch_angles_deg"), bixel_width_mm=e["bixel_width_mm"],
+                             layer_spacing_mm=e["layer_spacing_mm"], lateral_cutoff=e["lateral_cutoff"])
+    inf = engine.influence(ct, target=masks["CTV_LD"], calc_voxels=calc)
+    with files.atomic_path(outputs["influence"], suffix=".npz") as tmp:
+        inf.save(tmp)
+    log.info("%s: %d spots × %d voxels, %d non-zeros; stf %.1f s, dose influence %.1f s", pid, inf.n_spots,
+             inf.n_voxels, inf.physical.nnz, inf.meta["stf_s"], inf.meta["dij_s"])
+    return inf.meta
+
+
+def _rows(inf: DoseInfluence, masks: dict, ring: np.ndarray, grid_shape, body_step: int) -> dict:
+    calc = inf.scatter(np.ones(inf.n_voxels), fill=0.0) > 0
+    rows = {name: inf.rows_of(m & calc) for name, m in masks.items()}
+    rows["RING"] = inf.rows_of(ring & calc)
+    rows["LD_ONLY"] = inf.rows_of(masks["CTV_LD"] & ~masks["CTV_HD"])
+    sub = np.zeros(grid_shape, bool)
+    sub[::body_step, ::body_step, ::body_step] = True
+    rows["BODY"] = inf.rows_of(masks["BODY"] & sub & ~masks["CTV_LD"] & calc)
+    return rows
+
+
+def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
+    """Plans of one patient; see the module docstring and ``config/README.md`` (planning)."""
+    pid = params["patient_id"]
+    t0 = time.perf_counter()
+    p = params["optimisation"] | {"prescription_gy": params["prescription_gy"], "n_ld": params["n_ld"],
+                                   "n_hd": params["n_hd"], "tcp": params["tcp"],
+                                   "oar_limits_gy": params["oar_limits_gy"]}
+    dp, n = float(params["prescription_gy"]), int(params["n_ld"]) + int(params["n_hd"])
+    tcp = params["tcp"]
+    alpha, beta = float(tcp["alpha"]), float(tcp["alpha"]) / float(tcp["alpha_beta"])
+    inf = DoseInfluence.load(inputs["influence"])
+    ct = files.read_image(inputs["ct_dose"])
+    names = list(dict.fromkeys([*STRUCTURES, *params["oar_limits_gy"]]))
+    masks, grid = _masks(inputs["masks_dose"], names, pid=pid, required=STRUCTURES)
+    if tuple(grid.shape) != tuple(inf.grid_shape):
+        raise DosepaintInputError(f"dose influence grid {inf.grid_shape} differs from the dose grid {grid.shape}",
+                                  patient=pid, path=inputs["influence"])
+    _, ring = calc_voxels(masks, grid, oars=params["oar_limits_gy"], ring_mm=params["ring_mm"],
+                          body_step=params["body_step"])
+    rows = _rows(inf, masks, ring, grid.shape, params["body_step"])
+    rho, rgrid = files.read_array(inputs["cell_density"])
+    if tuple(rgrid.shape) != tuple(grid.shape):
+        raise DosepaintInputError("cell density is not on the dose grid", patient=pid, path=inputs["cell_density"])
+    rho = np.nan_to_num(np.asarray(rho, np.float64), nan=0.0)
+    clonogens = float(tcp["clonogenic_fraction"]) * rho * grid.voxel_volume * masks["GTV"]
+    n_gtv = clonogens.ravel()[inf.voxels[rows["GTV"]]]
+    if not np.any(n_gtv > 0):
+        raise DosepaintInputError("no clonogens in the GTV (empty cell-density map)", patient=pid,
+                                  path=inputs["cell_density"])
+
+    model = rbe_model(inf, constant_rbe=params["constant_rbe"])
+    let_dose = let_dose_matrix(inf, voxel_mm=float(np.mean(grid.spacing)))
+    t_opt = time.perf_counter()
+    courses = {"uniform": uniform_course(inf, model, rows, params=p)}
+    for name, m in (("de", params["de_mean_fraction"]), ("dr", params["dr_mean_fraction"])):
+        courses[name] = painted_course(inf, model, rows, courses["uniform"], clonogens_gtv=n_gtv,
+                                       mean_fraction=float(m), let_dose=let_dose, params=p)
+    t_opt = time.perf_counter() - t_opt
+
+    # Whole-grid doses: forward calculation of each phase's spots (phase 1 is shared).
+    engine = PyRadPlanEngine(modality=inf.modality, gantry_angles_deg=inf.meta["gantry_angles_deg"],
+                             couch_angles_deg=inf.meta["couch_angles_deg"], bixel_width_mm=inf.meta["bixel_width_mm"],
+                             layer_spacing_mm=inf.meta["layer_spacing_mm"], lateral_cutoff=inf.meta["lateral_cutoff"],
+                             machine=inf.meta["machine"])
+    t_fwd = time.perf_counter()
+    body = masks["BODY"]
+    phase1 = _forward(engine, ct, inf, courses["uniform"].phase1, body=body, n_fx=params["n_ld"],
+                      constant_rbe=params["constant_rbe"])
+    rows_out, dvh_rows, qc = [], [], {"patient_id": pid, "plans": {}}
+    bins = np.arange(0.0, 1.3 * dp, 0.25)
+    for name in PLANS:
+        c = courses[name]
+        ph2 = _forward(engine, ct, inf, c.phase2, body=body, n_fx=params["n_hd"], constant_rbe=params["constant_rbe"])
+        dose = phase1["rbe_total"] + ph2["rbe_total"]
+        # LETd of the course: pyRadPlan's (protons, whole grid) or our approximation (influence rows).
+        if "let" in phase1 and "let" in ph2:
+            num = phase1["let"] * phase1["physical_total"] + ph2["let"] * ph2["physical_total"]
+            den = phase1["physical_total"] + ph2["physical_total"]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                letd = np.where(den > 0, num / den, np.nan)
+        elif let_dose is not None:
+            w1 = c.phase1.astype(np.float32)
+            w2 = c.phase2.astype(np.float32)
+            num = params["n_ld"] * (let_dose @ w1) + params["n_hd"] * (let_dose @ w2)
+            den = params["n_ld"] * (inf.physical @ w1) + params["n_hd"] * (inf.physical @ w2)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                letd = inf.scatter(np.where(den > 0, num / den, np.nan))
+        else:
+            letd = np.full(grid.shape, np.nan)
+        folder = Path(outputs[f"{name}_dose"]).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        files.write_array(np.where(body, dose, 0.0), grid, outputs[f"{name}_dose"])
+        files.write_array(letd, grid, outputs[f"{name}_letd"])
+        from ..io.dicom import export_rtdose
+
+        export_rtdose(outputs[f"{name}_rtdose"], np.where(body, dose, 0.0), grid, patient_id=pid,
+                      frame_of_reference=params.get("frame_of_reference"), description=f"dosepaint {name} plan")
+        row = _evaluate(name, dose, letd, masks, clonogens, params=params, alpha=alpha, beta=beta, n=n)
+        for k, v in result_summary(c.results["phase2"]).items():
+            row[f"opt_{k}"] = v
+        rows_out.append(row)
+        curve = {"plan": name}
+        dvh = pd.DataFrame({"dose_gy": bins})
+        for s in (*STRUCTURES, *[o for o in params["oar_limits_gy"] if o in masks]):
+            dvh[s] = ev.dvh_curve(dose, masks[s], bins=bins)
+        files.write_tsv(dvh, outputs[f"{name}_dvh"])
+        dvh_rows.append(curve)
+        qc["plans"][name] = {"phase1": result_summary(c.results["phase1"]),
+                             "phase2": result_summary(c.results["phase2"])}
+    t_fwd = time.perf_counter() - t_fwd
+
+    # Beam-free references: TCP-optimal water-filling and the PET prescriptions.
+    g = masks["GTV"]
+    for name, m in (("ideal_de", params["de_mean_fraction"]), ("ideal_dr", params["dr_mean_fraction"])):
+        d = np.full(grid.shape, np.nan)
+        d[g] = rb.tcp_optimal_dose(clonogens[g], mean_dose=float(m) * dp, alpha=alpha, beta=beta, n_fractions=n,
+                                   lower=p["gtv_lower"] * dp, upper=p["gtv_upper"] * dp)
+        rows_out.append(_evaluate(name, d, None, {"GTV": g}, clonogens, params=params, alpha=alpha, beta=beta, n=n))
+    for name in ("prescription_contours", "prescription_numbers"):
+        if inputs.get(name):
+            d, _ = files.read_array(inputs[name])
+            d = np.where(g, np.asarray(d, float), np.nan)
+            rows_out.append(_evaluate(f"pet_{name.split('_')[1]}", d, None, {"GTV": g}, clonogens, params=params,
+                                      alpha=alpha, beta=beta, n=n))
+    table = pd.DataFrame(rows_out)
+    table.insert(0, "patient_id", pid)
+    files.write_tsv(table, outputs["metrics"])
+    qc["timings"] = {"optimisation_s": t_opt, "forward_and_export_s": t_fwd, "total_s": time.perf_counter() - t0}
+    qc["influence"] = {k: inf.meta[k] for k in ("n_spots", "n_voxels", "nnz", "dij_s", "stf_s") if k in inf.meta}
+    qc["tcp_model"] = tcp
+    files.write_json(qc, outputs["qc"])
+    log.info("%s: plans done in %.1f s (optimisation %.1f s)", pid, qc["timings"]["total_s"], t_opt)
+    return table
+
+
+def _forward(engine, ct, inf, weights, *, body, n_fx: int, constant_rbe: float) -> dict:
+    q = engine.forward(ct, inf, weights, body=body)
+    out = {"physical_total": n_fx * q["physical_dose"]}
+    if "effect" in q:
+        from ..planning.biology import rbe_dose_from_effect
+
+        out["rbe_total"] = n_fx * rbe_dose_from_effect(q["effect"], alpha_x=inf.alpha_x, beta_x=inf.beta_x)
+    else:
+        out["rbe_total"] = constant_rbe * out["physical_total"]
+    if "let" in q:
+        out["let"] = q["let"]
+    return out
+
+
+def _evaluate(name, dose, letd, masks, clonogens, *, params, alpha, beta, n) -> dict:
+    dp = float(params["prescription_gy"])
+    row = {"plan": name}
+    metrics = {}
+    for s, m in masks.items():
+        if s == "BODY":
+            continue
+        for k, v in ev.dvh_metrics(dose, m).items():
+            metrics[f"{s}_{k}"] = v
+        if letd is not None and s in ("GTV", "CTV_HD"):
+            for k, v in ev.dvh_metrics(letd, m, prefix="L").items():
+                metrics[f"{s}_{k}"] = v
+    row.update(metrics)
+    row.update(ev.tcp_metrics(clonogens[masks["GTV"]], dose[masks["GTV"]], alpha=alpha, beta=beta, n_fractions=n))
+    if letd is not None:
+        goals = ev.clinical_goals(metrics, prescription_gy=dp, oar_limits=params["oar_limits_gy"],
+                                  escalated=name in ("de", "dr"))
+        row.update({f"goal_{k}": v for k, v in goals.items()})
+        row["goals_met"] = int(sum(goals.values()))
+        row["goals_total"] = len(goals)
+    return row
