@@ -17,6 +17,7 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/dwi.smk"
 include: "workflow/rules/pet.smk"
 include: "workflow/rules/cohort.smk"
+include: "workflow/rules/plan.smk"
 
 
 rule all:
@@ -26,3 +27,4 @@ rule all:
         rules.dwi_all.input,
         rules.pet_all.input,
         rules.cohort_all.input,
+        rules.plan_all.input,

@@ -22,3 +22,28 @@ def outputs_in(folder: Path) -> dict:
 
 def checksums(folder: Path) -> dict:
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def dicompyler_dvh_check(results: Path, pid: str, plan: str = "uniform", structure: str = "CTV_HD") -> dict:
+    """Our DVH metrics of ``plan`` vs dicompyler-core's DVH of the exported RTDOSE with the patient's
+    own RTSTRUCT (the ROI that ingest mapped to ``structure``): relative differences of Dmean, D50, D95."""
+    import pandas as pd
+    import pydicom
+    import pydicom.dicomio
+
+    pydicom.dicomio.read_file = pydicom.dcmread  # dicompyler-core 0.5.6 still calls the pydicom 2 name
+    from dicompylercore import dvhcalc
+
+    from dosepaint.io import dicom as dcm
+    from dosepaint.io import files
+
+    qc = files.read_json(results / "patients" / pid / "ingest" / "qc.json")
+    roi_name = qc["structures"]["roi_mapping"][structure]
+    series, _ = dcm.scan_folder(results / "synthetic" / "dicom" / pid)
+    rtss = next(Path(f) for s in series if s.kind == "RTSTRUCT" for f in s.files)
+    ds = pydicom.dcmread(rtss)
+    number = next(int(r.ROINumber) for r in ds.StructureSetROISequence if r.ROIName == roi_name)
+    ref = dvhcalc.get_dvh(str(rtss), str(results / "patients" / pid / "plans" / plan / "rtdose.dcm"), number)
+    ours = pd.read_csv(results / "patients" / pid / "plans" / "metrics.tsv", sep="\t").set_index("plan").loc[plan]
+    return {"Dmean": ours[f"{structure}_Dmean"] / ref.mean - 1, "D50": ours[f"{structure}_D50"] / ref.D50.value - 1,
+            "D95": ours[f"{structure}_D95"] / ref.D95.value - 1}

@@ -10,6 +10,8 @@ import pytest
 
 from dosepaint.validation import ingest_errors
 
+from .helpers import dicompyler_dvh_check
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -93,6 +95,22 @@ def test_tiny_cohort_end_to_end(tmp_path):
         assert err["t2w_tre_max_mm"] < 1.5, (pid, err)
         for sub in ("ingest", "synthesize_patient", "dwi", "pet"):
             assert (results / "benchmarks" / sub / f"{pid}.tsv").exists()
+    # Plans of the held-out patients: DE raises TCP at its constrained mean dose; the exported
+    # RTDOSE read by dicompyler-core with the patient's RTSTRUCT gives our DVH metrics within 1 %.
+    plans = pd.read_csv(results / "cohort" / "plan_metrics.tsv", sep="\t")
+    test_ids = split.loc[split["split"] == "test", "patient_id"].tolist()
+    assert sorted(plans["patient_id"].unique()) == sorted(test_ids)
+    for pid in test_ids:
+        p = plans[plans["patient_id"] == pid].set_index("plan")
+        assert p.loc["de", "tcp"] > p.loc["uniform", "tcp"], pid
+        assert p.loc["de", "GTV_Dmean"] / 73.6 == pytest.approx(1.03, abs=0.01), pid
+        assert p.loc["dr", "GTV_Dmean"] / 73.6 == pytest.approx(1.00, abs=0.01), pid
+        assert p.loc["uniform", "CTV_HD_D50"] == pytest.approx(73.6, rel=0.02), pid
+        for metric, rel in dicompyler_dvh_check(results, pid).items():
+            assert abs(rel) < 0.01, (pid, metric, rel)
+        for sub in ("dose_influence", "plan"):
+            assert (results / "benchmarks" / sub / f"{pid}.tsv").exists()
+    assert (results / "cohort" / "plan_summary.tsv").exists()
     again = snakemake(*args, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 

@@ -51,3 +51,13 @@ PET_OUTPUTS = {
     "prescription_numbers": "prescription_numbers.nii.gz", "qc": "qc.json",
 }
 """File outputs of the PET stage, relative to ``patients/{pid}/pet``; plus the folder ``masks/``."""
+
+
+PLAN_NAMES = ("uniform", "de", "dr")
+PLAN_OUTPUTS = {"metrics": "metrics.tsv", "qc": "qc.json"} | {
+    f"{plan}_{kind}": f"{plan}/{name}"
+    for plan in PLAN_NAMES
+    for kind, name in (("dose", "dose.nii.gz"), ("letd", "letd.nii.gz"), ("rtdose", "rtdose.dcm"), ("dvh", "dvh.tsv"))
+}
+"""Outputs of the plan stage, relative to ``patients/{pid}/plans``; the cached dose influence is
+``plans/influence.npz``."""

@@ -1,7 +1,7 @@
 # Cohort-level rules: the train/test split (the TCP fit and statistics build on it).
 
 
-rule make_split:
+checkpoint make_split:
     input:
         sheet=SHEET,
     output:

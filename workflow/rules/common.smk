@@ -87,3 +87,25 @@ def dwi_library(wildcards):
         Delta_ms=meta["pgse_Delta_ms"],
     )
     return f"{RESULTS}/libraries/dwi_{key}.npz"
+
+
+PLAN_FILES = {
+    name: f"{RESULTS}/patients/{{pid}}/plans/{rel}"
+    for name, rel in dp_layout.PLAN_OUTPUTS.items()
+}
+PLAN_INFLUENCE = f"{RESULTS}/patients/{{pid}}/plans/influence.npz"
+
+
+def planned_patients(wildcards):
+    """Patients to plan: the held-out split (known once the split exists), all, or a list."""
+    choice = CFG["planning"]["patients"]
+    if choice == "all":
+        return PIDS
+    if choice != "test":
+        return list(choice)
+    split = dp_files.read_tsv(checkpoints.make_split.get().output.split)
+    return split.loc[split["split"] == "test", "patient_id"].tolist()
+
+
+def plan_metrics(wildcards):
+    return expand(PLAN_FILES["metrics"], pid=planned_patients(wildcards))

@@ -101,14 +101,20 @@ class DoseInfluence:
             arrays["target_rows"] = self.target_rows
         if self.radiological_depth is not None:
             arrays["radiological_depth"] = self.radiological_depth.astype(np.float32)
+        ref = sp.csr_array(self.physical)
         for name in _MATRICES:
             m = getattr(self, name)
             if m is not None:
                 m = sp.csr_array(m)
                 arrays[f"{name}_data"] = m.data.astype(np.float32)
-                arrays[f"{name}_indices"] = m.indices
-                arrays[f"{name}_indptr"] = m.indptr
                 arrays[f"{name}_shape"] = np.asarray(m.shape)
+                # α-dose, √β-dose (and usually LET·dose) share the physical dose's sparsity
+                # pattern: store it once.
+                if name != "physical" and m.nnz == ref.nnz and np.array_equal(m.indptr, ref.indptr) \
+                        and np.array_equal(m.indices, ref.indices):
+                    continue
+                arrays[f"{name}_indices"] = m.indices.astype(np.int32)
+                arrays[f"{name}_indptr"] = m.indptr.astype(np.int64)
         with open(path, "wb") as fh:
             np.savez(fh, **arrays)
 
@@ -120,7 +126,10 @@ class DoseInfluence:
             mats = {}
             for name in _MATRICES:
                 if f"{name}_data" in z:
-                    mats[name] = sp.csr_array((z[f"{name}_data"], z[f"{name}_indices"], z[f"{name}_indptr"]),
+                    own = f"{name}_indices" in z
+                    indices = z[f"{name}_indices"] if own else mats["physical"].indices
+                    indptr = z[f"{name}_indptr"] if own else mats["physical"].indptr
+                    mats[name] = sp.csr_array((z[f"{name}_data"], indices, indptr),
                                               shape=tuple(z[f"{name}_shape"]))
             a_x, b_x = z["scalars"]
             return cls(voxels=z["voxels"], grid_shape=tuple(int(v) for v in z["grid_shape"]),

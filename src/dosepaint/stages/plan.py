@@ -26,6 +26,7 @@ from .. import radiobiology as rb
 from ..errors import DosepaintInputError
 from ..geometry import Grid
 from ..io import files
+from ..layout import PLAN_NAMES
 from ..planning import evaluate as ev
 from ..planning.engine import PyRadPlanEngine
 from ..planning.influence import DoseInfluence
@@ -34,7 +35,7 @@ from ..structures import expand
 
 log = logging.getLogger(__name__)
 
-PLANS = ("uniform", "de", "dr")
+PLANS = PLAN_NAMES
 STRUCTURES = ("GTV", "CTV_HD", "CTV_LD", "CTV_HD_minus_GTV", "CTV_LD_minus_GTV", "BODY")
 
 
@@ -247,3 +248,28 @@ def _evaluate(name, dose, letd, masks, clonogens, *, params, alpha, beta, n) -> 
         row["goals_met"] = int(sum(goals.values()))
         row["goals_total"] = len(goals)
     return row
+
+
+def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
+    """Cohort table of plan metrics (``plan_metrics.tsv``) and a per-plan summary (``plan_summary.tsv``):
+    TCP mean ± SD (%), ΔTCP against the uniform plan (pp), GTV mean dose, clinical goals met."""
+    paths = inputs["metrics"]
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    table = pd.concat([files.read_tsv(p) for p in paths], ignore_index=True)
+    files.write_tsv(table, outputs["metrics"])
+    uni = table[table["plan"] == "uniform"].set_index("patient_id")["tcp"]
+    rows = []
+    for plan, g in table.groupby("plan", sort=False):
+        t = g.set_index("patient_id")["tcp"]
+        delta = 100.0 * (t - uni.reindex(t.index))
+        row = {"plan": plan, "n_patients": int(t.size),
+               "tcp_mean_pct": 100.0 * t.mean(), "tcp_sd_pct": 100.0 * t.std(ddof=1) if t.size > 1 else np.nan,
+               "delta_tcp_vs_uniform_mean_pp": delta.mean(),
+               "delta_tcp_vs_uniform_sd_pp": delta.std(ddof=1) if t.size > 1 else np.nan,
+               "gtv_dmean_gy_median": g["GTV_Dmean"].median()}
+        if "goals_met" in g and g["goals_total"].notna().any():
+            row["goals_met_fraction"] = float(g["goals_met"].sum() / g["goals_total"].sum())
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    files.write_tsv(summary, outputs["summary"])
+    return summary

@@ -1,0 +1,85 @@
+# Plans on pyRadPlan dose influence: uniform, dose escalation (DE), dose redistribution (DR).
+
+
+rule dose_influence:
+    input:
+        ct_dose=INGEST_FILES["ct_dose"],
+        masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+    output:
+        influence=PLAN_INFLUENCE,
+    log:
+        f"{RESULTS}/logs/dose_influence/{{pid}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/dose_influence/{{pid}}.tsv"
+    conda:
+        "../../envs/planning.yaml"
+    resources:
+        mem_mb=12000,
+        runtime=60,
+    params:
+        patient_id=lambda wc: wc.pid,
+        engine=CFG["planning"]["engine"],
+        oars=list(CFG["planning"]["oar_limits_gy"]),
+        ring_mm=CFG["planning"]["ring_mm"],
+        body_step=CFG["planning"]["body_step"],
+    script:
+        "../../scripts/dose_influence.py"
+
+
+rule plan:
+    input:
+        ct_dose=INGEST_FILES["ct_dose"],
+        masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+        influence=PLAN_INFLUENCE,
+        cell_density=DWI_FILES["cell_density_dose"],
+        prescription_contours=PET_FILES["prescription_contours"],
+        prescription_numbers=PET_FILES["prescription_numbers"],
+    output:
+        **PLAN_FILES,
+    log:
+        f"{RESULTS}/logs/plan/{{pid}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/plan/{{pid}}.tsv"
+    conda:
+        "../../envs/planning.yaml"
+    resources:
+        mem_mb=12000,
+        runtime=90,
+    params:
+        patient_id=lambda wc: wc.pid,
+        prescription_gy=CFG["planning"]["prescription_gy"],
+        n_ld=CFG["planning"]["n_ld"],
+        n_hd=CFG["planning"]["n_hd"],
+        de_mean_fraction=CFG["planning"]["de_mean_fraction"],
+        dr_mean_fraction=CFG["planning"]["dr_mean_fraction"],
+        oar_limits_gy=CFG["planning"]["oar_limits_gy"],
+        constant_rbe=CFG["planning"]["constant_rbe"],
+        tcp=CFG["planning"]["tcp"],
+        optimisation=CFG["planning"]["optimisation"],
+        ring_mm=CFG["planning"]["ring_mm"],
+        body_step=CFG["planning"]["body_step"],
+    script:
+        "../../scripts/plan.py"
+
+
+rule plan_summary:
+    input:
+        metrics=plan_metrics,
+    output:
+        metrics=f"{RESULTS}/cohort/plan_metrics.tsv",
+        summary=report(
+            f"{RESULTS}/cohort/plan_summary.tsv",
+            caption="../report/plan_summary.rst",
+            category="Plans",
+        ),
+    log:
+        f"{RESULTS}/logs/plan_summary.log",
+    conda:
+        "../../envs/planning.yaml"
+    script:
+        "../../scripts/plan_summary.py"
+
+
+rule plan_all:
+    input:
+        f"{RESULTS}/cohort/plan_summary.tsv",
