@@ -103,23 +103,19 @@ def part1():
 def part2(gtv_cc=300.0):
     from dosepaint.planning.engine import PyRadPlanEngine
     from dosepaint.planning.plans import painted_course, rbe_model, uniform_course
-    from dosepaint.stages.plan import calc_voxels
+    from dosepaint.stages.plan import calc_voxels, structure_rows
     from dosepaint.geometry import Grid
 
     img, masks, r = phantom(gtv_cc)
     grid = Grid.from_image(img)
-    calc, ring = calc_voxels(masks, grid, oars=[], ring_mm=20.0, body_step=3)
+    masks["CTV_HD_minus_GTV"] = masks["CTV_HD"] & ~masks["GTV"]
+    calc, ring, sample = calc_voxels(masks, grid, oars=[], ring_mm=20.0, body_step=3)
     eng = PyRadPlanEngine(modality="carbon", bixel_width_mm=6.0, layer_spacing_mm=6.0)
     t = time.perf_counter()
     inf = eng.influence(img, target=masks["CTV_LD"], calc_voxels=calc)
     t_inf = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    full = inf.scatter(np.ones(inf.n_voxels), fill=0.0) > 0
-    rows = {k: inf.rows_of(m & full) for k, m in masks.items()}
-    rows["CTV_HD_minus_GTV"] = inf.rows_of(masks["CTV_HD"] & ~masks["GTV"])
-    rows["RING"] = inf.rows_of(ring & full)
-    rows["LD_ONLY"] = inf.rows_of(masks["CTV_LD"] & ~masks["CTV_HD"])
-    rows["BODY"] = inf.rows_of(masks["BODY"] & full & ~masks["CTV_LD"])
+    rows = structure_rows(inf, masks, ring=ring, body_sample=sample)
     rng = np.random.default_rng(7)
     clon = 0.01 * np.exp(rng.normal(np.log(2e5), 0.8, rows["GTV"].size)) * 27.0
     params = {"prescription_gy": 73.6, "n_ld": 9, "n_hd": 7, "oar_limits_gy": {},

@@ -133,11 +133,12 @@ class PyRadPlanEngine:
         energy = np.asarray(energy)
         # Bragg-peak depth in water of each spot from the machine's own energy table.
         rng = np.interp(energy, np.asarray(machine.energies, float), np.asarray(machine.peak_positions, float))
-        return np.asarray(beam, np.int32), energy, rng, machine
+        return np.asarray(beam, np.int32), energy, rng
 
     @staticmethod
-    def _radiological_depth(ct, beam) -> np.ndarray:
-        """Water-equivalent depth (mm) of every LPS voxel along ``beam``; NaN where no ray passed.
+    def _radiological_depths(ct, beams) -> np.ndarray:
+        """Water-equivalent depth (mm) of every LPS voxel along each beam, (n_beam, n_vox); NaN where
+        no ray passed.
 
         pyRadPlan's own Siddon ray tracer on its default HU→stopping-power table (its engine's
         ``keep_rad_depth_cubes`` option fails its own Dij validation in 0.5.0, so we trace here).
@@ -147,8 +148,7 @@ class PyRadPlanEngine:
 
         tracer = RayTracerSiddon([ct.compute_wet(default_hlut())])
         tracer.lateral_cut_off = 50.0
-        cube = tracer.trace_cubes(beam)[0]
-        values = _cube_values(cube)
+        values = np.stack([_cube_values(tracer.trace_cubes(beam)[0]) for beam in beams])
         values[values <= 0] = np.nan
         return values
 
@@ -179,8 +179,8 @@ class PyRadPlanEngine:
             m = q.flat[0] if isinstance(q, np.ndarray) and q.dtype == object else q
             return sp.csr_array(sp.csr_array(m)[rows].astype(np.float32))
 
-        spot_beam, energy, spot_range, _ = self._spot_table(stf)
-        depth = np.stack([self._radiological_depth(ct, beam)[rows] for beam in stf.beams])
+        spot_beam, energy, spot_range = self._spot_table(stf)
+        depth = self._radiological_depths(ct, stf.beams)[:, rows]
         phys = take(dij.physical_dose)
         if phys.shape[1] != spot_beam.size:
             raise RuntimeError(f"pyRadPlan returned {phys.shape[1]} columns for {spot_beam.size} spots")

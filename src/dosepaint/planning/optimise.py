@@ -132,6 +132,12 @@ class Constraints:
     tol_mean: float = 1e-3  # |mean/D_P − target|
     tol_bound: float = 5e-3  # max bound violation, fraction of D_P
 
+    def violations(self, D) -> dict[str, float]:
+        """|mean residual| and the largest bound violation (fractions of D_P, 0 when satisfied)."""
+        r = self.residuals(D)
+        bound = max([float(np.max(r[s], initial=0.0)) for s in ("upper", "lower") if s in r] or [0.0])
+        return {"mean": abs(r.get("mean", 0.0)), "bound": bound}
+
     def residuals(self, D):
         x = D[self.rows] / self.reference
         out = {}
@@ -234,11 +240,10 @@ class PhaseProblem:
                 break
             D, _ = self.total_dose(w)
             r = self.cons.residuals(D)
-            viol_mean = abs(r.get("mean", 0.0))
-            viol_bound = max([float(np.max(r[s], initial=0.0)) for s in ("upper", "lower") if s in r] or [0.0])
+            v = self.cons.violations(D)
             log.info("augmented Lagrangian round %d: mean residual %.2e, max bound violation %.2e, mu %.0f",
-                     k + 1, viol_mean, viol_bound, mu)
-            if viol_mean <= self.cons.tol_mean and viol_bound <= self.cons.tol_bound:
+                     k + 1, v["mean"], v["bound"], mu)
+            if v["mean"] <= self.cons.tol_mean and v["bound"] <= self.cons.tol_bound:
                 break
             if "mean" in r:
                 lam["mean"] += mu * r["mean"]
@@ -252,11 +257,7 @@ class PhaseProblem:
             terms[t.name or t.kind] = t(D)[0]
         if self.let_term is not None:
             terms["let"] = self.let_term.value_grad_w(w)[0]
-        viol = {}
-        if self.cons is not None:
-            r = self.cons.residuals(D)
-            viol = {"mean": abs(r.get("mean", 0.0)),
-                    "bound": max([float(np.max(r[s], initial=0.0)) for s in ("upper", "lower") if s in r] or [0.0])}
+        viol = self.cons.violations(D) if self.cons is not None else {}
         return OptResult(weights=w, dose=D, objective=float(sum(terms.values())), terms=terms, iterations=iters,
                          evaluations=self.n_eval, seconds=time.perf_counter() - t0, constraint_violation=viol)
 

@@ -27,7 +27,9 @@ from ..errors import DosepaintInputError
 from ..geometry import Grid
 from ..io import files
 from ..layout import PLAN_NAMES
+from ..io.dicom import export_rtdose
 from ..planning import evaluate as ev
+from ..planning.biology import letd as letd_of, rbe_dose_from_effect
 from ..planning.engine import PyRadPlanEngine
 from ..planning.influence import DoseInfluence
 from ..planning.plans import let_dose_matrix, painted_course, rbe_model, result_summary, uniform_course
@@ -35,7 +37,6 @@ from ..structures import expand
 
 log = logging.getLogger(__name__)
 
-PLANS = PLAN_NAMES
 STRUCTURES = ("GTV", "CTV_HD", "CTV_LD", "CTV_HD_minus_GTV", "CTV_LD_minus_GTV", "BODY")
 
 
@@ -53,19 +54,20 @@ def _masks(folder, names, *, pid: str, required=()) -> tuple[dict, Grid]:
     return out, grid
 
 
-def calc_voxels(masks: dict, grid: Grid, *, oars, ring_mm: float, body_step: int) -> tuple[np.ndarray, np.ndarray]:
+def calc_voxels(masks: dict, grid: Grid, *, oars, ring_mm: float, body_step: int):
     """The voxels that matter (targets, OARs, a ring of ``ring_mm`` around CTV_LD, every
-    ``body_step``-th BODY voxel along each axis) and the ring itself."""
+    ``body_step``-th BODY voxel along each axis), the ring itself and that BODY sample."""
     ctv = masks["CTV_LD"]
     body = masks["BODY"]
     ring = expand(ctv, grid, margin_mm=ring_mm) & ~ctv & body
-    sub = np.zeros_like(body)
-    sub[::body_step, ::body_step, ::body_step] = True
-    calc = ctv | ring | (sub & body)
+    sample = np.zeros_like(body)
+    sample[::body_step, ::body_step, ::body_step] = True
+    sample &= body
+    calc = ctv | ring | sample
     for o in oars:
         if o in masks:
             calc |= masks[o] & body
-    return calc, ring
+    return calc, ring, sample
 
 
 def run_influence(inputs: dict, outputs: dict, *, params: dict) -> dict:
@@ -74,7 +76,8 @@ def run_influence(inputs: dict, outputs: dict, *, params: dict) -> dict:
     ct = files.read_image(inputs["ct_dose"])
     masks, grid = _masks(inputs["masks_dose"], ["CTV_LD", "BODY", *params["oars"]], pid=pid,
                          required=("CTV_LD", "BODY"))
-    calc, _ = calc_voxels(masks, grid, oars=params["oars"], ring_mm=params["ring_mm"], body_step=params["body_step"])
+    calc, _, _ = calc_voxels(masks, grid, oars=params["oars"], ring_mm=params["ring_mm"],
+                             body_step=params["body_step"])
     e = params["engine"]
     engine = PyRadPlanEngine(modality=e["modality"], gantry_angles_deg=e["gantry_angles_deg"],
                              couch_angles_deg=e.get("couch_angles_deg"), bixel_width_mm=e["bixel_width_mm"],
@@ -87,14 +90,14 @@ def run_influence(inputs: dict, outputs: dict, *, params: dict) -> dict:
     return inf.meta
 
 
-def _rows(inf: DoseInfluence, masks: dict, ring: np.ndarray, grid_shape, body_step: int) -> dict:
+def structure_rows(inf: DoseInfluence, masks: dict, *, ring: np.ndarray, body_sample: np.ndarray) -> dict:
+    """Influence rows of each structure (its voxels that have rows), of the ring, of CTV_LD−CTV_HD
+    (``LD_ONLY``) and of the BODY sample outside CTV_LD (``BODY``), as the planner's terms use them."""
     calc = inf.scatter(np.ones(inf.n_voxels), fill=0.0) > 0
     rows = {name: inf.rows_of(m & calc) for name, m in masks.items()}
     rows["RING"] = inf.rows_of(ring & calc)
     rows["LD_ONLY"] = inf.rows_of(masks["CTV_LD"] & ~masks["CTV_HD"])
-    sub = np.zeros(grid_shape, bool)
-    sub[::body_step, ::body_step, ::body_step] = True
-    rows["BODY"] = inf.rows_of(masks["BODY"] & sub & ~masks["CTV_LD"] & calc)
+    rows["BODY"] = inf.rows_of(body_sample & ~masks["CTV_LD"] & calc)
     return rows
 
 
@@ -115,9 +118,9 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     if tuple(grid.shape) != tuple(inf.grid_shape):
         raise DosepaintInputError(f"dose influence grid {inf.grid_shape} differs from the dose grid {grid.shape}",
                                   patient=pid, path=inputs["influence"])
-    _, ring = calc_voxels(masks, grid, oars=params["oar_limits_gy"], ring_mm=params["ring_mm"],
-                          body_step=params["body_step"])
-    rows = _rows(inf, masks, ring, grid.shape, params["body_step"])
+    _, ring, sample = calc_voxels(masks, grid, oars=params["oar_limits_gy"], ring_mm=params["ring_mm"],
+                                  body_step=params["body_step"])
+    rows = structure_rows(inf, masks, ring=ring, body_sample=sample)
     rho, rgrid = files.read_array(inputs["cell_density"])
     if tuple(rgrid.shape) != tuple(grid.shape):
         raise DosepaintInputError("cell density is not on the dose grid", patient=pid, path=inputs["cell_density"])
@@ -146,9 +149,9 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     body = masks["BODY"]
     phase1 = _forward(engine, ct, inf, courses["uniform"].phase1, body=body, n_fx=params["n_ld"],
                       constant_rbe=params["constant_rbe"])
-    rows_out, dvh_rows, qc = [], [], {"patient_id": pid, "plans": {}}
+    rows_out, qc = [], {"patient_id": pid, "plans": {}}
     bins = np.arange(0.0, 1.3 * dp, 0.25)
-    for name in PLANS:
+    for name in PLAN_NAMES:
         c = courses[name]
         ph2 = _forward(engine, ct, inf, c.phase2, body=body, n_fx=params["n_hd"], constant_rbe=params["constant_rbe"])
         dose = phase1["rbe_total"] + ph2["rbe_total"]
@@ -159,32 +162,26 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
             with np.errstate(invalid="ignore", divide="ignore"):
                 letd = np.where(den > 0, num / den, np.nan)
         elif let_dose is not None:
-            w1 = c.phase1.astype(np.float32)
-            w2 = c.phase2.astype(np.float32)
-            num = params["n_ld"] * (let_dose @ w1) + params["n_hd"] * (let_dose @ w2)
-            den = params["n_ld"] * (inf.physical @ w1) + params["n_hd"] * (inf.physical @ w2)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                letd = inf.scatter(np.where(den > 0, num / den, np.nan))
+            # LET·dose and dose are linear in the weights: the course is one weight vector.
+            letd = inf.scatter(letd_of(let_dose, inf.physical, params["n_ld"] * c.phase1 + params["n_hd"] * c.phase2))
         else:
             letd = np.full(grid.shape, np.nan)
         folder = Path(outputs[f"{name}_dose"]).parent
         folder.mkdir(parents=True, exist_ok=True)
         files.write_array(np.where(body, dose, 0.0), grid, outputs[f"{name}_dose"])
         files.write_array(letd, grid, outputs[f"{name}_letd"])
-        from ..io.dicom import export_rtdose
-
+        # Ingest does not record the planning CT's FrameOfReferenceUID yet: a UID derived from the
+        # pseudonym is used (DVH tools pair dose and RTSTRUCT without it; TPS import needs it).
         export_rtdose(outputs[f"{name}_rtdose"], np.where(body, dose, 0.0), grid, patient_id=pid,
-                      frame_of_reference=params.get("frame_of_reference"), description=f"dosepaint {name} plan")
+                      frame_of_reference=None, description=f"dosepaint {name} plan")
         row = _evaluate(name, dose, letd, masks, clonogens, params=params, alpha=alpha, beta=beta, n=n)
         for k, v in result_summary(c.results["phase2"]).items():
             row[f"opt_{k}"] = v
         rows_out.append(row)
-        curve = {"plan": name}
         dvh = pd.DataFrame({"dose_gy": bins})
         for s in (*STRUCTURES, *[o for o in params["oar_limits_gy"] if o in masks]):
             dvh[s] = ev.dvh_curve(dose, masks[s], bins=bins)
         files.write_tsv(dvh, outputs[f"{name}_dvh"])
-        dvh_rows.append(curve)
         qc["plans"][name] = {"phase1": result_summary(c.results["phase1"]),
                              "phase2": result_summary(c.results["phase2"])}
     t_fwd = time.perf_counter() - t_fwd
@@ -217,8 +214,6 @@ def _forward(engine, ct, inf, weights, *, body, n_fx: int, constant_rbe: float) 
     q = engine.forward(ct, inf, weights, body=body)
     out = {"physical_total": n_fx * q["physical_dose"]}
     if "effect" in q:
-        from ..planning.biology import rbe_dose_from_effect
-
         out["rbe_total"] = n_fx * rbe_dose_from_effect(q["effect"], alpha_x=inf.alpha_x, beta_x=inf.beta_x)
     else:
         out["rbe_total"] = constant_rbe * out["physical_total"]
@@ -241,7 +236,7 @@ def _evaluate(name, dose, letd, masks, clonogens, *, params, alpha, beta, n) -> 
                 metrics[f"{s}_{k}"] = v
     row.update(metrics)
     row.update(ev.tcp_metrics(clonogens[masks["GTV"]], dose[masks["GTV"]], alpha=alpha, beta=beta, n_fractions=n))
-    if letd is not None:
+    if name in PLAN_NAMES:  # beam-free references have no whole-body dose to check goals on
         goals = ev.clinical_goals(metrics, prescription_gy=dp, oar_limits=params["oar_limits_gy"],
                                   escalated=name in ("de", "dr"))
         row.update({f"goal_{k}": v for k, v in goals.items()})
