@@ -207,3 +207,27 @@ def test_influence_cache_round_trip(proton_influence, tmp_path):
     np.testing.assert_array_equal(back.voxels, inf.voxels)
     np.testing.assert_array_equal(back.target_rows, inf.target_rows)
     assert back.meta["n_spots"] == inf.n_spots and back.modality == "protons"
+
+
+def test_missing_structure_names_patient_and_file(tmp_path):
+    from dosepaint.errors import DosepaintInputError
+    from dosepaint.geometry import Grid
+    from dosepaint.io import files
+    from dosepaint.stages.plan import run_influence
+
+    grid = Grid(shape=(4, 5, 6), spacing=(3.0, 3.0, 3.0), origin=(0.0, 0.0, 0.0))
+    masks = tmp_path / "masks_dose"
+    masks.mkdir()
+    files.write_array(np.ones(grid.shape), grid, masks / "BODY.nii.gz", dtype=np.uint8)
+    files.write_array(np.zeros(grid.shape), grid, tmp_path / "ct_dose.nii.gz")
+    before = sorted(p.name for p in masks.iterdir())
+    params = {"patient_id": "P07", "oars": ["RECTUM"], "ring_mm": 20.0, "body_step": 3,
+              "engine": {"modality": "carbon", "gantry_angles_deg": [90.0], "bixel_width_mm": 6.0,
+                         "layer_spacing_mm": 6.0, "lateral_cutoff": 0.99}}
+    with pytest.raises(DosepaintInputError) as err:
+        run_influence({"ct_dose": tmp_path / "ct_dose.nii.gz", "masks_dose": masks},
+                      {"influence": tmp_path / "out" / "influence.npz"}, params=params)
+    msg = str(err.value)
+    assert "P07" in msg and "CTV_LD.nii.gz" in msg and "needed for planning" in msg
+    assert not (tmp_path / "out" / "influence.npz").exists()
+    assert sorted(p.name for p in masks.iterdir()) == before
