@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dosepaint import layout
 from dosepaint.errors import DosepaintInputError
 from dosepaint.io import dicom as dcm
 from dosepaint.io import files

@@ -228,6 +228,6 @@ def test_missing_structure_names_patient_and_file(tmp_path):
         run_influence({"ct_dose": tmp_path / "ct_dose.nii.gz", "masks_dose": masks},
                       {"influence": tmp_path / "out" / "influence.npz"}, params=params)
     msg = str(err.value)
-    assert "P07" in msg and "CTV_LD.nii.gz" in msg and "needed for planning" in msg
+    assert "P07" in msg and "CTV_LD.nii.gz" in msg and "needed by planning" in msg
     assert not (tmp_path / "out" / "influence.npz").exists()
     assert sorted(p.name for p in masks.iterdir()) == before

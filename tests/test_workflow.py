@@ -1,5 +1,6 @@
 """The Snakemake workflow itself: lint, formatting, dry runs, clear config errors, a tiny end-to-end run."""
 
+import json
 import os
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def test_dry_run_of_the_main_job_plans_the_whole_cohort(tmp_path):
             jobs[parts[0]] = int(parts[1])
     assert jobs["synthesize_patient"] == 37 and jobs["ingest"] == 37
     assert jobs["make_split"] == 1 and jobs["ingest_summary"] == 1
-    assert jobs["pet_summary"] == 1
+    assert jobs["pet_summary"] == 1 and jobs["tcp_fit"] == 1
 
 
 def test_unknown_config_key_stops_before_any_job(tmp_path):
@@ -99,6 +100,12 @@ def test_tiny_cohort_end_to_end(tmp_path):
     # RTDOSE read by dicompyler-core with the patient's RTSTRUCT gives our DVH metrics within 1 %.
     plans = pd.read_csv(results / "cohort" / "plan_metrics.tsv", sep="\t")
     test_ids = split.loc[split["split"] == "test", "patient_id"].tolist()
+    # The TCP fit used the training patients only, and planning used the fitted model.
+    fit = json.loads((results / "cohort" / "tcp_fit.json").read_text())
+    assert fit["train_ids"] == split.loc[split["split"] == "train", "patient_id"].tolist()
+    assert not set(fit["train_ids"]) & set(test_ids)
+    fitted = pd.read_csv(results / "cohort" / "tcp_fit_patients.tsv", sep="\t")
+    assert fitted["patient_id"].tolist() == fit["train_ids"]
     assert sorted(plans["patient_id"].unique()) == sorted(test_ids)
     for pid in test_ids:
         p = plans[plans["patient_id"] == pid].set_index("plan")
@@ -108,6 +115,9 @@ def test_tiny_cohort_end_to_end(tmp_path):
         assert p.loc["uniform", "CTV_HD_D50"] == pytest.approx(73.6, rel=0.02), pid
         for metric, rel in dicompyler_dvh_check(results, pid).items():
             assert abs(rel) < 0.01, (pid, metric, rel)
+        qc = json.loads((results / "patients" / pid / "plans" / "qc.json").read_text())
+        assert qc["tcp_model"]["source"] == "fit (least_squares)"
+        assert qc["tcp_model"]["alpha"] == pytest.approx(fit["model"]["alpha"], rel=1e-12)
         for sub in ("dose_influence", "plan"):
             assert (results / "benchmarks" / sub / f"{pid}.tsv").exists()
     assert (results / "cohort" / "plan_summary.tsv").exists()

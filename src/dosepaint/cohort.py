@@ -70,6 +70,11 @@ def validate_config(config: dict, schema: dict) -> dict:
         raise ConfigError(_format_error(errors[0], "invalid configuration"))
     if cfg["cohort"]["source"] == "sheet" and not cfg["cohort"].get("sheet"):
         raise ConfigError("invalid configuration: at 'cohort': source 'sheet' needs cohort.sheet")
+    missing = {"RTDOSE", "DWI"} - set(cfg["ingest"]["required_modalities"])
+    if cfg["planning"]["tcp"]["source"] == "fit" and missing:
+        raise ConfigError("invalid configuration: at 'planning.tcp.source': 'fit' needs the delivered dose and "
+                          f"the DWI of the training patients; add {sorted(missing)} to "
+                          "ingest.required_modalities, or set planning.tcp.source: config")
     return cfg
 
 

@@ -20,7 +20,37 @@ checkpoint make_split:
         "../../scripts/make_split.py"
 
 
+rule tcp_fit:
+    input:
+        unpack(tcp_fit_inputs),
+    output:
+        fit=TCP_FIT,
+        patients=f"{RESULTS}/cohort/tcp_fit_patients.tsv",
+    log:
+        f"{RESULTS}/logs/tcp_fit.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tcp_fit.tsv"
+    conda:
+        "../../envs/imaging.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        patient_ids=training_patients,
+        estimator=CFG["tcp_fit"]["estimator"],
+        alpha_beta=CFG["tcp_fit"]["alpha_beta"],
+        n_fractions=CFG["tcp_fit"]["n_fractions"],
+        alpha_bounds=CFG["tcp_fit"]["alpha_bounds"],
+        log10_fc_bounds=CFG["tcp_fit"]["log10_fc_bounds"],
+        bootstrap=CFG["tcp_fit"]["bootstrap"],
+        seed=CFG["tcp_fit"]["seed"],
+        bin_gy=CFG["tcp_fit"]["bin_gy"],
+    script:
+        "../../scripts/tcp_fit.py"
+
+
 rule cohort_all:
     input:
         f"{RESULTS}/cohort/split.tsv",
         f"{RESULTS}/cohort/ingest_summary.tsv",
+        [TCP_FIT] if {"RTDOSE", "DWI"} <= set(INGEST_REQUIRED) else [],

@@ -96,6 +96,35 @@ PLAN_FILES = {
 PLAN_INFLUENCE = f"{RESULTS}/patients/{{pid}}/plans/influence.npz"
 
 
+def split_patients(which):
+    """Patient ids of one side of the split (known once the split checkpoint has run)."""
+    split = dp_files.read_tsv(checkpoints.make_split.get().output.split)
+    return split.loc[split["split"] == which, "patient_id"].tolist()
+
+
+def training_patients(wildcards):
+    return split_patients("train")
+
+
+def tcp_fit_inputs(wildcards):
+    """The TCP fit reads training patients only (leakage is impossible by construction)."""
+    pids = training_patients(wildcards)
+    return {
+        "split": checkpoints.make_split.get().output.split,
+        "rtdose": expand(INGEST_FILES["rtdose"], pid=pids),
+        "cell_density": expand(DWI_FILES["cell_density_dose"], pid=pids),
+        "masks_dose": expand(f"{RESULTS}/patients/{{pid}}/ingest/masks_dose", pid=pids),
+    }
+
+
+TCP_FIT = f"{RESULTS}/cohort/tcp_fit.json"
+
+
+def plan_tcp_model(wildcards):
+    """The fitted TCP model, when planning uses it (planning.tcp.source: fit)."""
+    return {"tcp_model": TCP_FIT} if CFG["planning"]["tcp"]["source"] == "fit" else {}
+
+
 def planned_patients(wildcards):
     """Patients to plan: the held-out split (known once the split exists), all, or a list."""
     choice = CFG["planning"]["patients"]
@@ -103,8 +132,7 @@ def planned_patients(wildcards):
         return PIDS
     if choice != "test":
         return list(choice)
-    split = dp_files.read_tsv(checkpoints.make_split.get().output.split)
-    return split.loc[split["split"] == "test", "patient_id"].tolist()
+    return split_patients("test")
 
 
 def plan_metrics(wildcards):

@@ -28,6 +28,7 @@ rule dose_influence:
 
 rule plan:
     input:
+        unpack(plan_tcp_model),
         ct_dose=INGEST_FILES["ct_dose"],
         masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
         influence=PLAN_INFLUENCE,

@@ -94,6 +94,29 @@ def read_array(path) -> tuple[np.ndarray, Grid]:
     return arr, Grid.from_image(img)
 
 
+def read_masks(folder, names, *, pid: str, needed_by: str, required=None) -> tuple[dict, Grid | None]:
+    """Read ``{name}.nii.gz`` masks (bool (z, y, x)) from an ingest mask folder.
+
+    ``required`` (default: all ``names``) must exist, else a :class:`DosepaintInputError` names the
+    patient, the file and the stage (``needed_by``) that needs it; other missing names are skipped.
+    Returns the masks and the grid of the last one read.
+    """
+    from ..errors import DosepaintInputError
+
+    required = set(names if required is None else required)
+    out, grid = {}, None
+    for name in names:
+        path = Path(folder) / f"{name}.nii.gz"
+        if not path.exists():
+            if name in required:
+                raise DosepaintInputError(f"structure {name} is needed by {needed_by} but was not ingested",
+                                          patient=pid, path=path)
+            continue
+        arr, grid = read_array(path)
+        out[name] = arr > 0
+    return out, grid
+
+
 def write_transform(transform: sitk.Transform, path) -> None:
     with atomic_path(path) as tmp:
         sitk.WriteTransform(transform, str(tmp))

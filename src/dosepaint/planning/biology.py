@@ -52,6 +52,16 @@ class RbeModel:
         self.B = None if constant_rbe is not None else sp.csr_array(sqrt_beta_dose)
         self.alpha_x, self.beta_x = float(alpha_x), float(beta_x)
 
+    def subset(self, *, rows=None, cols=None) -> "RbeModel":
+        """The same model on some voxels (rows) and/or spots (columns)."""
+        def take(m):
+            m = m if rows is None else m[rows]
+            return m if cols is None else m[:, cols]
+        if self.constant_rbe is not None:
+            return RbeModel(physical=take(self.P), constant_rbe=self.constant_rbe)
+        return RbeModel(physical=take(self.P), alpha_dose=take(self.A), sqrt_beta_dose=take(self.B),
+                        alpha_x=self.alpha_x, beta_x=self.beta_x)
+
     def dose(self, w: np.ndarray) -> tuple[np.ndarray, object]:
         """D_RBE per fraction (float64, Gy(RBE)) and a context for :meth:`vjp`."""
         w32 = np.asarray(w, np.float32)

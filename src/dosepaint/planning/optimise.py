@@ -184,14 +184,29 @@ class PhaseProblem:
         self.fixed = np.asarray(fixed_dose, np.float64)
         self.terms, self.let_term, self.cons = list(terms), let_term, constraints
         self.n_eval = 0
+        # Only the rows some term or constraint reads are computed while optimising (the matrix
+        # products dominate the cost); the other rows of D keep the fixed dose until the end.
+        used = [np.asarray(t.rows) for t in self.terms] + ([np.asarray(constraints.rows)] if constraints else [])
+        self.used = np.unique(np.concatenate(used)) if used else np.arange(self.fixed.size)
+        self.sub = model.subset(rows=self.used) if self.used.size < 0.9 * self.fixed.size else model
+        if self.sub is model:
+            self.used = np.arange(self.fixed.size)
 
     def total_dose(self, w):
+        """Total dose on every influence row (Gy(RBE))."""
         d, ctx = self.model.dose(w)
         return self.fixed + self.n_fx * d, ctx
 
+    def _used_dose(self, w):
+        """Total dose with only the used rows computed (the others hold the fixed dose)."""
+        d, ctx = self.sub.dose(w)
+        D = self.fixed.copy()
+        D[self.used] += self.n_fx * d
+        return D, ctx
+
     def _objective(self, w, lam, mu):
         self.n_eval += 1
-        D, ctx = self.total_dose(w)
+        D, ctx = self._used_dose(w)
         f = 0.0
         g = np.zeros_like(D)
         for t in self.terms:
@@ -214,7 +229,7 @@ class PhaseProblem:
                 f += float(np.sum(t * t - lam[side] ** 2)) / (2.0 * mu)
                 gx += sign * t
             g[c.rows] += gx / c.reference
-        grad = self.n_fx * self.model.vjp(g, ctx)
+        grad = self.n_fx * self.sub.vjp(g[self.used], ctx)
         if self.let_term is not None:
             v, gw = self.let_term.value_grad_w(w)
             f += v
@@ -238,7 +253,7 @@ class PhaseProblem:
             w, iters = res.x, iters + int(res.nit)
             if self.cons is None:
                 break
-            D, _ = self.total_dose(w)
+            D, _ = self._used_dose(w)
             r = self.cons.residuals(D)
             v = self.cons.violations(D)
             log.info("augmented Lagrangian round %d: mean residual %.2e, max bound violation %.2e, mu %.0f",

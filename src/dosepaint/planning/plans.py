@@ -45,10 +45,7 @@ def rbe_model(inf: DoseInfluence, *, constant_rbe: float) -> RbeModel:
 
 def column_model(model: RbeModel, cols: np.ndarray) -> RbeModel:
     """The same model on a subset of spots (columns); the boost only needs spots reaching CTV_HD."""
-    if model.constant_rbe is not None:
-        return RbeModel(physical=model.P[:, cols], constant_rbe=model.constant_rbe)
-    return RbeModel(physical=model.P[:, cols], alpha_dose=model.A[:, cols], sqrt_beta_dose=model.B[:, cols],
-                    alpha_x=model.alpha_x, beta_x=model.beta_x)
+    return model.subset(cols=cols)
 
 
 def _expand(w_sub: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from ..errors import DosepaintInputError
 from ..geometry import Grid, grid_covering, resample_array

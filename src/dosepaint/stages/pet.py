@@ -33,12 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def _mask(folder, name: str, *, pid: str) -> tuple[np.ndarray, Grid]:
-    path = Path(folder) / f"{name}.nii.gz"
-    if not path.exists():
-        raise DosepaintInputError(f"structure {name} is needed by the PET stage but was not ingested",
-                                  patient=pid, path=path)
-    arr, grid = files.read_array(path)
-    return arr > 0, grid
+    masks, grid = files.read_masks(folder, [name], pid=pid, needed_by="the PET stage")
+    return masks[name], grid
 
 
 def _on_grid(mask: np.ndarray, src: Grid, dst: Grid) -> np.ndarray:

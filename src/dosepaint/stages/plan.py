@@ -40,20 +40,6 @@ log = logging.getLogger(__name__)
 STRUCTURES = ("GTV", "CTV_HD", "CTV_LD", "CTV_HD_minus_GTV", "CTV_LD_minus_GTV", "BODY")
 
 
-def _masks(folder, names, *, pid: str, required=()) -> tuple[dict, Grid]:
-    out, grid = {}, None
-    for name in names:
-        path = Path(folder) / f"{name}.nii.gz"
-        if not path.exists():
-            if name in required:
-                raise DosepaintInputError(f"structure {name} is needed for planning but was not ingested",
-                                          patient=pid, path=path)
-            continue
-        arr, grid = files.read_array(path)
-        out[name] = arr > 0
-    return out, grid
-
-
 def calc_voxels(masks: dict, grid: Grid, *, oars, ring_mm: float, body_step: int):
     """The voxels that matter (targets, OARs, a ring of ``ring_mm`` around CTV_LD, every
     ``body_step``-th BODY voxel along each axis), the ring itself and that BODY sample."""
@@ -74,8 +60,8 @@ def run_influence(inputs: dict, outputs: dict, *, params: dict) -> dict:
     """Dose influence of one patient (``params``: patient_id, engine{…}, oars, ring_mm, body_step)."""
     pid = params["patient_id"]
     ct = files.read_image(inputs["ct_dose"])
-    masks, grid = _masks(inputs["masks_dose"], ["CTV_LD", "BODY", *params["oars"]], pid=pid,
-                         required=("CTV_LD", "BODY"))
+    masks, grid = files.read_masks(inputs["masks_dose"], ["CTV_LD", "BODY", *params["oars"]], pid=pid,
+                                   needed_by="planning", required=("CTV_LD", "BODY"))
     calc, _, _ = calc_voxels(masks, grid, oars=params["oars"], ring_mm=params["ring_mm"],
                              body_step=params["body_step"])
     e = params["engine"]
@@ -101,20 +87,31 @@ def structure_rows(inf: DoseInfluence, masks: dict, *, ring: np.ndarray, body_sa
     return rows
 
 
+def tcp_model(inputs: dict, tcp: dict) -> dict:
+    """The TCP model: fitted on the training split (``inputs["tcp_model"]``, cohort/tcp_fit.json) when
+    ``tcp["source"]`` is ``fit``, else the configured α, α/β and f_c."""
+    if tcp.get("source", "config") == "config":
+        return {"source": "config", **{k: float(tcp[k]) for k in ("alpha", "alpha_beta", "clonogenic_fraction")}}
+    model = files.read_json(inputs["tcp_model"])["model"]
+    return {"source": f"fit ({model['estimator']})",
+            **{k: float(model[k]) for k in ("alpha", "alpha_beta", "clonogenic_fraction")}}
+
+
 def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """Plans of one patient; see the module docstring and ``config/README.md`` (planning)."""
     pid = params["patient_id"]
     t0 = time.perf_counter()
+    tcp = tcp_model(inputs, params["tcp"])
     p = params["optimisation"] | {"prescription_gy": params["prescription_gy"], "n_ld": params["n_ld"],
-                                   "n_hd": params["n_hd"], "tcp": params["tcp"],
+                                   "n_hd": params["n_hd"], "tcp": tcp,
                                    "oar_limits_gy": params["oar_limits_gy"]}
     dp, n = float(params["prescription_gy"]), int(params["n_ld"]) + int(params["n_hd"])
-    tcp = params["tcp"]
     alpha, beta = float(tcp["alpha"]), float(tcp["alpha"]) / float(tcp["alpha_beta"])
     inf = DoseInfluence.load(inputs["influence"])
     ct = files.read_image(inputs["ct_dose"])
     names = list(dict.fromkeys([*STRUCTURES, *params["oar_limits_gy"]]))
-    masks, grid = _masks(inputs["masks_dose"], names, pid=pid, required=STRUCTURES)
+    masks, grid = files.read_masks(inputs["masks_dose"], names, pid=pid, needed_by="planning",
+                                   required=STRUCTURES)
     if tuple(grid.shape) != tuple(inf.grid_shape):
         raise DosepaintInputError(f"dose influence grid {inf.grid_shape} differs from the dose grid {grid.shape}",
                                   patient=pid, path=inputs["influence"])

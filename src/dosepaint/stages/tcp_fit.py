@@ -1,0 +1,104 @@
+"""TCP fit stage: the Poisson TCP model fitted on the training split only (SCIENCE.md §2).
+
+Inputs, per training patient (lists in the order of ``params["patient_ids"]``): the delivered dose
+``ingest/rtdose.nii.gz`` (Gy(RBE), dose grid), the cell density ``dwi/cell_density_dose.nii.gz``
+(cells/mm³, dose grid) and ``ingest/masks_dose/`` (its GTV); and ``cohort/split.tsv`` for outcomes.
+
+Outputs: ``cohort/tcp_fit.json`` (the model planning and statistics use, both estimators with bootstrap
+CIs, AUC and Brier score on the training patients, and the IDs used) and ``cohort/tcp_fit_patients.tsv``
+(per training patient: outcome, GTV clonogens at the fitted f_c, predicted TCP).
+
+Leakage guard: every patient must be ``train`` in the split; the rule's inputs expand over training
+patients only, and this stage refuses anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .. import tcp_fit as tf
+from ..errors import DosepaintInputError
+from ..io import files
+
+log = logging.getLogger(__name__)
+
+
+def _patient(pid: str, rtdose, cell_density, masks_dose, *, alpha_beta: float, n_fractions: int,
+             bin_gy: float) -> tuple[tf.PatientDose, dict]:
+    dose, grid = files.read_array(rtdose)
+    rho, rgrid = files.read_array(cell_density)
+    masks, mgrid = files.read_masks(masks_dose, ["GTV"], pid=pid, needed_by="the TCP fit")
+    for path, g in ((cell_density, rgrid), (masks_dose, mgrid)):
+        if tuple(g.shape) != tuple(grid.shape) or not np.allclose(g.origin, grid.origin, atol=1e-3):
+            raise DosepaintInputError(f"not on the delivered dose's grid {grid.shape}", patient=pid, path=path)
+    gtv = masks["GTV"]
+    cells = np.where(gtv, np.nan_to_num(np.asarray(rho, np.float64), nan=0.0), 0.0) * grid.voxel_volume
+    if not np.any(cells > 0):
+        raise DosepaintInputError("no cells in the GTV (empty cell-density map)", patient=pid, path=cell_density)
+    d = np.asarray(dose, np.float64)[gtv]
+    row = {"gtv_cells": float(cells.sum()), "gtv_dose_mean_gy": float(d.mean()),
+           "gtv_dose_min_gy": float(d.min())}
+    return tf.PatientDose.from_arrays(cells[gtv], d, alpha_beta=alpha_beta, n_fractions=n_fractions,
+                                      bin_gy=bin_gy), row
+
+
+def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
+    """Fit and write; ``params``: patient_ids, alpha_beta, n_fractions, estimator, alpha_bounds,
+    log10_fc_bounds, bootstrap, seed, bin_gy (see ``config/README.md``, tcp_fit)."""
+    ids = list(params["patient_ids"])
+    split = files.read_tsv(inputs["split"]).set_index("patient_id")
+    for pid in ids:
+        if pid not in split.index or split.loc[pid, "split"] != "train":
+            raise DosepaintInputError("the TCP fit reads training patients only; this one is not in the "
+                                      "training split", patient=pid, path=inputs["split"])
+    for key in ("rtdose", "cell_density", "masks_dose"):
+        if len(inputs[key]) != len(ids):
+            raise ValueError(f"{len(inputs[key])} {key} inputs for {len(ids)} patients")
+    ab, n, bin_gy = float(params["alpha_beta"]), int(params["n_fractions"]), float(params["bin_gy"])
+    patients, rows = [], []
+    for pid, rd, rho, masks in zip(ids, inputs["rtdose"], inputs["cell_density"], inputs["masks_dose"]):
+        p, row = _patient(pid, rd, rho, masks, alpha_beta=ab, n_fractions=n, bin_gy=bin_gy)
+        patients.append(p)
+        event = split.loc[pid, "event"]
+        rows.append({"patient_id": pid, "event": int(event), "local_control": 1 - int(event), **row})
+    table = pd.DataFrame(rows)
+    y = table["local_control"].to_numpy(float)
+    if y.min() == y.max():
+        raise DosepaintInputError("every training patient has the same outcome: the TCP model cannot be "
+                                  "fitted", path=inputs["split"])
+    bounds = {"alpha_bounds": tuple(params["alpha_bounds"]), "log10_fc_bounds": tuple(params["log10_fc_bounds"])}
+    rng = np.random.default_rng(params["seed"])
+    estimates = {}
+    for est in tf.ESTIMATORS:
+        f = tf.fit(patients, y, estimator=est, **bounds)
+        pred = tf.predict(patients, alpha=f.alpha, log10_fc=f.log10_fc)
+        table[f"tcp_{est}"] = pred
+        boot = tf.bootstrap(patients, y, rng=rng, n_boot=int(params["bootstrap"]), estimator=est, **bounds) \
+            if params["bootstrap"] else None
+        estimates[est] = {
+            "alpha": f.alpha, "log10_fc": f.log10_fc, "clonogenic_fraction": f.clonogenic_fraction,
+            "objective": f.objective, "converged": f.success, "message": f.message,
+            "alpha_ci95": None if boot is None else list(boot["alpha"]),
+            "log10_fc_ci95": None if boot is None else list(boot["log10_fc"]),
+            "train_auc": tf.auc(pred, y), "train_brier": tf.brier(pred, y),
+            "train_mean_tcp": float(pred.mean()),
+        }
+        log.info("%s: alpha %.4f Gy^-1, log10 f_c %.2f, train AUC %.3f, Brier %.3f", est, f.alpha, f.log10_fc,
+                 estimates[est]["train_auc"], estimates[est]["train_brier"])
+    chosen = estimates[params["estimator"]]
+    table["clonogens"] = table["gtv_cells"] * chosen["clonogenic_fraction"]
+    result = {
+        "model": {"estimator": params["estimator"], "alpha": chosen["alpha"], "alpha_beta": ab,
+                  "beta": chosen["alpha"] / ab, "clonogenic_fraction": chosen["clonogenic_fraction"],
+                  "n_fractions_delivered": n},
+        "estimates": estimates,
+        "bootstrap": {"n": int(params["bootstrap"]), "seed": params["seed"], "level": 0.95},
+        "train_ids": ids, "n_train": len(ids), "n_local_control": int(y.sum()),
+        "bounds": bounds, "bin_gy": bin_gy,
+    }
+    files.write_tsv(table, outputs["patients"])
+    files.write_json(result, outputs["fit"])
+    return result
