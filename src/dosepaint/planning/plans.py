@@ -84,6 +84,7 @@ def uniform_course(inf: DoseInfluence, model: RbeModel, rows: dict, *, params: d
     r1 = PhaseProblem(model, n_fx=n_ld, fixed_dose=zero, terms=t1).solve(w0, max_iter=params["max_iter"])
     d1 = r1.dose
     t2 = [DoseTerm(rows["CTV_HD"], "deviation", dp, wts["target"], dp, name="CTV_HD_deviation"),
+          *_goal_terms(rows["CTV_HD"], params),
           DoseTerm(rows["LD_ONLY"], "overdose", d_ld * params["ld_max_fraction"], wts["ring"], dp, name="ld_only"),
           DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * dp, wts["ring"], dp, name="ring"),
           DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * d_ld, wts["body"], dp, name="body")]
@@ -95,6 +96,15 @@ def uniform_course(inf: DoseInfluence, model: RbeModel, rows: dict, *, params: d
     r2.weights = _expand(r2.weights, cols, inf.n_spots)
     return CourseSolution(phase1=r1.weights, phase2=r2.weights, dose=r2.dose, results={"phase1": r1, "phase2": r2},
                           boost_spots=cols)
+
+
+def _goal_terms(rows: np.ndarray, params: dict) -> list[DoseTerm]:
+    """Guards of the clinical goals on non-escalated target rows: underdose below
+    ``coverage_fraction``·D_P (for D95 > 0.95 D_P) and overdose above ``hotspot_fraction``·D_P (for
+    D1 < 1.05 D_P), at the target weight; a squared deviation alone tolerates both tails."""
+    dp, w = float(params["prescription_gy"]), params["weights"]["target"]
+    return [DoseTerm(rows, "underdose", params["coverage_fraction"] * dp, w, dp, name="coverage"),
+            DoseTerm(rows, "overdose", params["hotspot_fraction"] * dp, w, dp, name="hotspot")]
 
 
 def _spots_reaching(inf: DoseInfluence, target_rows: np.ndarray, frac: float = 0.2) -> np.ndarray:
@@ -116,6 +126,7 @@ def painted_course(inf: DoseInfluence, model: RbeModel, rows: dict, uniform: Cou
     terms = [TcpTerm(rows["GTV"], clonogens_gtv, alpha=tcp["alpha"], beta=tcp["alpha"] / tcp["alpha_beta"],
                      n_fractions=n, weight=wts["tcp"], name="log_s_roi"),
              DoseTerm(rows["CTV_HD_minus_GTV"], "deviation", dp, wts["target"], dp, name="CTV_HD_minus_GTV_deviation"),
+             *_goal_terms(rows["CTV_HD_minus_GTV"], params),
              DoseTerm(rows["LD_ONLY"], "overdose", dp / n * n_ld * params["ld_max_fraction"], wts["ring"], dp,
                       name="ld_only"),
              DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * dp, wts["ring"], dp, name="ring"),
