@@ -1,10 +1,11 @@
 """Planning speed (issue 5): our optimiser vs pyRadPlan's, and a DE plan for a 300 cm³ GTV.
 
-Usage: python benchmarks/planning_speed.py [RESULTS]
+Usage: python benchmarks/planning_speed.py [1] [2] [RESULTS]
 
-1. Same dose-influence matrix (pyRadPlan, protons, water phantom, 3 mm grid), same objective
-   (squared deviation to 2 Gy on the target, uniform plan): wall time and final objective of
-   pyRadPlan's ``fluence_optimization`` (its SciPy L-BFGS-B solver) and of ours.
+1. Same dose-influence matrix (pyRadPlan, water phantom, 3 mm grid, 100 cm³ target), same objective
+   (squared deviation on the target, uniform plan): wall time and final objective of pyRadPlan's
+   ``fluence_optimization`` (its SciPy L-BFGS-B solver, as shipped and with a tight tolerance) and
+   of ours; protons on physical dose and carbon on RBE-weighted dose (LEM).
 2. DE plan (carbon, LEM) for a 300 cm³ spherical GTV in water on a 3 mm grid, lognormal cell
    density: dose-influence time, peak memory and optimisation time (uniform + DE).
 3. If RESULTS is given: dose-influence and planning time / peak memory per patient from the
@@ -39,44 +40,56 @@ def phantom(gtv_cc: float, spacing=3.0):
     return img, masks, r
 
 
-def part1():
+def part1(modality: str):
     from pyRadPlan import CT, IonPlan, StructureSet, calc_dose_influence, fluence_optimization, generate_stf
     from pyRadPlan.cst import create_voi
     from pyRadPlan.optimization.objectives import SquaredDeviation
 
     from dosepaint.planning.biology import RbeModel
-    from dosepaint.planning.optimise import DoseTerm, PhaseProblem
+    from dosepaint.planning.optimise import DoseTerm, PhaseProblem, scale_to_mean
 
+    # protons: physical dose, 2 Gy; carbon: RBE-weighted dose (LEM) at the study's 4.6 Gy(RBE)/fx.
+    carbon = modality == "carbon"
+    d_ref = 4.6 if carbon else 2.0
     img, masks, _ = phantom(100.0)
     ct = CT(cube_hu=img)
     target = sitk.GetImageFromArray(masks["CTV_HD"].astype(np.uint8))
     target.CopyInformation(img)
+    quantity = "rbe_x_dose" if carbon else "physical_dose"
     voi = create_voi(name="T", voi_type="TARGET", mask=target, ct_image=ct,
-                     objectives=[SquaredDeviation(priority=1.0, d_ref=2.0)])
+                     objectives=[SquaredDeviation(priority=1.0, d_ref=d_ref, quantity=quantity)])
     cst = StructureSet(vois=[voi], ct_image=ct)
-    pln = IonPlan(radiation_mode="protons", machine="Generic", num_of_fractions=1, prescribed_dose=2.0)
-    pln.prop_stf = {"gantry_angles": [90.0, 180.0, 270.0], "couch_angles": [0.0] * 3, "bixel_width": 5.0}
-    pln.prop_dose_calc = {"dose_grid": ct.grid, "calc_let": False, "ignore_outside_densities": False}
+    pln = IonPlan(radiation_mode=modality, machine="Generic", num_of_fractions=1, prescribed_dose=d_ref)
+    pln.prop_stf = {"gantry_angles": [90.0, 180.0, 270.0], "couch_angles": [0.0] * 3,
+                    "bixel_width": 6.0 if carbon else 5.0}
+    pln.prop_dose_calc = {"dose_grid": ct.grid, "calc_let": False, "calc_bio_dose": carbon,
+                          "ignore_outside_densities": False}
     stf = generate_stf(ct, cst, pln)
     t = time.perf_counter()
     dij = calc_dose_influence(ct, cst, stf, pln)
     t_dij = time.perf_counter() - t
     P = dij.physical_dose.flat[0].tocsr()
     rows = np.flatnonzero(masks["CTV_HD"].ravel())
-    model = RbeModel(physical=P, constant_rbe=1.0)
-    term = DoseTerm(rows, "deviation", 2.0, 1.0, 1.0)
-    w0 = np.ones(P.shape[1])
-    w0 *= 2.0 / float(np.mean((P @ w0)[rows]))
+    if carbon:
+        a_x = float(np.median(np.asarray(dij.alphax).ravel()[rows]))
+        b_x = float(np.median(np.asarray(dij.betax).ravel()[rows]))
+        model = RbeModel(physical=P, alpha_dose=dij.alpha_dose.flat[0].tocsr(),
+                         sqrt_beta_dose=dij.sqrt_beta_dose.flat[0].tocsr(), alpha_x=a_x, beta_x=b_x)
+    else:
+        model = RbeModel(physical=P, constant_rbe=1.0)
+    term = DoseTerm(rows, "deviation", d_ref, 1.0, 1.0)
+    w0 = scale_to_mean(model, np.ones(P.shape[1]), rows, dose_per_fraction=d_ref)
 
     def f(w):
-        return float(np.mean(((P @ w)[rows] - 2.0) ** 2))
+        return float(np.mean((model.dose(w)[0][rows] - d_ref) ** 2))
 
     def ours(k):
         t = time.perf_counter()
         r = PhaseProblem(model, n_fx=1, fixed_dose=np.zeros(P.shape[0]), terms=[term]).solve(w0, max_iter=k)
         return r, time.perf_counter() - t
 
-    print(f"[1] protons, {P.shape[1]} spots, {rows.size} target voxels, nnz {P.nnz}; dose influence {t_dij:.1f} s")
+    print(f"[1] {modality} ({quantity}), {P.shape[1]} spots, {rows.size} target voxels, nnz {P.nnz}; "
+          f"dose influence {t_dij:.1f} s")
     # pyRadPlan's SciPy L-BFGS-B solver (its fallback when IPOPT is not installed), as shipped
     # (abs_obj_tol 1e-5, which stops it after a few iterations) and with the tolerance tightened.
     for label, solver in (("default tolerance", {"name": "scipy"}),
@@ -155,7 +168,8 @@ def part3(results: Path):
 if __name__ == "__main__":
     which = {a for a in sys.argv[1:] if a in ("1", "2")} or {"1", "2"}
     if "1" in which:
-        part1()
+        part1("protons")
+        part1("carbon")
     if "2" in which:
         part2()
     for a in sys.argv[1:]:
