@@ -219,6 +219,8 @@ def bootstrap(patients, outcome, *, rng: np.random.Generator, n_boot: int, level
     Returns ``{"alpha": (lo, hi), "log10_fc": (lo, hi), "samples": (n_boot, 2) array}``.
     """
     y = np.asarray(outcome, np.float64)
+    if y.min() == y.max():
+        raise ValueError("every patient has the same outcome: nothing to bootstrap")
     n = y.size
     out = []
     while len(out) < n_boot:
