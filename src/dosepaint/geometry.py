@@ -54,6 +54,12 @@ class Grid:
         """Voxel volume in mm³."""
         return float(np.prod(self.spacing))
 
+    def same_as(self, other: "Grid", *, atol_mm: float = 1e-3) -> bool:
+        """Same shape, spacing, direction and origin (within ``atol_mm``): voxels coincide."""
+        return (tuple(self.shape) == tuple(other.shape) and np.allclose(self.origin, other.origin, atol=atol_mm)
+                and np.allclose(self.spacing, other.spacing, atol=1e-6)
+                and np.allclose(self.direction, other.direction))
+
     @classmethod
     def from_image(cls, image: sitk.Image) -> "Grid":
         size = image.GetSize()

@@ -96,19 +96,14 @@ def predict(patients, *, alpha: float, log10_fc: float) -> np.ndarray:
     return np.exp(-np.exp(u))
 
 
-def _log_tcp_and_log_ntcp(u):
-    """ln TCP = −e^u and ln(1 − TCP) = ln(−expm1(−e^u)), stable for any u."""
-    s = np.exp(u)
-    return -s, np.log(-np.expm1(-s))
-
-
 def bernoulli_nll(patients, outcome, *, alpha: float, log10_fc: float) -> tuple[float, np.ndarray]:
     """−Σ [y ln TCP + (1 − y) ln(1 − TCP)] and its gradient with respect to (α, log10 f_c)."""
     y = np.asarray(outcome, np.float64)
     u, jac = log_neg_log_tcp(patients, alpha=alpha, log10_fc=log10_fc)
-    ltcp, lntcp = _log_tcp_and_log_ntcp(u)
     s = np.exp(u)
-    # d ln TCP/du = −s; d ln(1−TCP)/du = s·TCP/(1−TCP), written to stay finite for any s
+    # ln TCP = −s and ln(1 − TCP) = ln(−expm1(−s)), stable for any s; their derivatives in u:
+    # d ln TCP/du = −s, d ln(1−TCP)/du = s·TCP/(1−TCP), written to stay finite for any s
+    ltcp, lntcp = -s, np.log(-np.expm1(-s))
     dl1 = -s
     dl0 = s * np.exp(-s) / -np.expm1(-s)
     nll = -float(np.sum(y * ltcp + (1.0 - y) * lntcp))

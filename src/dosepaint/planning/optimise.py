@@ -187,10 +187,11 @@ class PhaseProblem:
         # Only the rows some term or constraint reads are computed while optimising (the matrix
         # products dominate the cost); the other rows of D keep the fixed dose until the end.
         used = [np.asarray(t.rows) for t in self.terms] + ([np.asarray(constraints.rows)] if constraints else [])
-        self.used = np.unique(np.concatenate(used)) if used else np.arange(self.fixed.size)
-        self.sub = model.subset(rows=self.used) if self.used.size < 0.9 * self.fixed.size else model
-        if self.sub is model:
-            self.used = np.arange(self.fixed.size)
+        used = np.unique(np.concatenate(used)) if used else np.arange(0)
+        if 0 < used.size < 0.9 * self.fixed.size:
+            self.used, self.sub = used, model.subset(rows=used)
+        else:
+            self.used, self.sub = np.arange(self.fixed.size), model
 
     def total_dose(self, w):
         """Total dose on every influence row (Gy(RBE))."""

@@ -43,11 +43,6 @@ def rbe_model(inf: DoseInfluence, *, constant_rbe: float) -> RbeModel:
     return RbeModel(physical=inf.physical, constant_rbe=constant_rbe)
 
 
-def column_model(model: RbeModel, cols: np.ndarray) -> RbeModel:
-    """The same model on a subset of spots (columns); the boost only needs spots reaching CTV_HD."""
-    return model.subset(cols=cols)
-
-
 def _expand(w_sub: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
     w = np.zeros(n)
     w[cols] = w_sub
@@ -90,7 +85,7 @@ def uniform_course(inf: DoseInfluence, model: RbeModel, rows: dict, *, params: d
           DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * d_ld, wts["body"], dp, name="body")]
     t2 += _oar_terms(rows, params["oar_limits_gy"], fraction_of_course=1.0, weight=wts["oar"], scale=dp)
     cols = _spots_reaching(inf, rows["CTV_HD"])
-    sub = column_model(model, cols)
+    sub = model.subset(cols=cols)  # the boost only needs spots reaching CTV_HD
     w0 = scale_to_mean(sub, np.ones(cols.size), rows["CTV_HD"], dose_per_fraction=d_fx)
     r2 = PhaseProblem(sub, n_fx=n_hd, fixed_dose=d1, terms=t2).solve(w0, max_iter=params["max_iter"])
     r2.weights = _expand(r2.weights, cols, inf.n_spots)
@@ -134,7 +129,7 @@ def painted_course(inf: DoseInfluence, model: RbeModel, rows: dict, uniform: Cou
                       name="body")]
     terms += _oar_terms(rows, params["oar_limits_gy"], fraction_of_course=1.0, weight=wts["oar"], scale=dp)
     cols = uniform.boost_spots if uniform.boost_spots is not None else np.arange(inf.n_spots)
-    sub = column_model(model, cols)
+    sub = model.subset(cols=cols)  # the boost only needs spots reaching CTV_HD
     let_term = None
     if let_dose is not None and wts["let"] > 0:
         g = rows["GTV"]

@@ -39,8 +39,7 @@ def _mask(folder, name: str, *, pid: str) -> tuple[np.ndarray, Grid]:
 
 def _on_grid(mask: np.ndarray, src: Grid, dst: Grid) -> np.ndarray:
     """A mask moved to another grid: the resampled occupancy ≥ ½."""
-    if src.shape == dst.shape and np.allclose(src.origin, dst.origin, atol=1e-3) \
-            and np.allclose(src.spacing, dst.spacing, atol=1e-6) and np.allclose(src.direction, dst.direction):
+    if src.same_as(dst):
         return mask.astype(bool)
     return resample_array(mask.astype(np.float32), src, dst) >= 0.5
 

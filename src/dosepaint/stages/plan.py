@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import dwi
 from .. import radiobiology as rb
 from ..errors import DosepaintInputError
 from ..geometry import Grid
@@ -121,8 +122,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     rho, rgrid = files.read_array(inputs["cell_density"])
     if tuple(rgrid.shape) != tuple(grid.shape):
         raise DosepaintInputError("cell density is not on the dose grid", patient=pid, path=inputs["cell_density"])
-    rho = np.nan_to_num(np.asarray(rho, np.float64), nan=0.0)
-    clonogens = float(tcp["clonogenic_fraction"]) * rho * grid.voxel_volume * masks["GTV"]
+    clonogens = dwi.clonogens(np.where(masks["GTV"], rho, 0.0), voxel_volume_mm3=grid.voxel_volume,
+                              clonogenic_fraction=float(tcp["clonogenic_fraction"]))
     n_gtv = clonogens.ravel()[inf.voxels[rows["GTV"]]]
     if not np.any(n_gtv > 0):
         raise DosepaintInputError("no clonogens in the GTV (empty cell-density map)", patient=pid,

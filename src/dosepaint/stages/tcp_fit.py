@@ -19,6 +19,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from .. import dwi
 from .. import tcp_fit as tf
 from ..errors import DosepaintInputError
 from ..io import files
@@ -32,10 +33,11 @@ def _patient(pid: str, rtdose, cell_density, masks_dose, *, alpha_beta: float, n
     rho, rgrid = files.read_array(cell_density)
     masks, mgrid = files.read_masks(masks_dose, ["GTV"], pid=pid, needed_by="the TCP fit")
     for path, g in ((cell_density, rgrid), (masks_dose, mgrid)):
-        if tuple(g.shape) != tuple(grid.shape) or not np.allclose(g.origin, grid.origin, atol=1e-3):
+        if not g.same_as(grid):
             raise DosepaintInputError(f"not on the delivered dose's grid {grid.shape}", patient=pid, path=path)
     gtv = masks["GTV"]
-    cells = np.where(gtv, np.nan_to_num(np.asarray(rho, np.float64), nan=0.0), 0.0) * grid.voxel_volume
+    # cells per voxel ρ·v (f_c = 1): f_c is what the fit estimates
+    cells = dwi.clonogens(np.where(gtv, rho, 0.0), voxel_volume_mm3=grid.voxel_volume, clonogenic_fraction=1.0)
     if not np.any(cells > 0):
         raise DosepaintInputError("no cells in the GTV (empty cell-density map)", patient=pid, path=cell_density)
     d = np.asarray(dose, np.float64)[gtv]
