@@ -106,15 +106,15 @@ class DoseInfluence:
             m = getattr(self, name)
             if m is not None:
                 m = sp.csr_array(m)
-                arrays[f"{name}_data"] = m.data.astype(np.float32)
+                arrays[f"{name}_data"] = m.data.astype(np.float32, copy=False)
                 arrays[f"{name}_shape"] = np.asarray(m.shape)
                 # α-dose, √β-dose (and usually LET·dose) share the physical dose's sparsity
                 # pattern: store it once.
                 if name != "physical" and m.nnz == ref.nnz and np.array_equal(m.indptr, ref.indptr) \
                         and np.array_equal(m.indices, ref.indices):
                     continue
-                arrays[f"{name}_indices"] = m.indices.astype(np.int32)
-                arrays[f"{name}_indptr"] = m.indptr.astype(np.int64)
+                arrays[f"{name}_indices"] = m.indices.astype(np.int32, copy=False)
+                arrays[f"{name}_indptr"] = m.indptr.astype(np.int64, copy=False)
         with open(path, "wb") as fh:
             np.savez(fh, **arrays)
 
