@@ -123,7 +123,7 @@ def part2(gtv_cc=300.0):
     img, masks, r = phantom(gtv_cc)
     grid = Grid.from_image(img)
     masks["CTV_HD_minus_GTV"] = masks["CTV_HD"] & ~masks["GTV"]
-    calc, ring, sample = calc_voxels(masks, grid, oars=[], ring_mm=20.0, body_step=3)
+    calc, ring, sample = calc_voxels(masks, grid, oars=[], ring_mm=10.0, body_step=3)
     eng = PyRadPlanEngine(modality="carbon", bixel_width_mm=6.0, layer_spacing_mm=6.0)
     t = time.perf_counter()
     inf = eng.influence(img, target=masks["CTV_LD"], calc_voxels=calc)

@@ -68,6 +68,27 @@ def test_rbe_dose_gradient_matches_finite_differences():
     np.testing.assert_allclose(grad, fd, rtol=2e-3, atol=1e-6)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3, 7])
+def test_row_blocks_products_equal_the_whole_matrix(threads):
+    rng = np.random.default_rng(5)
+    m = sp.random(50, 20, density=0.2, random_state=np.random.RandomState(6), format="csr", dtype=np.float32)
+    m = sp.csr_array(m)
+    m[10:30] = 0.0  # empty rows inside a block and at cut points
+    m.eliminate_zeros()
+    blocks = bio.RowBlocks(m, threads)
+    assert sum(b - a for a, b, _ in blocks.blocks) == 50
+    x, y = rng.normal(size=20).astype(np.float32), rng.normal(size=50).astype(np.float32)
+    np.testing.assert_allclose(blocks @ x, m.toarray() @ x, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(blocks.rmatvec(y), m.toarray().T @ y, rtol=1e-5, atol=1e-6)
+    # the RBE model gives the same dose and gradient threaded or not
+    P = sp.csr_array(m, dtype=np.float64) * 0.02
+    one, many = (bio.RbeModel(physical=P, alpha_dose=P * 0.3, sqrt_beta_dose=P * 0.2, threads=t) for t in (1, threads))
+    w = rng.uniform(1.0, 5.0, 20)
+    (d1, c1), (d2, c2) = one.dose(w), many.dose(w)
+    np.testing.assert_allclose(d2, d1, rtol=1e-6)
+    np.testing.assert_allclose(many.vjp(y, c2), one.vjp(y, c1), rtol=1e-5, atol=1e-9)
+
+
 def test_bragg_kleeman_fit_on_pyradplan_machine_gives_nist_stopping_power():
     from pyRadPlan.machines._load import load_from_name
 

@@ -6,6 +6,7 @@ from dosepaint import cohort as dp_cohort
 from dosepaint import dwi as dp_dwi
 from dosepaint import layout as dp_layout
 from dosepaint.io import files as dp_files
+from dosepaint.stages import plan as dp_plan
 from dosepaint.synthetic.generate import PRESETS
 
 _SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"

@@ -14,7 +14,7 @@ rule dose_influence:
     conda:
         "../../envs/planning.yaml"
     resources:
-        mem_mb=12000,
+        mem_mb=lambda wc, input: dp_plan.influence_mem_mb(input.masks_dose),
         runtime=60,
     params:
         patient_id=lambda wc: wc.pid,
@@ -43,8 +43,9 @@ rule plan:
         f"{RESULTS}/benchmarks/plan/{{pid}}.tsv"
     conda:
         "../../envs/planning.yaml"
+    threads: 2
     resources:
-        mem_mb=12000,
+        mem_mb=lambda wc, input: dp_plan.plan_mem_mb(input.influence),
         runtime=90,
     params:
         patient_id=lambda wc: wc.pid,

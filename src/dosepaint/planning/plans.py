@@ -35,12 +35,12 @@ class CourseSolution:
     boost_spots: np.ndarray | None = None  # columns the boost may use
 
 
-def rbe_model(inf: DoseInfluence, *, constant_rbe: float) -> RbeModel:
+def rbe_model(inf: DoseInfluence, *, constant_rbe: float, threads: int = 1) -> RbeModel:
     """The influence's RBE model: LEM α/√β for carbon, a constant RBE otherwise."""
     if inf.alpha_dose is not None and inf.sqrt_beta_dose is not None:
         return RbeModel(physical=inf.physical, alpha_dose=inf.alpha_dose, sqrt_beta_dose=inf.sqrt_beta_dose,
-                        alpha_x=inf.alpha_x, beta_x=inf.beta_x)
-    return RbeModel(physical=inf.physical, constant_rbe=constant_rbe)
+                        alpha_x=inf.alpha_x, beta_x=inf.beta_x, threads=threads)
+    return RbeModel(physical=inf.physical, constant_rbe=constant_rbe, threads=threads)
 
 
 def _expand(w_sub: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
@@ -49,13 +49,15 @@ def _expand(w_sub: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
     return w
 
 
-def let_dose_matrix(inf: DoseInfluence, *, voxel_mm: float):
-    """LET·dose: pyRadPlan's (protons) or the residual-range approximation (carbon)."""
+def let_dose_matrix(inf: DoseInfluence, *, voxel_mm: float, rows: np.ndarray):
+    """LET·dose on some influence ``rows`` (increasing): pyRadPlan's (protons) or the residual-range
+    approximation (carbon; computing it costs about as much as a few hundred products, so only the
+    rows that LET is reported or optimised on)."""
     if inf.let_dose is not None:
-        return inf.let_dose
+        return sp.csr_array(inf.let_dose[rows])
     if inf.radiological_depth is None:
         return None
-    return residual_range_let_dose(inf, voxel_mm=voxel_mm)
+    return residual_range_let_dose(inf, voxel_mm=voxel_mm, rows=rows)
 
 
 def _oar_terms(rows: dict, limits: dict, *, fraction_of_course: float, weight: float, scale: float):
@@ -111,8 +113,12 @@ def _spots_reaching(inf: DoseInfluence, target_rows: np.ndarray, frac: float = 0
 
 
 def painted_course(inf: DoseInfluence, model: RbeModel, rows: dict, uniform: CourseSolution, *,
-                   clonogens_gtv: np.ndarray, mean_fraction: float, let_dose=None, params: dict) -> CourseSolution:
-    """DE (``mean_fraction`` 1.03) or DR (1.00): re-optimise the boost for TCP under constraints."""
+                   clonogens_gtv: np.ndarray, mean_fraction: float, let_dose=None, let_rows=None,
+                   params: dict) -> CourseSolution:
+    """DE (``mean_fraction`` 1.03) or DR (1.00): re-optimise the boost for TCP under constraints.
+
+    ``let_dose`` is LET·dose on the influence rows ``let_rows`` (all rows if None), which must hold the GTV's.
+    """
     dp, n_ld, n_hd = float(params["prescription_gy"]), int(params["n_ld"]), int(params["n_hd"])
     n = n_ld + n_hd
     wts = params["weights"]
@@ -133,7 +139,7 @@ def painted_course(inf: DoseInfluence, model: RbeModel, rows: dict, uniform: Cou
     let_term = None
     if let_dose is not None and wts["let"] > 0:
         g = rows["GTV"]
-        ld = let_dose[g]
+        ld = let_dose[g if let_rows is None else np.searchsorted(let_rows, g)]
         ph = inf.physical[g]
         w1 = uniform.phase1.astype(np.float32)
         let_term = LetTerm(sp.csr_array(ld[:, cols]), sp.csr_array(ph[:, cols]),

@@ -6,8 +6,8 @@ of BODY — cached as ``plans/influence.npz``.
 
 ``run`` (rule ``plan``): our optimiser → uniform, DE and DR courses; whole-grid doses by
 pyRadPlan forward calculation of the optimised spots; per plan ``{plan}/dose.nii.gz``
-(total RBE-weighted dose, Gy(RBE)), ``{plan}/letd.nii.gz`` (keV/µm; carbon: on the influence
-voxels only, NaN elsewhere), ``{plan}/rtdose.dcm`` (DoseType EFFECTIVE), ``{plan}/dvh.tsv``;
+(total RBE-weighted dose, Gy(RBE)), ``{plan}/letd.nii.gz`` (keV/µm; carbon: on GTV ∪ CTV_HD only,
+NaN elsewhere), ``{plan}/rtdose.dcm`` (DoseType EFFECTIVE), ``{plan}/dvh.tsv``;
 ``metrics.tsv`` (one row per plan, plus the beam-free references: the TCP-optimal water-filling
 prescriptions at the DE and DR mean doses, and the PET prescriptions by contours and by numbers),
 ``qc.json``.
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from .. import dwi
 from .. import radiobiology as rb
@@ -55,6 +56,23 @@ def calc_voxels(masks: dict, grid: Grid, *, oars, ring_mm: float, body_step: int
         if o in masks:
             calc |= masks[o] & body
     return calc, ring, sample
+
+
+def influence_mem_mb(masks_dir) -> int:
+    """Memory (MB) to declare for the dose influence of one patient: 500 MB + 6.5 MB per cm³ of
+    CTV_LD, from the default cohort (3 mm grid, 6 mm spots, carbon: 2.4 GB at 330 cm³, 15 GB at
+    the largest CTV_LD)."""
+    import SimpleITK as sitk
+
+    mask = sitk.ReadImage(str(Path(masks_dir) / "CTV_LD.nii.gz"))
+    cm3 = float(sitk.GetArrayViewFromImage(mask).astype(bool).sum()) * float(np.prod(mask.GetSpacing())) / 1000.0
+    return int(500 + 6.5 * cm3)
+
+
+def plan_mem_mb(influence_path) -> int:
+    """Memory (MB) to declare for the plans of one patient: 2 GB + 3 × the cached influence (it is
+    loaded, restricted copies are made for the optimiser, LET·dose is added)."""
+    return int(2000 + 3 * Path(influence_path).stat().st_size / 1e6)
 
 
 def run_influence(inputs: dict, outputs: dict, *, params: dict) -> dict:
@@ -129,13 +147,15 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
         raise DosepaintInputError("no clonogens in the GTV (empty cell-density map)", patient=pid,
                                   path=inputs["cell_density"])
 
-    model = rbe_model(inf, constant_rbe=params["constant_rbe"])
-    let_dose = let_dose_matrix(inf, voxel_mm=float(np.mean(grid.spacing)))
+    model = rbe_model(inf, constant_rbe=params["constant_rbe"], threads=int(params.get("threads", 1)))
+    let_rows = np.union1d(rows["GTV"], rows["CTV_HD"])  # LETd is reported and optimised there only
+    let_dose = let_dose_matrix(inf, voxel_mm=float(np.mean(grid.spacing)), rows=let_rows)
     t_opt = time.perf_counter()
     courses = {"uniform": uniform_course(inf, model, rows, params=p)}
     for name, m in (("de", params["de_mean_fraction"]), ("dr", params["dr_mean_fraction"])):
         courses[name] = painted_course(inf, model, rows, courses["uniform"], clonogens_gtv=n_gtv,
-                                       mean_fraction=float(m), let_dose=let_dose, params=p)
+                                       mean_fraction=float(m), let_dose=let_dose, let_rows=let_rows,
+                                       params=p)
     t_opt = time.perf_counter() - t_opt
 
     # Whole-grid doses: forward calculation of each phase's spots (phase 1 is shared).
@@ -161,7 +181,9 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
                 letd = np.where(den > 0, num / den, np.nan)
         elif let_dose is not None:
             # LET·dose and dose are linear in the weights: the course is one weight vector.
-            letd = inf.scatter(letd_of(let_dose, inf.physical, params["n_ld"] * c.phase1 + params["n_hd"] * c.phase2))
+            w = params["n_ld"] * c.phase1 + params["n_hd"] * c.phase2
+            letd = np.full(grid.shape, np.nan)
+            letd.flat[inf.voxels[let_rows]] = letd_of(let_dose, sp.csr_array(inf.physical[let_rows]), w)
         else:
             letd = np.full(grid.shape, np.nan)
         folder = Path(outputs[f"{name}_dose"]).parent
@@ -201,7 +223,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     table.insert(0, "patient_id", pid)
     files.write_tsv(table, outputs["metrics"])
     qc["timings"] = {"optimisation_s": t_opt, "forward_and_export_s": t_fwd, "total_s": time.perf_counter() - t0}
-    qc["influence"] = {k: inf.meta[k] for k in ("n_spots", "n_voxels", "nnz", "dij_s", "stf_s") if k in inf.meta}
+    qc["influence"] = {k: inf.meta[k] for k in ("n_spots", "n_voxels", "nnz", "dij_s", "stf_s", "peak_rss_mb")
+                       if k in inf.meta}
     qc["tcp_model"] = tcp
     files.write_json(qc, outputs["qc"])
     log.info("%s: plans done in %.1f s (optimisation %.1f s)", pid, qc["timings"]["total_s"], t_opt)
