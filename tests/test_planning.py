@@ -186,9 +186,11 @@ def proton_influence():
     return eng, img, body, target, eng.influence(img, target=target, calc_voxels=calc)
 
 
-def test_pyradplan_influence_rows_match_its_forward_dose(proton_influence):
+@pytest.mark.parametrize("zero_first", [0.0, 0.6])
+def test_pyradplan_influence_rows_match_its_forward_dose(proton_influence, zero_first):
     eng, img, body, target, inf = proton_influence
     w = np.linspace(0.5, 1.5, inf.n_spots)
+    w[: int(zero_first * inf.n_spots)] = 0.0  # whole rays and part of one at 0: left out of the forward run
     rows_dose = inf.physical @ w
     full = eng.forward(img, inf, w, body=body)["physical_dose"]
     # Same physics whether or not the voxel was in the influence subset (densities outside count).
