@@ -175,27 +175,39 @@ class PhaseProblem:
         Total dose of the other phases on the same rows (Gy(RBE)); zeros for the first phase.
     terms : list of DoseTerm / TcpTerm
     let_term : LetTerm or None
+        Its weights are those of ``cols``.
     constraints : Constraints or None
+    cols : ndarray of int or None
+        The spots this phase may use (default all); the others stay at 0.  :meth:`solve` takes and
+        returns weights of all spots.
     """
 
     def __init__(self, model: RbeModel, *, n_fx: int, fixed_dose: np.ndarray, terms, let_term=None,
-                 constraints: Constraints | None = None):
-        self.model, self.n_fx = model, int(n_fx)
+                 constraints: Constraints | None = None, cols: np.ndarray | None = None):
+        self.model, self.n_fx, self.cols = model, int(n_fx), cols
         self.fixed = np.asarray(fixed_dose, np.float64)
         self.terms, self.let_term, self.cons = list(terms), let_term, constraints
         self.n_eval = 0
-        # Only the rows some term or constraint reads are computed while optimising (the matrix
-        # products dominate the cost); the other rows of D keep the fixed dose until the end.
+        # Only the rows some term or constraint reads and the allowed spots are computed while
+        # optimising (the matrix products dominate the cost), in one restricted copy of the
+        # matrices; the other rows of D keep the fixed dose until the end.
         used = [np.asarray(t.rows) for t in self.terms] + ([np.asarray(constraints.rows)] if constraints else [])
         used = np.unique(np.concatenate(used)) if used else np.arange(0)
-        if 0 < used.size < 0.9 * self.fixed.size:
-            self.used, self.sub = used, model.subset(rows=used)
-        else:
-            self.used, self.sub = np.arange(self.fixed.size), model
+        restrict = 0 < used.size < 0.9 * self.fixed.size
+        self.used = used if restrict else np.arange(self.fixed.size)
+        self.sub = model.subset(rows=used if restrict else None, cols=cols) if restrict or cols is not None \
+            else model
+
+    def _all_spots(self, w):
+        if self.cols is None:
+            return w
+        full = np.zeros(self.model.P.shape[1])
+        full[self.cols] = w
+        return full
 
     def total_dose(self, w):
-        """Total dose on every influence row (Gy(RBE))."""
-        d, ctx = self.model.dose(w)
+        """Total dose on every influence row (Gy(RBE)) for weights of the allowed spots."""
+        d, ctx = self.model.dose(self._all_spots(w))
         return self.fixed + self.n_fx * d, ctx
 
     def _used_dose(self, w):
@@ -239,7 +251,8 @@ class PhaseProblem:
 
     def solve(self, w0, *, max_iter: int = 300, outer: int = 8, mu0: float = 10.0) -> OptResult:
         t0 = time.perf_counter()
-        w = np.maximum(np.asarray(w0, np.float64), 0.0)
+        w = np.asarray(w0, np.float64)
+        w = np.maximum(w if self.cols is None else w[self.cols], 0.0)
         lam = {}
         if self.cons is not None:
             n = self.cons.rows.size
@@ -274,7 +287,7 @@ class PhaseProblem:
         if self.let_term is not None:
             terms["let"] = self.let_term.value_grad_w(w)[0]
         viol = self.cons.violations(D) if self.cons is not None else {}
-        return OptResult(weights=w, dose=D, objective=float(sum(terms.values())), terms=terms, iterations=iters,
+        return OptResult(weights=self._all_spots(w), dose=D, objective=float(sum(terms.values())), terms=terms, iterations=iters,
                          evaluations=self.n_eval, seconds=time.perf_counter() - t0, constraint_violation=viol)
 
 

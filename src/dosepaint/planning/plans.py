@@ -43,12 +43,6 @@ def rbe_model(inf: DoseInfluence, *, constant_rbe: float, threads: int = 1) -> R
     return RbeModel(physical=inf.physical, constant_rbe=constant_rbe, threads=threads)
 
 
-def _expand(w_sub: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
-    w = np.zeros(n)
-    w[cols] = w_sub
-    return w
-
-
 def let_dose_matrix(inf: DoseInfluence, *, voxel_mm: float, rows: np.ndarray):
     """LET·dose on some influence ``rows`` (increasing): pyRadPlan's (protons) or the residual-range
     approximation (carbon; computing it costs about as much as a few hundred products, so only the
@@ -86,11 +80,11 @@ def uniform_course(inf: DoseInfluence, model: RbeModel, rows: dict, *, params: d
           DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * dp, wts["ring"], dp, name="ring"),
           DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * d_ld, wts["body"], dp, name="body")]
     t2 += _oar_terms(rows, params["oar_limits_gy"], fraction_of_course=1.0, weight=wts["oar"], scale=dp)
-    cols = _spots_reaching(inf, rows["CTV_HD"])
-    sub = model.subset(cols=cols)  # the boost only needs spots reaching CTV_HD
-    w0 = scale_to_mean(sub, np.ones(cols.size), rows["CTV_HD"], dose_per_fraction=d_fx)
-    r2 = PhaseProblem(sub, n_fx=n_hd, fixed_dose=d1, terms=t2).solve(w0, max_iter=params["max_iter"])
-    r2.weights = _expand(r2.weights, cols, inf.n_spots)
+    cols = _spots_reaching(inf, rows["CTV_HD"])  # the boost only needs spots reaching CTV_HD
+    w0 = np.zeros(inf.n_spots)
+    w0[cols] = 1.0
+    w0 = scale_to_mean(model, w0, rows["CTV_HD"], dose_per_fraction=d_fx)
+    r2 = PhaseProblem(model, n_fx=n_hd, fixed_dose=d1, terms=t2, cols=cols).solve(w0, max_iter=params["max_iter"])
     return CourseSolution(phase1=r1.weights, phase2=r2.weights, dose=r2.dose, results={"phase1": r1, "phase2": r2},
                           boost_spots=cols)
 
@@ -135,7 +129,6 @@ def painted_course(inf: DoseInfluence, model: RbeModel, rows: dict, uniform: Cou
                       name="body")]
     terms += _oar_terms(rows, params["oar_limits_gy"], fraction_of_course=1.0, weight=wts["oar"], scale=dp)
     cols = uniform.boost_spots if uniform.boost_spots is not None else np.arange(inf.n_spots)
-    sub = model.subset(cols=cols)  # the boost only needs spots reaching CTV_HD
     let_term = None
     if let_dose is not None and wts["let"] > 0:
         g = rows["GTV"]
@@ -147,9 +140,8 @@ def painted_course(inf: DoseInfluence, model: RbeModel, rows: dict, uniform: Cou
                            fixed_dose=n_ld * (ph @ w1).astype(np.float64), n_fx=n_hd,
                            l_min=float(params["let_min_kev_um"]), weight=wts["let"])
     cons = Constraints(rows["GTV"], dp, lower=params["gtv_lower"], upper=params["gtv_upper"], mean=mean_fraction)
-    prob = PhaseProblem(sub, n_fx=n_hd, fixed_dose=d1, terms=terms, let_term=let_term, constraints=cons)
-    r2 = prob.solve(uniform.phase2[cols], max_iter=params["max_iter"], outer=params["outer_iterations"])
-    r2.weights = _expand(r2.weights, cols, inf.n_spots)
+    prob = PhaseProblem(model, n_fx=n_hd, fixed_dose=d1, terms=terms, let_term=let_term, constraints=cons, cols=cols)
+    r2 = prob.solve(uniform.phase2, max_iter=params["max_iter"], outer=params["outer_iterations"])
     return CourseSolution(phase1=uniform.phase1, phase2=r2.weights, dose=r2.dose,
                           results={"phase1": uniform.results["phase1"], "phase2": r2}, boost_spots=cols)
 
