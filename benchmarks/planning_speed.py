@@ -136,8 +136,9 @@ def part2(gtv_cc=300.0):
               "tcp": {"alpha": 0.1, "alpha_beta": 2.0}, "weights": {"target": 100.0, "oar": 10.0, "ring": 5.0,
                                                                      "body": 1.0, "tcp": 1.0, "let": 0.0},
               "ring_max_fraction": 0.8, "body_max_fraction": 0.5, "ld_max_fraction": 1.05, "gtv_lower": 0.95,
+              "oar_margin_fraction": 0.97,
               "coverage_fraction": 0.97, "hotspot_fraction": 1.02,
-              "gtv_upper": 1.10, "let_min_kev_um": 43.0, "max_iter": 200, "outer_iterations": 8}
+              "gtv_upper": 1.10, "let_min_kev_um": 43.0, "max_iter": 80, "outer_iterations": 8}
     model = rbe_model(inf, constant_rbe=1.1)
     t = time.perf_counter()
     uni = uniform_course(inf, model, rows, params=params)

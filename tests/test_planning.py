@@ -9,6 +9,7 @@ import SimpleITK as sitk
 
 from dosepaint.planning import biology as bio
 from dosepaint.planning.optimise import Constraints, DoseTerm, PhaseProblem, TcpTerm
+from dosepaint.planning.plans import oar_terms
 from dosepaint.radiobiology import log_surviving_clonogens, tcp_optimal_dose
 
 ALPHA, BETA, NFX = 0.1, 0.05, 16
@@ -254,3 +255,23 @@ def test_missing_structure_names_patient_and_file(tmp_path):
     assert "P07" in msg and "CTV_LD.nii.gz" in msg and "needed by planning" in msg
     assert not (tmp_path / "out" / "influence.npz").exists()
     assert sorted(p.name for p in masks.iterdir()) == before
+
+
+def test_oar_margin_keeps_the_near_max_below_a_limit_that_a_soft_penalty_overshoots():
+    # 1-D phantom: an OAR abutting the target; the target term (weight 100) pushes dose into the
+    # OAR's first voxels against the OAR term (weight 10).
+    n, dp, limit = 60, 73.6, 40.0
+    model = bio.RbeModel(physical=_blurred_identity(n, 2.0), constant_rbe=1.0)
+    rows = {"CTV": np.arange(10, 40), "RECTUM": np.arange(41, 49), "BLADDER": np.array([], dtype=int)}
+    oar_max = {}
+    for margin in (1.0, 0.97):
+        terms = [DoseTerm(rows["CTV"], "deviation", dp, 100.0, dp),
+                 *oar_terms(rows, {"RECTUM": limit, "BLADDER": 50.0, "SIGMA": 60.0}, margin=margin,
+                            fraction_of_course=1.0, weight=10.0, scale=dp)]
+        assert [t.name for t in terms[1:]] == ["RECTUM_overdose"]  # empty / absent OARs: no term
+        res = PhaseProblem(model, n_fx=1, fixed_dose=np.zeros(n), terms=terms).solve(np.full(n, dp / 2),
+                                                                                    max_iter=500)
+        oar_max[margin] = res.dose[rows["RECTUM"]].max()
+        assert res.dose[rows["CTV"]].min() > 0.97 * dp
+    assert oar_max[1.0] > limit + 0.5  # a penalty at the limit lets dose through
+    assert oar_max[0.97] <= limit

@@ -54,9 +54,22 @@ def let_dose_matrix(inf: DoseInfluence, *, voxel_mm: float, rows: np.ndarray):
     return residual_range_let_dose(inf, voxel_mm=voxel_mm, rows=rows)
 
 
-def _oar_terms(rows: dict, limits: dict, *, fraction_of_course: float, weight: float, scale: float):
-    return [DoseTerm(rows[o], "overdose", float(lim) * fraction_of_course, weight, scale, name=f"{o}_overdose")
+def oar_terms(rows: dict, limits: dict, *, margin: float, fraction_of_course: float, weight: float,
+              scale: float) -> list[DoseTerm]:
+    """OAR overdose terms: every voxel of each OAR in ``rows`` above ``margin`` × its near-max limit
+    (Gy(RBE), × ``fraction_of_course`` for a phase that delivers part of the course).
+
+    Per voxel, so stricter than the D2 goal; the margin (< 1) absorbs what a soft penalty lets
+    through at its threshold (SYN032 SIGMA D2 62.3 Gy(RBE) for a 62.0 limit with margin 1).
+    """
+    return [DoseTerm(rows[o], "overdose", float(lim) * margin * fraction_of_course, weight, scale,
+                     name=f"{o}_overdose")
             for o, lim in limits.items() if o in rows and rows[o].size]
+
+
+def _oar_terms(rows: dict, params: dict, *, fraction_of_course: float, scale: float) -> list[DoseTerm]:
+    return oar_terms(rows, params["oar_limits_gy"], margin=float(params["oar_margin_fraction"]),
+                     fraction_of_course=fraction_of_course, weight=params["weights"]["oar"], scale=scale)
 
 
 def uniform_course(inf: DoseInfluence, model: RbeModel, rows: dict, *, params: dict) -> CourseSolution:
@@ -70,7 +83,7 @@ def uniform_course(inf: DoseInfluence, model: RbeModel, rows: dict, *, params: d
     t1 = [DoseTerm(rows["CTV_LD"], "deviation", d_ld, wts["target"], dp, name="CTV_LD_deviation"),
           DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * d_ld, wts["ring"], dp, name="ring"),
           DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * d_ld, wts["body"], dp, name="body")]
-    t1 += _oar_terms(rows, params["oar_limits_gy"], fraction_of_course=n_ld / n, weight=wts["oar"], scale=dp)
+    t1 += _oar_terms(rows, params, fraction_of_course=n_ld / n, scale=dp)
     w0 = scale_to_mean(model, np.ones(inf.n_spots), rows["CTV_LD"], dose_per_fraction=d_fx)
     r1 = PhaseProblem(model, n_fx=n_ld, fixed_dose=zero, terms=t1).solve(w0, max_iter=params["max_iter"])
     d1 = r1.dose
@@ -79,7 +92,7 @@ def uniform_course(inf: DoseInfluence, model: RbeModel, rows: dict, *, params: d
           DoseTerm(rows["LD_ONLY"], "overdose", d_ld * params["ld_max_fraction"], wts["ring"], dp, name="ld_only"),
           DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * dp, wts["ring"], dp, name="ring"),
           DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * d_ld, wts["body"], dp, name="body")]
-    t2 += _oar_terms(rows, params["oar_limits_gy"], fraction_of_course=1.0, weight=wts["oar"], scale=dp)
+    t2 += _oar_terms(rows, params, fraction_of_course=1.0, scale=dp)
     cols = _spots_reaching(inf, rows["CTV_HD"])  # the boost only needs spots reaching CTV_HD
     w0 = np.zeros(inf.n_spots)
     w0[cols] = 1.0
@@ -127,7 +140,7 @@ def painted_course(inf: DoseInfluence, model: RbeModel, rows: dict, uniform: Cou
              DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * dp, wts["ring"], dp, name="ring"),
              DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * dp / n * n_ld, wts["body"], dp,
                       name="body")]
-    terms += _oar_terms(rows, params["oar_limits_gy"], fraction_of_course=1.0, weight=wts["oar"], scale=dp)
+    terms += _oar_terms(rows, params, fraction_of_course=1.0, scale=dp)
     cols = uniform.boost_spots if uniform.boost_spots is not None else np.arange(inf.n_spots)
     let_term = None
     if let_dose is not None and wts["let"] > 0:
