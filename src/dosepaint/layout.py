@@ -57,7 +57,8 @@ PLAN_NAMES = ("uniform", "de", "dr")
 PLAN_OUTPUTS = {"metrics": "metrics.tsv", "qc": "qc.json"} | {
     f"{plan}_{kind}": f"{plan}/{name}"
     for plan in PLAN_NAMES
-    for kind, name in (("dose", "dose.nii.gz"), ("letd", "letd.nii.gz"), ("rtdose", "rtdose.dcm"), ("dvh", "dvh.tsv"))
+    for kind, name in (("dose", "dose.nii.gz"), ("letd", "letd.nii.gz"), ("rtdose", "rtdose.dcm"), ("dvh", "dvh.tsv"),
+                       ("weights", "weights.npz"))
 }
 """Outputs of the plan stage, relative to ``patients/{pid}/plans``; the cached dose influence is
 ``plans/influence.npz``."""

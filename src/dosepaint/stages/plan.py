@@ -7,7 +7,8 @@ of BODY — cached as ``plans/influence.npz``.
 ``run`` (rule ``plan``): our optimiser → uniform, DE and DR courses; whole-grid doses by
 pyRadPlan forward calculation of the optimised spots; per plan ``{plan}/dose.nii.gz``
 (total RBE-weighted dose, Gy(RBE)), ``{plan}/letd.nii.gz`` (keV/µm; carbon: on GTV ∪ CTV_HD only,
-NaN elsewhere), ``{plan}/rtdose.dcm`` (DoseType EFFECTIVE), ``{plan}/dvh.tsv``;
+NaN elsewhere), ``{plan}/rtdose.dcm`` (DoseType EFFECTIVE), ``{plan}/dvh.tsv``, ``{plan}/weights.npz`` (spot
+weights per fraction of both phases, for scenario recalculation);
 ``metrics.tsv`` (one row per plan, plus the beam-free references: the TCP-optimal water-filling
 prescriptions at the DE and DR mean doses, and the PET prescriptions by contours and by numbers),
 ``qc.json``.
@@ -202,6 +203,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
         for s in (*STRUCTURES, *[o for o in params["oar_limits_gy"] if o in masks]):
             dvh[s] = ev.dvh_curve(dose, masks[s], bins=bins)
         files.write_tsv(dvh, outputs[f"{name}_dvh"])
+        files.write_spot_weights(outputs[f"{name}_weights"], phase1=c.phase1, phase2=c.phase2,
+                                 n_ld=params["n_ld"], n_hd=params["n_hd"])
         qc["plans"][name] = {"phase1": result_summary(c.results["phase1"]),
                              "phase2": result_summary(c.results["phase2"])}
     t_fwd = time.perf_counter() - t_fwd
