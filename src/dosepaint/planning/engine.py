@@ -40,8 +40,9 @@ class DoseEngine(Protocol):
         """
 
     def forward(self, ct_hu: sitk.Image, influence: DoseInfluence, weights: np.ndarray,
-                *, body: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-fraction quantities on the whole dose grid for spot ``weights``."""
+                *, body: np.ndarray, shift_mm=(0.0, 0.0, 0.0), range_scale: float = 1.0) -> dict[str, np.ndarray]:
+        """Per-fraction quantities on the whole dose grid for spot ``weights``, optionally with the
+        isocentre moved by ``shift_mm`` (patient LPS) and the stopping powers × ``range_scale``."""
 
 
 def _to_lps(image: sitk.Image) -> sitk.Image:
@@ -222,12 +223,23 @@ class PyRadPlanEngine:
         )
 
     def forward(self, ct_hu: sitk.Image, influence: DoseInfluence, weights: np.ndarray,
-                *, body: np.ndarray) -> dict[str, np.ndarray]:
+                *, body: np.ndarray, shift_mm=(0.0, 0.0, 0.0), range_scale: float = 1.0) -> dict[str, np.ndarray]:
         """Per-fraction physical dose, α-dose and √β-dose (or LET·dose) on the whole grid.
 
         pyRadPlan recomputes the spots (same set-up, so the same spots as ``influence``) with
         the weights applied, on every voxel of ``body``; nothing is stored per spot, and spots of
         weight 0 are left out.
+
+        Scenarios (pyRadPlan has no scenario model of its own; we change its inputs):
+
+        shift_mm : (3,) float
+            Setup error: every beam's isocentre moved by this vector (mm, patient LPS
+            coordinates), the spots placed on the nominal geometry; i.e. the patient moved by
+            −``shift_mm`` relative to the beams.
+        range_scale : float
+            Range error: every voxel's water-equivalent density (pyRadPlan's HU → WET table)
+            × this factor (1.03 = +3 %: particles stop 3 % shallower), the spot energies
+            planned on the nominal CT.
         """
         from pyRadPlan import calc_dose_forward, generate_stf
 
@@ -242,6 +254,13 @@ class PyRadPlanEngine:
             raise RuntimeError("spot set differs from the cached dose influence")
         weights = np.asarray(weights, np.float64)
         stf, kept = _prune(stf, weights > 0)
+        shift = np.asarray(shift_mm, np.float64).reshape(3)
+        if np.any(shift != 0.0):
+            for beam in stf.beams:
+                beam.iso_center = np.asarray(beam.iso_center, np.float64) + shift
+        if float(range_scale) != 1.0:
+            ct = self._scaled_wet_ct(ct, float(range_scale))
+            pln.prop_dose_calc = {**pln.prop_dose_calc, "use_given_eq_density_cube": True}
         res = calc_dose_forward(ct, cst, stf, pln, weights[kept])
         lps_to_ours = _index_map(ct_hu)
         out = {}
@@ -252,6 +271,18 @@ class PyRadPlanEngine:
                 ours[lps_to_ours] = arr
                 out[key] = ours.reshape(influence.grid_shape)
         return out
+
+    @staticmethod
+    def _scaled_wet_ct(ct, scale: float):
+        """A pyRadPlan CT whose cube is the water-equivalent density (its own HLUT) × ``scale``,
+        for ``use_given_eq_density_cube`` (the engine then skips its HU conversion)."""
+        from pyRadPlan import CT
+        from pyRadPlan.ct import default_hlut
+
+        wet = ct.compute_wet(default_hlut())
+        scaled = sitk.Cast(wet, sitk.sitkFloat32) * float(scale)
+        scaled.CopyInformation(wet)
+        return CT(cube_hu=scaled)
 
 
 def _prune(stf, keep: np.ndarray):

@@ -119,12 +119,16 @@ class DoseInfluence:
             np.savez(fh, **arrays)
 
     @classmethod
-    def load(cls, path) -> "DoseInfluence":
+    def load(cls, path, *, matrices: bool = True) -> "DoseInfluence":
+        """Read a cached influence; ``matrices=False`` reads the geometry and spots only (the
+        matrices are empty with the right shape: enough for a forward calculation)."""
         import json
 
         with np.load(path, allow_pickle=False) as z:
             mats = {}
-            for name in _MATRICES:
+            if not matrices:
+                mats["physical"] = sp.csr_array(tuple(int(v) for v in z["physical_shape"]), dtype=np.float32)
+            for name in _MATRICES if matrices else ():
                 if f"{name}_data" in z:
                     own = f"{name}_indices" in z
                     indices = z[f"{name}_indices"] if own else mats["physical"].indices

@@ -1,0 +1,162 @@
+"""Robustness scenarios: the scenario grid, cell-count weights, ΔTCP forms, tertiles, DVH bands, and
+pyRadPlan forward calculations under setup and range errors on a water phantom (known answers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dosepaint import radiobiology as rbio
+from dosepaint import robustness as rob
+
+from .test_planning import _phantom
+
+ALPHA, BETA, NFX = 0.08, 0.04, 16
+
+
+# -- scenario grid ----------------------------------------------------------------------------------
+
+STUDY_SHIFTS = [[0, 0, 0], [3, 0, 0], [-3, 0, 0], [0, 3, 0], [0, -3, 0], [0, 0, 3], [0, 0, -3]]
+
+
+def test_study_grid_has_21_named_scenarios_nominal_first():
+    grid = rob.scenario_grid(STUDY_SHIFTS, [0, 3, -3])
+    assert len(grid) == 21 and grid[0].nominal and grid[0].name == "s+0_+0_+0_r+0"
+    assert len({s.name for s in grid}) == 21
+    import re
+
+    for s in grid:
+        assert re.fullmatch(rob.SCENARIO_PATTERN, s.name)
+        assert rob.Scenario.from_name(s.name) == s
+    s = rob.Scenario.from_name("s-3_+0_+1.5_r+3")
+    assert s.shift_mm == (-3.0, 0.0, 1.5) and s.range_scale == pytest.approx(1.03)
+    assert s.base() == rob.Scenario((0.0, 0.0, 0.0), 3.0)
+
+
+def test_grid_without_nominal_or_with_repeats_is_refused():
+    with pytest.raises(ValueError, match="nominal"):
+        rob.scenario_grid([[3, 0, 0]], [0])
+    with pytest.raises(ValueError, match="repeats"):
+        rob.scenario_grid([[0, 0, 0], [0, 0, 0]], [0])
+    with pytest.raises(ValueError, match="not a scenario name"):
+        rob.Scenario.from_name("nominal")
+
+
+# -- cell-count scenarios ---------------------------------------------------------------------------
+
+def test_cell_count_weights_closed_form():
+    sigma = 0.2
+    r = np.array([0.0, sigma, 1e6, np.nan])
+    best, worst = rob.cell_count_weights(r, sigma=sigma)
+    g = 0.5 * (1 - np.exp(-0.5))  # r = σ
+    np.testing.assert_allclose(best, [1.0, 1 - g, 0.5, 1.0])
+    np.testing.assert_allclose(worst, [1.0, 1 + g, 1.5, 1.0])
+    best_c, _ = rob.cell_count_weights(np.array([0.3]), sigma=sigma, centre=0.3)
+    assert best_c[0] == 1.0  # centred: the mean RMSE is "no uncertainty"
+
+
+def test_rmse_spread_is_the_sd_of_the_population():
+    r = np.array([0.1, 0.2, 0.3, np.nan])
+    assert rob.rmse_spread(r) == (0.0, pytest.approx(0.1))
+    assert rob.rmse_spread(r, centring="mean") == (pytest.approx(0.2), pytest.approx(0.1))
+    with pytest.raises(ValueError):
+        rob.rmse_spread([0.1])
+
+
+# -- ΔTCP -------------------------------------------------------------------------------------------
+
+def test_additive_delta_ln_tcp_sums_to_the_roi_difference():
+    rng = np.random.default_rng(11)
+    n = np.exp(rng.normal(5.0, 1.0, 500))
+    du = np.full(500, 73.6)
+    dp = du + rng.uniform(-3.0, 8.0, 500)
+    dtcp, dln = rob.delta_tcp_voxels(n, dp, du, alpha=ALPHA, beta=BETA, n_fractions=NFX)
+    lp = rbio.log_surviving_clonogens(n, dp, alpha=ALPHA, beta=BETA, n_fractions=NFX)
+    lu = rbio.log_surviving_clonogens(n, du, alpha=ALPHA, beta=BETA, n_fractions=NFX)
+    # ln TCP = −exp(L): Σ Δln TCP_i = ln TCP_P − ln TCP_U
+    assert dln.sum() == pytest.approx(-np.exp(lp) + np.exp(lu), rel=1e-10)
+    s = n * np.exp(-(ALPHA * dp + BETA * dp**2 / NFX))
+    np.testing.assert_allclose(dtcp, np.exp(-s) - np.exp(-n * np.exp(-(ALPHA * du + BETA * du**2 / NFX))))
+    assert np.all(np.sign(dtcp) == np.sign(dp - du))
+
+
+def test_tertiles_and_their_delta_tcp():
+    counts = np.arange(1.0, 301.0)
+    lo, hi = rob.tertile_thresholds(counts)
+    assert (lo, hi) == (pytest.approx(100.667, abs=1e-3), pytest.approx(200.333, abs=1e-3))
+    t = rob.tertile_of(counts, (lo, hi))
+    assert np.bincount(t).tolist() == [100, 100, 100]
+    su = np.full(300, 0.01)
+    sp = np.where(t == 2, 0.005, np.where(t == 0, 0.012, 0.01))  # DR-like: cold low, hot high
+    out = rob.delta_tcp_by_tertile(sp, su, t)
+    np.testing.assert_allclose(out["subvolume"], [np.exp(-1.2) - np.exp(-1.0), 0.0, np.exp(-0.5) - np.exp(-1.0)])
+    np.testing.assert_allclose(out["dlntcp"], [-0.2, 0.0, 0.5])
+    np.testing.assert_allclose(out["voxel_mean"], [np.exp(-0.012) - np.exp(-0.01), 0.0,
+                                                   np.exp(-0.005) - np.exp(-0.01)])
+
+
+# -- DVH bands, worst case, rigid shift -------------------------------------------------------------
+
+def test_dvh_band_and_worst_case():
+    d = np.array([[70.0, 72.0, 74.0, 76.0], [68.0, 73.0, 75.0, 77.0]])
+    lo, hi = rob.dvh_band(d, bins=np.array([0.0, 72.5, 76.5]))
+    np.testing.assert_allclose(lo, [100.0, 50.0, 0.0])
+    np.testing.assert_allclose(hi, [100.0, 75.0, 25.0])
+    target = np.array([True, True, False, False])
+    np.testing.assert_allclose(rob.worst_case_dose(d, target), [68.0, 72.0, 75.0, 77.0])
+
+
+def test_shift_to_voxels_follows_the_grid_direction():
+    prone = np.diag([-1.0, -1.0, 1.0])
+    np.testing.assert_allclose(rob.shift_to_voxels((6.0, 0.0, 3.0), direction=prone, spacing_zyx=(3.0, 3.0, 3.0)),
+                               [1.0, 0.0, -2.0])
+    d = np.random.default_rng(2).uniform(size=(5, 6, 7))
+    np.testing.assert_allclose(rob.rigid_shift(d, (0, 0, -1))[:, :, :-1], d[:, :, 1:])
+
+
+# -- pyRadPlan under scenarios (water phantom, 6 mm grid) ------------------------------------------
+
+@pytest.fixture(scope="module")
+def water():
+    from dosepaint.planning.engine import PyRadPlanEngine
+
+    img, body, target = _phantom()
+    eng = PyRadPlanEngine(modality="protons", gantry_angles_deg=[180.0], bixel_width_mm=6.0, layer_spacing_mm=6.0)
+    calc = target.copy()
+    calc[::2, ::2, ::2] |= body[::2, ::2, ::2]
+    inf = eng.influence(img, target=target, calc_voxels=calc)
+    w = np.ones(inf.n_spots)
+    return eng, img, body, inf, w, eng.forward(img, inf, w, body=body)["physical_dose"]
+
+
+def test_lateral_setup_shift_moves_the_dose_with_the_beam(water):
+    eng, img, body, inf, w, nominal = water
+    shifted = eng.forward(img, inf, w, body=body, shift_mm=(6.0, 0.0, 0.0))["physical_dose"]
+    vox = rob.shift_to_voxels((6.0, 0.0, 0.0), direction=np.reshape(img.GetDirection(), (3, 3)),
+                              spacing_zyx=img.GetSpacing()[::-1])
+    np.testing.assert_allclose(vox, [0.0, 0.0, -1.0])
+    # In homogeneous water a lateral shift of the beam is a rigid shift of the dose: the labelled
+    # fast approximation is exact here (away from the box's lateral walls).
+    approx = rob.rigid_shift(nominal, vox)
+    inner = np.s_[:, :, 5:21]
+    np.testing.assert_allclose(shifted[inner], approx[inner], atol=1e-6 * nominal.max())
+    assert np.abs(shifted - nominal).max() > 0.2 * nominal.max()  # the lateral penumbra moved
+
+
+def test_range_error_scales_the_depth_of_the_distal_falloff(water):
+    eng, img, body, inf, w, nominal = water
+    same = eng.forward(img, inf, w, body=body, range_scale=1.0 + 1e-9)["physical_dose"]
+    np.testing.assert_allclose(same, nominal, atol=1e-6 * nominal.max())  # our WET path = pyRadPlan's HU path
+
+    def distal_50_depth(dose):
+        # Beam from posterior; water starts at array index 3 along axis 1 (surface at 2.5).
+        prof = dose[6:10, :, 10:16].sum(axis=(0, 2))
+        prof = prof / prof.max()
+        i = int(np.flatnonzero(prof >= 0.5)[-1])
+        frac = (prof[i] - 0.5) / (prof[i] - prof[i + 1])
+        return (i + frac - 2.5) * 6.0
+
+    d0 = distal_50_depth(nominal)
+    for scale in (1.03, 0.97):
+        ds = distal_50_depth(eng.forward(img, inf, w, body=body, range_scale=scale)["physical_dose"])
+        assert ds == pytest.approx(d0 / scale, abs=1.0), (scale, d0, ds)  # 6 mm grid, linear interpolation
