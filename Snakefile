@@ -18,6 +18,7 @@ include: "workflow/rules/dwi.smk"
 include: "workflow/rules/pet.smk"
 include: "workflow/rules/cohort.smk"
 include: "workflow/rules/plan.smk"
+include: "workflow/rules/robustness.smk"
 
 
 rule all:
@@ -28,3 +29,4 @@ rule all:
         rules.pet_all.input,
         rules.cohort_all.input,
         rules.plan_all.input,
+        rules.robustness_all.input,

@@ -4,6 +4,7 @@ pyRadPlan forward calculations under setup and range errors on a water phantom (
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dosepaint import radiobiology as rbio
@@ -160,3 +161,73 @@ def test_range_error_scales_the_depth_of_the_distal_falloff(water):
     for scale in (1.03, 0.97):
         ds = distal_50_depth(eng.forward(img, inf, w, body=body, range_scale=scale)["physical_dose"])
         assert ds == pytest.approx(d0 / scale, abs=1.0), (scale, d0, ds)  # 6 mm grid, linear interpolation
+
+
+# -- stage functions on small known inputs ------------------------------------------------------------
+
+def test_rigid_shift_scenario_moves_the_base_doses_one_voxel(tmp_path):
+    from dosepaint.geometry import Grid
+    from dosepaint.io import files
+    from dosepaint.stages import robustness as stage
+
+    grid = Grid(shape=(4, 5, 6), spacing=(3.0, 3.0, 3.0), origin=(0.0, 0.0, 0.0),
+                direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    files.write_array(np.zeros(grid.shape), grid, tmp_path / "ct_dose.nii.gz")
+    rng = np.random.default_rng(3)
+    dose = rng.uniform(60.0, 80.0, grid.shape)
+    voxels = np.arange(dose.size)
+    stage._write_scenario(tmp_path / "base.npz", voxels, grid, {"uniform": dose.ravel()}, method="recalculated",
+                          scenario="s+0_+0_+0_r+3")
+    stage.run_shift({"base": tmp_path / "base.npz", "ct_dose": tmp_path / "ct_dose.nii.gz"},
+                    {"doses": tmp_path / "out.npz"}, params={"patient_id": "P1", "scenario": "s+3_+0_+0_r+3"})
+    out = stage._read_scenario(tmp_path / "out.npz")
+    assert out["method"] == "rigid_shift" and out["scenario"] == "s+3_+0_+0_r+3"
+    moved = out["doses"]["uniform"].reshape(grid.shape)
+    # +3 mm along LPS x on a grid whose x index runs along −x: one voxel towards lower index.
+    np.testing.assert_allclose(moved[:, :, :-1], dose[:, :, 1:], rtol=1e-6)
+
+
+def test_summary_pools_held_out_voxels_for_the_tertiles(tmp_path):
+    from dosepaint.io import files
+    from dosepaint.stages import robustness as stage
+
+    rng = np.random.default_rng(8)
+    inputs = {"voxels": [], "scenario_metrics": [], "cell_count_tcp": []}
+    pooled = []
+    for k, pid in enumerate(("A", "B")):
+        cells = np.exp(rng.normal(12.0 + k, 0.5, 200))
+        pooled.append(cells)
+        su = 1e-3 * np.ones(200)
+        arrays = {"cells_per_voxel": cells, "survivors_uniform": su, "survivors_de": 0.5 * su,
+                  "survivors_dr": np.where(cells > np.median(cells), 0.5, 1.5) * su}
+        np.savez(tmp_path / f"{pid}.npz", **arrays)
+        inputs["voxels"].append(tmp_path / f"{pid}.npz")
+        sm = pd.DataFrame([{"patient_id": pid, "plan": p, "scenario": s, "GTV_D95": d, "goals_met": 3,
+                            "goals_total": 4} for p in ("uniform", "de", "dr")
+                           for s, d in (("s+0_+0_+0_r+0", 72.0), ("s+3_+0_+0_r+0", 70.0 - k))])
+        files.write_tsv(sm, tmp_path / f"{pid}_sm.tsv")
+        inputs["scenario_metrics"].append(tmp_path / f"{pid}_sm.tsv")
+        cc = pd.DataFrame([{"patient_id": pid, "plan": p, "cell_count": c, "tcp": t}
+                           for p in ("uniform", "de", "dr") for c, t in (("nominal", 0.8), ("best", 0.83),
+                                                                        ("worst", 0.77 - 0.01 * k))])
+        files.write_tsv(cc, tmp_path / f"{pid}_cc.tsv")
+        inputs["cell_count_tcp"].append(tmp_path / f"{pid}_cc.tsv")
+    outputs = {k: tmp_path / f"out_{k}" for k in ("summary", "tertiles", "tertile_thresholds", "scenarios",
+                                                  "cell_count")}
+    summary = stage.run_summary(inputs, outputs, params={"patient_ids": ["A", "B"],
+                                                         "tertile_percentiles": [100 / 3, 200 / 3]})
+    thr = files.read_json(outputs["tertile_thresholds"])["tertile_thresholds_cells_per_voxel"]
+    np.testing.assert_allclose(thr, np.percentile(np.concatenate(pooled), [100 / 3, 200 / 3]))
+    tert = files.read_tsv(outputs["tertiles"])
+    assert tert.groupby("patient_id")["n_voxels"].sum().tolist() == [400, 400]  # de and dr rows, 200 voxels each
+    # Patient B has more cells: more of its voxels fall in the pooled high tertile.
+    hi = tert[(tert["plan"] == "de") & (tert["tertile"] == "high")].set_index("patient_id")["n_voxels"]
+    assert hi["B"] > hi["A"]
+    s = summary.set_index("plan")
+    assert s.loc["de", "tcp_best_minus_nominal_pp_max"] == pytest.approx(3.0)
+    assert s.loc["de", "tcp_worst_minus_nominal_pp_min"] == pytest.approx(-4.0)
+    assert s.loc["uniform", "gtv_d95_worst_scenario_min_gy"] == pytest.approx(69.0)
+    assert s.loc["uniform", "scenario_goals_met_fraction"] == pytest.approx(0.75)
+    de_hi = tert[(tert["plan"] == "de") & (tert["tertile"] == "high")]
+    expect = [100 * (np.exp(-0.5e-3 * n) - np.exp(-1e-3 * n)) for n in de_hi["n_voxels"]]
+    np.testing.assert_allclose(de_hi["delta_tcp_subvolume_pp"], expect, rtol=1e-5)  # TSV: 6 digits

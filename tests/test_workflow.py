@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import SimpleITK as sitk
 
 from dosepaint.validation import ingest_errors
 
@@ -121,6 +123,7 @@ def test_tiny_cohort_end_to_end(tmp_path):
         for sub in ("dose_influence", "plan"):
             assert (results / "benchmarks" / sub / f"{pid}.tsv").exists()
     assert (results / "cohort" / "plan_summary.tsv").exists()
+    check_robustness(results, plans, test_ids, train_ids=fit["train_ids"])
     again = snakemake(*args, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -132,3 +135,41 @@ def test_tiny_cohort_end_to_end(tmp_path):
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert "synthesize_patient" not in plan.stdout
     assert any(line.split() == ["ingest", "4"] for line in plan.stdout.splitlines())
+
+
+def check_robustness(results, plans, test_ids, *, train_ids):
+    """Robustness outputs of the tiny run against the plans they come from and known identities."""
+    nominal = "s+0_+0_+0_r+0"
+    scen = pd.read_csv(results / "cohort" / "robustness_scenarios.tsv", sep="\t")
+    assert sorted(scen["patient_id"].unique()) == sorted(test_ids)
+    assert (scen.groupby(["patient_id", "plan"])["scenario"].nunique() == 21).all()
+    assert set(scen["method"]) == {"nominal", "recalculated", "rigid_shift"}
+    assert set(scen.loc[scen["method"] == "recalculated", "scenario"]) == {"s+0_+0_+0_r+3", "s+0_+0_+0_r-3"}
+    sigma = json.loads((results / "cohort" / "rmse_sigma.json").read_text())
+    assert sigma["patient_ids"] == train_ids and sigma["sigma"] > 0  # σ from the training split only
+    thr = json.loads((results / "cohort" / "robustness_tertile_thresholds.json").read_text())
+    assert sorted(thr["patient_ids"]) == sorted(test_ids)
+    cc = pd.read_csv(results / "cohort" / "robustness_cell_count_tcp.tsv", sep="\t")
+    for pid in test_ids:
+        p = plans[plans["patient_id"] == pid].set_index("plan")
+        s = scen[scen["patient_id"] == pid]
+        nom = s[s["scenario"] == nominal].set_index("plan")
+        for plan in ("uniform", "de", "dr"):
+            # The nominal scenario is the plan (doses kept as float32).
+            assert nom.loc[plan, "tcp"] == pytest.approx(p.loc[plan, "tcp"], rel=1e-4), (pid, plan)
+            assert nom.loc[plan, "GTV_D95"] == pytest.approx(p.loc[plan, "GTV_D95"], rel=1e-4), (pid, plan)
+            d95 = s.loc[s["plan"] == plan].set_index("scenario")["GTV_D95"]
+            assert d95.min() < d95[nominal] - 0.1, (pid, plan)  # some scenario underdoses the GTV
+            c = cc[(cc["patient_id"] == pid) & (cc["plan"] == plan)].set_index("cell_count")["tcp"]
+            assert c["best"] > c["nominal"] > c["worst"], (pid, plan)
+        # Eq. 5 additive form: the ΔlnTCP map sums to ln TCP_DE − ln TCP_uniform of the plans.
+        m = sitk.GetArrayFromImage(sitk.ReadImage(str(results / "patients" / pid / "robustness" /
+                                                      "de_dlntcp.nii.gz")))
+        expect = -np.exp(p.loc["de", "ln_surviving"]) + np.exp(p.loc["uniform", "ln_surviving"])
+        assert np.nansum(m.astype(float)) == pytest.approx(expect, rel=1e-3, abs=1e-6), pid
+        worst = sitk.GetArrayFromImage(sitk.ReadImage(str(results / "patients" / pid / "robustness" /
+                                                          "de_worst_dose.nii.gz")))
+        assert worst.max() > 0
+    summary = pd.read_csv(results / "cohort" / "robustness_summary.tsv", sep="\t").set_index("plan")
+    assert (summary["n_scenarios"] == 21).all()
+    assert (summary["gtv_d95_worst_scenario_min_gy"] < summary["gtv_d95_nominal_median_gy"]).all()

@@ -62,3 +62,14 @@ PLAN_OUTPUTS = {"metrics": "metrics.tsv", "qc": "qc.json"} | {
 }
 """Outputs of the plan stage, relative to ``patients/{pid}/plans``; the cached dose influence is
 ``plans/influence.npz``."""
+
+
+ROBUSTNESS_OUTPUTS = {
+    "scenario_metrics": "scenario_metrics.tsv", "dvh_bands": "dvh_bands.tsv",
+    "cell_count_tcp": "cell_count_tcp.tsv", "voxels": "voxels.npz", "qc": "qc.json",
+} | {f"{plan}_worst_dose": f"{plan}_worst_dose.nii.gz" for plan in PLAN_NAMES} | {
+    f"{plan}_{kind}": f"{plan}_{kind}.nii.gz" for plan in ("de", "dr") for kind in ("dtcp", "dlntcp")
+}
+"""Outputs of the robustness stage, relative to ``patients/{pid}/robustness``; scenario doses are
+``robustness/scenarios/{scenario}.npz`` (recalculated or nominal) and
+``robustness/shifted/{scenario}.npz`` (rigid-shift approximation)."""

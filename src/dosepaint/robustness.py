@@ -197,3 +197,11 @@ def worst_case_dose(doses_by_scenario: np.ndarray, target: np.ndarray) -> np.nda
     ``doses_by_scenario``: (n_scenario, ...) doses; ``target``: bool mask of the trailing shape."""
     d = np.asarray(doses_by_scenario, float)
     return np.where(np.asarray(target, bool), d.min(axis=0), d.max(axis=0))
+
+
+def scenario_folder(scenario: Scenario, *, setup_method: str) -> str:
+    """Where a scenario's doses come from: ``"scenarios"`` (nominal or recalculated) or
+    ``"shifted"`` (a setup shift by the rigid-shift approximation)."""
+    if setup_method not in ("recalculate", "rigid_shift"):
+        raise ValueError(f"setup_method must be 'recalculate' or 'rigid_shift', not {setup_method!r}")
+    return "shifted" if scenario.shifted and setup_method == "rigid_shift" else "scenarios"

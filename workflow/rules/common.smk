@@ -5,6 +5,7 @@ from pathlib import Path
 from dosepaint import cohort as dp_cohort
 from dosepaint import dwi as dp_dwi
 from dosepaint import layout as dp_layout
+from dosepaint import robustness as dp_rob
 from dosepaint.io import files as dp_files
 from dosepaint.stages import plan as dp_plan
 from dosepaint.synthetic.generate import PRESETS
@@ -138,3 +139,50 @@ def planned_patients(wildcards):
 
 def plan_metrics(wildcards):
     return expand(PLAN_FILES["metrics"], pid=planned_patients(wildcards))
+
+
+ROB = f"{RESULTS}/patients/{{pid}}/robustness"
+ROB_CFG = CFG["robustness"]
+SCENARIOS = dp_rob.scenario_grid(
+    ROB_CFG["setup_shifts_mm"], ROB_CFG["range_errors_pct"]
+)
+ROBUSTNESS_FILES = {
+    name: f"{ROB}/{rel}" for name, rel in dp_layout.ROBUSTNESS_OUTPUTS.items()
+}
+
+
+def scenario_files(wildcards):
+    """Every scenario's doses of one patient, each from the rule that makes it."""
+    return [
+        f"{RESULTS}/patients/{wildcards.pid}/robustness/"
+        f"{dp_rob.scenario_folder(s, setup_method=ROB_CFG['setup_method'])}/{s.name}.npz"
+        for s in SCENARIOS
+    ]
+
+
+def scenario_base(wildcards):
+    """The same-range scenario that a rigid-shift scenario moves."""
+    base = dp_rob.Scenario.from_name(wildcards.scen).base()
+    return f"{RESULTS}/patients/{wildcards.pid}/robustness/scenarios/{base.name}.npz"
+
+
+def rmse_sigma_inputs(wildcards):
+    """σ of the cell-count weights reads training patients only."""
+    pids = training_patients(wildcards)
+    return {
+        "rmse": expand(DWI_FILES["rmse_dose"], pid=pids),
+        "masks_dose": expand(f"{RESULTS}/patients/{{pid}}/ingest/masks_dose", pid=pids),
+    }
+
+
+def robustness_sigma(wildcards):
+    if ROB_CFG["sigma_scope"] == "training":
+        return {"sigma": f"{RESULTS}/cohort/rmse_sigma.json"}
+    return {}
+
+
+def robustness_outputs(name):
+    def inputs(wildcards):
+        return expand(ROBUSTNESS_FILES[name], pid=planned_patients(wildcards))
+
+    return inputs

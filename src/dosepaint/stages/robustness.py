@@ -1,0 +1,351 @@
+"""Robustness stage (issue 6): cell-count scenarios and physical (setup × range) scenarios.
+
+Rules and their stage functions:
+
+``rmse_sigma`` → :func:`run_sigma` (cohort): centre and σ of the cell-count scenario weights from
+the DWI-match RMSE in the GTVs of the training patients only (``cohort/rmse_sigma.json``).
+
+``scenario_dose`` → :func:`run_scenario` (patient × scenario): the plans' doses in one physical
+scenario, by pyRadPlan forward calculation of each plan's spot weights with the isocentre moved and
+the stopping powers scaled (:meth:`PyRadPlanEngine.forward`); the nominal scenario is the plan
+stage's dose. ``scenario_shift`` → :func:`run_shift`: the labelled fast approximation of a setup
+error, the scenario of the same range error moved rigidly (``robustness.setup_method:
+rigid_shift``). Both write ``{scenario}.npz``: per plan the total course dose (Gy(RBE), float32) on
+the evaluation voxels (targets and OARs expanded by the largest shift and a voxel).
+
+``robustness`` → :func:`run_patient`: per-scenario DVH metrics, TCP and goals
+(``scenario_metrics.tsv``), DVH bands (``dvh_bands.tsv``), voxel-wise worst-case dose per plan
+(``{plan}_worst_dose.nii.gz``), TCP under nominal/best/worst cell counts (``cell_count_tcp.tsv``),
+ΔTCP maps of DE and DR against uniform in both forms of Eq. 5 (``{plan}_dtcp.nii.gz``,
+``{plan}_dlntcp.nii.gz``), and the GTV voxel arrays that the cohort tertiles need
+(``voxels.npz``).
+
+``robustness_summary`` → :func:`run_summary` (cohort, held-out patients): tertile cut-offs of the
+pooled held-out GTV cell counts, ΔTCP by tertile, the TCP range under cell-count uncertainty and the
+worst-case GTV D95 over the physical scenarios.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import robustness as rob
+from ..errors import DosepaintInputError
+from ..io import files
+from ..layout import PLAN_NAMES
+from ..planning import evaluate as ev
+from ..planning.biology import rbe_dose_from_effect
+from ..planning.engine import PyRadPlanEngine
+from ..planning.influence import DoseInfluence
+from ..structures import expand
+from .plan import STRUCTURES, tcp_model
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("GTV", "CTV_HD", "CTV_LD")
+
+
+# -- σ of the cell-count weights -----------------------------------------------------------------------
+
+def _gtv_rmse(rmse_path, masks_dir, *, pid: str) -> np.ndarray:
+    rmse, grid = files.read_array(rmse_path)
+    masks, mgrid = files.read_masks(masks_dir, ["GTV"], pid=pid, needed_by="robustness", required=("GTV",))
+    if tuple(grid.shape) != tuple(mgrid.shape):
+        raise DosepaintInputError("RMSE map is not on the dose grid", patient=pid, path=rmse_path)
+    v = rmse[masks["GTV"]]
+    return v[np.isfinite(v)]
+
+
+def run_sigma(inputs: dict, outputs: dict, *, params: dict) -> dict:
+    """σ (and centre) of the cell-count weights from the training patients' GTV RMSE values."""
+    pids = list(params["patient_ids"])
+    rmse, masks = _as_list(inputs["rmse"]), _as_list(inputs["masks_dose"])
+    if not (len(pids) == len(rmse) == len(masks)):
+        raise ValueError("one RMSE map and one masks folder per training patient are needed")
+    values = np.concatenate([_gtv_rmse(r, m, pid=p) for p, r, m in zip(pids, rmse, masks)])
+    centre, sigma = rob.rmse_spread(values, centring=params["centring"])
+    out = {"centring": params["centring"], "centre": centre, "sigma": sigma, "n_voxels": int(values.size),
+           "patient_ids": pids, "scope": "training GTV voxels, pooled"}
+    files.write_json(out, outputs["sigma"])
+    log.info("σ of the GTV RMSE over %d training patients (%d voxels): %.4g (centre %.4g)", len(pids),
+             values.size, sigma, centre)
+    return out
+
+
+def _as_list(x):
+    return [x] if isinstance(x, (str, Path)) else list(x)
+
+
+# -- physical scenarios ----------------------------------------------------------------------------------
+
+def eval_mask(masks: dict, grid, *, margin_mm: float) -> np.ndarray:
+    """Voxels whose scenario doses are kept: targets and OARs expanded by ``margin_mm``, in BODY."""
+    m = np.zeros(grid.shape, bool)
+    for name, mk in masks.items():
+        if name != "BODY":
+            m |= mk
+    return expand(m, grid, margin_mm=margin_mm) & masks["BODY"]
+
+
+def _margin_mm(params: dict, grid) -> float:
+    shifts = np.asarray(params["setup_shifts_mm"], float).reshape(-1, 3)
+    return float(np.abs(shifts).max(initial=0.0) + max(grid.spacing))
+
+
+def _read_plan_masks(inputs, params, pid):
+    names = list(dict.fromkeys([*STRUCTURES, *params["oar_limits_gy"]]))
+    return files.read_masks(inputs["masks_dose"], names, pid=pid, needed_by="robustness", required=STRUCTURES)
+
+
+def run_scenario(inputs: dict, outputs: dict, *, params: dict) -> dict:
+    """Doses of the plans in one physical scenario (``params["scenario"]``, a scenario name).
+
+    Nominal: the plan stage's doses.  Otherwise a pyRadPlan forward calculation of both phases of
+    every plan (phase 1 is shared) with the isocentre shift and the stopping-power scale."""
+    pid, scen = params["patient_id"], rob.Scenario.from_name(params["scenario"])
+    t0 = time.perf_counter()
+    masks, grid = _read_plan_masks(inputs, params, pid)
+    keep = eval_mask(masks, grid, margin_mm=_margin_mm(params, grid))
+    voxels = np.flatnonzero(keep.ravel())
+    doses = {}
+    if scen.nominal:
+        for plan in PLAN_NAMES:
+            d, dgrid = files.read_array(inputs[f"{plan}_dose"])
+            if tuple(dgrid.shape) != tuple(grid.shape):
+                raise DosepaintInputError("plan dose is not on the dose grid", patient=pid, path=inputs[f"{plan}_dose"])
+            doses[plan] = d.ravel()[voxels]
+        method = "nominal"
+    else:
+        inf = DoseInfluence.load(inputs["influence"], matrices=False)
+        ct = files.read_image(inputs["ct_dose"])
+        engine = PyRadPlanEngine(modality=inf.modality, gantry_angles_deg=inf.meta["gantry_angles_deg"],
+                                 couch_angles_deg=inf.meta["couch_angles_deg"],
+                                 bixel_width_mm=inf.meta["bixel_width_mm"],
+                                 layer_spacing_mm=inf.meta["layer_spacing_mm"],
+                                 lateral_cutoff=inf.meta["lateral_cutoff"], machine=inf.meta["machine"])
+        weights = {plan: files.read_spot_weights(inputs[f"{plan}_weights"]) for plan in PLAN_NAMES}
+        for plan, w in weights.items():
+            if w["phase1"].size != inf.n_spots or w["phase2"].size != inf.n_spots:
+                raise DosepaintInputError(f"{plan} spot weights do not match the cached dose influence "
+                                          f"({w['phase1'].size} vs {inf.n_spots} spots)", patient=pid,
+                                          path=inputs[f"{plan}_weights"])
+        def course_part(w, n_fx):
+            q = engine.forward(ct, inf, w, body=keep, shift_mm=scen.shift_mm, range_scale=scen.range_scale)
+            if "effect" in q:
+                return n_fx * rbe_dose_from_effect(q["effect"], alpha_x=inf.alpha_x, beta_x=inf.beta_x)
+            return n_fx * float(params["constant_rbe"]) * q["physical_dose"]
+
+        w_u = weights["uniform"]
+        phase1 = course_part(w_u["phase1"], w_u["n_ld"]).ravel()[voxels]
+        for plan, w in weights.items():
+            if not np.array_equal(w["phase1"], w_u["phase1"]):  # DE/DR keep the uniform phase 1
+                p1 = course_part(w["phase1"], w["n_ld"]).ravel()[voxels]
+            else:
+                p1 = phase1
+            doses[plan] = p1 + course_part(w["phase2"], w["n_hd"]).ravel()[voxels]
+        method = "recalculated"
+    _write_scenario(outputs["doses"], voxels, grid, doses, method=method, scenario=scen.name)
+    secs = time.perf_counter() - t0
+    log.info("%s %s: %s in %.1f s", pid, scen.name, method, secs)
+    return {"method": method, "seconds": secs}
+
+
+def _write_scenario(path, voxels, grid, doses, *, method, scenario):
+    with files.atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, voxels=voxels.astype(np.int64), grid_shape=np.asarray(grid.shape),
+                            method=method, scenario=scenario,
+                            **{f"dose_{k}": np.asarray(v, np.float32) for k, v in doses.items()})
+
+
+def _read_scenario(path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return {"voxels": z["voxels"], "grid_shape": tuple(int(v) for v in z["grid_shape"]),
+                "method": str(z["method"]), "scenario": str(z["scenario"]),
+                "doses": {k[5:]: z[k].astype(np.float64) for k in z.files if k.startswith("dose_")}}
+
+
+def run_shift(inputs: dict, outputs: dict, *, params: dict) -> dict:
+    """A setup scenario as the rigid shift of the same-range scenario's doses (labelled approximation)."""
+    scen = rob.Scenario.from_name(params["scenario"])
+    base = _read_scenario(inputs["base"])
+    _, grid = files.read_array(inputs["ct_dose"])  # the dose grid's geometry
+    if tuple(grid.shape) != tuple(base["grid_shape"]):
+        raise DosepaintInputError("scenario doses are not on the dose grid", patient=params["patient_id"],
+                                  path=inputs["base"])
+    vox = rob.shift_to_voxels(scen.shift_mm, direction=grid.matrix, spacing_zyx=tuple(grid.spacing)[::-1])
+    doses = {}
+    for plan, d in base["doses"].items():
+        full = np.zeros(int(np.prod(base["grid_shape"])))
+        full[base["voxels"]] = d
+        doses[plan] = rob.rigid_shift(full.reshape(base["grid_shape"]), vox).ravel()[base["voxels"]]
+    _write_scenario(outputs["doses"], base["voxels"], grid, doses, method="rigid_shift", scenario=scen.name)
+    return {"method": "rigid_shift", "shift_vox": vox.tolist()}
+
+
+# -- per patient -------------------------------------------------------------------------------------------
+
+def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
+    """Scenario metrics, DVH bands, worst case, cell-count TCPs and ΔTCP maps of one patient."""
+    pid = params["patient_id"]
+    tcp = tcp_model(inputs, params["tcp"])
+    alpha, beta = float(tcp["alpha"]), float(tcp["alpha"]) / float(tcp["alpha_beta"])
+    n = int(params["n_fractions"])
+    dp = float(params["prescription_gy"])
+    masks, grid = _read_plan_masks(inputs, params, pid)
+    rho, rgrid = files.read_array(inputs["cell_density"])
+    rmse, egrid = files.read_array(inputs["rmse"])
+    if tuple(rgrid.shape) != tuple(grid.shape) or tuple(egrid.shape) != tuple(grid.shape):
+        raise DosepaintInputError("cell density or RMSE is not on the dose grid", patient=pid,
+                                  path=inputs["cell_density"])
+    g = masks["GTV"]
+    cells = np.where(np.isfinite(rho[g]), rho[g], 0.0) * grid.voxel_volume  # cells per voxel
+    clon = float(tcp["clonogenic_fraction"]) * cells
+    kw = {"alpha": alpha, "beta": beta, "n_fractions": n}
+
+    # Physical scenarios.
+    names = list(params["scenarios"])
+    paths = _as_list(inputs["scenarios"])
+    scen = [_read_scenario(p) for p in paths]
+    if [s["scenario"] for s in scen] != names:
+        raise ValueError("scenario files do not match the scenario list")
+    voxels = scen[0]["voxels"]
+    pos = np.full(int(np.prod(grid.shape)), -1, np.int64)
+    pos[voxels] = np.arange(voxels.size)
+    rows, bands = [], []
+    bins = np.arange(0.0, 1.3 * dp, float(params["dvh_bin_gy"]))
+    structs = {s: m for s, m in masks.items() if s != "BODY" and m.any()}
+    for s, m in structs.items():
+        if np.any(pos[np.flatnonzero(m.ravel())] < 0):
+            raise ValueError(f"{s} is not inside the scenario evaluation voxels")
+    target_any = np.zeros(voxels.size, bool)
+    for t in TARGETS:
+        target_any |= masks[t].ravel()[voxels]
+    for plan in PLAN_NAMES:
+        stack = np.stack([s["doses"][plan] for s in scen])  # (n_scen, n_eval)
+        for k, s in enumerate(scen):
+            dose = np.zeros(grid.shape)
+            dose.flat[voxels] = stack[k]
+            metrics = {}
+            for st, m in structs.items():
+                for key, v in ev.dvh_metrics(dose, m).items():
+                    metrics[f"{st}_{key}"] = v
+            goals = ev.clinical_goals(metrics, prescription_gy=dp, oar_limits=params["oar_limits_gy"],
+                                      escalated=plan in ("de", "dr"))
+            rows.append({"patient_id": pid, "plan": plan, "scenario": s["scenario"], "method": s["method"],
+                         **metrics, "tcp": ev.tcp_metrics(clon, dose[g], **kw)["tcp"],
+                         "goals_met": int(sum(goals.values())), "goals_total": len(goals)})
+        for st, m in structs.items():
+            sel = pos[np.flatnonzero(m.ravel())]
+            lo, hi = rob.dvh_band(stack[:, sel], bins=bins)
+            bands.append(pd.DataFrame({"plan": plan, "structure": st, "dose_gy": bins, "volume_min_pct": lo,
+                                       "volume_max_pct": hi,
+                                       "volume_nominal_pct": ev.dvh_curve(_full(stack[0], voxels, grid), m,
+                                                                          bins=bins)}))
+        worst = np.zeros(grid.shape)
+        worst.flat[voxels] = rob.worst_case_dose(stack, target_any)
+        files.write_array(np.where(masks["BODY"], worst, 0.0), grid, outputs[f"{plan}_worst_dose"])
+    table = pd.DataFrame(rows)
+    files.write_tsv(table, outputs["scenario_metrics"])
+    files.write_tsv(pd.concat(bands, ignore_index=True), outputs["dvh_bands"])
+
+    # Cell-count scenarios on the nominal doses.
+    if params["sigma_scope"] == "patient":
+        centre, sigma = rob.rmse_spread(rmse[g], centring=params["centring"])
+    else:
+        sig = files.read_json(inputs["sigma"])
+        centre, sigma = float(sig["centre"]), float(sig["sigma"])
+    best, worst_w = rob.cell_count_weights(rmse[g], sigma=sigma, centre=centre)
+    nominal = {plan: _full(scen[0]["doses"][plan], voxels, grid)[g] for plan in PLAN_NAMES}
+    cc = []
+    for plan in PLAN_NAMES:
+        for name, w in (("nominal", 1.0), ("best", best), ("worst", worst_w)):
+            cc.append({"patient_id": pid, "plan": plan, "cell_count": name,
+                       "tcp": ev.tcp_metrics(clon * w, nominal[plan], **kw)["tcp"]})
+    files.write_tsv(pd.DataFrame(cc), outputs["cell_count_tcp"])
+
+    # ΔTCP maps (Eq. 5, both forms) and the GTV voxel arrays for the cohort tertiles.
+    arrays = {"cells_per_voxel": cells}
+    for plan in PLAN_NAMES:
+        arrays[f"survivors_{plan}"] = rob.voxel_survivors(clon, nominal[plan], **kw)
+    for plan in ("de", "dr"):
+        dtcp, dln = rob.delta_tcp_voxels(clon, nominal[plan], nominal["uniform"], **kw)
+        for key, v in (("dtcp", dtcp), ("dlntcp", dln)):
+            m = np.full(grid.shape, np.nan)
+            m[g] = v
+            files.write_array(m, grid, outputs[f"{plan}_{key}"])
+    with files.atomic_path(outputs["voxels"], suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
+    files.write_json({"patient_id": pid, "tcp_model": tcp, "cell_count": {"centre": centre, "sigma": sigma,
+                                                                           "scope": params["sigma_scope"],
+                                                                           "centring": params["centring"]},
+                      "scenarios": {s["scenario"]: s["method"] for s in scen}}, outputs["qc"])
+    return table
+
+
+def _full(values, voxels, grid):
+    out = np.zeros(grid.shape)
+    out.flat[voxels] = values
+    return out
+
+
+# -- cohort (held-out patients) ----------------------------------------------------------------------------
+
+def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
+    """Tertile ΔTCP, TCP range under cell-count uncertainty and worst-case GTV D95 over the
+    held-out patients (``params["patient_ids"]``, in the order of the input lists)."""
+    pids = list(params["patient_ids"])
+    vox = [dict(np.load(p)) for p in _as_list(inputs["voxels"])]
+    thresholds = rob.tertile_thresholds(np.concatenate([v["cells_per_voxel"] for v in vox]),
+                                        percentiles=tuple(params["tertile_percentiles"]))
+    trows = []
+    for pid, v in zip(pids, vox):
+        t = rob.tertile_of(v["cells_per_voxel"], thresholds)
+        for plan in ("de", "dr"):
+            out = rob.delta_tcp_by_tertile(v[f"survivors_{plan}"], v["survivors_uniform"], t)
+            for k, label in enumerate(("low", "medium", "high")):
+                trows.append({"patient_id": pid, "plan": plan, "tertile": label, "n_voxels": int(np.sum(t == k)),
+                              "delta_tcp_subvolume_pp": 100.0 * out["subvolume"][k],
+                              "delta_tcp_voxel_mean_pp": 100.0 * out["voxel_mean"][k],
+                              "delta_ln_tcp": out["dlntcp"][k]})
+    tert = pd.DataFrame(trows)
+    files.write_tsv(tert, outputs["tertiles"])
+
+    scen = pd.concat([files.read_tsv(p) for p in _as_list(inputs["scenario_metrics"])], ignore_index=True)
+    files.write_tsv(scen, outputs["scenarios"])
+    cc = pd.concat([files.read_tsv(p) for p in _as_list(inputs["cell_count_tcp"])], ignore_index=True)
+    files.write_tsv(cc, outputs["cell_count"])
+
+    rows = []
+    for plan in PLAN_NAMES:
+        c = cc[cc["plan"] == plan].pivot(index="patient_id", columns="cell_count", values="tcp")
+        s = scen[scen["plan"] == plan]
+        worst_d95 = s.groupby("patient_id")["GTV_D95"].min()
+        nominal_d95 = s[s["scenario"] == s["scenario"].iloc[0]].set_index("patient_id")["GTV_D95"]
+        row = {"plan": plan, "n_patients": int(c.shape[0]), "tcp_nominal_mean_pct": 100 * c["nominal"].mean(),
+               "tcp_best_minus_nominal_pp_mean": 100 * (c["best"] - c["nominal"]).mean(),
+               "tcp_best_minus_nominal_pp_max": 100 * (c["best"] - c["nominal"]).max(),
+               "tcp_worst_minus_nominal_pp_mean": 100 * (c["worst"] - c["nominal"]).mean(),
+               "tcp_worst_minus_nominal_pp_min": 100 * (c["worst"] - c["nominal"]).min(),
+               "gtv_d95_nominal_median_gy": nominal_d95.median(),
+               "gtv_d95_worst_scenario_median_gy": worst_d95.median(),
+               "gtv_d95_worst_scenario_min_gy": worst_d95.min(),
+               "n_scenarios": int(s["scenario"].nunique()),
+               "scenario_goals_met_fraction": float(s["goals_met"].sum() / s["goals_total"].sum())}
+        for label in ("low", "medium", "high"):
+            sub = tert[(tert["plan"] == plan) & (tert["tertile"] == label)]["delta_tcp_subvolume_pp"]
+            if plan != "uniform":
+                row[f"delta_tcp_{label}_tertile_pp_mean"] = sub.mean()
+                row[f"delta_tcp_{label}_tertile_pp_sd"] = sub.std(ddof=1) if sub.size > 1 else np.nan
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    summary.attrs["thresholds"] = thresholds
+    files.write_tsv(summary, outputs["summary"])
+    files.write_json({"tertile_thresholds_cells_per_voxel": list(thresholds),
+                      "tertile_percentiles": list(params["tertile_percentiles"]), "patient_ids": pids},
+                     outputs["tertile_thresholds"])
+    return summary

@@ -1,0 +1,135 @@
+# Robustness of the plans: cell-count scenarios and physical (setup x range) scenarios.
+
+
+wildcard_constraints:
+    scen=dp_rob.SCENARIO_PATTERN,
+
+
+rule rmse_sigma:
+    input:
+        unpack(rmse_sigma_inputs),
+    output:
+        sigma=f"{RESULTS}/cohort/rmse_sigma.json",
+    log:
+        f"{RESULTS}/logs/rmse_sigma.log",
+    conda:
+        "../../envs/imaging.yaml"
+    params:
+        patient_ids=training_patients,
+        centring=ROB_CFG["centring"],
+    script:
+        "../../scripts/rmse_sigma.py"
+
+
+rule scenario_dose:
+    input:
+        **{
+            k: v
+            for k, v in PLAN_FILES.items()
+            if k.endswith("_weights") or k.endswith("_dose")
+        },
+        ct_dose=INGEST_FILES["ct_dose"],
+        masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+        influence=PLAN_INFLUENCE,
+    output:
+        doses=f"{ROB}/scenarios/{{scen}}.npz",
+    log:
+        f"{RESULTS}/logs/scenario_dose/{{pid}}/{{scen}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/scenario_dose/{{pid}}/{{scen}}.tsv"
+    conda:
+        "../../envs/planning.yaml"
+    resources:
+        mem_mb=lambda wc, input: dp_plan.influence_mem_mb(input.masks_dose),
+        runtime=60,
+    params:
+        patient_id=lambda wc: wc.pid,
+        scenario=lambda wc: wc.scen,
+        setup_shifts_mm=ROB_CFG["setup_shifts_mm"],
+        oar_limits_gy=CFG["planning"]["oar_limits_gy"],
+        constant_rbe=CFG["planning"]["constant_rbe"],
+    script:
+        "../../scripts/scenario_dose.py"
+
+
+rule scenario_shift:
+    input:
+        base=scenario_base,
+        ct_dose=INGEST_FILES["ct_dose"],
+    output:
+        doses=f"{ROB}/shifted/{{scen}}.npz",
+    log:
+        f"{RESULTS}/logs/scenario_shift/{{pid}}/{{scen}}.log",
+    group:
+        "scenario_shift"
+    conda:
+        "../../envs/imaging.yaml"
+    params:
+        patient_id=lambda wc: wc.pid,
+        scenario=lambda wc: wc.scen,
+    script:
+        "../../scripts/scenario_shift.py"
+
+
+rule robustness:
+    input:
+        unpack(plan_tcp_model),
+        unpack(robustness_sigma),
+        scenarios=scenario_files,
+        masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+        cell_density=DWI_FILES["cell_density_dose"],
+        rmse=DWI_FILES["rmse_dose"],
+    output:
+        **ROBUSTNESS_FILES,
+    log:
+        f"{RESULTS}/logs/robustness/{{pid}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/robustness/{{pid}}.tsv"
+    conda:
+        "../../envs/imaging.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        patient_id=lambda wc: wc.pid,
+        scenarios=[s.name for s in SCENARIOS],
+        prescription_gy=CFG["planning"]["prescription_gy"],
+        n_fractions=CFG["planning"]["n_ld"] + CFG["planning"]["n_hd"],
+        oar_limits_gy=CFG["planning"]["oar_limits_gy"],
+        tcp=CFG["planning"]["tcp"],
+        centring=ROB_CFG["centring"],
+        sigma_scope=ROB_CFG["sigma_scope"],
+        dvh_bin_gy=ROB_CFG["dvh_bin_gy"],
+    script:
+        "../../scripts/robustness.py"
+
+
+rule robustness_summary:
+    input:
+        voxels=robustness_outputs("voxels"),
+        scenario_metrics=robustness_outputs("scenario_metrics"),
+        cell_count_tcp=robustness_outputs("cell_count_tcp"),
+    output:
+        summary=report(
+            f"{RESULTS}/cohort/robustness_summary.tsv",
+            caption="../report/robustness_summary.rst",
+            category="Robustness",
+        ),
+        tertiles=f"{RESULTS}/cohort/robustness_tertiles.tsv",
+        tertile_thresholds=f"{RESULTS}/cohort/robustness_tertile_thresholds.json",
+        scenarios=f"{RESULTS}/cohort/robustness_scenarios.tsv",
+        cell_count=f"{RESULTS}/cohort/robustness_cell_count_tcp.tsv",
+    log:
+        f"{RESULTS}/logs/robustness_summary.log",
+    conda:
+        "../../envs/imaging.yaml"
+    params:
+        patient_ids=planned_patients,
+        tertile_percentiles=ROB_CFG["tertile_percentiles"],
+    script:
+        "../../scripts/robustness_summary.py"
+
+
+rule robustness_all:
+    input:
+        f"{RESULTS}/cohort/robustness_summary.tsv",
