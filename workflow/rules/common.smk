@@ -8,6 +8,7 @@ from dosepaint import layout as dp_layout
 from dosepaint import robustness as dp_rob
 from dosepaint.io import files as dp_files
 from dosepaint.stages import plan as dp_plan
+from dosepaint.stages import robustness as dp_rob_stage
 from dosepaint.synthetic.generate import PRESETS
 
 _SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"

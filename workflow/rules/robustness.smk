@@ -40,7 +40,7 @@ rule scenario_dose:
     conda:
         "../../envs/planning.yaml"
     resources:
-        mem_mb=lambda wc, input: dp_plan.influence_mem_mb(input.masks_dose),
+        mem_mb=lambda wc, input: dp_rob_stage.scenario_mem_mb(input.masks_dose),
         runtime=60,
     params:
         patient_id=lambda wc: wc.pid,

@@ -59,15 +59,19 @@ def calc_voxels(masks: dict, grid: Grid, *, oars, ring_mm: float, body_step: int
     return calc, ring, sample
 
 
+def ctv_ld_cm3(masks_dir) -> float:
+    """Volume of CTV_LD (cm³) from the masks folder (what the memory of spot-based jobs scales with)."""
+    import SimpleITK as sitk
+
+    mask = sitk.ReadImage(str(Path(masks_dir) / "CTV_LD.nii.gz"))
+    return float(sitk.GetArrayViewFromImage(mask).astype(bool).sum()) * float(np.prod(mask.GetSpacing())) / 1000.0
+
+
 def influence_mem_mb(masks_dir) -> int:
     """Memory (MB) to declare for the dose influence of one patient: 500 MB + 6.5 MB per cm³ of
     CTV_LD, from the default cohort (3 mm grid, 6 mm spots, carbon: 2.4 GB at 330 cm³, 15 GB at
     the largest CTV_LD)."""
-    import SimpleITK as sitk
-
-    mask = sitk.ReadImage(str(Path(masks_dir) / "CTV_LD.nii.gz"))
-    cm3 = float(sitk.GetArrayViewFromImage(mask).astype(bool).sum()) * float(np.prod(mask.GetSpacing())) / 1000.0
-    return int(500 + 6.5 * cm3)
+    return int(500 + 6.5 * ctv_ld_cm3(masks_dir))
 
 
 def plan_mem_mb(influence_path) -> int:
