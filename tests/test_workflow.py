@@ -60,6 +60,20 @@ def test_unknown_config_key_stops_before_any_job(tmp_path):
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.parametrize(("robustness", "message"), [
+    ("  range_errors_pct: [3, -3]\n", "must contain the nominal scenario"),
+    ("  setup_shifts_mm: [[0, 0, 0], [3, 0]]\n", "at 'robustness/setup_shifts_mm/1': [3, 0] is too short"),
+    ("  setup_method: shift\n", "'shift' is not one of ['recalculate', 'rigid_shift']"),
+])
+def test_bad_scenario_grid_stops_before_any_job(tmp_path, robustness, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"results: {tmp_path / 'res'}\nrobustness:\n{robustness}")
+    proc = snakemake("-n", "--cores", "1", "--configfile", str(bad))
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (tmp_path / "res").exists()
+
+
 def test_bad_patient_sheet_stops_before_any_job(tmp_path):
     for pid in ("A", "B"):
         (tmp_path / "dicom" / pid).mkdir(parents=True)
