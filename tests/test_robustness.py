@@ -10,7 +10,7 @@ import pytest
 from dosepaint import radiobiology as rbio
 from dosepaint import robustness as rob
 
-from .test_planning import _phantom
+from .test_planning import proton_influence  # noqa: F401 (a fixture)
 
 ALPHA, BETA, NFX = 0.08, 0.04, 16
 
@@ -118,14 +118,8 @@ def test_shift_to_voxels_follows_the_grid_direction():
 # -- pyRadPlan under scenarios (water phantom, 6 mm grid) ------------------------------------------
 
 @pytest.fixture(scope="module")
-def water():
-    from dosepaint.planning.engine import PyRadPlanEngine
-
-    img, body, target = _phantom()
-    eng = PyRadPlanEngine(modality="protons", gantry_angles_deg=[180.0], bixel_width_mm=6.0, layer_spacing_mm=6.0)
-    calc = target.copy()
-    calc[::2, ::2, ::2] |= body[::2, ::2, ::2]
-    inf = eng.influence(img, target=target, calc_voxels=calc)
+def water(proton_influence):  # noqa: F811 (the imported fixture)
+    eng, img, body, _, inf = proton_influence
     w = np.ones(inf.n_spots)
     return eng, img, body, inf, w, eng.forward(img, inf, w, body=body)["physical_dose"]
 
