@@ -158,17 +158,15 @@ def read_tsv(path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t")
 
 
-def write_spot_weights(path, *, phase1: np.ndarray, phase2: np.ndarray, n_ld: int, n_hd: int,
-                       influence_sha: str = "") -> None:
+def write_spot_weights(path, *, phase1: np.ndarray, phase2: np.ndarray, n_ld: int, n_hd: int) -> None:
     """Spot weights of one plan's two phases (per fraction, in the order of the cached influence's
     columns), so that a plan can be recalculated under setup/range scenarios."""
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, phase1=np.asarray(phase1, np.float64), phase2=np.asarray(phase2, np.float64),
-                            n_ld=int(n_ld), n_hd=int(n_hd), influence_sha=str(influence_sha))
+                            n_ld=int(n_ld), n_hd=int(n_hd))
 
 
 def read_spot_weights(path) -> dict:
-    """``{"phase1", "phase2", "n_ld", "n_hd", "influence_sha"}`` from :func:`write_spot_weights`."""
+    """``{"phase1", "phase2", "n_ld", "n_hd"}`` from :func:`write_spot_weights`."""
     with np.load(path, allow_pickle=False) as z:
-        return {"phase1": z["phase1"], "phase2": z["phase2"], "n_ld": int(z["n_ld"]), "n_hd": int(z["n_hd"]),
-                "influence_sha": str(z["influence_sha"])}
+        return {"phase1": z["phase1"], "phase2": z["phase2"], "n_ld": int(z["n_ld"]), "n_hd": int(z["n_hd"])}

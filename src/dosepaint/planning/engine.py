@@ -97,6 +97,14 @@ class PyRadPlanEngine:
         self.lateral_cutoff = float(lateral_cutoff)
         self.machine = machine
 
+    @classmethod
+    def from_influence(cls, influence: DoseInfluence) -> "PyRadPlanEngine":
+        """The engine set up as the one that computed ``influence`` (from its meta)."""
+        m = influence.meta
+        return cls(modality=influence.modality, gantry_angles_deg=m["gantry_angles_deg"],
+                   couch_angles_deg=m["couch_angles_deg"], bixel_width_mm=m["bixel_width_mm"],
+                   layer_spacing_mm=m["layer_spacing_mm"], lateral_cutoff=m["lateral_cutoff"], machine=m["machine"])
+
     # -- pyRadPlan objects ------------------------------------------------------------------
     def _plan(self, ct, beams=None):
         from pyRadPlan import IonPlan

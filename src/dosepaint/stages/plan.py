@@ -165,10 +165,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     t_opt = time.perf_counter() - t_opt
 
     # Whole-grid doses: forward calculation of each phase's spots (phase 1 is shared).
-    engine = PyRadPlanEngine(modality=inf.modality, gantry_angles_deg=inf.meta["gantry_angles_deg"],
-                             couch_angles_deg=inf.meta["couch_angles_deg"], bixel_width_mm=inf.meta["bixel_width_mm"],
-                             layer_spacing_mm=inf.meta["layer_spacing_mm"], lateral_cutoff=inf.meta["lateral_cutoff"],
-                             machine=inf.meta["machine"])
+    engine = PyRadPlanEngine.from_influence(inf)
     t_fwd = time.perf_counter()
     body = masks["BODY"]
     phase1 = _forward(engine, ct, inf, courses["uniform"].phase1, body=body, n_fx=params["n_ld"],

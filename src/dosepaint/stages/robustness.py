@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import dwi
 from .. import robustness as rob
 from ..errors import DosepaintInputError
 from ..io import files
@@ -43,7 +44,7 @@ from ..planning.biology import rbe_dose_from_effect
 from ..planning.engine import PyRadPlanEngine
 from ..planning.influence import DoseInfluence
 from ..structures import expand
-from .plan import STRUCTURES, tcp_model
+from .plan import STRUCTURES, ctv_ld_cm3, tcp_model
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,6 @@ def _read_plan_masks(inputs, params, pid):
 def scenario_mem_mb(masks_dir) -> int:
     """Memory (MB) to declare for one recalculated scenario: 1 GB + 1 MB per cm³ of CTV_LD (a forward
     calculation stores no spot matrix: 0.9 GB peak measured for SYN022, CTV_LD ≈ 1200 cm³)."""
-    from .plan import ctv_ld_cm3
-
     return int(1000 + 1.0 * ctv_ld_cm3(masks_dir))
 
 
@@ -131,17 +130,14 @@ def run_scenario(inputs: dict, outputs: dict, *, params: dict) -> dict:
     else:
         inf = DoseInfluence.load(inputs["influence"], matrices=False)
         ct = files.read_image(inputs["ct_dose"])
-        engine = PyRadPlanEngine(modality=inf.modality, gantry_angles_deg=inf.meta["gantry_angles_deg"],
-                                 couch_angles_deg=inf.meta["couch_angles_deg"],
-                                 bixel_width_mm=inf.meta["bixel_width_mm"],
-                                 layer_spacing_mm=inf.meta["layer_spacing_mm"],
-                                 lateral_cutoff=inf.meta["lateral_cutoff"], machine=inf.meta["machine"])
+        engine = PyRadPlanEngine.from_influence(inf)
         weights = {plan: files.read_spot_weights(inputs[f"{plan}_weights"]) for plan in PLAN_NAMES}
         for plan, w in weights.items():
             if w["phase1"].size != inf.n_spots or w["phase2"].size != inf.n_spots:
                 raise DosepaintInputError(f"{plan} spot weights do not match the cached dose influence "
                                           f"({w['phase1'].size} vs {inf.n_spots} spots)", patient=pid,
                                           path=inputs[f"{plan}_weights"])
+
         def course_part(w, n_fx):
             q = engine.forward(ct, inf, w, body=keep, shift_mm=scen.shift_mm, range_scale=scen.range_scale)
             if "effect" in q:
@@ -188,9 +184,7 @@ def run_shift(inputs: dict, outputs: dict, *, params: dict) -> dict:
     vox = rob.shift_to_voxels(scen.shift_mm, direction=grid.matrix, spacing_zyx=tuple(grid.spacing)[::-1])
     doses = {}
     for plan, d in base["doses"].items():
-        full = np.zeros(int(np.prod(base["grid_shape"])))
-        full[base["voxels"]] = d
-        doses[plan] = rob.rigid_shift(full.reshape(base["grid_shape"]), vox).ravel()[base["voxels"]]
+        doses[plan] = rob.rigid_shift(_full(d, base["voxels"], grid), vox).ravel()[base["voxels"]]
     _write_scenario(outputs["doses"], base["voxels"], grid, doses, method="rigid_shift", scenario=scen.name)
     return {"method": "rigid_shift", "shift_vox": vox.tolist()}
 
@@ -211,7 +205,7 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
         raise DosepaintInputError("cell density or RMSE is not on the dose grid", patient=pid,
                                   path=inputs["cell_density"])
     g = masks["GTV"]
-    cells = np.where(np.isfinite(rho[g]), rho[g], 0.0) * grid.voxel_volume  # cells per voxel
+    cells = dwi.clonogens(rho[g], voxel_volume_mm3=grid.voxel_volume, clonogenic_fraction=1.0)  # cells per voxel
     clon = float(tcp["clonogenic_fraction"]) * cells
     kw = {"alpha": alpha, "beta": beta, "n_fractions": n}
 
@@ -219,8 +213,10 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     names = list(params["scenarios"])
     paths = _as_list(inputs["scenarios"])
     scen = [_read_scenario(p) for p in paths]
-    if [s["scenario"] for s in scen] != names:
-        raise ValueError("scenario files do not match the scenario list")
+    for path, s, name in zip(paths, scen, names, strict=True):
+        if s["scenario"] != name:
+            raise DosepaintInputError(f"scenario file holds {s['scenario']!r}, expected {name!r}", patient=pid,
+                                      path=path)
     voxels = scen[0]["voxels"]
     pos = np.full(int(np.prod(grid.shape)), -1, np.int64)
     pos[voxels] = np.arange(voxels.size)
@@ -229,15 +225,15 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     structs = {s: m for s, m in masks.items() if s != "BODY" and m.any()}
     for s, m in structs.items():
         if np.any(pos[np.flatnonzero(m.ravel())] < 0):
-            raise ValueError(f"{s} is not inside the scenario evaluation voxels")
+            raise DosepaintInputError(f"{s} is not inside the scenario evaluation voxels (masks changed after "
+                                      "the scenario doses were computed?)", patient=pid, path=paths[0])
     target_any = np.zeros(voxels.size, bool)
     for t in TARGETS:
         target_any |= masks[t].ravel()[voxels]
     for plan in PLAN_NAMES:
         stack = np.stack([s["doses"][plan] for s in scen])  # (n_scen, n_eval)
         for k, s in enumerate(scen):
-            dose = np.zeros(grid.shape)
-            dose.flat[voxels] = stack[k]
+            dose = _full(stack[k], voxels, grid)
             metrics = {}
             for st, m in structs.items():
                 for key, v in ev.dvh_metrics(dose, m).items():
@@ -247,15 +243,14 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
             rows.append({"patient_id": pid, "plan": plan, "scenario": s["scenario"], "method": s["method"],
                          **metrics, "tcp": ev.tcp_metrics(clon, dose[g], **kw)["tcp"],
                          "goals_met": int(sum(goals.values())), "goals_total": len(goals)})
+        nominal_dose = _full(stack[0], voxels, grid)
         for st, m in structs.items():
             sel = pos[np.flatnonzero(m.ravel())]
             lo, hi = rob.dvh_band(stack[:, sel], bins=bins)
             bands.append(pd.DataFrame({"plan": plan, "structure": st, "dose_gy": bins, "volume_min_pct": lo,
                                        "volume_max_pct": hi,
-                                       "volume_nominal_pct": ev.dvh_curve(_full(stack[0], voxels, grid), m,
-                                                                          bins=bins)}))
-        worst = np.zeros(grid.shape)
-        worst.flat[voxels] = rob.worst_case_dose(stack, target_any)
+                                       "volume_nominal_pct": ev.dvh_curve(nominal_dose, m, bins=bins)}))
+        worst = _full(rob.worst_case_dose(stack, target_any), voxels, grid)
         files.write_array(np.where(masks["BODY"], worst, 0.0), grid, outputs[f"{plan}_worst_dose"])
     table = pd.DataFrame(rows)
     files.write_tsv(table, outputs["scenario_metrics"])
@@ -344,14 +339,13 @@ def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
                "gtv_d95_worst_scenario_min_gy": worst_d95.min(),
                "n_scenarios": int(s["scenario"].nunique()),
                "scenario_goals_met_fraction": float(s["goals_met"].sum() / s["goals_total"].sum())}
-        for label in ("low", "medium", "high"):
-            sub = tert[(tert["plan"] == plan) & (tert["tertile"] == label)]["delta_tcp_subvolume_pp"]
-            if plan != "uniform":
+        if plan != "uniform":
+            for label in ("low", "medium", "high"):
+                sub = tert[(tert["plan"] == plan) & (tert["tertile"] == label)]["delta_tcp_subvolume_pp"]
                 row[f"delta_tcp_{label}_tertile_pp_mean"] = sub.mean()
                 row[f"delta_tcp_{label}_tertile_pp_sd"] = sub.std(ddof=1) if sub.size > 1 else np.nan
         rows.append(row)
     summary = pd.DataFrame(rows)
-    summary.attrs["thresholds"] = thresholds
     files.write_tsv(summary, outputs["summary"])
     files.write_json({"tertile_thresholds_cells_per_voxel": list(thresholds),
                       "tertile_percentiles": list(params["tertile_percentiles"]), "patient_ids": pids},
