@@ -15,6 +15,60 @@ from dosepaint.radiobiology import log_surviving_clonogens, tcp_optimal_dose
 ALPHA, BETA, NFX = 0.1, 0.05, 16
 
 
+# -- shared-pattern sparse helpers (plan-stage memory) -----------------------------------------------
+
+def _lem_like(rng, n_rows=300, n_cols=120):
+    """Three CSR matrices on one int32 pattern, as a cached LEM influence is loaded."""
+    from dosepaint.planning.influence import csr
+
+    m = sp.random_array((n_rows, n_cols), density=0.08, format="csr", dtype=np.float32, rng=rng)
+    m.data[:] = np.abs(m.data) + 0.01
+    m[40:90] = 0.0  # a run of empty rows, as the body-sample rows of an influence
+    m.eliminate_zeros()
+    return [csr(m.data * f, m.indices, m.indptr, m.shape) for f in (1.0, 2.0, 3.0)]
+
+
+@pytest.mark.parametrize("which", ["rows", "cols", "both", "none"])
+def test_subset_shared_equals_scipy_indexing_and_shares_one_pattern(which):
+    from dosepaint.planning.influence import subset_shared
+
+    rng = np.random.default_rng(11)
+    mats = _lem_like(rng)
+    rows = np.sort(rng.choice(300, 170, replace=False)) if which in ("rows", "both") else None
+    cols = np.sort(rng.choice(120, 45, replace=False)) if which in ("cols", "both") else None
+    out = subset_shared(mats, rows=rows, cols=cols, chunk=97)  # many chunks, cut inside empty runs
+    for m, o in zip(mats, out):
+        ref = m if rows is None else m[rows]
+        ref = ref if cols is None else ref[:, cols]
+        assert o.shape == ref.shape and (o != ref).nnz == 0
+        o.check_format(full_check=True)
+        assert o.indices.dtype == np.int32
+    assert np.shares_memory(out[1].indices, out[0].indices) and np.shares_memory(out[2].indptr, out[0].indptr)
+
+
+def test_loaded_lem_matrices_share_int32_indices_and_row_blocks_are_views(tmp_path):
+    from dosepaint.planning.influence import DoseInfluence, column_max
+
+    rng = np.random.default_rng(12)
+    p, a, b = _lem_like(rng)
+    inf = DoseInfluence(voxels=np.arange(300), grid_shape=(3, 10, 10), physical=p, alpha_dose=a, sqrt_beta_dose=b,
+                        spot_beam=np.zeros(120, int), spot_energy=np.ones(120), spot_range_mm=np.ones(120),
+                        modality="carbon", alpha_x=0.1, beta_x=0.05)
+    inf.save(tmp_path / "inf.npz")
+    back = DoseInfluence.load(tmp_path / "inf.npz")
+    assert back.physical.indices.dtype == np.int32 and back.physical.indptr.dtype == np.int32
+    assert np.shares_memory(back.alpha_dose.indices, back.physical.indices)
+    assert np.shares_memory(back.sqrt_beta_dose.indptr, back.physical.indptr)
+    assert (back.sqrt_beta_dose != b).nnz == 0
+    # every block of a threaded product is a view, also one holding < half of the entries (SciPy
+    # copies those when a CSR array is built on them)
+    blocks = bio.RowBlocks(back.physical, 5)
+    assert len(blocks.blocks) == 5
+    for _, _, blk in blocks.blocks:
+        assert np.shares_memory(blk.data, back.physical.data) and np.shares_memory(blk.indices, back.physical.indices)
+    np.testing.assert_array_equal(column_max(back.physical, chunk=50), p.max(axis=0).toarray().ravel())
+
+
 # -- water-filling (SCIENCE.md §2) -----------------------------------------------------------------
 
 def test_water_filling_without_bounds_is_the_closed_form_for_beta_zero():

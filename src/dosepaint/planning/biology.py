@@ -22,6 +22,8 @@ import itertools
 import numpy as np
 import scipy.sparse as sp
 
+from .influence import row_block, subset_shared
+
 MASS_NUMBER = {"protons": 1, "carbon": 12, "helium": 4, "oxygen": 16}
 
 
@@ -50,9 +52,7 @@ class RowBlocks:
         bounds = np.unique(np.clip(np.r_[0, cuts, n], 0, n)).astype(np.int64)
         self.blocks = []
         for a, b in itertools.pairwise(bounds):
-            s, e = m.indptr[a], m.indptr[b]
-            self.blocks.append((a, b, sp.csr_array((m.data[s:e], m.indices[s:e], m.indptr[a:b + 1] - s),
-                                                   shape=(b - a, m.shape[1]))))
+            self.blocks.append((a, b, row_block(m, a, b)))
         if len(self.blocks) > 1 and RowBlocks._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -106,13 +106,12 @@ class RbeModel:
 
     def subset(self, *, rows=None, cols=None) -> "RbeModel":
         """The same model on some voxels (rows) and/or spots (columns)."""
-        def take(m):
-            m = m if rows is None else m[rows]
-            return m if cols is None else m[:, cols]
         if self.constant_rbe is not None:
-            return RbeModel(physical=take(self.P), constant_rbe=self.constant_rbe, threads=self.threads)
-        return RbeModel(physical=take(self.P), alpha_dose=take(self.A), sqrt_beta_dose=take(self.B),
-                        alpha_x=self.alpha_x, beta_x=self.beta_x, threads=self.threads)
+            (p,) = subset_shared([self.P], rows=rows, cols=cols)
+            return RbeModel(physical=p, constant_rbe=self.constant_rbe, threads=self.threads)
+        p, a, b = subset_shared([self.P, self.A, self.B], rows=rows, cols=cols)
+        return RbeModel(physical=p, alpha_dose=a, sqrt_beta_dose=b, alpha_x=self.alpha_x, beta_x=self.beta_x,
+                        threads=self.threads)
 
     def dose(self, w: np.ndarray) -> tuple[np.ndarray, object]:
         """D_RBE per fraction (float64, Gy(RBE)) and a context for :meth:`vjp`."""

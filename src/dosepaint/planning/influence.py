@@ -133,8 +133,7 @@ class DoseInfluence:
                     own = f"{name}_indices" in z
                     indices = z[f"{name}_indices"] if own else mats["physical"].indices
                     indptr = z[f"{name}_indptr"] if own else mats["physical"].indptr
-                    mats[name] = sp.csr_array((z[f"{name}_data"], indices, indptr),
-                                              shape=tuple(z[f"{name}_shape"]))
+                    mats[name] = csr(z[f"{name}_data"], indices, indptr, tuple(int(v) for v in z[f"{name}_shape"]))
             a_x, b_x = z["scalars"]
             return cls(voxels=z["voxels"], grid_shape=tuple(int(v) for v in z["grid_shape"]),
                        spot_beam=z["spot_beam"], spot_energy=z["spot_energy"],
@@ -144,6 +143,114 @@ class DoseInfluence:
                        if "radiological_depth" in z else None,
                        target_rows=z["target_rows"] if "target_rows" in z else None,
                        meta=json.loads(str(z["meta"])), **mats)
+
+
+def csr(data, indices, indptr, shape) -> sp.csr_array:
+    """A CSR array on these arrays without copies: the index arrays are made int32 when they fit.
+
+    SciPy gives ``indices`` and ``indptr`` one common dtype, so an int64 ``indptr`` (as cached)
+    would upcast — copy — the int32 ``indices`` of every matrix (3 × 4 bytes per non-zero for the
+    LEM matrices, which share one pattern); int32 arrays are taken as views, and matrices built on
+    the same ``indices``/``indptr`` objects keep sharing them.
+    """
+    fits = max(int(indptr[-1]) if len(indptr) else 0, *shape) < np.iinfo(np.int32).max
+    dt = np.int32 if fits else np.int64
+    return sp.csr_array((data, np.asarray(indices, dt), np.asarray(indptr, dt)), shape=tuple(shape))
+
+
+def row_block(m: sp.csr_array, a: int, b: int) -> sp.csr_array:
+    """Rows ``a:b`` of a CSR array as a view of its data and indices (no copy).
+
+    SciPy's slicing copies, and even a CSR array built on views copies them when they hold less
+    than half their base (``_prune_array``): the arrays are set on an empty array of the shape.
+    """
+    s, e = int(m.indptr[a]), int(m.indptr[b])
+    blk = sp.csr_array((b - a, m.shape[1]), dtype=m.dtype)
+    blk.indptr = (m.indptr[a:b + 1] - m.indptr[a]).astype(m.indices.dtype)
+    blk.indices, blk.data = m.indices[s:e], m.data[s:e]
+    return blk
+
+
+def subset_shared(matrices, *, rows=None, cols=None, chunk: int = 1 << 23) -> list:
+    """Rows and/or columns (increasing indices) of CSR matrices; matrices with one sparsity pattern
+    (the same ``indices`` array, as the LEM matrices of a cached influence) share one pattern in
+    the result.
+
+    SciPy's fancy indexing builds an int64 copy per matrix and per step (rows, then columns) and
+    gives every result its own index arrays, about 3× the result at its peak (which decided the
+    plan stage's peak memory); this selects the entries of a pattern once, in row chunks of about
+    ``chunk`` entries, and fills preallocated results (peak: the results plus chunk temporaries).
+    """
+    out, done = [], {}
+    for m in matrices:
+        if m is None or (rows is None and cols is None):
+            out.append(m)
+            continue
+        key = (id(m.indices.base if m.indices.base is not None else m.indices), m.indices.size, m.shape)
+        done.setdefault(key, []).append(m)
+        out.append(key)
+    results = {key: _subset_group(group, rows=rows, cols=cols, chunk=chunk) for key, group in done.items()}
+    return [results[o].pop(0) if isinstance(o, tuple) else o for o in out]
+
+
+def _subset_group(group, *, rows, cols, chunk):
+    """:func:`subset_shared` for matrices of one pattern."""
+    first = group[0]
+    n_rows, n_cols = first.shape
+    indices, indptr = first.indices, np.asarray(first.indptr, np.int64)
+    rows = np.arange(n_rows) if rows is None else np.asarray(rows, np.int64)
+    starts, lengths = indptr[rows], np.diff(indptr)[rows]
+    remap = None
+    if cols is not None:
+        remap = np.full(n_cols, -1, np.int32)
+        remap[np.asarray(cols, np.int64)] = np.arange(len(cols), dtype=np.int32)
+    csum = np.cumsum(lengths)
+    bounds = np.unique(np.r_[0, np.searchsorted(csum, np.arange(chunk, csum[-1] if csum.size else 0, chunk)),
+                             rows.size])
+
+    def entries(a, b):
+        """Input entry positions and new column indices kept, and kept counts, of rows[a:b]."""
+        local = np.zeros(b - a + 1, np.int64)
+        np.cumsum(lengths[a:b], out=local[1:])
+        take = np.arange(int(local[-1]), dtype=np.int64) + np.repeat(starts[a:b] - local[:-1], lengths[a:b])
+        col = indices[take]
+        if remap is None:
+            return take, col, lengths[a:b]
+        col = remap[col]
+        keep = col >= 0
+        c = np.zeros(keep.size + 1, np.int64)
+        np.cumsum(keep, out=c[1:])
+        return take[keep], col[keep], c[local[1:]] - c[local[:-1]]
+
+    counts = lengths if remap is None else np.concatenate(
+        [entries(a, b)[2] for a, b in zip(bounds[:-1], bounds[1:])] or [np.zeros(0, np.int64)])
+    new_ptr = np.zeros(rows.size + 1, np.int64)
+    np.cumsum(counts, out=new_ptr[1:])
+    n_new = int(new_ptr[-1])
+    new_cols = n_cols if cols is None else len(cols)
+    dt = np.int32 if max(n_new, rows.size, new_cols) < np.iinfo(np.int32).max else np.int64
+    new_idx = np.empty(n_new, dt)
+    datas = [np.empty(n_new, m.data.dtype) for m in group]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        take, col, _ = entries(a, b)
+        s, e = new_ptr[a], new_ptr[b]
+        new_idx[s:e] = col
+        for d, m in zip(datas, group):
+            d[s:e] = m.data[take]
+    ptr = new_ptr.astype(dt)
+    return [csr(d, new_idx, ptr, (rows.size, new_cols)) for d in datas]
+
+
+def column_max(m, *, chunk: int = 1 << 23) -> np.ndarray:
+    """Largest entry of each column of a non-negative CSR matrix (0 for empty columns), in row
+    blocks of about ``chunk`` entries: SciPy's ``max(axis=0)`` converts the whole matrix to CSC."""
+    m = sp.csr_array(m)
+    peak = np.zeros(m.shape[1], np.float64)
+    cuts = np.unique(np.r_[0, np.searchsorted(m.indptr, np.arange(chunk, m.nnz, chunk)), m.shape[0]])
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        if m.indptr[b] > m.indptr[a]:
+            np.maximum(peak, row_block(m, a, b).max(axis=0).toarray().ravel(), out=peak)
+    return peak
 
 
 def _json(obj) -> str:

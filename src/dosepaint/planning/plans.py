@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .biology import RbeModel, residual_range_let_dose
-from .influence import DoseInfluence
+from .influence import DoseInfluence, column_max, subset_shared
 from .optimise import Constraints, DoseTerm, LetTerm, OptResult, PhaseProblem, TcpTerm, scale_to_mean
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,9 @@ def _goal_terms(rows: np.ndarray, params: dict) -> list[DoseTerm]:
 
 def _spots_reaching(inf: DoseInfluence, target_rows: np.ndarray, frac: float = 0.2) -> np.ndarray:
     """Spots whose peak contribution to ``target_rows`` is ≥ ``frac`` of their maximum anywhere."""
-    sub = inf.physical[target_rows]
-    peak_t = np.asarray(sub.max(axis=0).todense()).ravel()
-    peak = np.asarray(inf.physical.max(axis=0).todense()).ravel()
+    (sub,) = subset_shared([inf.physical], rows=target_rows)
+    peak_t = column_max(sub)
+    peak = column_max(inf.physical)
     return np.flatnonzero(peak_t >= frac * np.maximum(peak, 1e-30))
 
 
