@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import SimpleITK as sitk
 
 from dosepaint import radiobiology as rbio
 from dosepaint import robustness as rob
@@ -225,3 +226,61 @@ def test_summary_pools_held_out_voxels_for_the_tertiles(tmp_path):
     de_hi = tert[(tert["plan"] == "de") & (tert["tertile"] == "high")]
     expect = [100 * (np.exp(-0.5e-3 * n) - np.exp(-1e-3 * n)) for n in de_hi["n_voxels"]]
     np.testing.assert_allclose(de_hi["delta_tcp_subvolume_pp"], expect, rtol=1e-5)  # TSV: 6 digits
+
+
+def _scenario_inputs(influence, tmp_path, weights: dict):
+    """run_scenario inputs for the proton water phantom: influence, CT, masks and spot weights."""
+    from dosepaint.geometry import Grid
+    from dosepaint.io import files
+
+    eng, img, body, target, inf = influence
+    inf.save(tmp_path / "influence.npz")
+    sitk.WriteImage(img, str(tmp_path / "ct_dose.nii.gz"))
+    grid = Grid.from_image(img)
+    (tmp_path / "masks").mkdir()
+    for name, m in {"GTV": target, "CTV_HD": target, "CTV_LD": target, "CTV_HD_minus_GTV": np.zeros_like(target),
+                    "CTV_LD_minus_GTV": np.zeros_like(target), "BODY": body}.items():
+        files.write_array(m.astype(np.uint8), grid, tmp_path / "masks" / f"{name}.nii.gz")
+    inputs = {"influence": tmp_path / "influence.npz", "ct_dose": tmp_path / "ct_dose.nii.gz",
+              "masks_dose": tmp_path / "masks"}
+    for plan, (w1, w2) in weights.items():
+        files.write_spot_weights(tmp_path / f"{plan}.npz", phase1=w1, phase2=w2, n_ld=9, n_hd=7)
+        inputs[f"{plan}_weights"] = tmp_path / f"{plan}.npz"
+    params = {"patient_id": "P7", "oar_limits_gy": {}, "setup_shifts_mm": [[0, 0, 0], [6, 0, 0]],
+              "constant_rbe": 1.1}
+    return inputs, params
+
+
+def test_recalculated_scenario_is_both_phases_forward_at_the_scaled_range(proton_influence, tmp_path):  # noqa: F811
+    from dosepaint.stages import robustness as stage
+
+    eng, img, body, target, inf = proton_influence
+    w1 = np.linspace(0.5, 1.5, inf.n_spots)
+    w2 = np.where(np.arange(inf.n_spots) % 2 == 0, 1.0, 0.0)
+    inputs, params = _scenario_inputs(proton_influence, tmp_path, {"uniform": (w1, w2), "de": (w1, 2 * w2), "dr": (w1, w2)})
+    stage.run_scenario(inputs, {"doses": tmp_path / "out.npz"}, params=params | {"scenario": "s+0_+0_+0_r+3"})
+    out = stage._read_scenario(tmp_path / "out.npz")
+    assert out["method"] == "recalculated"
+
+    def fwd(w):
+        return eng.forward(img, inf, w, body=body, range_scale=1.03)["physical_dose"].ravel()[out["voxels"]]
+
+    expect = 1.1 * (9 * fwd(w1) + 7 * fwd(w2))
+    np.testing.assert_allclose(out["doses"]["uniform"], expect, rtol=1e-5, atol=1e-6 * expect.max())
+    # DE doubles the boost weights: its dose minus uniform is the boost's again (linear in w)
+    np.testing.assert_allclose(out["doses"]["de"] - out["doses"]["uniform"], 1.1 * 7 * fwd(w2), rtol=1e-4,
+                               atol=1e-5 * expect.max())
+
+
+def test_scenario_with_weights_of_another_influence_names_patient_and_file(proton_influence, tmp_path):  # noqa: F811
+    from dosepaint.errors import DosepaintInputError
+    from dosepaint.stages import robustness as stage
+
+    n = proton_influence[4].n_spots
+    good, bad = (np.ones(n), np.ones(n)), (np.ones(n - 3), np.ones(n - 3))
+    inputs, params = _scenario_inputs(proton_influence, tmp_path, {"uniform": good, "de": bad, "dr": good})
+    with pytest.raises(DosepaintInputError) as err:
+        stage.run_scenario(inputs, {"doses": tmp_path / "out.npz"}, params=params | {"scenario": "s+3_+0_+0_r+0"})
+    msg = str(err.value)
+    assert "P7" in msg and "de.npz" in msg and f"{n - 3} vs {n} spots" in msg
+    assert not (tmp_path / "out.npz").exists()
