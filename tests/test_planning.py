@@ -196,6 +196,25 @@ def test_de_optimiser_meets_constraints_and_reaches_water_filling_without_penumb
     assert gap == pytest.approx(0.0, abs=0.01)
 
 
+def test_mean_multiplier_estimate_is_the_closed_form_on_an_identity_influence():
+    # P = I, one fraction, constant RBE: ∇c = 1/(n·D_P) per spot, so the least-squares multiplier
+    # −⟨∇f, ∇c⟩/‖∇c‖² is −D_P·Σ_i ∂f/∂D_i.
+    n, dp = 20, 73.6
+    model = bio.RbeModel(physical=sp.identity(n, format="csr"), constant_rbe=1.0)
+    rows = np.arange(n)
+    term = DoseTerm(rows, "deviation", 70.0, 100.0, dp)
+    prob = PhaseProblem(model, n_fx=1, fixed_dose=np.zeros(n), terms=[term],
+                        constraints=Constraints(rows, dp, mean=1.03))
+    w = np.random.default_rng(9).uniform(60.0, 80.0, n)
+    assert prob.mean_multiplier(w) == pytest.approx(-dp * term(w)[1].sum(), rel=1e-5)
+    # at the solution (all D = 1.03 D_P) stationarity holds with that multiplier, and it is reached
+    res = prob.solve(w, max_iter=200)
+    np.testing.assert_allclose(res.dose, 1.03 * dp, rtol=1e-4)
+    grad_f = term(res.dose)[1]
+    lam = prob.mean_multiplier(res.weights)
+    np.testing.assert_allclose(grad_f + lam / (n * dp), 0.0, atol=1e-4 * np.abs(grad_f).max())  # float32 products
+
+
 def test_de_optimiser_approaches_the_ideal_as_penumbra_shrinks():
     gaps = [_de_on_phantom(s)[3] for s in (3.0, 1.5, 0.0)]
     assert gaps[0] > gaps[1] > gaps[2] - 1e-6  # ln S above the ideal shrinks with the penumbra

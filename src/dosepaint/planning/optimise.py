@@ -129,7 +129,7 @@ class Constraints:
     lower: float | None = None  # fractions of D_P
     upper: float | None = None
     mean: float | None = None
-    tol_mean: float = 1e-3  # |mean/D_P − target|
+    tol_mean: float = 1e-4  # |mean/D_P − target| (0.007 Gy at 73.6 Gy)
     tol_bound: float = 5e-3  # max bound violation, fraction of D_P
 
     def violations(self, D) -> dict[str, float]:
@@ -249,7 +249,41 @@ class PhaseProblem:
             grad += gw
         return f, grad
 
-    def solve(self, w0, *, max_iter: int = 300, outer: int = 8, mu0: float = 10.0) -> OptResult:
+    def _terms_value_grad(self, w):
+        """Objective terms without the constraints: value, gradient w.r.t. the allowed spots' weights."""
+        D, ctx = self._used_dose(w)
+        f, g = 0.0, np.zeros_like(D)
+        for t in self.terms:
+            v, gt = t(D)
+            f += v
+            g += gt
+        grad = self.n_fx * self.sub.vjp(g[self.used], ctx)
+        if self.let_term is not None:
+            v, gw = self.let_term.value_grad_w(w)
+            f, grad = f + v, grad + gw
+        return f, grad, D, ctx
+
+    def mean_multiplier(self, w) -> float:
+        """Least-squares estimate of the mean-dose constraint's Lagrange multiplier at ``w``:
+        λ = −⟨∇f, ∇c⟩ / ⟨∇c, ∇c⟩ over the spots with non-zero weight (stationarity
+        ∇f + λ∇c = 0 of the Lagrangian, c = mean(D_GTV)/D_P − m)."""
+        _, gf, D, ctx = self._terms_value_grad(w)
+        gd = np.zeros_like(D)
+        gd[self.cons.rows] = 1.0 / (self.cons.rows.size * self.cons.reference)
+        gc = self.n_fx * self.sub.vjp(gd[self.used], ctx)
+        free = np.asarray(w) > 0
+        den = float(gc[free] @ gc[free])
+        return -float(gf[free] @ gc[free]) / den if den > 0 else 0.0
+
+    def solve(self, w0, *, max_iter: int = 300, outer: int = 8, mu0: float = 10.0,
+              multiplier_estimate: bool = True) -> OptResult:
+        """Minimise from ``w0`` (weights of all spots): L-BFGS-B rounds of at most ``max_iter``
+        iterations, at most ``outer`` augmented-Lagrangian rounds (μ from ``mu0``, ×4 per round).
+
+        ``multiplier_estimate``: start the mean-dose multiplier at its least-squares estimate
+        (:meth:`mean_multiplier`) instead of 0; from 0 the first rounds barely move the mean (the
+        TCP term's gradient is far larger than μ·residual) and 2–3 rounds are spent growing λ.
+        """
         t0 = time.perf_counter()
         w = np.asarray(w0, np.float64)
         w = np.maximum(w if self.cols is None else w[self.cols], 0.0)
@@ -258,6 +292,8 @@ class PhaseProblem:
             n = self.cons.rows.size
             lam = {"mean": 0.0, "upper": np.zeros(n), "lower": np.zeros(n)}
         mu = mu0
+        if self.cons is not None and self.cons.mean is not None and multiplier_estimate:
+            lam["mean"] = self.mean_multiplier(w)
         iters = 0
         n_outer = outer if self.cons is not None else 1
         for k in range(n_outer):
