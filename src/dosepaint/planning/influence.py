@@ -181,16 +181,23 @@ def subset_shared(matrices, *, rows=None, cols=None, chunk: int = 1 << 23) -> li
     plan stage's peak memory); this selects the entries of a pattern once, in row chunks of about
     ``chunk`` entries, and fills preallocated results (peak: the results plus chunk temporaries).
     """
-    out, done = [], {}
-    for m in matrices:
-        if m is None or (rows is None and cols is None):
-            out.append(m)
-            continue
-        key = (id(m.indices.base if m.indices.base is not None else m.indices), m.indices.size, m.shape)
-        done.setdefault(key, []).append(m)
-        out.append(key)
-    results = {key: _subset_group(group, rows=rows, cols=cols, chunk=chunk) for key, group in done.items()}
-    return [results[o].pop(0) if isinstance(o, tuple) else o for o in out]
+    out = list(matrices)
+    if rows is None and cols is None:
+        return out
+    groups: dict[tuple, list[int]] = {}
+    for i, m in enumerate(matrices):
+        if m is not None:
+            groups.setdefault(_pattern_key(m), []).append(i)
+    for idx in groups.values():
+        for i, sub in zip(idx, _subset_group([matrices[i] for i in idx], rows=rows, cols=cols, chunk=chunk)):
+            out[i] = sub
+    return out
+
+
+def _pattern_key(m) -> tuple:
+    """Identifies a sparsity pattern by the memory of its index arrays (shared arrays, same key)."""
+    return (m.indices.__array_interface__["data"][0], m.indices.size,
+            m.indptr.__array_interface__["data"][0], m.indptr.size, m.shape)
 
 
 def _subset_group(group, *, rows, cols, chunk):
@@ -222,6 +229,9 @@ def _subset_group(group, *, rows, cols, chunk):
         np.cumsum(keep, out=c[1:])
         return take[keep], col[keep], c[local[1:]] - c[local[:-1]]
 
+    # With a column selection the kept count of each row is known only after its entries are
+    # looked at: a first pass counts (chunk temporaries only), a second fills the preallocated
+    # arrays; holding every chunk's selection between the passes would cost what this saves.
     counts = lengths if remap is None else np.concatenate(
         [entries(a, b)[2] for a, b in zip(bounds[:-1], bounds[1:])] or [np.zeros(0, np.int64)])
     new_ptr = np.zeros(rows.size + 1, np.int64)

@@ -220,12 +220,7 @@ class PhaseProblem:
     def _objective(self, w, lam, mu):
         self.n_eval += 1
         D, ctx = self._used_dose(w)
-        f = 0.0
-        g = np.zeros_like(D)
-        for t in self.terms:
-            v, gt = t(D)
-            f += v
-            g += gt
+        f, g = self._terms_on(D)
         if self.cons is not None:
             c = self.cons
             x = D[c.rows] / c.reference
@@ -249,25 +244,24 @@ class PhaseProblem:
             grad += gw
         return f, grad
 
-    def _terms_value_grad(self, w):
-        """Objective terms without the constraints: value, gradient w.r.t. the allowed spots' weights."""
-        D, ctx = self._used_dose(w)
+    def _terms_on(self, D):
+        """Objective terms (no constraints) on a total dose: value and gradient w.r.t. D."""
         f, g = 0.0, np.zeros_like(D)
         for t in self.terms:
             v, gt = t(D)
             f += v
             g += gt
-        grad = self.n_fx * self.sub.vjp(g[self.used], ctx)
-        if self.let_term is not None:
-            v, gw = self.let_term.value_grad_w(w)
-            f, grad = f + v, grad + gw
-        return f, grad, D, ctx
+        return f, g
 
     def mean_multiplier(self, w) -> float:
-        """Least-squares estimate of the mean-dose constraint's Lagrange multiplier at ``w``:
-        λ = −⟨∇f, ∇c⟩ / ⟨∇c, ∇c⟩ over the spots with non-zero weight (stationarity
-        ∇f + λ∇c = 0 of the Lagrangian, c = mean(D_GTV)/D_P − m)."""
-        _, gf, D, ctx = self._terms_value_grad(w)
+        """Least-squares estimate of the mean-dose constraint's Lagrange multiplier at ``w``
+        (weights of the allowed spots): λ = −⟨∇f, ∇c⟩ / ⟨∇c, ∇c⟩ over the spots with non-zero
+        weight (stationarity ∇f + λ∇c = 0 of the Lagrangian, c = mean(D_GTV)/D_P − m)."""
+        D, ctx = self._used_dose(w)
+        _, g = self._terms_on(D)
+        gf = self.n_fx * self.sub.vjp(g[self.used], ctx)
+        if self.let_term is not None:
+            gf = gf + self.let_term.value_grad_w(w)[1]
         gd = np.zeros_like(D)
         gd[self.cons.rows] = 1.0 / (self.cons.rows.size * self.cons.reference)
         gc = self.n_fx * self.sub.vjp(gd[self.used], ctx)
@@ -275,14 +269,13 @@ class PhaseProblem:
         den = float(gc[free] @ gc[free])
         return -float(gf[free] @ gc[free]) / den if den > 0 else 0.0
 
-    def solve(self, w0, *, max_iter: int = 300, outer: int = 8, mu0: float = 10.0,
-              multiplier_estimate: bool = True) -> OptResult:
+    def solve(self, w0, *, max_iter: int = 300, outer: int = 8, mu0: float = 10.0) -> OptResult:
         """Minimise from ``w0`` (weights of all spots): L-BFGS-B rounds of at most ``max_iter``
         iterations, at most ``outer`` augmented-Lagrangian rounds (μ from ``mu0``, ×4 per round).
 
-        ``multiplier_estimate``: start the mean-dose multiplier at its least-squares estimate
-        (:meth:`mean_multiplier`) instead of 0; from 0 the first rounds barely move the mean (the
-        TCP term's gradient is far larger than μ·residual) and 2–3 rounds are spent growing λ.
+        The mean-dose multiplier starts at its least-squares estimate (:meth:`mean_multiplier`),
+        not 0: from 0 the first rounds barely move the mean (the TCP term's gradient is far larger
+        than μ·residual) and 2–3 rounds are spent growing λ.
         """
         t0 = time.perf_counter()
         w = np.asarray(w0, np.float64)
@@ -292,7 +285,7 @@ class PhaseProblem:
             n = self.cons.rows.size
             lam = {"mean": 0.0, "upper": np.zeros(n), "lower": np.zeros(n)}
         mu = mu0
-        if self.cons is not None and self.cons.mean is not None and multiplier_estimate:
+        if self.cons is not None and self.cons.mean is not None:
             lam["mean"] = self.mean_multiplier(w)
         iters = 0
         n_outer = outer if self.cons is not None else 1
