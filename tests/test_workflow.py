@@ -138,8 +138,28 @@ def test_tiny_cohort_end_to_end(tmp_path):
             assert (results / "benchmarks" / sub / f"{pid}.tsv").exists()
     assert (results / "cohort" / "plan_summary.tsv").exists()
     check_robustness(results, plans, test_ids, train_ids=fit["train_ids"])
+    check_statistics(results, plans, test_ids, train_ids=fit["train_ids"])
     again = snakemake(*args, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # No training patient reaches a held-out rule: the DAG of a forced rerun of those rules shows
+    # only test patients' files among their inputs.
+    forced = snakemake(*args, "-n", "--forcerun", "tcp_heldout", "heldout_statistics", "survival", "figures")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    blocks = (forced.stdout + forced.stderr).split("\nrule ")
+    held = [b for b in blocks if b.split(":")[0] in ("tcp_heldout", "heldout_statistics", "survival", "figures")]
+    assert len(held) == 4
+    for block in held:
+        inputs = next(line for line in block.splitlines() if line.strip().startswith("input:"))
+        for pid in fit["train_ids"]:
+            assert f"patients/{pid}/" not in inputs, (block.split(":")[0], pid)
+        assert any(f"patients/{pid}/" in inputs for pid in test_ids) or block.startswith("survival")
+    # The README's report command bundles figures and tables.
+    rep = snakemake(*args, "--report", str(results / "report.html"))
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    html = (results / "report.html").read_text(errors="replace")
+    assert (results / "report.html").stat().st_size > 100_000
+    for name in ("summary.html", "table1.tsv", "fig1b_dvh.png", "km.png", "calibration.png"):
+        assert name in html, name
 
     # The generated sheet is a valid sheet for "your own exports": plan the same cohort from it.
     cfg = tmp_path / "sheet.yaml"
@@ -149,6 +169,43 @@ def test_tiny_cohort_end_to_end(tmp_path):
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert "synthesize_patient" not in plan.stdout
     assert any(line.split() == ["ingest", "4"] for line in plan.stdout.splitlines())
+
+
+def check_statistics(results, plans, test_ids, *, train_ids):
+    """Held-out statistics of the tiny run: test patients only, values traceable to the plans."""
+    cohort = results / "cohort"
+    held = pd.read_csv(cohort / "tcp_heldout.tsv", sep="\t")
+    assert held["patient_id"].tolist() == test_ids
+    ev = json.loads((cohort / "tcp_evaluation.json").read_text())
+    assert ev["test_ids"] == test_ids and not set(ev["test_ids"]) & set(train_ids)
+    stats = json.loads((cohort / "statistics.json").read_text())
+    assert stats["patient_ids"] == test_ids
+    # Table 1 is recomputed from the plans' dose images: its medians equal the plan metrics' medians.
+    t1 = pd.read_csv(cohort / "table1.tsv", sep="\t").set_index(["region", "metric", "plan"])
+    for plan in ("uniform", "de", "dr"):
+        p = plans[plans["plan"] == plan]
+        for region, metric in (("GTV", "D95"), ("CTV_HD_minus_GTV", "D1"), ("CTV_LD_minus_GTV", "Dmean")):
+            expect = float(np.median(p[f"{region}_{metric}"]))
+            assert t1.loc[(region, metric, plan), "median"] == pytest.approx(expect, rel=1e-4), (region, metric, plan)
+        assert stats["tcp_pct"][plan]["mean"] == pytest.approx(100 * p["tcp"].mean(), rel=1e-4)
+    assert t1.loc[("GTV", "L50", "de"), "n"] == len(test_ids)  # LETd covers the GTV
+    assert t1.loc[("CTV_LD_minus_GTV", "L50", "de"), "n"] == 0  # but not CTV_LD − GTV (carbon)
+    md = (cohort / "table1.md").read_text()
+    assert md.startswith("| region | metric | unit | uniform | de | dr |")
+    assert "\\toprule" in (cohort / "table1.tex").read_text()
+    tests = pd.read_csv(cohort / "plan_tests.tsv", sep="\t")
+    assert set(tests["comparison"]) == {"de vs uniform", "dr vs uniform", "de vs dr"}
+    assert (tests["wilcoxon_p_holm"].dropna() >= tests.loc[tests["wilcoxon_p_holm"].notna(), "wilcoxon_p"]).all()
+    surv = json.loads((cohort / "survival.json").read_text())
+    assert surv["n"] == len(test_ids) and sorted(p["patient_id"] for p in surv["patients"]) == sorted(test_ids)
+    rec = json.loads((cohort / "tcp_recovery.json").read_text())
+    assert rec["truth"]["alpha"] == pytest.approx(0.087) and rec["truth"]["log10_fc"] == pytest.approx(-2.0)
+    head = pd.read_csv(cohort / "headline.tsv", sep="\t").set_index("quantity")
+    assert head.loc["TCP DE (%)", "study"] == "83.3 ± 3.9"
+    for name in ("fig1a_oar", "fig1b_dvh", "fig1c_slices", "fig2a_tcp", "fig2b_tertiles", "fig3_scenarios", "km",
+                 "calibration"):
+        assert (cohort / "figures" / f"{name}.png").stat().st_size > 10_000, name
+        assert (cohort / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-", name
 
 
 def check_robustness(results, plans, test_ids, *, train_ids):

@@ -142,6 +142,39 @@ def plan_metrics(wildcards):
     return expand(PLAN_FILES["metrics"], pid=planned_patients(wildcards))
 
 
+def test_patients(wildcards):
+    return split_patients("test")
+
+
+def heldout_planned(wildcards):
+    """Held-out patients with plans: the population of every held-out statistic."""
+    planned = set(planned_patients(wildcards))
+    return [p for p in split_patients("test") if p in planned]
+
+
+def heldout_files(**patterns):
+    """An input function: each pattern expanded over the held-out patients with plans."""
+
+    def inputs(wildcards):
+        pids = heldout_planned(wildcards)
+        return {k: expand(v, pid=pids) for k, v in patterns.items()}
+
+    return inputs
+
+
+def tcp_heldout_inputs(wildcards):
+    """The held-out TCP reads the fit and test patients only (leakage is impossible by construction)."""
+    pids = test_patients(wildcards)
+    return {
+        "fit": TCP_FIT,
+        "split": checkpoints.make_split.get().output.split,
+        "sheet": SHEET,
+        "rtdose": expand(INGEST_FILES["rtdose"], pid=pids),
+        "cell_density": expand(DWI_FILES["cell_density_dose"], pid=pids),
+        "masks_dose": expand(f"{RESULTS}/patients/{{pid}}/ingest/masks_dose", pid=pids),
+    }
+
+
 ROB = f"{RESULTS}/patients/{{pid}}/robustness"
 ROB_CFG = CFG["robustness"]
 SCENARIOS = dp_rob.scenario_grid(
@@ -184,6 +217,13 @@ def robustness_sigma(wildcards):
 
 def robustness_outputs(name):
     def inputs(wildcards):
-        return expand(ROBUSTNESS_FILES[name], pid=planned_patients(wildcards))
+        return expand(ROBUSTNESS_FILES[name], pid=heldout_planned(wildcards))
 
     return inputs
+
+
+def survival_inputs(wildcards):
+    """The training table too, when survival statistics include the training patients."""
+    if CFG["statistics"]["survival"]["population"] == "all":
+        return {"train": f"{RESULTS}/cohort/tcp_fit_patients.tsv", "fit": TCP_FIT}
+    return {}

@@ -124,7 +124,7 @@ rule robustness_summary:
     conda:
         "../../envs/imaging.yaml"
     params:
-        patient_ids=planned_patients,
+        patient_ids=heldout_planned,
         tertile_percentiles=ROB_CFG["tertile_percentiles"],
     script:
         "../../scripts/robustness_summary.py"

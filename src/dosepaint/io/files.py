@@ -154,6 +154,12 @@ def write_tsv(df: pd.DataFrame, path) -> None:
         df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
+def write_text(text: str, path) -> None:
+    """A UTF-8 text file (Markdown, LaTeX), written atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def read_tsv(path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t")
 

@@ -27,8 +27,10 @@ from ..io import files
 log = logging.getLogger(__name__)
 
 
-def _patient(pid: str, rtdose, cell_density, masks_dose, *, alpha_beta: float, n_fractions: int,
-             bin_gy: float) -> tuple[tf.PatientDose, dict]:
+def patient_dose(pid: str, rtdose, cell_density, masks_dose, *, alpha_beta: float, n_fractions: int,
+                 bin_gy: float) -> tuple[tf.PatientDose, dict]:
+    """One patient's GTV cells (f_c = 1) and delivered dose, binned for the fit, and a row of GTV
+    figures (cells, volume, mean cell density, dose mean and minimum)."""
     dose, grid = files.read_array(rtdose)
     rho, rgrid = files.read_array(cell_density)
     masks, mgrid = files.read_masks(masks_dose, ["GTV"], pid=pid, needed_by="the TCP fit")
@@ -41,8 +43,10 @@ def _patient(pid: str, rtdose, cell_density, masks_dose, *, alpha_beta: float, n
     if not np.any(cells > 0):
         raise DosepaintInputError("no cells in the GTV (empty cell-density map)", patient=pid, path=cell_density)
     d = np.asarray(dose, np.float64)[gtv]
-    row = {"gtv_cells": float(cells.sum()), "gtv_dose_mean_gy": float(d.mean()),
-           "gtv_dose_min_gy": float(d.min())}
+    volume_mm3 = float(gtv.sum()) * grid.voxel_volume
+    row = {"gtv_cells": float(cells.sum()), "gtv_cc": volume_mm3 / 1000.0,
+           "gtv_cell_density_mean": float(cells.sum()) / volume_mm3,
+           "gtv_dose_mean_gy": float(d.mean()), "gtv_dose_min_gy": float(d.min())}
     return tf.PatientDose.from_arrays(cells[gtv], d, alpha_beta=alpha_beta, n_fractions=n_fractions,
                                       bin_gy=bin_gy), row
 
@@ -62,7 +66,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     ab, n, bin_gy = float(params["alpha_beta"]), int(params["n_fractions"]), float(params["bin_gy"])
     patients, rows = [], []
     for pid, rd, rho, masks in zip(ids, inputs["rtdose"], inputs["cell_density"], inputs["masks_dose"]):
-        p, row = _patient(pid, rd, rho, masks, alpha_beta=ab, n_fractions=n, bin_gy=bin_gy)
+        p, row = patient_dose(pid, rd, rho, masks, alpha_beta=ab, n_fractions=n, bin_gy=bin_gy)
         patients.append(p)
         event = split.loc[pid, "event"]
         rows.append({"patient_id": pid, "event": int(event), "local_control": 1 - int(event), **row})

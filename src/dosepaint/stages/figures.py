@@ -1,0 +1,107 @@
+"""Figures stage: the paper's figures from the held-out patients' plans, robustness and survival.
+
+Inputs (lists in the order of ``params["patient_ids"]``, the held-out patients): ``metrics``,
+``uniform_dvh``, ``de_dvh``, ``uniform_dose``, ``de_dose``, ``de_letd``, ``cell_density``, ``rmse``,
+``masks_dose``, ``robustness_qc``; cohort tables ``cell_count_tcp``, ``tertiles``, ``km``, ``survival``
+(JSON), and for the calibration plot ``train`` (cohort/tcp_fit_patients.tsv), ``test``
+(cohort/tcp_heldout.tsv), ``fit`` and optionally ``recovery`` (synthetic truth per patient).
+Outputs: ``{name}_png`` and ``{name}_pdf`` for each name in :data:`FIGURES`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .. import dwi
+from .. import figures as fg
+from .. import robustness as rob
+from ..io import files
+from .heldout import _as_list, check_heldout
+
+log = logging.getLogger(__name__)
+
+FIGURES = ("fig1a_oar", "fig1b_dvh", "fig1c_slices", "fig2a_tcp", "fig2b_tertiles", "fig3_scenarios",
+           "km", "calibration")
+
+
+def representative(metrics: pd.DataFrame, choice: str) -> str:
+    """``choice`` itself, or for ``auto`` the patient whose DE TCP gain over uniform is the median one
+    (the lower middle for an even count)."""
+    if choice != "auto":
+        if choice not in set(metrics["patient_id"]):
+            raise ValueError(f"figures.representative {choice!r} is not a held-out patient")
+        return choice
+    t = metrics.pivot(index="patient_id", columns="plan", values="tcp")
+    gain = (t["de"] - t["uniform"]).sort_values()
+    return str(gain.index[(len(gain) - 1) // 2])
+
+
+def _save(fig, outputs, name):
+    with files.atomic_path(outputs[f"{name}_png"]) as png, files.atomic_path(outputs[f"{name}_pdf"]) as pdf:
+        fg.save(fig, png, pdf)
+
+
+def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
+    """Every figure of :data:`FIGURES`; ``params``: patient_ids, oar_limits_gy, representative."""
+    ids = list(params["patient_ids"])
+    check_heldout(ids, split_path=inputs["split"])
+    metrics = pd.concat([files.read_tsv(p) for p in _as_list(inputs["metrics"])], ignore_index=True)
+    metrics = metrics[metrics["plan"].isin(["uniform", "de", "dr"])]
+
+    _save(fg.oar_boxplots(metrics, limits=params["oar_limits_gy"]), outputs, "fig1a_oar")
+    dvhs = {plan: [files.read_tsv(p) for p in _as_list(inputs[f"{plan}_dvh"])] for plan in ("uniform", "de")}
+    _save(fg.mean_dvh(dvhs), outputs, "fig1b_dvh")
+
+    pid = representative(metrics, params["representative"])
+    k = ids.index(pid)
+    pick = {key: _as_list(inputs[key])[k] for key in ("uniform_dose", "de_dose", "de_letd", "cell_density", "rmse",
+                                                      "masks_dose", "robustness_qc")}
+    masks, grid = files.read_masks(pick["masks_dose"], ["GTV", "CTV_HD"], pid=pid, needed_by="the figures")
+    rho, _ = files.read_array(pick["cell_density"])
+    qc = files.read_json(pick["robustness_qc"])
+    tcp = qc["tcp_model"]
+    alpha = float(tcp["alpha"])
+    beta = alpha / float(tcp["alpha_beta"])
+    clon = np.where(masks["GTV"], dwi.clonogens(np.nan_to_num(rho), voxel_volume_mm3=grid.voxel_volume,
+                                                clonogenic_fraction=float(tcp["clonogenic_fraction"])), 0.0)
+    de_dose, _ = files.read_array(pick["de_dose"])
+    _save(fg.representative_slices(dose_uniform=files.read_array(pick["uniform_dose"])[0], dose_de=de_dose,
+                                   letd_de=files.read_array(pick["de_letd"])[0], cells=clon, gtv=masks["GTV"],
+                                   ctv_hd=masks["CTV_HD"], spacing=grid.spacing, patient=pid),
+          outputs, "fig1c_slices")
+
+    cc = files.read_tsv(inputs["cell_count_tcp"])
+    _save(fg.tcp_per_patient(cc), outputs, "fig2a_tcp")
+    _save(fg.tertile_bars(files.read_tsv(inputs["tertiles"])), outputs, "fig2b_tertiles")
+
+    rmse, _ = files.read_array(pick["rmse"])
+    cell = qc["cell_count"]
+    best, worst = rob.cell_count_weights(rmse, sigma=float(cell["sigma"]), centre=float(cell["centre"]))
+    n_fx = int(params["n_fractions"])
+    _save(fg.scenario_maps(dose=de_dose, cells=clon, weights={"nominal": np.ones_like(best), "best": best,
+                                                              "worst": worst},
+                           alpha=alpha, beta=beta, n_fractions=n_fx, gtv=masks["GTV"], spacing=grid.spacing,
+                           patient=pid), outputs, "fig3_scenarios")
+
+    surv = files.read_json(inputs["survival"])
+    _save(fg.kaplan_meier_plot(files.read_tsv(inputs["km"]), logrank=surv["logrank"], threshold=surv["tcp_threshold"],
+                               population=surv["population"]), outputs, "km")
+
+    fit = files.read_json(inputs["fit"])
+    est = fit["model"]["estimator"]
+    tables = {}
+    for split in ("train", "test"):
+        t = files.read_tsv(inputs[split])
+        tables[split] = pd.DataFrame({"patient_id": t["patient_id"], "tcp_predicted": t[f"tcp_{est}"],
+                                      "local_control": t["local_control"]})
+    recovery = _as_list(inputs.get("recovery") or [])
+    if recovery:
+        truth = files.read_tsv(recovery[0]).set_index("patient_id")["tcp_true"]
+        for t in tables.values():
+            t["tcp_true"] = t["patient_id"].map(truth)
+    _save(fg.calibration_plot(tables), outputs, "calibration")
+    log.info("figures written; representative patient %s", pid)
+    return {"representative": pid}

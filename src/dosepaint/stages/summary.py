@@ -1,0 +1,120 @@
+"""Summary stage: the headline numbers of the held-out cohort next to the study's, as TSV and one HTML
+page for the report (Table 1, the tests of TCP, the cell-count scenarios, tertiles, the TCP model and
+survival).
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+
+from .. import statistics as st
+from ..io import files
+from .heldout import _as_list
+
+# The reference study's headline numbers (SCIENCE.md, "Headline results"): mean ± SD over its 10
+# held-out patients; None where the study gives no value.
+STUDY = {
+    "TCP uniform (%)": (75.5, 5.6),
+    "TCP DE (%)": (83.3, 3.9),
+    "ΔTCP DE − uniform (pp)": (7.8, None),
+    "ΔTCP DR − uniform (pp)": (1.8, 1.0),
+    "p (uniform vs DE)": ("< 0.001", None),
+    "cell-count uncertainty, TCP change (pp)": ("−3 to +5", None),
+    "ΔTCP high − low tertile, DE (pp)": (13.0, None),
+    "ΔTCP DR, low-count tertile (pp)": (-5.0, None),
+    "ΔTCP DR, high-count tertile (pp)": (8.4, 2.3),
+}
+
+
+def _pm(m, s, digits=1) -> str:
+    if m is None or (isinstance(m, float) and not np.isfinite(m)):
+        return "–"
+    if isinstance(m, str):
+        return m
+    return f"{m:.{digits}f}" + ("" if s is None or not np.isfinite(s) else f" ± {s:.{digits}f}")
+
+
+def headline(stats: dict, tertiles: pd.DataFrame) -> pd.DataFrame:
+    """Our held-out numbers beside the study's (rows of :data:`STUDY`)."""
+    tcp = stats["tcp_pct"]
+    t = tertiles.set_index(["plan", "tertile"])
+
+    def tert(plan, label):
+        if (plan, label) not in t.index:
+            return (np.nan, np.nan)
+        r = t.loc[(plan, label)]
+        return (r["delta_tcp_mean_pp"], r["delta_tcp_sd_pp"])
+
+    cc = stats.get("cell_count_range_pp", {}).get("de", {})
+    ours = {
+        "TCP uniform (%)": (tcp["uniform"]["mean"], tcp["uniform"]["sd"]),
+        "TCP DE (%)": (tcp["de"]["mean"], tcp["de"]["sd"]),
+        "ΔTCP DE − uniform (pp)": (tcp["de"]["delta_mean_pp"], tcp["de"]["delta_sd_pp"]),
+        "ΔTCP DR − uniform (pp)": (tcp["dr"]["delta_mean_pp"], tcp["dr"]["delta_sd_pp"]),
+        "p (uniform vs DE)": (f"Wilcoxon {tcp['de']['wilcoxon_p']:.3g}; Mann–Whitney {tcp['de']['mann_whitney_p']:.3g}",
+                              None),
+        "cell-count uncertainty, TCP change (pp)": (
+            f"DE mean {cc.get('worst_minus_nominal_mean', np.nan):+.1f} / {cc.get('best_minus_nominal_mean', np.nan):+.1f}"
+            f" (range {cc.get('worst_minus_nominal_min', np.nan):+.1f} to {cc.get('best_minus_nominal_max', np.nan):+.1f})",
+            None),
+        "ΔTCP high − low tertile, DE (pp)": tert("de", "high − low"),
+        "ΔTCP DR, low-count tertile (pp)": tert("dr", "low"),
+        "ΔTCP DR, high-count tertile (pp)": tert("dr", "high"),
+    }
+    return pd.DataFrame([{"quantity": k, "dosepaint": _pm(*ours[k]), "study": _pm(*STUDY[k])} for k in STUDY])
+
+
+def _table(df: pd.DataFrame, digits: int = 3) -> str:
+    return df.to_html(index=False, border=0, na_rep="–", float_format=lambda v: f"{v:.{digits}g}",
+                      classes="dp")
+
+
+def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
+    """``headline`` (TSV) and ``html`` (the report's summary page)."""
+    stats = files.read_json(inputs["statistics"])
+    tert = files.read_tsv(inputs["tertiles"])
+    head = headline(stats, tert)
+    files.write_tsv(head, outputs["headline"])
+    t1 = st.table1_wide(files.read_tsv(inputs["table1"]), digits=int(params.get("digits", 1)))
+    tests = files.read_tsv(inputs["tests"])
+    tests = tests[tests["metric"] == "tcp_pct"][["comparison", "n_pairs", "median_difference", "shapiro_p_difference",
+                                                 "mann_whitney_p", "wilcoxon_p", "wilcoxon_method"]]
+    scen = files.read_tsv(inputs["tcp_scenarios"])
+    ev = files.read_json(inputs["evaluation"])
+    fit = files.read_json(inputs["fit"])
+    est = pd.DataFrame([{"estimator": k, "alpha (1/Gy)": e["alpha"],
+                         "alpha 95% CI": fit["estimates"][k].get("alpha_ci95"), "log10 f_c": e["log10_fc"],
+                         "log10 f_c 95% CI": fit["estimates"][k].get("log10_fc_ci95"),
+                         "train AUC": e["train_auc"], "test AUC": e["test_auc"], "train Brier": e["train_brier"],
+                         "test Brier": e["test_brier"]} for k, e in ev["estimates"].items()])
+    surv = files.read_json(inputs["survival"])
+    cox = files.read_tsv(inputs["cox"])
+    parts = ["<h2>Held-out cohort against the study</h2>",
+             f"<p>{stats['n_patients']} held-out patients; TCP model fitted on {fit['n_train']} training patients "
+             f"({fit['model']['estimator']}).</p>", _table(head),
+             "<h2>Table 1: median [25th–75th percentile]</h2>", _table(t1),
+             "<h2>TCP: uniform against DE and DR (paired per patient)</h2>", _table(tests),
+             "<h2>TCP per plan and cell-count scenario (%)</h2>", _table(scen),
+             "<h2>ΔTCP by cell-count tertile (pp)</h2>", _table(tert),
+             "<h2>TCP model</h2>", _table(est)]
+    recovery = _as_list(inputs.get("recovery") or [])
+    if recovery:
+        rec = files.read_json(recovery[0])
+        rows = [{"estimator": k, "parameter": p, "estimate": v["estimate"], "truth": v["truth"],
+                 "95% CI": v["ci95"], "truth inside CI": v["truth_inside_ci95"]}
+                for k, e in rec["estimates"].items() for p, v in e.items()]
+        parts += ["<h3>Parameter recovery (synthetic truth)</h3>", _table(pd.DataFrame(rows))]
+    lr = surv["logrank"]
+    parts += ["<h2>Survival (local control)</h2>",
+              f"<p>{surv['n']} patients ({html.escape(surv['population'])}), {surv['events']} relapses; "
+              f"median-split log-rank χ² = {lr['chi2']:.3g} (p = {lr['p']:.3g}); Harrell's C of TCP = "
+              f"{surv['concordance_tcp']:.3g}.</p>", _table(cox)]
+    style = ("<style>body{font-family:sans-serif;margin:1em}table.dp{border-collapse:collapse;font-size:90%}"
+             "table.dp td,table.dp th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+             "table.dp td:first-child{text-align:left}</style>")
+    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'>{style}</head><body>{''.join(parts)}</body></html>"
+    files.write_text(page, outputs["html"])
+    return head
