@@ -71,3 +71,13 @@ def test_median_split_puts_ties_at_the_median_into_high():
     assert g.tolist() == ["low", "high", "high", "high"]
     g, thr = sv.split_groups([0.2, 0.9], threshold=0.95)
     assert g.tolist() == ["low", "low"] and thr == 0.95
+
+
+def test_no_relapse_gives_nan_statistics_not_an_error():
+    import pandas as pd
+    t = np.array([10.0, 20.0, 30.0])
+    e = np.zeros(3, int)
+    assert np.isnan(sv.concordance(t, [0.5, 0.6, 0.7], e))
+    assert np.isnan(sv.logrank(t, e, ["high", "low", "high"])["p"])
+    r = sv.cox(pd.DataFrame({"t": t, "e": e, "tcp": [0.5, 0.6, 0.7]}), duration="t", event="e", covariates=["tcp"])
+    assert not r["converged"] and r["message"] == "no relapse: nothing to fit"

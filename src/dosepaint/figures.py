@@ -42,6 +42,8 @@ def oar_boxplots(metrics: pd.DataFrame, *, limits: dict, plans=("uniform", "de",
         ax.hlines(limits[o], i - 0.45, i + 0.45, colors="k", linestyles="--", linewidth=1.2,
                   label="limit" if i == 0 else None)
     ax.set_xticks(np.arange(len(oars)), oars)
+    top = max([float(limits[o]) for o in oars] + [float(np.nanmax(metrics[[f"{o}_D2" for o in oars]].to_numpy()))])
+    ax.set_ylim(0, 1.25 * top)  # room for the legend above the limits
     ax.set_ylabel("near-max dose D2% (Gy(RBE))")
     ax.set_title("OAR near-maximum dose of the held-out patients")
     ax.legend(frameon=False, fontsize=8, ncol=len(plans) + 1, loc="upper left")
@@ -121,7 +123,6 @@ def tcp_per_patient(tcp: pd.DataFrame, *, plans=("uniform", "de")) -> plt.Figure
     """
     order = (tcp[(tcp["plan"] == plans[0]) & (tcp["cell_count"] == "nominal")].sort_values("tcp")["patient_id"]
              .tolist())
-    x = {p: i for i, p in enumerate(order)}
     fig, ax = plt.subplots(figsize=(1.5 + 0.55 * len(order), 3.8))
     for k, plan in enumerate(plans):
         sub = tcp[tcp["plan"] == plan]

@@ -50,7 +50,7 @@ def logrank(time, event, groups) -> dict:
     """Log-rank test between the groups: χ² statistic, degrees of freedom and p (lifelines)."""
     time, event, groups = np.asarray(time, float), np.asarray(event, int), np.asarray(groups)
     labels = pd.unique(groups)
-    if labels.size < 2:
+    if labels.size < 2 or not event.any():
         return {"chi2": float("nan"), "df": 0, "p": float("nan")}
     if labels.size == 2:
         a, b = groups == labels[0], groups == labels[1]
@@ -65,6 +65,7 @@ def logrank(time, event, groups) -> dict:
 def cox(table: pd.DataFrame, *, duration: str, event: str, covariates, penalizer: float = 0.0) -> dict:
     """Cox proportional-hazards fit (lifelines, Efron ties) of ``duration``/``event`` on ``covariates``.
 
+    Without any relapse there is nothing to fit (``converged`` False, with a message).
     Returns a dict with ``summary`` (DataFrame: covariate, coef, exp(coef), se, z, p, 95 % CI of the
     hazard ratio), ``concordance`` (Harrell's C of the fitted partial hazard), ``log_likelihood_ratio``
     (χ², df, p), ``converged`` and, when lifelines could not fit (e.g. complete separation in a small
@@ -73,6 +74,8 @@ def cox(table: pd.DataFrame, *, duration: str, event: str, covariates, penalizer
     covariates = list(covariates)
     data = table[[duration, event, *covariates]].astype(float)
     out = {"covariates": covariates, "n": int(len(data)), "events": int(data[event].sum()), "penalizer": penalizer}
+    if out["events"] == 0:
+        return {**out, "converged": False, "message": "no relapse: nothing to fit"}
     cph = CoxPHFitter(penalizer=penalizer)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -98,4 +101,7 @@ def cox(table: pd.DataFrame, *, duration: str, event: str, covariates, penalizer
 
 def concordance(time, score, event) -> float:
     """Harrell's C of ``score`` for the relapse times (higher score = longer time; 0.5 = chance)."""
-    return float(concordance_index(np.asarray(time, float), np.asarray(score, float), np.asarray(event, int)))
+    try:
+        return float(concordance_index(np.asarray(time, float), np.asarray(score, float), np.asarray(event, int)))
+    except ZeroDivisionError:  # no comparable pair (e.g. no relapse at all)
+        return float("nan")
