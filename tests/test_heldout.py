@@ -64,8 +64,8 @@ def test_survival_stage_reproduces_the_leukemia_logrank(tmp_path):
     assert high.loc[6.0] == pytest.approx(0.857, abs=5e-4) and high.loc[23.0] == pytest.approx(0.448, abs=5e-4)
     cox = pd.read_csv(out["cox"], sep="\t").set_index("covariate")
     # a higher TCP (the 6-MP arm) lowers the hazard; the textbook Cox coefficient of Rx is 1.572 (Efron),
-    # here on tcp = 0.9 − 0.8·Rx, so the coefficient is −1.572 / 0.8
-    assert cox.loc["tcp", "coef"] == pytest.approx(-1.572 / 0.8, abs=0.005)
+    # here on TCP per 10 pp = 9 − 8·Rx, so the coefficient is −1.572 / 8
+    assert cox.loc["tcp_per_10pp", "coef"] == pytest.approx(-1.572 / 8, abs=0.001)
     # a training patient in the table is refused
     pd.concat([pd.read_csv(test, sep="\t"), pd.DataFrame({"patient_id": ["T1"], "event": [0], "tcp": [0.5]})]).to_csv(
         test, sep="\t", index=False)

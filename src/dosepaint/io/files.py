@@ -161,7 +161,8 @@ def write_text(text: str, path) -> None:
 
 
 def read_tsv(path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t")
+    """A TSV table; ``patient_id`` stays a string (a sheet's "007" must not become 7)."""
+    return pd.read_csv(path, sep="\t", dtype={"patient_id": str})
 
 
 def write_spot_weights(path, *, phase1: np.ndarray, phase2: np.ndarray, n_ld: int, n_hd: int) -> None:

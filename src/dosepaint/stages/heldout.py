@@ -261,7 +261,9 @@ def run_survival(inputs: dict, outputs: dict, *, params: dict) -> dict:
     table["tcp_group"] = groups
     km = sv.kaplan_meier(table["time_months"], table["event"], groups)
     lr = sv.logrank(table["time_months"], table["event"], groups)
-    covariates = list(params["covariates"])
+    # TCP enters the Cox model per 10 percentage points, so that its hazard ratio reads on a clinical scale
+    table["tcp_per_10pp"] = 10.0 * table["tcp"]
+    covariates = ["tcp_per_10pp" if c == "tcp" else c for c in params["covariates"]]
     cox = sv.cox(table, duration="time_months", event="event", covariates=covariates,
                  penalizer=float(params["penalizer"]))
     c_tcp = sv.concordance(table["time_months"], table["tcp"], table["event"])
