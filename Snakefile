@@ -32,3 +32,4 @@ rule all:
         rules.plan_all.input,
         rules.robustness_all.input,
         rules.statistics_all.input,
+        rules.provenance.output,

@@ -139,6 +139,13 @@ def test_tiny_cohort_end_to_end(tmp_path):
     assert (results / "cohort" / "plan_summary.tsv").exists()
     check_robustness(results, plans, test_ids, train_ids=fit["train_ids"])
     check_statistics(results, plans, test_ids, train_ids=fit["train_ids"])
+    # Provenance: the record's checksums are those of the DICOM inputs now (nothing modified them).
+    from dosepaint.stages import provenance as pv
+
+    prov = json.loads((results / "provenance.json").read_text())
+    assert prov["config"]["synthetic"]["preset"] == "tiny" and prov["seeds"]["tcp_fit.seed"] == 20240101
+    for pid in summary["patient_id"]:
+        assert prov["patients"][pid]["files"] == pv.folder_checksums(results / "synthetic" / "dicom" / pid), pid
     again = snakemake(*args, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
     # No training patient reaches a held-out rule: the DAG of a forced rerun of those rules shows

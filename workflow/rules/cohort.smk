@@ -49,6 +49,24 @@ rule tcp_fit:
         "../../scripts/tcp_fit.py"
 
 
+rule provenance:
+    input:
+        sheet=SHEET,
+        dicom=ALL_DICOM_DIRS,
+    output:
+        provenance=f"{RESULTS}/provenance.json",
+    log:
+        f"{RESULTS}/logs/provenance.log",
+    conda:
+        "../../envs/imaging.yaml"
+    params:
+        patient_ids=PIDS,
+        config=CFG,
+        workflow_dir=workflow.basedir,
+    script:
+        "../../scripts/provenance.py"
+
+
 rule cohort_all:
     input:
         f"{RESULTS}/cohort/split.tsv",

@@ -52,6 +52,11 @@ def dicom_dir(wildcards):
     return _DICOM[wildcards.pid]
 
 
+ALL_DICOM_DIRS = [
+    f"{RESULTS}/synthetic/dicom/{p}" if SYNTHETIC else _DICOM[p] for p in PIDS
+]
+
+
 INGEST_REQUIRED = CFG["ingest"]["required_modalities"]
 INGEST_FILES = {
     name: f"{RESULTS}/patients/{{pid}}/ingest/{rel}"

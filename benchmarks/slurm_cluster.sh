@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# A real single-node SLURM cluster on this machine (Debian packages slurmctld, slurmd, munge), the tiny
+# cohort run through it with workflow/profiles/slurm, proof that its jobs ran as SLURM jobs, and
+# teardown by PID. Needs root (the daemons run as root; systemd is not needed) and the venv of the
+# README with the slurm extra:  pip install -e ".[slurm]".
+#
+#   bash benchmarks/slurm_cluster.sh [WORKDIR]      (default: a new folder under /tmp)
+#
+# Exit status: that of the Snakemake run (0 = the tiny cohort completed through SLURM and every job
+# it ran was a SLURM job).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${1:-$(mktemp -d /tmp/dosepaint-slurm.XXXX)}
+mkdir -p "$WORK"/{etc,state,spool,log,run}
+SNAKEMAKE=${SNAKEMAKE:-snakemake}
+TIMEOUT_S=${TIMEOUT_S:-5400}
+
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null || ! command -v sbatch >/dev/null; then
+  echo "installing slurmctld, slurmd, slurm-client, munge from Debian" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null
+fi
+
+HOST=$(hostname -s)
+CPUS=$(nproc)
+MEM_MB=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
+
+# --- munge: a fresh key and socket of our own, so an existing munged is not disturbed -------------
+KEY="$WORK/etc/munge.key"
+dd if=/dev/urandom bs=1 count=1024 of="$KEY" status=none
+chmod 400 "$KEY"
+SOCKET="$WORK/run/munge.socket"
+munged --force --key-file="$KEY" --socket="$SOCKET" --pid-file="$WORK/run/munged.pid" \
+  --log-file="$WORK/log/munged.log" --seed-file="$WORK/run/munge.seed"
+
+# --- slurm.conf: one node, no accounting, no cgroups ---------------------------------------------
+# At the default path /etc/slurm/slurm.conf (an existing one is kept aside and put back on teardown):
+# the executor plugin clears SLURM_* variables, SLURM_CONF among them, inside jobs, so steps started
+# within a job (srun) only find the default path, as on a real cluster.
+export SLURM_CONF=/etc/slurm/slurm.conf
+mkdir -p /etc/slurm
+if [ -e "$SLURM_CONF" ]; then mv "$SLURM_CONF" "$WORK/etc/slurm.conf.orig"; fi
+cat > "$SLURM_CONF" <<CONF
+ClusterName=dosepaint
+SlurmctldHost=$HOST
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$SOCKET
+CredType=cred/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$WORK/log/jobcomp.txt
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+MpiDefault=none
+ReturnToService=2
+StateSaveLocation=$WORK/state
+SlurmdSpoolDir=$WORK/spool
+SlurmctldPidFile=$WORK/run/slurmctld.pid
+SlurmdPidFile=$WORK/run/slurmd.pid
+SlurmctldLogFile=$WORK/log/slurmctld.log
+SlurmdLogFile=$WORK/log/slurmd.log
+SlurmctldPort=16817
+SlurmdPort=16818
+MinJobAge=3600
+NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
+PartitionName=main Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+CONF
+
+slurmctld -D -i -f "$SLURM_CONF" >"$WORK/log/slurmctld.out" 2>&1 &
+CTLD=$!
+slurmd -D -f "$SLURM_CONF" >"$WORK/log/slurmd.out" 2>&1 &
+SLURMD=$!
+teardown() {
+  kill "$SLURMD" "$CTLD" 2>/dev/null || true
+  cp "$SLURM_CONF" "$WORK/etc/slurm.conf"
+  rm -f "$SLURM_CONF"
+  if [ -e "$WORK/etc/slurm.conf.orig" ]; then mv "$WORK/etc/slurm.conf.orig" "$SLURM_CONF"; fi
+  wait "$SLURMD" "$CTLD" 2>/dev/null || true
+  kill "$(cat "$WORK/run/munged.pid" 2>/dev/null)" 2>/dev/null || true
+  echo "cluster stopped (slurmctld $CTLD, slurmd $SLURMD, munged)" >&2
+}
+trap teardown EXIT
+
+for _ in $(seq 60); do
+  if sinfo -h -o "%T" 2>/dev/null | grep -q idle; then break; fi
+  sleep 1
+done
+sinfo
+echo "smoke test:" && srun -N1 -n1 hostname
+
+# --- the tiny cohort through SLURM ---------------------------------------------------------------
+cd "$ROOT"
+RESULTS="$WORK/results"
+start=$(date +%s)
+set +e
+timeout -k 60 "$TIMEOUT_S" "$SNAKEMAKE" --workflow-profile workflow/profiles/slurm --configfile config/tiny.yaml \
+  --config "results=$RESULTS" --slurm-logdir "$WORK/slurm_logs" --slurm-keep-successful-logs \
+  >"$WORK/log/snakemake.out" 2>&1
+rc=$?
+set -e
+end=$(date +%s)
+tail -5 "$WORK/log/snakemake.out"
+
+# --- proof: every job Snakemake ran was a SLURM job ----------------------------------------------
+submitted=$(grep -c "Job .* has been submitted with SLURM jobid" "$WORK/log/snakemake.out" || true)
+local_rules=$(grep -c "^localrule " "$WORK/log/snakemake.out" || true)
+completed=$(grep -c "JobState=COMPLETED" "$WORK/log/jobcomp.txt" || true)
+failed=$(grep -c "JobState=FAILED" "$WORK/log/jobcomp.txt" || true)
+nodes=$(grep -o "NodeList=[^ ]*" "$WORK/log/jobcomp.txt" | sort -u | tr '\n' ' ')
+echo "snakemake exit status $rc after $(( end - start )) s"
+echo "jobs submitted to SLURM: $submitted; SLURM jobs completed: $completed, failed: $failed (on $nodes)"
+echo "local rules (aggregate targets, run by Snakemake itself): $local_rules"
+echo "SLURM logs: $WORK/slurm_logs; job completion log: $WORK/log/jobcomp.txt"
+exit "$rc"
