@@ -20,6 +20,7 @@ include: "workflow/rules/cohort.smk"
 include: "workflow/rules/plan.smk"
 include: "workflow/rules/robustness.smk"
 include: "workflow/rules/statistics.smk"
+include: "workflow/rules/sweep.smk"
 
 
 rule all:

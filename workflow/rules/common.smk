@@ -9,7 +9,9 @@ from dosepaint import robustness as dp_rob
 from dosepaint.io import files as dp_files
 from dosepaint.stages import plan as dp_plan
 from dosepaint.stages import robustness as dp_rob_stage
+from dosepaint.stages import sweep as dp_sweep
 from dosepaint.synthetic.generate import PRESETS
+from snakemake.utils import Paramspace
 
 _SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 CFG = dp_cohort.validate_config(
@@ -232,3 +234,15 @@ def survival_inputs(wildcards):
     if CFG["statistics"]["survival"]["population"] == "all":
         return {"train": f"{RESULTS}/cohort/tcp_fit_patients.tsv", "fit": TCP_FIT}
     return {}
+
+
+SWEEP = Paramspace(dp_sweep.read_points(CFG["sweep"]["table"]), filename_params="*")
+
+
+def sweep_rows(wildcards):
+    """Every sweep point's row of every held-out patient with plans."""
+    return expand(
+        f"{RESULTS}/sweeps/{{point}}/{{pid}}.tsv",
+        point=SWEEP.instance_patterns,
+        pid=heldout_planned(wildcards),
+    )
