@@ -1,0 +1,109 @@
+"""Where the main job's time goes, from Snakemake's benchmark files, and what other runs would cost.
+
+    python benchmarks/pipeline_cost.py RESULTS_DIR [--cores 2] [--nodes 16] [--cores-per-node 16]
+
+Reads every ``RESULTS_DIR/benchmarks/**.tsv`` (one per job: wall seconds ``s``, peak ``max_rss`` MB) and
+prints, per rule: jobs, total and median wall time, peak memory; per patient: the time of each
+per-patient stage against the GTV volume (from ``cohort/ingest_summary.tsv``); and estimates of the
+wall time of
+
+* the same run on ``--cores`` cores: the larger of the total CPU time over the cores (the plan rule
+  uses two threads) and the longest per-patient chain (the critical path);
+* ``config/paper.yaml`` (every setup scenario recalculated rather than moved rigidly): the recalculated
+  range scenarios measured here stand in for the setup ones;
+* a cluster of ``--nodes`` nodes with ``--cores-per-node`` cores each.
+
+These are estimates from the jobs of one run, not measurements of the other set-ups; per-job times on a
+loaded 2-core machine include contention.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PER_PATIENT_CHAIN = ("synthesize_patient", "ingest", "dwi", "pet", "dose_influence", "plan")
+THREADS = {"plan": 2}
+
+
+def read_benchmarks(results: Path) -> pd.DataFrame:
+    rows = []
+    for p in sorted((results / "benchmarks").rglob("*.tsv")):
+        rel = p.relative_to(results / "benchmarks")
+        rule = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        pid = rel.parts[1] if len(rel.parts) > 2 else (rel.stem if len(rel.parts) == 2 else None)
+        scen = rel.stem if len(rel.parts) > 2 else None
+        t = pd.read_csv(p, sep="\t")
+        if t.empty:
+            continue
+        rows.append({"rule": rule, "patient_id": pid, "scenario": scen, "s": float(t["s"].iloc[-1]),
+                     "max_rss_mb": float(t["max_rss"].iloc[-1]) if "max_rss" in t else np.nan})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", type=Path)
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--nodes", type=int, default=16)
+    ap.add_argument("--cores-per-node", type=int, default=16)
+    a = ap.parse_args()
+    b = read_benchmarks(a.results)
+    if b.empty:
+        raise SystemExit(f"no benchmark files under {a.results / 'benchmarks'}")
+    b["cpu_s"] = b["s"] * b["rule"].map(THREADS).fillna(1)
+    per_rule = b.groupby("rule").agg(jobs=("s", "size"), total_min=("s", lambda s: s.sum() / 60),
+                                     median_s=("s", "median"), max_s=("s", "max"), peak_rss_gb=("max_rss_mb",
+                                                                                               lambda m: m.max() / 1024))
+    per_rule = per_rule.sort_values("total_min", ascending=False)
+    pd.set_option("display.width", 200)
+    print("== per rule (wall time of each job as measured) ==")
+    print(per_rule.round(2).to_string())
+    total_cpu_h = b["cpu_s"].sum() / 3600
+    print(f"\ntotal CPU time of the benchmarked jobs: {total_cpu_h:.2f} h")
+
+    chain = b[b["rule"].isin(PER_PATIENT_CHAIN)].pivot_table(index="patient_id", columns="rule", values="s")
+    scen = b[b["rule"] == "scenario_dose"].groupby("patient_id")["s"].agg(["sum", "max", "size"])
+    summary = a.results / "cohort" / "ingest_summary.tsv"
+    if summary.exists():
+        ing = pd.read_csv(summary, sep="\t", dtype={"patient_id": str}).set_index("patient_id")
+        gtv_col = next((c for c in ing.columns if c.lower().startswith("gtv") and "cc" in c.lower()), None)
+        if gtv_col:
+            chain["gtv_cc"] = ing[gtv_col]
+    print("\n== per patient (s) ==")
+    if not scen.empty:
+        chain["scenario_dose_sum"] = scen["sum"]
+    print(chain.round(1).to_string())
+    if "gtv_cc" in chain and "plan" in chain:
+        planned = chain.dropna(subset=["plan"])
+        if len(planned) > 2:
+            k = np.polyfit(planned["gtv_cc"], planned["plan"] + planned.get("dose_influence", 0), 1)
+            print(f"\ninfluence + plan time ≈ {k[1]:.0f} s + {k[0]:.2f} s per cm³ of GTV "
+                  f"(linear fit over {len(planned)} planned patients)")
+
+    crit = chain[[c for c in PER_PATIENT_CHAIN if c in chain]].sum(axis=1)
+    if not scen.empty:
+        crit = crit.add(scen["max"], fill_value=0)
+    crit_h = float(crit.max()) / 3600 if len(crit) else 0.0
+    est = max(total_cpu_h / a.cores, crit_h)
+    print(f"\nthis run on {a.cores} cores: ≥ {est:.2f} h (CPU {total_cpu_h:.2f} h / {a.cores} cores; longest "
+          f"per-patient chain {crit_h:.2f} h)")
+
+    rec = b[(b["rule"] == "scenario_dose") & (b["scenario"] != "s+0_+0_+0_r+0")]
+    if not rec.empty:
+        per_rec = rec.groupby("patient_id")["s"].mean()
+        n_setup = 18  # 6 shifts × 3 ranges recalculated instead of moved
+        extra_h = float((per_rec * n_setup).sum()) / 3600
+        paper_cpu = total_cpu_h + extra_h
+        cluster_cores = a.nodes * a.cores_per_node
+        print(f"config/paper.yaml: + {n_setup} recalculated setup scenarios per held-out patient "
+              f"({per_rec.mean():.0f} s each on average) = + {extra_h:.2f} CPU h; total {paper_cpu:.2f} CPU h: "
+              f"≥ {paper_cpu / a.cores:.1f} h on {a.cores} cores, ≥ {max(paper_cpu / cluster_cores, crit_h):.2f} h "
+              f"on {a.nodes} nodes × {a.cores_per_node} cores (bounded by the longest chain, {crit_h:.2f} h)")
+
+
+if __name__ == "__main__":
+    main()
