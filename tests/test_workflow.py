@@ -160,6 +160,14 @@ def test_tiny_cohort_end_to_end(tmp_path):
         for pid in fit["train_ids"]:
             assert f"patients/{pid}/" not in inputs, (block.split(":")[0], pid)
         assert any(f"patients/{pid}/" in inputs for pid in test_ids) or block.startswith("survival")
+    # A cohort-level parameter reruns exactly the jobs that use it (params travel through params:).
+    split05 = tmp_path / "split05.yaml"
+    split05.write_text("statistics:\n  survival:\n    split: 0.5\n")
+    changed = snakemake("-n", "--workflow-profile", "workflow/profiles/default", "--configfile", "config/tiny.yaml",
+                        str(split05), "--config", f"results={results}")
+    jobs = {line.split()[0] for line in changed.stdout.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert jobs == {"survival", "figures", "cohort_summary", "provenance", "all", "total"}, changed.stdout[-2000:]
     # The README's report command bundles figures and tables.
     rep = snakemake(*args, "--report", str(results / "report.html"))
     assert rep.returncode == 0, rep.stderr[-3000:]
