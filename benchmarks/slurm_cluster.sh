@@ -105,15 +105,26 @@ rc=$?
 set -e
 end=$(date +%s)
 tail -5 "$WORK/log/snakemake.out"
+# Snakemake can exit 0 with jobs left (snakemake/snakemake#823): a dry run must find nothing to do.
+if [ "$rc" -eq 0 ] && ! "$SNAKEMAKE" -n --workflow-profile workflow/profiles/slurm --configfile config/tiny.yaml \
+    --config "results=$RESULTS" 2>&1 | grep -q "Nothing to be done"; then
+  echo "the run ended but a dry run still finds jobs to do" >&2
+  rc=1
+fi
 
 # --- proof: every job Snakemake ran was a SLURM job ----------------------------------------------
-submitted=$(grep -c "Job .* has been submitted with SLURM jobid" "$WORK/log/snakemake.out" || true)
-local_rules=$(grep -c "^localrule " "$WORK/log/snakemake.out" || true)
-completed=$(grep -c "JobState=COMPLETED" "$WORK/log/jobcomp.txt" || true)
-failed=$(grep -c "JobState=FAILED" "$WORK/log/jobcomp.txt" || true)
-nodes=$(grep -o "NodeList=[^ ]*" "$WORK/log/jobcomp.txt" | sort -u | tr '\n' ' ')
+# the SLURM job ids Snakemake reported, each looked up in slurmctld's job-completion log
+ids=$(grep -o "submitted with SLURM jobid [0-9]*" "$WORK/log/snakemake.out" | awk '{print $NF}' || true)
+submitted=$(echo "$ids" | grep -c . || true)
+completed=0; other=0
+for id in $ids; do
+  state=$(grep -o "JobId=$id .*JobState=[A-Z_]*" "$WORK/log/jobcomp.txt" | grep -o "JobState=[A-Z_]*" | tail -1)
+  if [ "$state" = "JobState=COMPLETED" ]; then completed=$((completed + 1)); else other=$((other + 1)); fi
+done
+finished=$(grep -c "^Finished jobid" "$WORK/log/snakemake.out" || true)
+localrules=$(grep -c "^localrule " "$WORK/log/snakemake.out" || true)
 echo "snakemake exit status $rc after $(( end - start )) s"
-echo "jobs submitted to SLURM: $submitted; SLURM jobs completed: $completed, failed: $failed (on $nodes)"
-echo "local rules (aggregate targets, run by Snakemake itself): $local_rules"
+echo "Snakemake jobs finished: $finished (local aggregate rules among them: $localrules)"
+echo "SLURM jobs submitted: $submitted; COMPLETED in slurmctld's job-completion log: $completed; other: $other"
 echo "SLURM logs: $WORK/slurm_logs; job completion log: $WORK/log/jobcomp.txt"
 exit "$rc"

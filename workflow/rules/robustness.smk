@@ -60,8 +60,9 @@ rule scenario_shift:
         doses=f"{ROB}/shifted/{{scen}}.npz",
     log:
         f"{RESULTS}/logs/scenario_shift/{{pid}}/{{scen}}.log",
-    group:
-        "scenario_shift"
+    resources:
+        mem_mb=2000,
+        runtime=5,
     conda:
         "../../envs/imaging.yaml"
     params:
