@@ -175,6 +175,23 @@ def test_tiny_cohort_end_to_end(tmp_path):
     assert (results / "report.html").stat().st_size > 100_000
     for name in ("summary.html", "table1.tsv", "fig1b_dvh.png", "km.png", "calibration.png"):
         assert name in html, name
+    # Privacy: no planted identity (names, birth dates, IDs, institution) in any output, the report,
+    # the logs and the exported RTDOSE included; only the synthetic inputs carry it.
+    planted = set()
+    for truth in (results / "synthetic" / "truth").glob("*/truth.json"):
+        for key, value in json.loads(truth.read_text())["identity"].items():
+            if key != "PatientSex":
+                planted.add(value)
+                planted.update(p for p in value.split("^") if len(p) >= 4 and p not in ("Nobody", "Doctor"))
+    assert len(planted) >= 20
+    scanned = 0
+    for path in results.rglob("*"):
+        if path.is_file() and "synthetic" not in path.relative_to(results).parts:
+            data = path.read_bytes()
+            scanned += 1
+            leaks = [s for s in planted if s.encode() in data]
+            assert not leaks, (path, leaks)
+    assert scanned > 300
 
     # The generated sheet is a valid sheet for "your own exports": plan the same cohort from it.
     cfg = tmp_path / "sheet.yaml"

@@ -60,11 +60,11 @@ rule scenario_shift:
         doses=f"{ROB}/shifted/{{scen}}.npz",
     log:
         f"{RESULTS}/logs/scenario_shift/{{pid}}/{{scen}}.log",
+    conda:
+        "../../envs/imaging.yaml"
     resources:
         mem_mb=2000,
         runtime=5,
-    conda:
-        "../../envs/imaging.yaml"
     params:
         patient_id=lambda wc: wc.pid,
         scenario=lambda wc: wc.scen,
