@@ -10,6 +10,7 @@ median ratio of the pipeline's SUV to the true SUV in voxels whose 9 mm neighbou
 true value (away from edges, where blur and resampling cannot act).
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -62,7 +63,8 @@ def main(results: Path) -> None:
     suv = pd.DataFrame(suv_rows)
     print(f"\nSUV / true SUV away from edges: median {suv['median_suv_ratio_flat'].median():.4f}, "
           f"range [{suv['median_suv_ratio_flat'].min():.4f}, {suv['median_suv_ratio_flat'].max():.4f}]")
-    secs = table.groupby("method", sort=False)["seconds"].median().reindex(order)
+    secs = pd.DataFrame([json.loads(q.read_text())["method_seconds"]
+                         for q in sorted((results / "patients").glob("*/pet/qc.json"))]).median().reindex(order)
     print("\nmedian seconds per method and patient: " + ", ".join(f"{k} {v:.2f}" for k, v in secs.items()))
 
 

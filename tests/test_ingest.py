@@ -164,3 +164,27 @@ def test_nifti_geometry_reads_the_same_in_nibabel(ingested):
     np.testing.assert_allclose(affine[:3, :3], lps_to_ras @ grid.matrix @ np.diag(grid.spacing), atol=1e-4)
     # The prone CT (HFP) keeps its direction cosines: rows run to the patient's right.
     assert grid.matrix[0, 0] == -1.0 and grid.matrix[1, 1] == -1.0
+
+
+def test_registration_reproduces_bit_for_bit_whatever_the_machine_threads(ingested):
+    """The registration fixes ITK's thread count, so the machine's default does not change the result."""
+    import SimpleITK as sitk
+
+    from dosepaint.registration import register_rigid
+
+    ct = sitk.ReadImage(str(ingested["out"] / "ct.nii.gz"), sitk.sitkFloat32)
+    shift = sitk.Euler3DTransform()
+    shift.SetTranslation((2.3, -1.7, 3.1))
+    moving = sitk.Resample(ct, ct, shift, sitk.sitkLinear, -1000.0)
+    results = []
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    try:
+        for machine in (1, 3, 3):
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(machine)
+            r = register_rigid(ct, moving, fixed_threshold=-400.0, moving_threshold=-400.0, threads=1,
+                               iterations=20, refine=False)
+            assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == machine  # restored
+            results.append((r.metric, r.transform.GetParameters()))
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+    assert results[0] == results[1]

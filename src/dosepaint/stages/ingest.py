@@ -210,7 +210,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
                   sampling_strategy=reg_params["sampling_strategy"], min_samples=reg_params["min_samples"],
                   shrink=reg_params["shrink_factors"], smoothing_mm=reg_params["smoothing_mm"],
                   iterations=reg_params["iterations"], seed=reg_params["seed"], refine=reg_params["refine"],
-                  refine_sampling=reg_params["refine_sampling_fraction"])
+                  refine_sampling=reg_params["refine_sampling_fraction"], threads=reg_params.get("threads", 1))
     t2_img = None
     if chosen["T2W"] is not None:
         t = time.perf_counter()
