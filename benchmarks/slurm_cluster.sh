@@ -5,6 +5,7 @@
 # README with the slurm extra:  pip install -e ".[slurm]".
 #
 #   bash benchmarks/slurm_cluster.sh [WORKDIR]      (default: a new folder under /tmp)
+#   COMPARE_WITH=path/to/local/results bash benchmarks/slurm_cluster.sh   (tables byte for byte)
 #
 # Exit status: that of the Snakemake run (0 = the tiny cohort completed through SLURM and every job
 # it ran was a SLURM job).
@@ -127,4 +128,14 @@ echo "snakemake exit status $rc after $(( end - start )) s"
 echo "Snakemake jobs finished: $finished (local aggregate rules among them: $localrules)"
 echo "SLURM jobs submitted: $submitted; COMPLETED in slurmctld's job-completion log: $completed; other: $other"
 echo "SLURM logs: $WORK/slurm_logs; job completion log: $WORK/log/jobcomp.txt"
+# Optional: COMPARE_WITH=<results of a local run of the tiny cohort> compares every table byte for byte
+if [ -n "${COMPARE_WITH:-}" ]; then
+  n=0; differ=0
+  while IFS= read -r f; do
+    n=$((n + 1))
+    if ! cmp -s "$COMPARE_WITH/$f" "$RESULTS/$f"; then differ=$((differ + 1)); echo "differs: $f"; fi
+  done < <(cd "$COMPARE_WITH" && find cohort patients -name "*.tsv" -o -name "*.md" -o -name "*.tex" | sort)
+  echo "tables compared with $COMPARE_WITH: $n, differing: $differ"
+  [ "$differ" -eq 0 ] || rc=1
+fi
 exit "$rc"
