@@ -24,6 +24,7 @@ def test_config_hash_and_seeds():
     c2 = {"a": {"split_seed": 7}, "b": {"x": 1.0, "seed": 3}}
     assert pv.config_hash(c1) == pv.config_hash(c2)
     assert pv.config_hash(c1) != pv.config_hash({**c1, "a": {"split_seed": 8}})
+    assert pv.config_hash({**c1, "results": "/a"}) == pv.config_hash({**c1, "results": "/b"}) == pv.config_hash(c1)
     assert pv.find_seeds(c1) == {"b.seed": 3, "a.split_seed": 7}
 
 

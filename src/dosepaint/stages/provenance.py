@@ -43,8 +43,10 @@ def digest(checksums: dict[str, str]) -> str:
 
 
 def config_hash(config: dict) -> str:
-    """SHA-256 of the validated configuration as canonical JSON (sorted keys)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    """SHA-256 of the validated configuration as canonical JSON (sorted keys), without ``results``: where
+    the outputs go does not change the analysis, so two runs of one analysis hash alike."""
+    analysis = {k: v for k, v in config.items() if k != "results"}
+    return hashlib.sha256(json.dumps(analysis, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def find_seeds(config: dict, prefix: str = "") -> dict:
