@@ -19,6 +19,12 @@ import SimpleITK as sitk
 from ..geometry import Grid
 
 
+def as_paths(x) -> list:
+    """A rule input that may be one path or a list of them (Snakemake passes a one-file input as a
+    string), always as a list."""
+    return [x] if isinstance(x, (str, Path)) else list(x)
+
+
 @contextmanager
 def atomic_path(path, suffix=""):
     """Yield a temporary path beside ``path``; rename it to ``path`` on success."""

@@ -19,7 +19,7 @@ from .. import dwi
 from .. import figures as fg
 from .. import robustness as rob
 from ..io import files
-from .heldout import _as_list, check_heldout
+from .heldout import check_heldout
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +48,16 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     """Every figure of :data:`FIGURES`; ``params``: patient_ids, oar_limits_gy, representative."""
     ids = list(params["patient_ids"])
     check_heldout(ids, split_path=inputs["split"])
-    metrics = pd.concat([files.read_tsv(p) for p in _as_list(inputs["metrics"])], ignore_index=True)
+    metrics = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["metrics"])], ignore_index=True)
     metrics = metrics[metrics["plan"].isin(["uniform", "de", "dr"])]
 
     _save(fg.oar_boxplots(metrics, limits=params["oar_limits_gy"]), outputs, "fig1a_oar")
-    dvhs = {plan: [files.read_tsv(p) for p in _as_list(inputs[f"{plan}_dvh"])] for plan in ("uniform", "de")}
+    dvhs = {plan: [files.read_tsv(p) for p in files.as_paths(inputs[f"{plan}_dvh"])] for plan in ("uniform", "de")}
     _save(fg.mean_dvh(dvhs), outputs, "fig1b_dvh")
 
     pid = representative(metrics, params["representative"])
     k = ids.index(pid)
-    pick = {key: _as_list(inputs[key])[k] for key in ("uniform_dose", "de_dose", "de_letd", "cell_density", "rmse",
+    pick = {key: files.as_paths(inputs[key])[k] for key in ("uniform_dose", "de_dose", "de_letd", "cell_density", "rmse",
                                                       "masks_dose", "robustness_qc")}
     masks, grid = files.read_masks(pick["masks_dose"], ["GTV", "CTV_HD"], pid=pid, needed_by="the figures")
     rho, _ = files.read_array(pick["cell_density"])
@@ -97,7 +97,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         t = files.read_tsv(inputs[split])
         tables[split] = pd.DataFrame({"patient_id": t["patient_id"], "tcp_predicted": t[f"tcp_{est}"],
                                       "local_control": t["local_control"]})
-    recovery = _as_list(inputs.get("recovery") or [])
+    recovery = files.as_paths(inputs.get("recovery") or [])
     if recovery:
         truth = files.read_tsv(recovery[0]).set_index("patient_id")["tcp_true"]
         for t in tables.values():

@@ -26,10 +26,6 @@ from .tcp_fit import patient_dose
 log = logging.getLogger(__name__)
 
 
-def _as_list(x) -> list:
-    return [x] if isinstance(x, str) else list(x)
-
-
 def check_heldout(pids, *, split_path, fit: dict | None = None) -> pd.DataFrame:
     """Refuse any patient that is not ``test`` in the split or that the TCP fit used; returns the split
     table indexed by patient_id."""
@@ -64,13 +60,13 @@ def run_tcp(inputs: dict, outputs: dict, *, params: dict) -> dict:
     split = check_heldout(ids, split_path=inputs["split"], fit=fit)
     times = _sheet_times(inputs["sheet"])
     for key in ("rtdose", "cell_density", "masks_dose"):
-        if len(_as_list(inputs[key])) != len(ids):
-            raise ValueError(f"{len(_as_list(inputs[key]))} {key} inputs for {len(ids)} patients")
+        if len(files.as_paths(inputs[key])) != len(ids):
+            raise ValueError(f"{len(files.as_paths(inputs[key]))} {key} inputs for {len(ids)} patients")
     model = fit["model"]
     ab, n = float(model["alpha_beta"]), int(model["n_fractions_delivered"])
     rows, patients = [], []
-    for pid, rd, rho, masks in zip(ids, _as_list(inputs["rtdose"]), _as_list(inputs["cell_density"]),
-                                   _as_list(inputs["masks_dose"])):
+    for pid, rd, rho, masks in zip(ids, files.as_paths(inputs["rtdose"]), files.as_paths(inputs["cell_density"]),
+                                   files.as_paths(inputs["masks_dose"])):
         p, row = patient_dose(pid, rd, rho, masks, alpha_beta=ab, n_fractions=n, bin_gy=float(fit["bin_gy"]))
         patients.append(p)
         event = int(split.loc[pid, "event"])
@@ -108,7 +104,7 @@ def run_recovery(inputs: dict, outputs: dict, *, params: dict) -> dict:
     """
     fit = files.read_json(inputs["fit"])
     truth = {}
-    for folder in _as_list(inputs["truth"]):
+    for folder in files.as_paths(inputs["truth"]):
         t = files.read_json(f"{folder}/truth.json")
         truth[t["patient_id"]] = t["model"]
     models = {(m["alpha"], m["alpha_beta"], m["clonogenic_fraction"]) for m in truth.values()}
@@ -176,14 +172,14 @@ def run_statistics(inputs: dict, outputs: dict, *, params: dict) -> dict:
     ids = list(params["patient_ids"])
     check_heldout(ids, split_path=inputs["split"])
     rows = []
-    per_plan = {plan: _as_list(inputs[f"{plan}_dose"]) for plan in PLAN_NAMES}
-    per_plan_let = {plan: _as_list(inputs[f"{plan}_letd"]) for plan in PLAN_NAMES}
-    for k, (pid, mdir) in enumerate(zip(ids, _as_list(inputs["masks_dose"]))):
+    per_plan = {plan: files.as_paths(inputs[f"{plan}_dose"]) for plan in PLAN_NAMES}
+    per_plan_let = {plan: files.as_paths(inputs[f"{plan}_letd"]) for plan in PLAN_NAMES}
+    for k, (pid, mdir) in enumerate(zip(ids, files.as_paths(inputs["masks_dose"]))):
         masks, _ = files.read_masks(mdir, list(st.TABLE1_REGIONS), pid=pid, needed_by="Table 1")
         for plan in PLAN_NAMES:
             rows.append(_table1_metrics(pid, plan, per_plan[plan][k], per_plan_let[plan][k], masks))
     t1 = pd.DataFrame(rows)
-    plan_metrics = pd.concat([files.read_tsv(p) for p in _as_list(inputs["metrics"])], ignore_index=True)
+    plan_metrics = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["metrics"])], ignore_index=True)
     check_heldout(plan_metrics["patient_id"].unique(), split_path=inputs["split"])
     t1 = t1.merge(plan_metrics[["patient_id", "plan", "tcp"]], on=["patient_id", "plan"], how="left")
     t1["tcp_pct"] = 100.0 * t1["tcp"]

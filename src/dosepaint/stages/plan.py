@@ -279,9 +279,7 @@ def _evaluate(name, dose, letd, masks, clonogens, *, params, alpha, beta, n) -> 
 def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """Cohort table of plan metrics (``plan_metrics.tsv``) and a per-plan summary (``plan_summary.tsv``):
     TCP mean ± SD (%), ΔTCP against the uniform plan (pp), GTV mean dose, clinical goals met."""
-    paths = inputs["metrics"]
-    paths = [paths] if isinstance(paths, str) else list(paths)
-    table = pd.concat([files.read_tsv(p) for p in paths], ignore_index=True)
+    table = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["metrics"])], ignore_index=True)
     files.write_tsv(table, outputs["metrics"])
     uni = table[table["plan"] == "uniform"].set_index("patient_id")["tcp"]
     rows = []

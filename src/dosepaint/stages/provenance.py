@@ -85,7 +85,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     """``inputs``: ``sheet`` and ``dicom`` (one folder per patient, order of ``params["patient_ids"]``);
     ``params``: patient_ids, config (validated), workflow_dir."""
     ids = list(params["patient_ids"])
-    folders = [inputs["dicom"]] if isinstance(inputs["dicom"], str) else list(inputs["dicom"])
+    folders = files.as_paths(inputs["dicom"])
     if len(folders) != len(ids):
         raise ValueError(f"{len(folders)} DICOM folders for {len(ids)} patients")
     patients = {}

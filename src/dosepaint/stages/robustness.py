@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -65,7 +64,7 @@ def _gtv_rmse(rmse_path, masks_dir, *, pid: str) -> np.ndarray:
 def run_sigma(inputs: dict, outputs: dict, *, params: dict) -> dict:
     """σ (and centre) of the cell-count weights from the training patients' GTV RMSE values."""
     pids = list(params["patient_ids"])
-    rmse, masks = _as_list(inputs["rmse"]), _as_list(inputs["masks_dose"])
+    rmse, masks = files.as_paths(inputs["rmse"]), files.as_paths(inputs["masks_dose"])
     if not (len(pids) == len(rmse) == len(masks)):
         raise ValueError("one RMSE map and one masks folder per training patient are needed")
     values = np.concatenate([_gtv_rmse(r, m, pid=p) for p, r, m in zip(pids, rmse, masks)])
@@ -76,10 +75,6 @@ def run_sigma(inputs: dict, outputs: dict, *, params: dict) -> dict:
     log.info("σ of the GTV RMSE over %d training patients (%d voxels): %.4g (centre %.4g)", len(pids),
              values.size, sigma, centre)
     return out
-
-
-def _as_list(x):
-    return [x] if isinstance(x, (str, Path)) else list(x)
 
 
 # -- physical scenarios ----------------------------------------------------------------------------------
@@ -211,7 +206,7 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
 
     # Physical scenarios.
     names = list(params["scenarios"])
-    paths = _as_list(inputs["scenarios"])
+    paths = files.as_paths(inputs["scenarios"])
     scen = [_read_scenario(p) for p in paths]
     for path, s, name in zip(paths, scen, names, strict=True):
         if s["scenario"] != name:
@@ -302,7 +297,7 @@ def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """Tertile ΔTCP, TCP range under cell-count uncertainty and worst-case GTV D95 over the
     held-out patients (``params["patient_ids"]``, in the order of the input lists)."""
     pids = list(params["patient_ids"])
-    vox = [dict(np.load(p)) for p in _as_list(inputs["voxels"])]
+    vox = [dict(np.load(p)) for p in files.as_paths(inputs["voxels"])]
     thresholds = rob.tertile_thresholds(np.concatenate([v["cells_per_voxel"] for v in vox]),
                                         percentiles=tuple(params["tertile_percentiles"]))
     trows = []
@@ -318,9 +313,9 @@ def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     tert = pd.DataFrame(trows)
     files.write_tsv(tert, outputs["tertiles"])
 
-    scen = pd.concat([files.read_tsv(p) for p in _as_list(inputs["scenario_metrics"])], ignore_index=True)
+    scen = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["scenario_metrics"])], ignore_index=True)
     files.write_tsv(scen, outputs["scenarios"])
-    cc = pd.concat([files.read_tsv(p) for p in _as_list(inputs["cell_count_tcp"])], ignore_index=True)
+    cc = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["cell_count_tcp"])], ignore_index=True)
     files.write_tsv(cc, outputs["cell_count"])
 
     rows = []

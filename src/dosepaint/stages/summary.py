@@ -12,7 +12,6 @@ import pandas as pd
 
 from .. import statistics as st
 from ..io import files
-from .heldout import _as_list
 
 # The reference study's headline numbers (SCIENCE.md, "Headline results"): mean ± SD over its 10
 # held-out patients; None where the study gives no value.
@@ -100,7 +99,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
              "<h2>TCP per plan and cell-count scenario (%)</h2>", _table(scen),
              "<h2>ΔTCP by cell-count tertile (pp)</h2>", _table(tert),
              "<h2>TCP model</h2>", _table(est)]
-    recovery = _as_list(inputs.get("recovery") or [])
+    recovery = files.as_paths(inputs.get("recovery") or [])
     if recovery:
         rec = files.read_json(recovery[0])
         rows = [{"estimator": k, "parameter": p, "estimate": v["estimate"], "truth": v["truth"],

@@ -23,7 +23,7 @@ from .. import robustness as rob
 from ..errors import DosepaintInputError
 from ..io import files
 from ..planning import evaluate as ev
-from .heldout import _as_list, check_heldout
+from .heldout import check_heldout
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
 def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """Per point: mean ± SD over patients of TCP (uniform, ideal DE) and of the DE gain (pp), and the
     cell-count range of the gain; a figure of the gain against each swept parameter."""
-    rows = pd.concat([files.read_tsv(p) for p in _as_list(inputs["rows"])], ignore_index=True)
+    rows = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["rows"])], ignore_index=True)
     for scen in ("nominal", "best", "worst"):
         rows[f"gain_{scen}_pp"] = 100.0 * (rows[f"tcp_ideal_de_{scen}"] - rows[f"tcp_uniform_{scen}"])
     agg = {"n_patients": ("patient_id", "nunique"), "alpha": ("alpha", "first"),
