@@ -170,7 +170,12 @@ def run_statistics(inputs: dict, outputs: dict, *, params: dict) -> dict:
     tertiles (TSV), summary (JSON of the headline numbers).
     """
     ids = list(params["patient_ids"])
-    check_heldout(ids, split_path=inputs["split"])
+    plan_metrics = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["metrics"])], ignore_index=True)
+    cc = files.read_tsv(inputs["cell_count_tcp"])
+    tert_in = files.read_tsv(inputs["tertiles"])
+    # every patient of every table read here, checked against the split once
+    check_heldout(list(dict.fromkeys([*ids, *plan_metrics["patient_id"], *cc["patient_id"], *tert_in["patient_id"]])),
+                  split_path=inputs["split"])
     rows = []
     per_plan = {plan: files.as_paths(inputs[f"{plan}_dose"]) for plan in PLAN_NAMES}
     per_plan_let = {plan: files.as_paths(inputs[f"{plan}_letd"]) for plan in PLAN_NAMES}
@@ -179,8 +184,6 @@ def run_statistics(inputs: dict, outputs: dict, *, params: dict) -> dict:
         for plan in PLAN_NAMES:
             rows.append(_table1_metrics(pid, plan, per_plan[plan][k], per_plan_let[plan][k], masks))
     t1 = pd.DataFrame(rows)
-    plan_metrics = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["metrics"])], ignore_index=True)
-    check_heldout(plan_metrics["patient_id"].unique(), split_path=inputs["split"])
     t1 = t1.merge(plan_metrics[["patient_id", "plan", "tcp"]], on=["patient_id", "plan"], how="left")
     t1["tcp_pct"] = 100.0 * t1["tcp"]
 
@@ -196,12 +199,8 @@ def run_statistics(inputs: dict, outputs: dict, *, params: dict) -> dict:
     tests = st.compare_plans(t1, columns=columns, comparisons=[("uniform", "de"), ("uniform", "dr"), ("dr", "de")])
     files.write_tsv(tests, outputs["tests"])
 
-    cc = files.read_tsv(inputs["cell_count_tcp"])
-    check_heldout(cc["patient_id"].unique(), split_path=inputs["split"])
     scen = st.tcp_by_scenario(cc)
     files.write_tsv(scen, outputs["tcp_scenarios"])
-    tert_in = files.read_tsv(inputs["tertiles"])
-    check_heldout(tert_in["patient_id"].unique(), split_path=inputs["split"])
     tert = st.tertile_summary(tert_in)
     files.write_tsv(tert, outputs["tertiles"])
 

@@ -53,8 +53,9 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     :data:`SWEEP_COLUMNS`), prescription_gy, n_fractions, gtv_lower, gtv_upper.
     """
     pid = params["patient_id"]
-    check_heldout([pid], split_path=inputs["split"], fit=files.read_json(inputs["fit"]))
-    model = files.read_json(inputs["fit"])["model"]
+    fit = files.read_json(inputs["fit"])
+    check_heldout([pid], split_path=inputs["split"], fit=fit)
+    model = fit["model"]
     point = {k: float(params["point"][k]) for k in SWEEP_COLUMNS}
     if abs(model["alpha_beta"] - point["alpha_beta"]) > 1e-9:
         raise ValueError(f"the fit has alpha/beta {model['alpha_beta']}, the point {point['alpha_beta']}")
