@@ -36,15 +36,8 @@ rule tcp_fit:
         mem_mb=4000,
         runtime=30,
     params:
+        **CFG["tcp_fit"],
         patient_ids=training_patients,
-        estimator=CFG["tcp_fit"]["estimator"],
-        alpha_beta=CFG["tcp_fit"]["alpha_beta"],
-        n_fractions=CFG["tcp_fit"]["n_fractions"],
-        alpha_bounds=CFG["tcp_fit"]["alpha_bounds"],
-        log10_fc_bounds=CFG["tcp_fit"]["log10_fc_bounds"],
-        bootstrap=CFG["tcp_fit"]["bootstrap"],
-        seed=CFG["tcp_fit"]["seed"],
-        bin_gy=CFG["tcp_fit"]["bin_gy"],
     script:
         "../../scripts/tcp_fit.py"
 

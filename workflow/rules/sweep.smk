@@ -23,16 +23,10 @@ rule sweep_tcp_fit:
     resources:
         mem_mb=4000,
         runtime=30,
+    # the main fit's settings, at the point's α/β and without bootstrap
     params:
+        **(CFG["tcp_fit"] | {"alpha_beta": lambda wc: float(wc.ab), "bootstrap": 0}),
         patient_ids=training_patients,
-        estimator=CFG["tcp_fit"]["estimator"],
-        alpha_beta=lambda wc: float(wc.ab),
-        n_fractions=CFG["tcp_fit"]["n_fractions"],
-        alpha_bounds=CFG["tcp_fit"]["alpha_bounds"],
-        log10_fc_bounds=CFG["tcp_fit"]["log10_fc_bounds"],
-        bootstrap=0,
-        seed=CFG["tcp_fit"]["seed"],
-        bin_gy=CFG["tcp_fit"]["bin_gy"],
     script:
         "../../scripts/tcp_fit.py"
 
