@@ -89,28 +89,35 @@ def _crop(mask2d: np.ndarray, margin: int = 8) -> tuple[slice, slice]:
     return (slice(max(r.min() - margin, 0), r.max() + margin + 1), slice(max(c.min() - margin, 0), c.max() + margin + 1))
 
 
+def _map_panel(fig, ax, img, *, title: str, cmap: str, vmin: float, vmax: float, extent, outlines) -> None:
+    """One image panel without ticks, with a colour bar and white outlines ``(mask, line width, style)``."""
+    im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, extent=extent)
+    for mask, width, style in outlines:
+        ax.contour(mask, levels=[0.5], colors="w", linewidths=width, linestyles=style, extent=extent, origin="upper")
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+
+
 def representative_slices(*, dose_uniform, dose_de, letd_de, cells, gtv, ctv_hd, spacing, patient: str) -> plt.Figure:
     """Fig. 1c: axial slice through the GTV centroid: uniform dose, DE dose (Gy(RBE)), DE LETd (keV/µm)
     and cells per voxel, with the GTV and CTV_HD outlines. Arrays (z, y, x) on the dose grid."""
     z = int(round(np.mean(np.nonzero(gtv)[0])))
     sl = _crop(ctv_hd[z])
     sx, sy, _ = spacing
-    panels = [(dose_uniform, "uniform dose (Gy(RBE))", "jet", (60, 80)), (dose_de, "DE dose (Gy(RBE))", "jet", (60, 80)),
-              (letd_de, "DE LETd (keV/µm)", "viridis", None), (cells, "cells per voxel", "magma", None)]
+    g, h = gtv[z][sl], ctv_hd[z][sl]
+    # (array, title, colour map, fixed colour limits or None for the 2nd–98th percentile, targets only)
+    panels = [(dose_uniform, "uniform dose (Gy(RBE))", "jet", (60, 80), False),
+              (dose_de, "DE dose (Gy(RBE))", "jet", (60, 80), False),
+              (letd_de, "DE LETd (keV/µm)", "viridis", None, True), (cells, "cells per voxel", "magma", None, True)]
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
-    for ax, (arr, title, cmap, lim) in zip(axes, panels):
+    for ax, (arr, title, cmap, lim, targets_only) in zip(axes, panels):
         img = np.asarray(arr, float)[z][sl]
-        g, h = gtv[z][sl], ctv_hd[z][sl]
-        shown = np.where(h | g, img, np.nan) if title.startswith(("cells", "DE LETd")) else img
+        shown = np.where(h | g, img, np.nan) if targets_only else img
         vmin, vmax = lim if lim else (np.nanpercentile(shown, 2), np.nanpercentile(shown, 98))
-        im = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax, extent=_extent(sy, sx, img.shape))
-        ax.contour(g, levels=[0.5], colors="w", linewidths=1.0, extent=_extent(sy, sx, img.shape), origin="upper")
-        ax.contour(h, levels=[0.5], colors="w", linewidths=0.8, linestyles="--",
-                   extent=_extent(sy, sx, img.shape), origin="upper")
-        ax.set_title(title, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        _map_panel(fig, ax, shown, title=title, cmap=cmap, vmin=vmin, vmax=vmax, extent=_extent(sy, sx, img.shape),
+                   outlines=((g, 1.0, "solid"), (h, 0.8, "--")))
     fig.suptitle(f"{patient}, axial slice {z} (GTV solid, CTV_HD dashed)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -200,13 +207,8 @@ def scenario_maps(*, dose, cells, weights: dict, alpha: float, beta: float, n_fr
         for c, (img, title, cmap, lim) in enumerate(((d, "dose (Gy(RBE))", "jet", (60, 80)),
                                                     (n, "clonogens per voxel", "magma", (0, n_max)),
                                                     (surv, "log10(−ln voxel TCP)", "viridis", (s_lo, s_hi)))):
-            ax = axes[r, c]
-            im = ax.imshow(img, cmap=cmap, vmin=lim[0], vmax=lim[1], extent=ext)
-            ax.contour(g, levels=[0.5], colors="w", linewidths=0.8, extent=ext, origin="upper")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"{scen}: {title}", fontsize=9)
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+            _map_panel(fig, axes[r, c], img, title=f"{scen}: {title}", cmap=cmap, vmin=lim[0], vmax=lim[1],
+                       extent=ext, outlines=((g, 0.8, "solid"),))
     fig.suptitle(f"{patient}, {plan} plan, sagittal slice {x}: nominal, best- and worst-case cell counts",
                  fontsize=10)
     fig.tight_layout()
