@@ -21,7 +21,7 @@ from ..errors import DosepaintInputError
 from ..io import files
 from ..layout import PLAN_NAMES
 from ..planning import evaluate as ev
-from .tcp_fit import patient_dose
+from .tcp_fit import patient_doses
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +59,11 @@ def run_tcp(inputs: dict, outputs: dict, *, params: dict) -> dict:
     fit = files.read_json(inputs["fit"])
     split = check_heldout(ids, split_path=inputs["split"], fit=fit)
     times = _sheet_times(inputs["sheet"])
-    for key in ("rtdose", "cell_density", "masks_dose"):
-        if len(files.as_paths(inputs[key])) != len(ids):
-            raise ValueError(f"{len(files.as_paths(inputs[key]))} {key} inputs for {len(ids)} patients")
     model = fit["model"]
-    ab, n = float(model["alpha_beta"]), int(model["n_fractions_delivered"])
-    rows, patients = [], []
-    for pid, rd, rho, masks in zip(ids, files.as_paths(inputs["rtdose"]), files.as_paths(inputs["cell_density"]),
-                                   files.as_paths(inputs["masks_dose"])):
-        p, row = patient_dose(pid, rd, rho, masks, alpha_beta=ab, n_fractions=n, bin_gy=float(fit["bin_gy"]))
-        patients.append(p)
-        event = int(split.loc[pid, "event"])
-        rows.append({"patient_id": pid, "split": "test", "event": event, "local_control": 1 - event,
-                     "time_months": float(times.get(pid, np.nan)), **row})
-    table = pd.DataFrame(rows)
+    patients, table = patient_doses(ids, inputs, split, alpha_beta=float(model["alpha_beta"]),
+                                    n_fractions=int(model["n_fractions_delivered"]), bin_gy=float(fit["bin_gy"]))
+    table.insert(1, "split", "test")
+    table.insert(4, "time_months", table["patient_id"].map(times).astype(float))
     y = table["local_control"].to_numpy(float)
     evaluation = {"test_ids": ids, "n_test": len(ids), "n_local_control": int(y.sum()),
                   "estimator_used": model["estimator"], "estimates": {}}

@@ -51,6 +51,24 @@ def patient_dose(pid: str, rtdose, cell_density, masks_dose, *, alpha_beta: floa
                                       bin_gy=bin_gy), row
 
 
+def patient_doses(ids, inputs: dict, split: pd.DataFrame, *, alpha_beta: float, n_fractions: int,
+                  bin_gy: float) -> tuple[list, pd.DataFrame]:
+    """:func:`patient_dose` of each patient of ``ids`` from the lists ``inputs["rtdose"]``,
+    ``["cell_density"]``, ``["masks_dose"]`` (same order), and their table with the outcome from ``split``
+    (indexed by patient_id): patient_id, event, local_control, then the GTV figures."""
+    lists = {key: files.as_paths(inputs[key]) for key in ("rtdose", "cell_density", "masks_dose")}
+    for key, paths in lists.items():
+        if len(paths) != len(ids):
+            raise ValueError(f"{len(paths)} {key} inputs for {len(ids)} patients")
+    patients, rows = [], []
+    for pid, rd, rho, masks in zip(ids, *lists.values()):
+        p, row = patient_dose(pid, rd, rho, masks, alpha_beta=alpha_beta, n_fractions=n_fractions, bin_gy=bin_gy)
+        patients.append(p)
+        event = int(split.loc[pid, "event"])
+        rows.append({"patient_id": pid, "event": event, "local_control": 1 - event, **row})
+    return patients, pd.DataFrame(rows)
+
+
 def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     """Fit and write; ``params``: patient_ids, alpha_beta, n_fractions, estimator, alpha_bounds,
     log10_fc_bounds, bootstrap, seed, bin_gy (see ``config/README.md``, tcp_fit)."""
@@ -60,17 +78,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         if pid not in split.index or split.loc[pid, "split"] != "train":
             raise DosepaintInputError("the TCP fit reads training patients only; this one is not in the "
                                       "training split", patient=pid, path=inputs["split"])
-    for key in ("rtdose", "cell_density", "masks_dose"):
-        if len(inputs[key]) != len(ids):
-            raise ValueError(f"{len(inputs[key])} {key} inputs for {len(ids)} patients")
     ab, n, bin_gy = float(params["alpha_beta"]), int(params["n_fractions"]), float(params["bin_gy"])
-    patients, rows = [], []
-    for pid, rd, rho, masks in zip(ids, inputs["rtdose"], inputs["cell_density"], inputs["masks_dose"]):
-        p, row = patient_dose(pid, rd, rho, masks, alpha_beta=ab, n_fractions=n, bin_gy=bin_gy)
-        patients.append(p)
-        event = split.loc[pid, "event"]
-        rows.append({"patient_id": pid, "event": int(event), "local_control": 1 - int(event), **row})
-    table = pd.DataFrame(rows)
+    patients, table = patient_doses(ids, inputs, split, alpha_beta=ab, n_fractions=n, bin_gy=bin_gy)
     y = table["local_control"].to_numpy(float)
     if y.min() == y.max():
         raise DosepaintInputError("every training patient has the same outcome: the TCP model cannot be "
