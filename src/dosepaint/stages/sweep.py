@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import dwi
+from .. import figures as fg
 from .. import radiobiology as rb
 from .. import robustness as rob
 from ..errors import DosepaintInputError
@@ -97,32 +98,8 @@ def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     files.write_tsv(summary, outputs["summary"])
     files.write_tsv(rows, outputs["rows"])
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    default = {k: float(v) for k, v in params["default"].items()}
-    varied = [c for c in SWEEP_COLUMNS if summary[c].nunique() > 1]
-    fig, axes = plt.subplots(1, max(len(varied), 1), figsize=(4.2 * max(len(varied), 1), 3.4), squeeze=False)
-    labels = {"de_mean_fraction": "DE GTV mean dose (× D_P)", "alpha_beta": "α/β (Gy)",
-              "sigma_scale": "σ of the cell-count weights (× training σ)"}
-    for ax, col in zip(axes[0], varied):
-        others = [c for c in SWEEP_COLUMNS if c != col]
-        sel = np.all([np.isclose(summary[c], default[c]) for c in others], axis=0)
-        s = summary[sel].sort_values(col)
-        ax.errorbar(s[col], s["gain_mean_pp"], yerr=s["gain_sd_pp"], fmt="o-", color="#d7301f", capsize=3,
-                    label="nominal counts")
-        ax.fill_between(s[col], s["gain_worst_mean_pp"], s["gain_best_mean_pp"], color="#d7301f", alpha=0.15,
-                        label="best–worst counts (mean)")
-        ax.set_xlabel(labels[col])
-        ax.set_ylabel("ΔTCP ideal DE − uniform (pp)")
-        ax.axhline(0, color="k", lw=0.6)
-    axes[0][0].legend(frameon=False, fontsize=8)
-    fig.suptitle(f"TCP gain of TCP-optimal DE over the delivered uniform plan, {int(summary['n_patients'].max())} "
-                 "held-out patients (other parameters at their defaults)", fontsize=9)
-    fig.tight_layout()
+    fig = fg.sweep_gain(summary, columns=SWEEP_COLUMNS, default={k: float(v) for k, v in params["default"].items()})
     with files.atomic_path(outputs["figure"]) as tmp:
         fig.savefig(tmp, dpi=150, format="png")
-    plt.close(fig)
+    fg.plt.close(fig)
     return summary
