@@ -130,7 +130,6 @@ def _register_rigid(fixed, moving, *, fixed_threshold, moving_threshold, bins, s
         method.SetMetricSamplingPercentage(min(1.0, max(fraction, min_samples / max(n_mask, 1))), seed)
         method.SetMetricFixedMask(metric_mask)
         method.SetInterpolator(sitk.sitkLinear)
-        method.SetNumberOfThreads(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
         return method
 
     reg = mi_method(sampling)

@@ -32,7 +32,7 @@ def representative(metrics: pd.DataFrame, choice: str) -> str:
     (the lower middle for an even count)."""
     if choice != "auto":
         if choice not in set(metrics["patient_id"]):
-            raise ValueError(f"figures.representative {choice!r} is not a held-out patient")
+            raise ValueError(f"statistics.representative_patient {choice!r} is not a held-out patient with plans")
         return choice
     t = metrics.pivot(index="patient_id", columns="plan", values="tcp")
     gain = (t["de"] - t["uniform"]).sort_values()
