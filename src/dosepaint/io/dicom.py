@@ -197,7 +197,11 @@ def write_rtstruct(path, *, structures: dict, ct_refs: list[tuple[str, float]], 
             c = Dataset()
             c.ContourGeometricType = "CLOSED_PLANAR"
             c.NumberOfContourPoints = len(pts)
-            c.ContourData = [f"{v:.3f}" for v in np.asarray(pts, float).ravel()]
+            # Formatted here as valid DS strings ("%.3f" of finite floats): pydicom's per-value
+            # regex validation (most of the synthetic generator's RTSTRUCT time) is skipped, as its
+            # documentation of ``disable_value_validation`` suggests for values known to be valid.
+            with pydicom.config.disable_value_validation():
+                c.ContourData = [f"{v:.3f}" for v in np.asarray(pts, float).ravel()]
             img = Dataset()
             img.ReferencedSOPClassUID = CT_IMAGE
             plane = float(np.dot(np.asarray(pts, float)[0], normal))

@@ -131,6 +131,17 @@ class Anatomy:
         u = q / np.maximum(norm, 1e-9)[..., None]
         return norm / (self.gtv_r0 * self._radial(u))
 
+    def in_gtv(self, x, y, z) -> np.ndarray:
+        """``gtv_level < 1``, evaluated only inside the GTV's bounding box (r(u)/r0 ≤ 1 + Σ lobe
+        amplitudes; the level is the generator's main cost on a whole grid)."""
+        x, y, z = (np.asarray(v, float) for v in (x, y, z))
+        reach = self.gtv_r0 * (1.0 + float(np.sum(self.gtv_lobe_amp))) * np.asarray(self.gtv_axes) + 1e-6
+        near = ((np.abs(x - self.gtv_center[0]) <= reach[0]) & (np.abs(y - self.gtv_center[1]) <= reach[1])
+                & (np.abs(z - self.gtv_center[2]) <= reach[2]))
+        out = np.zeros(x.shape, bool)
+        out[near] = self.gtv_level(x[near], y[near], z[near]) < 1.0
+        return out
+
     def body_level(self, x, y, z) -> np.ndarray:
         a, b = self.body_axes
         a_z = a * (1.0 + 0.06 * np.sin(np.asarray(z) / 60.0))
@@ -184,7 +195,7 @@ class Anatomy:
         # Sacral nerve roots leaving the anterior foramina.
         lab[inside & self._nerves(x, y, z)] = NERVE
         # GTV last: it destroys bone and displaces everything else.
-        lab[inside & (self.gtv_level(x, y, z) < 1.0)] = GTV
+        lab[inside & self.in_gtv(x, y, z)] = GTV
         return lab
 
     def _gtv_anterior_extent(self, z):
@@ -207,10 +218,14 @@ class Anatomy:
                 p0 = np.array([sx * 22.0, y0, z0])
                 d = np.array([sx * 0.55, -0.45, -0.7])
                 d /= np.linalg.norm(d)
-                rel = np.stack([x - p0[0], y - p0[1], z - p0[2]], axis=-1)
+                # Only points within the segment's bounding box (+ the 4 mm radius) can be in it.
+                lo = np.minimum(p0, p0 + 60.0 * d) - 4.0
+                hi = np.maximum(p0, p0 + 60.0 * d) + 4.0
+                near = ((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2]))
+                rel = np.stack([x[near] - p0[0], y[near] - p0[1], z[near] - p0[2]], axis=-1)
                 t = np.clip(rel @ d, 0, 60.0)
                 dist = np.linalg.norm(rel - t[..., None] * d, axis=-1)
-                out |= dist < 4.0
+                out[near] |= dist < 4.0
         return out
 
     # -- microstructure ----------------------------------------------------------
@@ -227,7 +242,7 @@ class Anatomy:
         d_in = 1.1e-3 + 0.2e-3 * np.tanh(f["d_in"])
         d_free = 2.2e-3 + 0.7e-3 * myx
         rho = cell_density(radius=radius, vf=vf)
-        in_gtv = self.gtv_level(x, y, z) < 1.0
+        in_gtv = self.in_gtv(x, y, z)
         return {"radius": radius, "vf": vf, "d_in": d_in, "d_free": d_free, "myxoid": myx,
                 "cell_density": np.where(in_gtv, rho, 0.0)}
 

@@ -267,10 +267,16 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
                        series=series("rtstruct", 3, "RTSTRUCT", "Structures", None))
 
     # --- truth on the CT grid --------------------------------------------------------
-    micro = a.microstructure(cx, cy, cz)
+    # Microstructure matters inside the GTV only: evaluated there (the random fields are the
+    # generator's main cost on the whole CT grid) and zero elsewhere.
+    in_gtv = masks["GTV"]
+    micro = {}
+    for name, values in a.microstructure(cx[in_gtv], cy[in_gtv], cz[in_gtv]).items():
+        micro[name] = np.zeros(labels.shape)
+        micro[name][in_gtv] = values
     truth_dir = out_truth
     for name in ("radius", "vf", "d_in", "d_free", "cell_density"):
-        files.write_array(np.where(masks["GTV"], micro[name], 0.0), ct_grid, truth_dir / f"{name}.nii.gz")
+        files.write_array(micro[name], ct_grid, truth_dir / f"{name}.nii.gz")
     for c, m in masks.items():
         files.write_array(m.astype(np.uint8), ct_grid, truth_dir / "masks" / f"{c}.nii.gz", dtype=np.uint8)
     files.write_array(labels, ct_grid, truth_dir / "labels.nii.gz", dtype=np.uint8)
@@ -322,11 +328,11 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
     # --- PET (same frame as the planning CT): SUV truth → PSF → noise → Bq/mL ---------------
     suv = _lut(labels, SUV)
     gtv = masks["GTV"]
-    pet_field = a.fields["pet"](cx, cy, cz)
-    active = gtv & (pet_field > np.quantile(pet_field[gtv], a.pet["active_quantile"]))
-    het = 1.0 + 0.12 * a.fields["pet_het"](cx, cy, cz)
+    pet_field = a.fields["pet"](cx[gtv], cy[gtv], cz[gtv])
+    active = np.zeros_like(gtv)
+    active[gtv] = pet_field > np.quantile(pet_field, a.pet["active_quantile"])
     suv = np.where(gtv, a.pet["suv_gtv_rest"], suv)
-    suv = np.where(active, a.pet["suv_active"] * het, suv)
+    suv[active] = a.pet["suv_active"] * (1.0 + 0.12 * a.fields["pet_het"](cx[active], cy[active], cz[active]))
     files.write_array(suv, ct_grid, truth_dir / "suv.nii.gz")
     files.write_array(active.astype(np.uint8), ct_grid, truth_dir / "masks" / "PET_ACTIVE.nii.gz", dtype=np.uint8)
     fwhm = 6.0
@@ -372,8 +378,9 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
     if cold > 0 and oars.any():
         d_oar = ndimage.distance_transform_edt(~oars, sampling=ct_grid.spacing[::-1])
         dose *= 1.0 - cold * np.exp(-(d_oar**2) / (2 * 8.0**2))
-    dose *= 1.0 + 0.015 * a.fields["vf"](cx + 17, cy, cz)
-    dose = np.where(masks["BODY"], dose, 0.0)
+    body = masks["BODY"]
+    dose = np.where(body, dose, 0.0)
+    dose[body] *= 1.0 + 0.015 * a.fields["vf"](cx[body] + 17, cy[body], cz[body])
     body_pts = np.stack([c[masks["BODY"]] for c in (cx, cy, cz)], axis=1)
     lo, hi = body_pts.min(0) - 6, body_pts.max(0) + 6
     dose_grid = box_grid(tuple(zip(lo, hi)), (p.rtdose_spacing,) * 3, iop)
