@@ -173,13 +173,25 @@ def test_rigid_shift_scenario_moves_the_base_doses_one_voxel(tmp_path):
     voxels = np.arange(dose.size)
     stage._write_scenario(tmp_path / "base.npz", voxels, grid, {"uniform": dose.ravel()}, method="recalculated",
                           scenario="s+0_+0_+0_r+3")
-    stage.run_shift({"base": tmp_path / "base.npz", "ct_dose": tmp_path / "ct_dose.nii.gz"},
-                    {"doses": tmp_path / "out.npz"}, params={"patient_id": "P1", "scenario": "s+3_+0_+0_r+3"})
+    stage._write_scenario(tmp_path / "base0.npz", voxels, grid, {"uniform": 2 * dose.ravel()}, method="recalculated",
+                          scenario="s+0_+0_+0_r+0")
+    stage.run_shift({"bases": [tmp_path / "base0.npz", tmp_path / "base.npz"], "ct_dose": tmp_path / "ct_dose.nii.gz"},
+                    {"doses": [tmp_path / "out.npz", tmp_path / "out0.npz"]},
+                    params={"patient_id": "P1", "scenarios": ["s+3_+0_+0_r+3", "s+0_+0_-3_r+0"]})
     out = stage._read_scenario(tmp_path / "out.npz")
     assert out["method"] == "rigid_shift" and out["scenario"] == "s+3_+0_+0_r+3"
     moved = out["doses"]["uniform"].reshape(grid.shape)
     # +3 mm along LPS x on a grid whose x index runs along −x: one voxel towards lower index.
     np.testing.assert_allclose(moved[:, :, :-1], dose[:, :, 1:], rtol=1e-6)
+    # Each scenario moves its own range error's doses: −3 mm along z (index along +z) from r+0.
+    out0 = stage._read_scenario(tmp_path / "out0.npz")
+    assert out0["scenario"] == "s+0_+0_-3_r+0"
+    np.testing.assert_allclose(out0["doses"]["uniform"].reshape(grid.shape)[:-1], 2 * dose[1:], rtol=1e-6)
+    from dosepaint.errors import DosepaintInputError
+
+    with pytest.raises(DosepaintInputError, match="no doses of scenario s\\+0_\\+0_\\+0_r-3"):
+        stage.run_shift({"bases": [tmp_path / "base.npz"], "ct_dose": tmp_path / "ct_dose.nii.gz"},
+                        {"doses": [tmp_path / "x.npz"]}, params={"patient_id": "P1", "scenarios": ["s+3_+0_+0_r-3"]})
 
 
 def test_summary_pools_held_out_voxels_for_the_tertiles(tmp_path):

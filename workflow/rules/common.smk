@@ -201,10 +201,21 @@ def scenario_files(wildcards):
     ]
 
 
-def scenario_base(wildcards):
-    """The same-range scenario that a rigid-shift scenario moves."""
-    base = dp_rob.Scenario.from_name(wildcards.scen).base()
-    return f"{RESULTS}/patients/{wildcards.pid}/robustness/scenarios/{base.name}.npz"
+SHIFTED = [
+    s
+    for s in SCENARIOS
+    if dp_rob.scenario_folder(s, setup_method=ROB_CFG["setup_method"]) == "shifted"
+]
+"""Setup scenarios made by the rigid-shift approximation (none with ``setup_method: recalculate``)."""
+
+
+def shift_bases(wildcards):
+    """The same-range scenarios that the rigid-shift scenarios of a patient move."""
+    names = dict.fromkeys(s.base().name for s in SHIFTED)
+    return [
+        f"{RESULTS}/patients/{wildcards.pid}/robustness/scenarios/{n}.npz"
+        for n in names
+    ]
 
 
 def rmse_sigma_inputs(wildcards):

@@ -43,7 +43,7 @@ rule plan:
         f"{RESULTS}/benchmarks/plan/{{pid}}.tsv"
     conda:
         "../../envs/planning.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=lambda wc, input: dp_plan.plan_mem_mb(input.influence),
         runtime=90,

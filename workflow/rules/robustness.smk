@@ -54,20 +54,20 @@ rule scenario_dose:
 
 rule scenario_shift:
     input:
-        base=scenario_base,
+        bases=shift_bases,
         ct_dose=INGEST_FILES["ct_dose"],
     output:
-        doses=f"{ROB}/shifted/{{scen}}.npz",
+        doses=[f"{ROB}/shifted/{s.name}.npz" for s in SHIFTED],
     log:
-        f"{RESULTS}/logs/scenario_shift/{{pid}}/{{scen}}.log",
+        f"{RESULTS}/logs/scenario_shift/{{pid}}.log",
     conda:
         "../../envs/imaging.yaml"
     resources:
         mem_mb=2000,
-        runtime=5,
+        runtime=10,
     params:
         patient_id=lambda wc: wc.pid,
-        scenario=lambda wc: wc.scen,
+        scenarios=[s.name for s in SHIFTED],
     script:
         "../../scripts/scenario_shift.py"
 

@@ -280,6 +280,82 @@ class PyRadPlanEngine:
                 out[key] = ours.reshape(influence.grid_shape)
         return out
 
+    def forward_many(self, ct_hu: sitk.Image, influence: DoseInfluence, weights: list,
+                     *, body: np.ndarray, shift_mm=(0.0, 0.0, 0.0), range_scale: float = 1.0) -> list[dict]:
+        """:meth:`forward` for several spot-weight vectors of one scenario at the price of about one.
+
+        pyRadPlan's forward calculation computes every spot of its steering information once per
+        weight vector, and its time is the spots' (per-spot Python work), not the voxels'.  Here each
+        beam's spots that any vector uses are computed once, as a dose-influence matrix on the voxels of
+        ``body`` (one pyRadPlan call per beam: the peak memory is one beam's), and every vector is
+        applied to it with pyRadPlan's own formulas (``Dij.get_result_arrays_from_intensity``):
+        physical dose D·w, effect α_D·w + (√β_D·w)², LETd = L_D·w / D·w where D·w > 5 % of its maximum
+        (else 0).  Matches :meth:`forward` to float rounding (tested); with a setup shift it equals the
+        sum of one-beam forward calculations (6e-7 of the maximum), whereas pyRadPlan's forward of all
+        beams at once with moved isocentres differs from that sum by up to 6e-5 (measured on a phantom).
+
+        Returns one dict per weight vector, with the keys of :meth:`forward` that the engine computes
+        (``physical_dose``, ``effect`` for carbon, ``let`` for protons), each on the whole ``(z, y, x)``
+        grid.
+        """
+        from pyRadPlan import calc_dose_influence, generate_stf
+
+        tmask = np.zeros(int(np.prod(influence.grid_shape)), bool)
+        tmask[influence.voxels[influence.target_rows]] = True
+        tmask = tmask.reshape(influence.grid_shape)
+        ct, cst = self._ct_cst(ct_hu, target=tmask, helper=np.asarray(body, bool) & ~tmask)
+        W = np.stack([np.asarray(w, np.float64) for w in weights], axis=1)  # (n_spots, n_vectors)
+        if W.shape[0] != influence.n_spots:
+            raise ValueError(f"{W.shape[0]} weights for {influence.n_spots} spots")
+        shift = np.asarray(shift_mm, np.float64).reshape(3)
+        calc_ct = self._scaled_wet_ct(ct, float(range_scale)) if float(range_scale) != 1.0 else ct
+        sums: dict[str, np.ndarray] = {}
+        start = 0
+        for b in range(len(self.gantry)):
+            pln = self._plan(ct, beams=[b])
+            stf = generate_stf(ct, cst, pln)  # spots placed on the nominal CT, as planned
+            n_b = stf.total_number_of_bixels
+            w_b = W[start:start + n_b]
+            start += n_b
+            stf, kept = _prune(stf, np.any(w_b > 0, axis=1))
+            if np.any(shift != 0.0):
+                for beam in stf.beams:
+                    beam.iso_center = np.asarray(beam.iso_center, np.float64) + shift
+            if calc_ct is not ct:
+                pln.prop_dose_calc = {**pln.prop_dose_calc, "use_given_eq_density_cube": True}
+            dij = calc_dose_influence(calc_ct, cst, stf, pln)
+            wk = w_b[kept]
+            for key in ("physical_dose", "alpha_dose", "sqrt_beta_dose", "let_dose"):
+                m = getattr(dij, key, None)
+                if m is None:
+                    continue
+                m = m.flat[0] if isinstance(m, np.ndarray) and m.dtype == object else m
+                part = np.asarray(m @ wk, np.float64)  # (n_vox_lps, n_vectors)
+                sums[key] = part if key not in sums else sums[key] + part
+            del dij
+        if start != influence.n_spots:
+            raise RuntimeError("spot set differs from the cached dose influence")
+        lps_to_ours = _index_map(ct_hu)
+
+        def ours(values):
+            out = np.empty_like(values)
+            out[lps_to_ours] = values
+            return out.reshape(influence.grid_shape)
+
+        results = []
+        for j in range(W.shape[1]):
+            phys = sums["physical_dose"][:, j]
+            r = {"physical_dose": ours(phys)}
+            if "alpha_dose" in sums and "sqrt_beta_dose" in sums:
+                r["effect"] = ours(sums["alpha_dose"][:, j] + sums["sqrt_beta_dose"][:, j] ** 2)
+            if "let_dose" in sums:
+                let = np.zeros_like(phys)
+                hit = phys > 0.05 * phys.max()
+                let[hit] = sums["let_dose"][hit, j] / phys[hit]
+                r["let"] = ours(let)
+            results.append(r)
+        return results
+
     @staticmethod
     def _scaled_wet_ct(ct, scale: float):
         """A pyRadPlan CT whose cube is the water-equivalent density (its own HLUT) × ``scale``,

@@ -59,19 +59,23 @@ def calc_voxels(masks: dict, grid: Grid, *, oars, ring_mm: float, body_step: int
     return calc, ring, sample
 
 
-def ctv_ld_cm3(masks_dir) -> float:
-    """Volume of CTV_LD (cm³) from the masks folder (what the memory of spot-based jobs scales with)."""
+def ctv_ld_voxels(masks_dir) -> tuple[float, float]:
+    """CTV_LD volume (cm³) and the dose grid's voxels per cm³ relative to a 3 mm grid (1 at 3 mm,
+    0.216 at 5 mm): memory per spot scales with the voxels a spot reaches."""
     import SimpleITK as sitk
 
     mask = sitk.ReadImage(str(Path(masks_dir) / "CTV_LD.nii.gz"))
-    return float(sitk.GetArrayViewFromImage(mask).astype(bool).sum()) * float(np.prod(mask.GetSpacing())) / 1000.0
+    voxel_mm3 = float(np.prod(mask.GetSpacing()))
+    cm3 = float(sitk.GetArrayViewFromImage(mask).astype(bool).sum()) * voxel_mm3 / 1000.0
+    return cm3, 27.0 / voxel_mm3
 
 
 def influence_mem_mb(masks_dir) -> int:
     """Memory (MB) to declare for the dose influence of one patient: 500 MB + 6.5 MB per cm³ of
-    CTV_LD, from the default cohort (3 mm grid, 6 mm spots, carbon: 2.4 GB at 330 cm³, 15 GB at
-    the largest CTV_LD)."""
-    return int(500 + 6.5 * ctv_ld_cm3(masks_dir))
+    CTV_LD on a 3 mm grid, scaled by the voxel density (default cohort, 3 mm grid, 6 mm spots,
+    carbon: 2.4 GB at 330 cm³, 15 GB at the largest CTV_LD; 5 mm grid: 1.2 GB for a 466 cm³ GTV)."""
+    cm3, density = ctv_ld_voxels(masks_dir)
+    return int(500 + 6.5 * cm3 * density)
 
 
 def plan_mem_mb(influence_path) -> int:
@@ -168,17 +172,19 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
                                        params=p)
     t_opt = time.perf_counter() - t_opt
 
-    # Whole-grid doses: forward calculation of each phase's spots (phase 1 is shared).
+    # Whole-grid doses: forward calculation of each phase's spots (phase 1 is shared), all four weight
+    # vectors from one pyRadPlan calculation per beam.
     engine = PyRadPlanEngine.from_influence(inf)
     t_fwd = time.perf_counter()
     body = masks["BODY"]
-    phase1 = _forward(engine, ct, inf, courses["uniform"].phase1, body=body, n_fx=params["n_ld"],
-                      constant_rbe=params["constant_rbe"])
+    fwd = engine.forward_many(ct, inf, [courses["uniform"].phase1, *(courses[k].phase2 for k in PLAN_NAMES)],
+                              body=body)
+    phase1 = _course_part(fwd[0], inf, n_fx=params["n_ld"], constant_rbe=params["constant_rbe"])
     rows_out, qc = [], {"patient_id": pid, "plans": {}}
     bins = np.arange(0.0, 1.3 * dp, 0.25)
-    for name in PLAN_NAMES:
+    for i, name in enumerate(PLAN_NAMES, start=1):
         c = courses[name]
-        ph2 = _forward(engine, ct, inf, c.phase2, body=body, n_fx=params["n_hd"], constant_rbe=params["constant_rbe"])
+        ph2 = _course_part(fwd[i], inf, n_fx=params["n_hd"], constant_rbe=params["constant_rbe"])
         dose = phase1["rbe_total"] + ph2["rbe_total"]
         # LETd of the course: pyRadPlan's (protons, whole grid) or our approximation (influence rows).
         if "let" in phase1 and "let" in ph2:
@@ -241,8 +247,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     return table
 
 
-def _forward(engine, ct, inf, weights, *, body, n_fx: int, constant_rbe: float) -> dict:
-    q = engine.forward(ct, inf, weights, body=body)
+def _course_part(q: dict, inf, *, n_fx: int, constant_rbe: float) -> dict:
+    """Total doses of ``n_fx`` fractions from one per-fraction forward result ``q``."""
     out = {"physical_total": n_fx * q["physical_dose"]}
     if "effect" in q:
         out["rbe_total"] = n_fx * rbe_dose_from_effect(q["effect"], alpha_x=inf.alpha_x, beta_x=inf.beta_x)

@@ -8,9 +8,9 @@ the DWI-match RMSE in the GTVs of the training patients only (``cohort/rmse_sigm
 ``scenario_dose`` → :func:`run_scenario` (patient × scenario): the plans' doses in one physical
 scenario, by pyRadPlan forward calculation of each plan's spot weights with the isocentre moved and
 the stopping powers scaled (:meth:`PyRadPlanEngine.forward`); the nominal scenario is the plan
-stage's dose. ``scenario_shift`` → :func:`run_shift`: the labelled fast approximation of a setup
-error, the scenario of the same range error moved rigidly (``robustness.setup_method:
-rigid_shift``). Both write ``{scenario}.npz``: per plan the total course dose (Gy(RBE), float32) on
+stage's dose. ``scenario_shift`` → :func:`run_shift` (patient): the labelled fast approximation of
+setup errors, the scenario of the same range error moved rigidly (``robustness.setup_method:
+rigid_shift``), all of a patient's shifts in one job. Both write ``{scenario}.npz``: per plan the total course dose (Gy(RBE), float32) on
 the evaluation voxels (targets and OARs expanded by the largest shift and a voxel).
 
 ``robustness`` → :func:`run_patient`: per-scenario DVH metrics, TCP and goals
@@ -43,7 +43,7 @@ from ..planning.biology import rbe_dose_from_effect
 from ..planning.engine import PyRadPlanEngine
 from ..planning.influence import DoseInfluence
 from ..structures import expand
-from .plan import STRUCTURES, ctv_ld_cm3, tcp_model
+from .plan import STRUCTURES, ctv_ld_voxels, tcp_model
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,11 @@ def _read_plan_masks(inputs, params, pid):
 
 
 def scenario_mem_mb(masks_dir) -> int:
-    """Memory (MB) to declare for one recalculated scenario: 1 GB + 1 MB per cm³ of CTV_LD (a forward
-    calculation stores no spot matrix: 0.9 GB peak measured for SYN022, CTV_LD ≈ 1200 cm³)."""
-    return int(1000 + 1.0 * ctv_ld_cm3(masks_dir))
+    """Memory (MB) to declare for one recalculated scenario: 1 GB + 2.5 MB per cm³ of CTV_LD on a
+    3 mm grid, scaled by the voxel density (one beam's influence on the evaluation voxels is held,
+    :meth:`PyRadPlanEngine.forward_many`; 1.4 GB peak measured on a 5 mm grid for a 466 cm³ GTV)."""
+    cm3, density = ctv_ld_voxels(masks_dir)
+    return int(1000 + 2.5 * cm3 * density)
 
 
 def run_scenario(inputs: dict, outputs: dict, *, params: dict) -> dict:
@@ -133,20 +135,26 @@ def run_scenario(inputs: dict, outputs: dict, *, params: dict) -> dict:
                                           f"({w['phase1'].size} vs {inf.n_spots} spots)", patient=pid,
                                           path=inputs[f"{plan}_weights"])
 
-        def course_part(w, n_fx):
-            q = engine.forward(ct, inf, w, body=keep, shift_mm=scen.shift_mm, range_scale=scen.range_scale)
+        # Every distinct weight vector (DE/DR keep the uniform phase 1) from one pyRadPlan
+        # calculation per beam.
+        vectors, index = [], {}
+        for plan, w in weights.items():
+            for phase in ("phase1", "phase2"):
+                j = next((i for i, v in enumerate(vectors) if np.array_equal(v, w[phase])), None)
+                if j is None:
+                    vectors.append(w[phase])
+                    j = len(vectors) - 1
+                index[plan, phase] = j
+        fwd = engine.forward_many(ct, inf, vectors, body=keep, shift_mm=scen.shift_mm, range_scale=scen.range_scale)
+
+        def course_part(q, n_fx):
             if "effect" in q:
                 return n_fx * rbe_dose_from_effect(q["effect"], alpha_x=inf.alpha_x, beta_x=inf.beta_x)
             return n_fx * float(params["constant_rbe"]) * q["physical_dose"]
 
-        w_u = weights["uniform"]
-        phase1 = course_part(w_u["phase1"], w_u["n_ld"]).ravel()[voxels]
         for plan, w in weights.items():
-            if not np.array_equal(w["phase1"], w_u["phase1"]):  # DE/DR keep the uniform phase 1
-                p1 = course_part(w["phase1"], w["n_ld"]).ravel()[voxels]
-            else:
-                p1 = phase1
-            doses[plan] = p1 + course_part(w["phase2"], w["n_hd"]).ravel()[voxels]
+            doses[plan] = (course_part(fwd[index[plan, "phase1"]], w["n_ld"])
+                           + course_part(fwd[index[plan, "phase2"]], w["n_hd"])).ravel()[voxels]
         method = "recalculated"
     _write_scenario(outputs["doses"], voxels, grid, doses, method=method, scenario=scen.name)
     secs = time.perf_counter() - t0
@@ -169,19 +177,39 @@ def _read_scenario(path) -> dict:
 
 
 def run_shift(inputs: dict, outputs: dict, *, params: dict) -> dict:
-    """A setup scenario as the rigid shift of the same-range scenario's doses (labelled approximation)."""
-    scen = rob.Scenario.from_name(params["scenario"])
-    base = _read_scenario(inputs["base"])
+    """A patient's setup scenarios as rigid shifts of the same-range scenarios' doses (labelled
+    approximation).
+
+    ``inputs``: ``bases`` (the zero-shift scenario files, any order), ``ct_dose``; ``outputs``:
+    ``doses``, one file per name of ``params["scenarios"]``, in that order.  One job per patient, not
+    per scenario: a shift takes milliseconds, a job's start seconds.
+    """
+    pid = params["patient_id"]
+    names = list(params["scenarios"])
+    targets = files.as_paths(outputs["doses"])
+    if len(names) != len(targets):
+        raise ValueError(f"{len(names)} scenario names for {len(targets)} output files")
     _, grid = files.read_array(inputs["ct_dose"])  # the dose grid's geometry
-    if tuple(grid.shape) != tuple(base["grid_shape"]):
-        raise DosepaintInputError("scenario doses are not on the dose grid", patient=params["patient_id"],
-                                  path=inputs["base"])
-    vox = rob.shift_to_voxels(scen.shift_mm, direction=grid.matrix, spacing_zyx=tuple(grid.spacing)[::-1])
-    doses = {}
-    for plan, d in base["doses"].items():
-        doses[plan] = rob.rigid_shift(_full(d, base["voxels"], grid), vox).ravel()[base["voxels"]]
-    _write_scenario(outputs["doses"], base["voxels"], grid, doses, method="rigid_shift", scenario=scen.name)
-    return {"method": "rigid_shift", "shift_vox": vox.tolist()}
+    bases = {}
+    for path in files.as_paths(inputs["bases"]):
+        b = _read_scenario(path)
+        if tuple(grid.shape) != tuple(b["grid_shape"]):
+            raise DosepaintInputError("scenario doses are not on the dose grid", patient=pid, path=path)
+        bases[b["scenario"]] = b
+    shifts = {}
+    for name, target in zip(names, targets):
+        scen = rob.Scenario.from_name(name)
+        base_name = scen.base().name
+        if base_name not in bases:
+            raise DosepaintInputError(f"no doses of scenario {base_name} to shift for {name}", patient=pid,
+                                      path=inputs["bases"])
+        base = bases[base_name]
+        vox = rob.shift_to_voxels(scen.shift_mm, direction=grid.matrix, spacing_zyx=tuple(grid.spacing)[::-1])
+        doses = {plan: rob.rigid_shift(_full(d, base["voxels"], grid), vox).ravel()[base["voxels"]]
+                 for plan, d in base["doses"].items()}
+        _write_scenario(target, base["voxels"], grid, doses, method="rigid_shift", scenario=scen.name)
+        shifts[name] = vox.tolist()
+    return {"method": "rigid_shift", "shift_vox": shifts}
 
 
 # -- per patient -------------------------------------------------------------------------------------------
