@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 import SimpleITK as sitk
 
+from dosepaint.io import dicom as dcm
 from dosepaint.validation import ingest_errors
 
 from .helpers import dicompyler_dvh_check
@@ -192,6 +194,20 @@ def test_tiny_cohort_end_to_end(tmp_path):
             leaks = [s for s in planted if s.encode() in data]
             assert not leaks, (path, leaks)
     assert scanned > 300
+    # Exported DICOM is de-identified: the Basic Profile for the attributes we write, pseudonymous ids.
+    exported = sorted(results.glob("patients/*/plans/*/rtdose.dcm"))
+    assert len(exported) == 3 * len(test_ids)
+    for path in exported:
+        pid = path.parts[-4]
+        ds = pydicom.dcmread(path)
+        assert dcm.basic_profile_violations(ds, pseudonym=pid) == [], path
+        source_uids = set()
+        for f in (results / "synthetic" / "dicom" / pid).rglob("*"):
+            if f.is_file() and f.suffix != ".txt":
+                src = pydicom.dcmread(f, stop_before_pixels=True)
+                source_uids |= {str(src.get(k)) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+                                                          "FrameOfReferenceUID") if k in src}
+        assert not {str(e.value) for e in ds.iterall() if e.VR == "UI"} & source_uids, path
 
     # The generated sheet is a valid sheet for "your own exports": plan the same cohort from it.
     cfg = tmp_path / "sheet.yaml"
