@@ -6,6 +6,7 @@ it into place, so an interrupted job never leaves a half-written output.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -27,9 +28,15 @@ def as_paths(x) -> list:
 
 @contextmanager
 def atomic_path(path, suffix=""):
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success."""
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    A reader never sees a half-written ``path``.  A process killed mid-write (SIGKILL) leaves its
+    hidden temporary ``.{name}.*`` behind; the next write of the same ``path`` removes it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or "".join(path.suffixes),
                                dir=path.parent)
     os.close(fd)
