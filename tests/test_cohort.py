@@ -21,7 +21,7 @@ def test_defaults_are_filled(config_schema):
     cfg = validate_config({"cohort": {"source": "synthetic"}}, config_schema)
     assert cfg["results"] == "results"
     assert cfg["synthetic"]["preset"] == "default"
-    assert cfg["ingest"]["dose_grid_mm"] == 3.0
+    assert cfg["ingest"]["dose_grid_mm"] == 5.0
     assert cfg["ingest"]["registration"]["shrink_factors"] == [4, 2]
     assert cfg["cohort"]["n_test"] == 10
 
