@@ -251,34 +251,22 @@ class PyRadPlanEngine:
         """
         from pyRadPlan import calc_dose_forward, generate_stf
 
-        # Spot placement depends on the target only; rebuild it exactly as in influence().
-        tmask = np.zeros(int(np.prod(influence.grid_shape)), bool)
-        tmask[influence.voxels[influence.target_rows]] = True
-        tmask = tmask.reshape(influence.grid_shape)
-        ct, cst = self._ct_cst(ct_hu, target=tmask, helper=np.asarray(body, bool) & ~tmask)
+        ct, cst = self._forward_ct_cst(ct_hu, influence, body)
         pln = self._plan(ct)
         stf = generate_stf(ct, cst, pln)
         if stf.total_number_of_bixels != influence.n_spots:
             raise RuntimeError("spot set differs from the cached dose influence")
         weights = np.asarray(weights, np.float64)
         stf, kept = _prune(stf, weights > 0)
-        shift = np.asarray(shift_mm, np.float64).reshape(3)
-        if np.any(shift != 0.0):
-            for beam in stf.beams:
-                beam.iso_center = np.asarray(beam.iso_center, np.float64) + shift
+        _move_isocentres(stf, shift_mm)
         if float(range_scale) != 1.0:
             ct = self._scaled_wet_ct(ct, float(range_scale))
             pln.prop_dose_calc = {**pln.prop_dose_calc, "use_given_eq_density_cube": True}
         res = calc_dose_forward(ct, cst, stf, pln, weights[kept])
         lps_to_ours = _index_map(ct_hu)
-        out = {}
-        for key in ("physical_dose", "alpha_dose", "sqrt_beta_dose", "let_dose", "effect", "let"):
-            if key in res and res[key] is not None:
-                arr = _cube_values(res[key])
-                ours = np.empty_like(arr)
-                ours[lps_to_ours] = arr
-                out[key] = ours.reshape(influence.grid_shape)
-        return out
+        return {key: _from_lps(_cube_values(res[key]), lps_to_ours, influence.grid_shape)
+                for key in ("physical_dose", "alpha_dose", "sqrt_beta_dose", "let_dose", "effect", "let")
+                if key in res and res[key] is not None}
 
     def forward_many(self, ct_hu: sitk.Image, influence: DoseInfluence, weights: list,
                      *, body: np.ndarray, shift_mm=(0.0, 0.0, 0.0), range_scale: float = 1.0) -> list[dict]:
@@ -300,14 +288,10 @@ class PyRadPlanEngine:
         """
         from pyRadPlan import calc_dose_influence, generate_stf
 
-        tmask = np.zeros(int(np.prod(influence.grid_shape)), bool)
-        tmask[influence.voxels[influence.target_rows]] = True
-        tmask = tmask.reshape(influence.grid_shape)
-        ct, cst = self._ct_cst(ct_hu, target=tmask, helper=np.asarray(body, bool) & ~tmask)
+        ct, cst = self._forward_ct_cst(ct_hu, influence, body)
         W = np.stack([np.asarray(w, np.float64) for w in weights], axis=1)  # (n_spots, n_vectors)
         if W.shape[0] != influence.n_spots:
             raise ValueError(f"{W.shape[0]} weights for {influence.n_spots} spots")
-        shift = np.asarray(shift_mm, np.float64).reshape(3)
         calc_ct = self._scaled_wet_ct(ct, float(range_scale)) if float(range_scale) != 1.0 else ct
         sums: dict[str, np.ndarray] = {}
         start = 0
@@ -318,9 +302,7 @@ class PyRadPlanEngine:
             w_b = W[start:start + n_b]
             start += n_b
             stf, kept = _prune(stf, np.any(w_b > 0, axis=1))
-            if np.any(shift != 0.0):
-                for beam in stf.beams:
-                    beam.iso_center = np.asarray(beam.iso_center, np.float64) + shift
+            _move_isocentres(stf, shift_mm)
             if calc_ct is not ct:
                 pln.prop_dose_calc = {**pln.prop_dose_calc, "use_given_eq_density_cube": True}
             dij = calc_dose_influence(calc_ct, cst, stf, pln)
@@ -338,9 +320,7 @@ class PyRadPlanEngine:
         lps_to_ours = _index_map(ct_hu)
 
         def ours(values):
-            out = np.empty_like(values)
-            out[lps_to_ours] = values
-            return out.reshape(influence.grid_shape)
+            return _from_lps(values, lps_to_ours, influence.grid_shape)
 
         results = []
         for j in range(W.shape[1]):
@@ -355,6 +335,15 @@ class PyRadPlanEngine:
                 r["let"] = ours(let)
             results.append(r)
         return results
+
+    def _forward_ct_cst(self, ct_hu: sitk.Image, influence: DoseInfluence, body: np.ndarray):
+        """pyRadPlan CT and structures of a forward calculation: the target of ``influence`` (spot
+        placement depends on it only, so the spots are rebuilt exactly as in :meth:`influence`) and
+        ``body`` as the voxels to compute."""
+        tmask = np.zeros(int(np.prod(influence.grid_shape)), bool)
+        tmask[influence.voxels[influence.target_rows]] = True
+        tmask = tmask.reshape(influence.grid_shape)
+        return self._ct_cst(ct_hu, target=tmask, helper=np.asarray(body, bool) & ~tmask)
 
     @staticmethod
     def _scaled_wet_ct(ct, scale: float):
@@ -389,6 +378,21 @@ def _prune(stf, keep: np.ndarray):
                 rays.append(ray)
         beam.rays = rays
     return stf, keep
+
+
+def _move_isocentres(stf, shift_mm) -> None:
+    """Setup error: every beam's isocentre of ``stf`` moved, in place, by ``shift_mm`` (patient LPS)."""
+    shift = np.asarray(shift_mm, np.float64).reshape(3)
+    if np.any(shift != 0.0):
+        for beam in stf.beams:
+            beam.iso_center = np.asarray(beam.iso_center, np.float64) + shift
+
+
+def _from_lps(values: np.ndarray, lps_to_ours: np.ndarray, shape) -> np.ndarray:
+    """Flat values in pyRadPlan's LPS voxel order as an array on our ``(z, y, x)`` grid."""
+    out = np.empty_like(values)
+    out[lps_to_ours] = values
+    return out.reshape(shape)
 
 
 def _cube_values(cube) -> np.ndarray:

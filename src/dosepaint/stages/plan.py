@@ -179,12 +179,12 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     body = masks["BODY"]
     fwd = engine.forward_many(ct, inf, [courses["uniform"].phase1, *(courses[k].phase2 for k in PLAN_NAMES)],
                               body=body)
-    phase1 = _course_part(fwd[0], inf, n_fx=params["n_ld"], constant_rbe=params["constant_rbe"])
+    phase1 = course_doses(fwd[0], inf, n_fx=params["n_ld"], constant_rbe=params["constant_rbe"])
     rows_out, qc = [], {"patient_id": pid, "plans": {}}
     bins = np.arange(0.0, 1.3 * dp, 0.25)
     for i, name in enumerate(PLAN_NAMES, start=1):
         c = courses[name]
-        ph2 = _course_part(fwd[i], inf, n_fx=params["n_hd"], constant_rbe=params["constant_rbe"])
+        ph2 = course_doses(fwd[i], inf, n_fx=params["n_hd"], constant_rbe=params["constant_rbe"])
         dose = phase1["rbe_total"] + ph2["rbe_total"]
         # LETd of the course: pyRadPlan's (protons, whole grid) or our approximation (influence rows).
         if "let" in phase1 and "let" in ph2:
@@ -247,8 +247,10 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     return table
 
 
-def _course_part(q: dict, inf, *, n_fx: int, constant_rbe: float) -> dict:
-    """Total doses of ``n_fx`` fractions from one per-fraction forward result ``q``."""
+def course_doses(q: dict, inf, *, n_fx: int, constant_rbe: float) -> dict:
+    """Total doses of ``n_fx`` fractions from one per-fraction forward result ``q``: physical
+    (``physical_total``), RBE-weighted (``rbe_total``: from the carbon effect, or the constant RBE)
+    and, when the engine gives it, the LETd (``let``)."""
     out = {"physical_total": n_fx * q["physical_dose"]}
     if "effect" in q:
         out["rbe_total"] = n_fx * rbe_dose_from_effect(q["effect"], alpha_x=inf.alpha_x, beta_x=inf.beta_x)

@@ -7,11 +7,12 @@ the DWI-match RMSE in the GTVs of the training patients only (``cohort/rmse_sigm
 
 ``scenario_dose`` → :func:`run_scenario` (patient × scenario): the plans' doses in one physical
 scenario, by pyRadPlan forward calculation of each plan's spot weights with the isocentre moved and
-the stopping powers scaled (:meth:`PyRadPlanEngine.forward`); the nominal scenario is the plan
+the stopping powers scaled (:meth:`PyRadPlanEngine.forward_many`); the nominal scenario is the plan
 stage's dose. ``scenario_shift`` → :func:`run_shift` (patient): the labelled fast approximation of
 setup errors, the scenario of the same range error moved rigidly (``robustness.setup_method:
-rigid_shift``), all of a patient's shifts in one job. Both write ``{scenario}.npz``: per plan the total course dose (Gy(RBE), float32) on
-the evaluation voxels (targets and OARs expanded by the largest shift and a voxel).
+rigid_shift``), all of a patient's shifts in one job. Both write ``{scenario}.npz``: per plan the
+total course dose (Gy(RBE), float32) on the evaluation voxels (targets and OARs expanded by the
+largest shift and a voxel).
 
 ``robustness`` → :func:`run_patient`: per-scenario DVH metrics, TCP and goals
 (``scenario_metrics.tsv``), DVH bands (``dvh_bands.tsv``), voxel-wise worst-case dose per plan
@@ -39,11 +40,10 @@ from ..errors import DosepaintInputError
 from ..io import files
 from ..layout import PLAN_NAMES
 from ..planning import evaluate as ev
-from ..planning.biology import rbe_dose_from_effect
 from ..planning.engine import PyRadPlanEngine
 from ..planning.influence import DoseInfluence
 from ..structures import expand
-from .plan import STRUCTURES, ctv_ld_voxels, tcp_model
+from .plan import STRUCTURES, course_doses, ctv_ld_voxels, tcp_model
 
 log = logging.getLogger(__name__)
 
@@ -146,15 +146,11 @@ def run_scenario(inputs: dict, outputs: dict, *, params: dict) -> dict:
                     j = len(vectors) - 1
                 index[plan, phase] = j
         fwd = engine.forward_many(ct, inf, vectors, body=keep, shift_mm=scen.shift_mm, range_scale=scen.range_scale)
-
-        def course_part(q, n_fx):
-            if "effect" in q:
-                return n_fx * rbe_dose_from_effect(q["effect"], alpha_x=inf.alpha_x, beta_x=inf.beta_x)
-            return n_fx * float(params["constant_rbe"]) * q["physical_dose"]
-
+        rbe = float(params["constant_rbe"])
         for plan, w in weights.items():
-            doses[plan] = (course_part(fwd[index[plan, "phase1"]], w["n_ld"])
-                           + course_part(fwd[index[plan, "phase2"]], w["n_hd"])).ravel()[voxels]
+            parts = [course_doses(fwd[index[plan, phase]], inf, n_fx=w[n_key], constant_rbe=rbe)["rbe_total"]
+                     for phase, n_key in (("phase1", "n_ld"), ("phase2", "n_hd"))]
+            doses[plan] = (parts[0] + parts[1]).ravel()[voxels]
         method = "recalculated"
     _write_scenario(outputs["doses"], voxels, grid, doses, method=method, scenario=scen.name)
     secs = time.perf_counter() - t0
