@@ -23,8 +23,8 @@ from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_ROOT_UID, ExplicitVRLittleEndian, generate_uid
 
 from ..errors import DosepaintInputError
-from . import files as _files
 from ..geometry import Grid
+from . import files as _files
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"

@@ -235,14 +235,14 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     if chosen["DWI"] is not None:
         t = time.perf_counter()
         signals, bvals, dwi_grid, dwi_hdr = dcm.read_dwi(chosen["DWI"].files, patient=pid, tolerance_mm=tol)
+        dwi_folder = chosen["DWI"].files[0].parent
         if np.any(~np.isfinite(signals)):
-            raise DosepaintInputError("DWI contains non-finite values", patient=pid, path=chosen["DWI"].files[0].parent)
+            raise DosepaintInputError("DWI contains non-finite values", patient=pid, path=dwi_folder)
         negative = [float(b) for b, s in zip(bvals, signals) if np.any(s < 0)]
         if negative:
             # Magnitude images are never negative: a wrong rescale (or phase data) would corrupt the ADC.
             raise DosepaintInputError(f"DWI has negative signal at b = {negative} s/mm² (magnitude images "
-                                      "expected; check RescaleSlope/RescaleIntercept)", patient=pid,
-                                      path=chosen["DWI"].files[0].parent)
+                                      "expected; check RescaleSlope/RescaleIntercept)", patient=pid, path=dwi_folder)
         files.write_array(signals, dwi_grid, outputs["dwi"])
         timing = dcm.pgse_timing_ms(dwi_hdr)
         timing_source = "header (private dosepaint block)" if timing else "config defaults"

@@ -381,7 +381,7 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
     body = masks["BODY"]
     dose = np.where(body, dose, 0.0)
     dose[body] *= 1.0 + 0.015 * a.fields["vf"](cx[body] + 17, cy[body], cz[body])
-    body_pts = np.stack([c[masks["BODY"]] for c in (cx, cy, cz)], axis=1)
+    body_pts = np.stack([c[body] for c in (cx, cy, cz)], axis=1)
     lo, hi = body_pts.min(0) - 6, body_pts.max(0) + 6
     dose_grid = box_grid(tuple(zip(lo, hi)), (p.rtdose_spacing,) * 3, iop)
     dose_img = resample(ct_grid.image(dose.astype(np.float32)), dose_grid)
