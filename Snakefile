@@ -23,6 +23,14 @@ include: "workflow/rules/statistics.smk"
 include: "workflow/rules/sweep.smk"
 
 
+onsuccess:
+    say_exclusions()
+
+
+onerror:
+    say_exclusions()
+
+
 rule all:
     default_target: True
     input:

@@ -19,7 +19,7 @@ import pytest
 from dosepaint.errors import DosepaintInputError
 from dosepaint.io import dicom as dcm
 from dosepaint.io import files
-from dosepaint.stages import ingest
+from dosepaint.stages import check, ingest
 from dosepaint.stages.pet import suv_factor
 
 from .helpers import checksums, ingest_params, outputs_in
@@ -223,5 +223,29 @@ def test_bad_input_gives_one_clear_error(case, export, tiny_patient, config_sche
         assert str(named) in text or str(named.relative_to(export)) in text, (case, named, text)
     else:  # the PET stage names the ingest record and the DICOM file whose header lacks it
         assert out["pet_json"] in text and "DICOM file" in text, text
+    # The input check, run before any ingest, excludes the patient for the same problem and file.
+    params = {**ingest_params(config_schema, pid=PID, **over), "on_input_error": "exclude"}
+    record = check.run({"dicom_dir": str(export)}, {"check": str(tmp_path / "check.json")}, params=params)
+    assert files.read_json(tmp_path / "check.json") == record
+    assert record["status"] == "excluded" and record["patient_id"] == PID, record
+    at_fault = export / record["file"]  # relative to the export: the named file, or a file in the named folder
+    assert at_fault.exists() and (at_fault == named or named in at_fault.parents), (case, named, record)
+    if stage == "ingest":
+        assert record["problem"] == err.value.problem, (record, text)
+    else:
+        assert record["problem"].startswith("no SUV can be computed from the PET header"), record
+        assert re.search(message, record["problem"]), record
+    with pytest.raises(DosepaintInputError) as stop:  # on_input_error: stop raises the same error
+        check.run({"dicom_dir": str(export)}, {"check": str(tmp_path / "stop.json")},
+                  params={**params, "on_input_error": "stop"})
+    assert stop.value.problem == record["problem"] and not (tmp_path / "stop.json").exists()
     assert checksums(tiny_patient["dicom"]) == before  # the good export is untouched
+
+
+def test_input_check_passes_the_good_export(tiny_patient, config_schema, tmp_path):
+    before = checksums(tiny_patient["dicom"])
+    params = {**ingest_params(config_schema, pid=PID), "on_input_error": "stop"}
+    record = check.run({"dicom_dir": str(tiny_patient["dicom"])}, {"check": str(tmp_path / "c.json")}, params=params)
+    assert record == {"patient_id": PID, "status": "included", "file": None, "problem": None}
+    assert checksums(tiny_patient["dicom"]) == before
 

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,70 @@ def test_split_reproduces_study_proportions_and_is_stratified():
 def test_split_rejects_impossible_sizes():
     with pytest.raises(ConfigError, match="n_test = 5"):
         make_split(["a", "b", "c"], [0, 1, 0], n_test=5, seed=0)
+
+
+def _checks(tmp_path, status):
+    """Input-check records (as ``stages.check`` writes them) for the given {patient: problem or None}."""
+    from dosepaint.io import files
+    paths = []
+    for pid, problem in status.items():
+        rec = {"patient_id": pid, "status": "excluded" if problem else "included",
+               "file": "CT/ct_3.dcm" if problem else None, "problem": problem}
+        paths.append(str(tmp_path / f"{pid}.json"))
+        files.write_json(rec, paths[-1])
+    return paths
+
+
+def _split_params(sheet_schema):
+    return {"schema": sheet_schema, "clinical_columns": [], "dicom_root": None, "n_test": 1, "seed": 5}
+
+
+def test_split_leaves_out_the_excluded_patients_and_lists_them(tmp_path, sheet_schema):
+    from dosepaint.cohort import exclusion_notice
+    from dosepaint.io import files
+    from dosepaint.stages import split as split_stage
+    sheet = write_sheet(tmp_path, ["P1\tdicom/P1\t1\t12\t", "P2\tdicom/P2\t0\t60\t", "P3\tdicom/P3\t0\t48\t"])
+    out = {"split": str(tmp_path / "split.tsv"), "excluded": str(tmp_path / "excluded.tsv")}
+    checks = _checks(tmp_path, {"P1": None, "P2": "CT: missing slice(s)", "P3": None})
+    split = split_stage.run({"sheet": str(sheet), "checks": checks}, out, params=_split_params(sheet_schema))
+    # The split of the two included patients is the seeded split of exactly those two.
+    assert split["patient_id"].tolist() == ["P1", "P3"]
+    assert dict(zip(split["patient_id"], split["split"])) == make_split(["P1", "P3"], [1, 0], n_test=1, seed=5)
+    excluded = files.read_tsv(out["excluded"])
+    assert excluded.to_dict("records") == [{"patient_id": "P2", "stage": "input check", "file": "CT/ct_3.dcm",
+                                            "problem": "CT: missing slice(s)"}]
+    notice = exclusion_notice(out["excluded"])
+    assert "1 patient(s) excluded" in notice and "P2: CT/ct_3.dcm: CT: missing slice(s)" in notice
+    # Nobody excluded: an empty table (header only) and no notice.
+    split_stage.run({"sheet": str(sheet), "checks": _checks(tmp_path, dict.fromkeys(["P1", "P2", "P3"]))}, out,
+                    params=_split_params(sheet_schema))
+    assert files.read_tsv(out["excluded"]).empty and exclusion_notice(out["excluded"]) is None
+    assert exclusion_notice(tmp_path / "absent.tsv") is None
+
+
+@pytest.mark.parametrize(("status", "message"), [
+    ({"P1": "bad", "P2": "bad", "P3": "bad"}, "every patient was excluded at the input check"),
+    ({"P1": None, "P2": "bad", "P3": "bad"}, "n_test = 1 must be between 1 and 0 for a cohort of 1 (2 excluded"),
+])
+def test_split_after_exclusions_that_leave_too_few_patients_is_a_clear_error(tmp_path, sheet_schema, status,
+                                                                              message):
+    from dosepaint.stages import split as split_stage
+    sheet = write_sheet(tmp_path, ["P1\tdicom/P1\t1\t12\t", "P2\tdicom/P2\t0\t60\t", "P3\tdicom/P3\t0\t48\t"])
+    out = {"split": str(tmp_path / "split.tsv"), "excluded": str(tmp_path / "excluded.tsv")}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        split_stage.run({"sheet": str(sheet), "checks": _checks(tmp_path, status)}, out,
+                        params=_split_params(sheet_schema))
+    assert not Path(out["split"]).exists()
+
+
+def test_split_from_the_sheet_keeps_each_included_patients_side(tmp_path, sheet_schema):
+    from dosepaint.stages import split as split_stage
+    sheet = write_sheet(tmp_path, ["P1\tdicom/P1\t1\t12\ttrain", "P2\tdicom/P2\t0\t60\ttest",
+                                   "P3\tdicom/P3\t0\t48\ttest"])
+    out = {"split": str(tmp_path / "split.tsv"), "excluded": str(tmp_path / "excluded.tsv")}
+    split = split_stage.run({"sheet": str(sheet), "checks": _checks(tmp_path, {"P1": None, "P2": "x", "P3": None})},
+                            out, params=_split_params(sheet_schema))
+    assert dict(zip(split["patient_id"], split["split"])) == {"P1": "train", "P3": "test"}
+    with pytest.raises(ConfigError, match="the split has no training patient"):
+        split_stage.run({"sheet": str(sheet), "checks": _checks(tmp_path, {"P1": "x", "P2": None, "P3": None})},
+                        out, params=_split_params(sheet_schema))

@@ -124,3 +124,15 @@ def test_headline_puts_our_numbers_beside_the_study():
     assert h.loc["TCP DE (%)", "study"] == "83.3 ± 3.9"
     assert h.loc["ΔTCP high − low tertile, DE (pp)", "dosepaint"] == "12.0 ± 3.0"
     assert h.loc["ΔTCP DR, low-count tertile (pp)", "dosepaint"] == "–"
+
+
+def test_report_lists_the_excluded_patients_with_their_reasons():
+    from dosepaint.stages.split import EXCLUDED_COLUMNS
+    none = summary_stage.exclusions_html(pd.DataFrame(columns=EXCLUDED_COLUMNS))
+    assert "Excluded patients" in none and "None: every patient of the sheet passed" in none
+    table = pd.DataFrame([{"patient_id": "P7", "stage": "input check", "file": "study1/RTSTRUCT/RS.dcm",
+                           "problem": "ROI 'GTV' (GTV) has no contours"}], columns=EXCLUDED_COLUMNS)
+    page = summary_stage.exclusions_html(table)
+    assert "Excluded patients (1)" in page
+    for value in ("P7", "input check", "study1/RTSTRUCT/RS.dcm", "ROI 'GTV' (GTV) has no contours"):
+        assert value in page, value

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,8 @@ def test_dry_run_of_the_main_job_plans_the_whole_cohort(tmp_path):
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             jobs[parts[0]] = int(parts[1])
-    assert jobs["synthesize_patient"] == 37 and jobs["ingest"] == 37
+    # Per-patient jobs after the input check are added once the checks have run (the split is a checkpoint).
+    assert jobs["synthesize_patient"] == 37 and jobs["check_inputs"] == 37
     assert jobs["make_split"] == 1 and jobs["ingest_summary"] == 1
     assert jobs["pet_summary"] == 1 and jobs["tcp_fit"] == 1
 
@@ -89,6 +91,50 @@ def test_bad_patient_sheet_stops_before_any_job(tmp_path):
 
 
 @pytest.mark.workflow
+def test_a_bad_export_excludes_its_patient_and_the_others_complete(tmp_path, tiny_patient):
+    """A sheet cohort of three exports, one with a truncated CT file: with ``--keep-going`` the run
+    succeeds for the other two, the excluded patient is listed with the file and the problem, and it
+    takes no part in the split or the cohort tables. ``on_input_error: stop`` stops on it instead."""
+    from .helpers import checksums
+    from .test_bad_inputs import truncated_ct
+
+    for pid in ("P1", "P2", "P3"):
+        shutil.copytree(tiny_patient["dicom"], tmp_path / "dicom" / pid)
+    truncated = truncated_ct(tmp_path / "dicom" / "P2").relative_to(tmp_path / "dicom" / "P2")
+    before = checksums(tmp_path / "dicom")
+    sheet = tmp_path / "patients.tsv"
+    sheet.write_text("patient_id\tdicom_dir\tevent\ttime_months\n"
+                     "P1\tdicom/P1\t1\t20\nP2\tdicom/P2\t0\t50\nP3\tdicom/P3\t0\t60\n")
+    results = tmp_path / "results"
+    config = "results: {results}\ncohort:\n  source: sheet\n  sheet: {sheet}\n  n_test: 1\n  on_input_error: {mode}\n"
+    (tmp_path / "exclude.yaml").write_text(config.format(results=results, sheet=sheet, mode="exclude"))
+    targets = [str(results / "cohort" / n) for n in ("ingest_summary.tsv", "excluded.tsv", "dwi_summary.tsv")]
+    proc = snakemake("--cores", "2", "--keep-going", "--configfile", "config/tiny.yaml",
+                     str(tmp_path / "exclude.yaml"), "--", *targets)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    excluded = pd.read_csv(results / "cohort" / "excluded.tsv", sep="\t")
+    assert excluded[["patient_id", "stage", "file"]].values.tolist() == [["P2", "input check", str(truncated)]]
+    assert "unreadable pixel data" in excluded["problem"][0]
+    assert f"P2: {truncated}: " in proc.stderr  # said at the end of the run, not only in a table
+    split = pd.read_csv(results / "cohort" / "split.tsv", sep="\t")
+    assert sorted(split["patient_id"]) == ["P1", "P3"] and sorted(split["split"]) == ["test", "train"]
+    for table in ("ingest_summary.tsv", "dwi_summary.tsv"):
+        assert pd.read_csv(results / "cohort" / table, sep="\t")["patient_id"].tolist() == ["P1", "P3"], table
+    assert not (results / "patients" / "P2" / "ingest").exists()
+    assert "EXCLUDED patient P2, file " in (results / "logs" / "check_inputs" / "P2.log").read_text()
+    assert checksums(tmp_path / "dicom") == before  # inputs untouched
+    # The strict mode: the bad patient's check fails, naming the patient, the file and the problem.
+    strict = tmp_path / "strict"
+    (tmp_path / "stop.yaml").write_text(config.format(results=strict, sheet=sheet, mode="stop"))
+    proc = snakemake("--cores", "2", "--configfile", "config/tiny.yaml", str(tmp_path / "stop.yaml"), "--",
+                     str(strict / "cohort" / "excluded.tsv"))
+    assert proc.returncode != 0
+    log = (strict / "logs" / "check_inputs" / "P2.log").read_text()
+    assert f"patient P2, file {tmp_path / 'dicom' / 'P2' / truncated}" in log and "unreadable pixel data" in log
+    assert not (strict / "cohort" / "excluded.tsv").exists()
+
+
+@pytest.mark.workflow
 def test_tiny_cohort_end_to_end(tmp_path):
     """README main job on the tiny preset: synthesis → ingest → summary and split; then a no-op rerun."""
     results = tmp_path / "results"
@@ -104,6 +150,8 @@ def test_tiny_cohort_end_to_end(tmp_path):
     assert len(list((results / "libraries").glob("dwi_b0-50-100-400-700-1000_d20_D40.npz"))) == 1  # one protocol
     split = pd.read_csv(results / "cohort" / "split.tsv", sep="\t")
     assert (split["split"] == "test").sum() == 2
+    assert pd.read_csv(results / "cohort" / "excluded.tsv", sep="\t").empty  # every patient passed the check
+    assert "None: every patient of the sheet passed the input check" in (results / "cohort" / "summary.html").read_text()
     pet = pd.read_csv(results / "cohort" / "pet_metrics.tsv", sep="\t")
     assert len(pet) == 4 * 9 and (pet["reference"] == "truth").all()
     assert pet.groupby("method")["dice"].median().max() > 0.8

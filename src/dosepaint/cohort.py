@@ -212,3 +212,20 @@ def make_split(patient_ids, events, *, n_test: int, seed: int) -> dict[str, str]
 def synthetic_patient_ids(*, prefix: str, n_patients: int) -> list[str]:
     """Pseudonymous ids of the synthetic cohort: ``SYN001``, ``SYN002``, …"""
     return [f"{prefix}{i:03d}" for i in range(1, n_patients + 1)]
+
+
+def exclusion_notice(path) -> str | None:
+    """What a run says at its end about the patients excluded at the input check (``excluded.tsv``).
+
+    Returns None when the table does not exist (yet) or lists nobody.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    if table.empty:
+        return None
+    lines = [f"dosepaint: {len(table)} patient(s) excluded at the input check and left out of every cohort "
+             f"result (listed in {path} and the report):"]
+    lines += [f"  {r.patient_id}: {r.file or '-'}: {r.problem}" for r in table.itertuples()]
+    return "\n".join(lines)

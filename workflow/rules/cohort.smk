@@ -4,8 +4,14 @@
 checkpoint make_split:
     input:
         sheet=SHEET,
+        checks=expand(INPUT_CHECK, pid=PIDS),
     output:
         split=f"{RESULTS}/cohort/split.tsv",
+        excluded=report(
+            f"{RESULTS}/cohort/excluded.tsv",
+            caption="../report/excluded.rst",
+            category="Ingest",
+        ),
     log:
         f"{RESULTS}/logs/make_split.log",
     conda:
@@ -63,5 +69,6 @@ rule provenance:
 rule cohort_all:
     input:
         f"{RESULTS}/cohort/split.tsv",
+        f"{RESULTS}/cohort/excluded.tsv",
         f"{RESULTS}/cohort/ingest_summary.tsv",
         [TCP_FIT] if {"RTDOSE", "DWI"} <= set(INGEST_REQUIRED) else [],

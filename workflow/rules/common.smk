@@ -1,5 +1,6 @@
 # Thin adapter: validate the config and the patient sheet, expose patient ids
 # and a few input functions. Logic with branches lives in dosepaint.cohort.
+import sys
 from pathlib import Path
 
 from dosepaint import cohort as dp_cohort
@@ -106,10 +107,29 @@ PLAN_FILES = {
 PLAN_INFLUENCE = f"{RESULTS}/patients/{{pid}}/plans/influence.npz"
 
 
+INPUT_CHECK = f"{RESULTS}/patients/{{pid}}/input_check.json"
+
+
 def split_patients(which):
     """Patient ids of one side of the split (known once the split checkpoint has run)."""
     split = dp_files.read_tsv(checkpoints.make_split.get().output.split)
     return split.loc[split["split"] == which, "patient_id"].tolist()
+
+
+def included_patients():
+    """Patients that passed the input check, in sheet order (the split holds exactly them)."""
+    return dp_files.read_tsv(checkpoints.make_split.get().output.split)[
+        "patient_id"
+    ].tolist()
+
+
+def included_files(pattern):
+    """An input function: ``pattern`` expanded over the patients that passed the input check."""
+
+    def inputs(wildcards):
+        return expand(pattern, pid=included_patients())
+
+    return inputs
 
 
 def training_patients(wildcards):
@@ -138,11 +158,14 @@ def plan_tcp_model(wildcards):
 def planned_patients(wildcards):
     """Patients to plan: the held-out split (known once the split exists), all, or a list."""
     choice = CFG["planning"]["patients"]
+    if choice == "test":
+        return split_patients("test")
+    included = included_patients()
     if choice == "all":
-        return PIDS
-    if choice != "test":
-        return list(choice)
-    return split_patients("test")
+        return included
+    return [
+        p for p in choice if p in included
+    ]  # a listed patient that was excluded is in excluded.tsv
 
 
 def plan_metrics(wildcards):
@@ -257,3 +280,10 @@ def sweep_rows(wildcards):
         point=SWEEP.instance_patterns,
         pid=heldout_planned(wildcards),
     )
+
+
+def say_exclusions():
+    """At the end of a run: the patients excluded at the input check, if any (also in the report)."""
+    notice = dp_cohort.exclusion_notice(f"{RESULTS}/cohort/excluded.tsv")
+    if notice:
+        print(notice, file=sys.stderr)

@@ -60,7 +60,7 @@ rule dwi:
 
 rule dwi_summary:
     input:
-        qc=expand(f"{RESULTS}/patients/{{pid}}/dwi/qc.tsv", pid=PIDS),
+        qc=included_files(f"{RESULTS}/patients/{{pid}}/dwi/qc.tsv"),
     output:
         summary=report(
             f"{RESULTS}/cohort/dwi_summary.tsv",

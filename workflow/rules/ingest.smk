@@ -1,4 +1,34 @@
-# Per-patient DICOM ingest onto the planning CT and the dose grid.
+# Per-patient input check, then DICOM ingest onto the planning CT and the dose grid.
+
+# What reading an export needs: the check and the ingest read it with the same function.
+EXPORT_PARAMS = dict(
+    required_modalities=INGEST_REQUIRED,
+    required_structures=CFG["ingest"]["required_structures"],
+    structure_aliases=CFG["ingest"]["structure_aliases"],
+    slice_spacing_tolerance_mm=CFG["ingest"]["slice_spacing_tolerance_mm"],
+)
+
+
+rule check_inputs:
+    input:
+        dicom_dir=dicom_dir,
+    output:
+        check=INPUT_CHECK,
+    log:
+        f"{RESULTS}/logs/check_inputs/{{pid}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/check_inputs/{{pid}}.tsv"
+    conda:
+        "../../envs/imaging.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    params:
+        **EXPORT_PARAMS,
+        patient_id=lambda wc: wc.pid,
+        on_input_error=CFG["cohort"]["on_input_error"],
+    script:
+        "../../scripts/check_inputs.py"
 
 
 checkpoint ingest:
@@ -18,13 +48,10 @@ checkpoint ingest:
         mem_mb=6000,
         runtime=30,
     params:
+        **EXPORT_PARAMS,
         patient_id=lambda wc: wc.pid,
-        required_modalities=INGEST_REQUIRED,
-        required_structures=CFG["ingest"]["required_structures"],
-        structure_aliases=CFG["ingest"]["structure_aliases"],
         dose_grid_mm=CFG["ingest"]["dose_grid_mm"],
         dose_grid_margin_mm=CFG["ingest"]["dose_grid_margin_mm"],
-        slice_spacing_tolerance_mm=CFG["ingest"]["slice_spacing_tolerance_mm"],
         default_pgse_delta_ms=CFG["ingest"]["default_pgse_delta_ms"],
         default_pgse_Delta_ms=CFG["ingest"]["default_pgse_Delta_ms"],
         registration=CFG["ingest"]["registration"],
@@ -34,7 +61,7 @@ checkpoint ingest:
 
 rule ingest_summary:
     input:
-        qc=expand(f"{RESULTS}/patients/{{pid}}/ingest/qc.json", pid=PIDS),
+        qc=included_files(f"{RESULTS}/patients/{{pid}}/ingest/qc.json"),
     output:
         summary=report(
             f"{RESULTS}/cohort/ingest_summary.tsv",

@@ -37,7 +37,7 @@ rule pet:
 
 rule pet_summary:
     input:
-        metrics=expand(PET_FILES["metrics"], pid=PIDS),
+        metrics=included_files(PET_FILES["metrics"]),
     output:
         metrics=f"{RESULTS}/cohort/pet_metrics.tsv",
         summary=report(

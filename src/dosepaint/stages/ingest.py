@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -96,12 +97,145 @@ def dose_grid_for(body: np.ndarray, ct_grid: Grid, *, spacing_mm: float, margin_
     return grid_covering(pts, spacing=spacing_mm, direction=ct_grid.direction, margin_mm=margin_mm)
 
 
-def _relative(path, folder: Path) -> str:
+def export_relative(path, folder: Path) -> str:
     """``path`` relative to the patient's DICOM folder (the export's own names, no header values)."""
     try:
         return str(Path(path).relative_to(folder))
     except ValueError:
         return Path(path).name
+
+
+@dataclass
+class Export:
+    """One patient's export as ingest reads it: every series chosen, read and checked, nothing written.
+
+    Volumes are (z, y, x) arrays in physical units with their :class:`~dosepaint.geometry.Grid`;
+    series that are not there (and not required) are ``None``.
+    """
+
+    folder: Path
+    chosen: dict
+    skipped: list
+    all_series: list
+    ct: np.ndarray
+    ct_grid: Grid
+    ct_hdr: object
+    rs_path: Path
+    mapping: dict
+    unmapped_rois: list
+    masks: dict
+    notes: list
+    rtdose: tuple | None = None  # (dose Gy(RBE), grid, meta, path)
+    t2w: tuple | None = None  # (volume, grid)
+    dwi: tuple | None = None  # (signals b × z × y × x, b-values, grid, header, folder)
+    pet: tuple | None = None  # (Bq/mL, grid, header)
+    timings: dict = field(default_factory=dict)
+
+
+def read_export(folder, *, patient: str, params: dict) -> Export:
+    """Read and check one patient's export (no registration, no resampling, nothing written).
+
+    Every check of the input that ingest makes is made here, in the same order, so that the input check
+    (:mod:`dosepaint.stages.check`) and the ingest stop on the same first problem.
+
+    Parameters
+    ----------
+    folder : path
+        The patient's DICOM folder (read only).
+    patient : str
+        Pseudonymous patient id, for the errors.
+    params : dict
+        As :func:`run` (``required_modalities``, ``required_structures``, ``structure_aliases``,
+        ``slice_spacing_tolerance_mm``).
+
+    Raises
+    ------
+    DosepaintInputError
+        Naming the patient, the file or folder, and the problem.
+    """
+    pid = patient
+    folder = Path(folder)
+    tol = params["slice_spacing_tolerance_mm"]
+    timings = {}
+    t0 = time.perf_counter()
+    chosen, skipped, all_series = discover(folder, patient=pid, required_modalities=params["required_modalities"])
+    timings["discover_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    ct_series = chosen["CT"]
+    ct, ct_grid, ct_hdr = dcm.read_volume(ct_series.files, patient=pid, what="CT", tolerance_mm=tol)
+    timings["ct_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    rs_path = chosen["RTSTRUCT"].files[0]
+    contours, rs_for = dcm.read_rtstruct(rs_path, patient=pid)
+    if rs_for and ct_series.frame_of_reference and rs_for != ct_series.frame_of_reference:
+        raise DosepaintInputError("RTSTRUCT references another frame of reference than the planning CT",
+                                  patient=pid, path=rs_path)
+    mapping = map_roi_names(contours, params.get("structure_aliases"), patient=pid, path=rs_path)
+    missing = [s for s in params["required_structures"] if s not in mapping]
+    if missing:
+        raise DosepaintInputError(f"required structure(s) {missing} not found among ROIs {sorted(contours)}; "
+                                  "add aliases in config ingest.structure_aliases", patient=pid, path=rs_path)
+    masks = {}
+    for canon, roi in mapping.items():
+        if not contours[roi]:
+            raise DosepaintInputError(f"ROI {roi!r} ({canon}) has no contours", patient=pid, path=rs_path)
+        masks[canon] = contours_to_mask(contours[roi], ct_grid, patient=pid, path=rs_path, name=roi)
+        if not masks[canon].any():
+            raise DosepaintInputError(f"ROI {roi!r} ({canon}) is empty on the CT grid", patient=pid, path=rs_path)
+    notes = []
+    if "SKIN" not in masks and "BODY" in masks:
+        masks["SKIN"] = shell(masks["BODY"], ct_grid, thickness_mm=3.0)
+        notes.append("SKIN derived as the 3 mm inner shell of BODY")
+    masks.update(derived_structures(masks))
+    timings["structures_s"] = time.perf_counter() - t
+    export = Export(folder=folder, chosen=chosen, skipped=skipped, all_series=all_series, ct=ct, ct_grid=ct_grid,
+                    ct_hdr=ct_hdr, rs_path=rs_path, mapping=mapping,
+                    unmapped_rois=sorted(set(contours) - set(mapping.values())), masks=masks, notes=notes,
+                    timings=timings)
+
+    if chosen["RTDOSE"] is not None:
+        rd_path = chosen["RTDOSE"].files[0]
+        dose, rd_grid, rd_meta = dcm.read_rtdose(rd_path, patient=pid)
+        if ct_series.frame_of_reference and rd_meta["FrameOfReferenceUID"] not in ("", ct_series.frame_of_reference):
+            raise DosepaintInputError("RTDOSE is on another frame of reference than the planning CT",
+                                      patient=pid, path=rd_path)
+        export.rtdose = (dose, rd_grid, rd_meta, rd_path)
+
+    if chosen["T2W"] is not None:
+        t = time.perf_counter()
+        t2, t2_grid, _ = dcm.read_volume(chosen["T2W"].files, patient=pid, what="T2w MR", tolerance_mm=tol)
+        export.t2w = (t2, t2_grid)
+        timings["t2w_read_s"] = time.perf_counter() - t
+
+    if chosen["DWI"] is not None:
+        t = time.perf_counter()
+        signals, bvals, dwi_grid, dwi_hdr = dcm.read_dwi(chosen["DWI"].files, patient=pid, tolerance_mm=tol)
+        dwi_folder = chosen["DWI"].files[0].parent
+        if np.any(~np.isfinite(signals)):
+            raise DosepaintInputError("DWI contains non-finite values", patient=pid, path=dwi_folder)
+        negative = [float(b) for b, s in zip(bvals, signals) if np.any(s < 0)]
+        if negative:
+            # Magnitude images are never negative: a wrong rescale (or phase data) would corrupt the ADC.
+            raise DosepaintInputError(f"DWI has negative signal at b = {negative} s/mm² (magnitude images "
+                                      "expected; check RescaleSlope/RescaleIntercept)", patient=pid, path=dwi_folder)
+        if export.t2w is None:
+            raise DosepaintInputError("DWI needs a T2w series to be registered to the CT", patient=pid,
+                                      path=folder)
+        export.dwi = (signals, bvals, dwi_grid, dwi_hdr, dwi_folder)
+        timings["dwi_read_s"] = time.perf_counter() - t
+
+    if chosen["PT"] is not None:
+        t = time.perf_counter()
+        pet, pet_grid, pet_hdr = dcm.read_volume(chosen["PT"].files, patient=pid, what="PET", tolerance_mm=tol)
+        if chosen["PT"].frame_of_reference != ct_series.frame_of_reference:
+            raise DosepaintInputError("PET is on another frame of reference than the planning CT; "
+                                      "PET-to-CT registration is not supported", patient=pid,
+                                      path=chosen["PT"].files[0])
+        export.pet = (pet, pet_grid, pet_hdr)
+        timings["pet_read_s"] = time.perf_counter() - t
+    return export
 
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
@@ -126,62 +260,33 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         The QC record written to ``outputs["qc"]``.
     """
     pid = params["patient_id"]
-    folder = Path(inputs["dicom_dir"])
-    tol = params["slice_spacing_tolerance_mm"]
     reg_params = params["registration"]
-    timings = {}
     t0 = time.perf_counter()
-    chosen, skipped, all_series = discover(folder, patient=pid, required_modalities=params["required_modalities"])
-    qc = {"patient_id": pid, "skipped_non_dicom_files": len(skipped),
-          "series": [{"kind": s.kind, "modality": s.modality, "description": s.description, "files": len(s.files),
-                      "used": any(s is c for c in chosen.values())} for s in all_series]}
-    timings["discover_s"] = time.perf_counter() - t0
-
-    # --- CT -------------------------------------------------------------------------
-    t = time.perf_counter()
+    ex = read_export(inputs["dicom_dir"], patient=pid, params=params)
+    folder, chosen, ct, ct_grid, masks = ex.folder, ex.chosen, ex.ct, ex.ct_grid, ex.masks
+    timings = dict(ex.timings)
     ct_series = chosen["CT"]
-    ct, ct_grid, ct_hdr = dcm.read_volume(ct_series.files, patient=pid, what="CT", tolerance_mm=tol)
+    qc = {"patient_id": pid, "skipped_non_dicom_files": len(ex.skipped),
+          "series": [{"kind": s.kind, "modality": s.modality, "description": s.description, "files": len(s.files),
+                      "used": any(s is c for c in chosen.values())} for s in ex.all_series]}
+
+    # --- CT and structures ----------------------------------------------------------------
+    t = time.perf_counter()
     files.write_array(np.round(ct).astype(np.int16), ct_grid, outputs["ct"], dtype=np.int16)
     qc["ct"] = {"shape_zyx": ct_grid.shape, "spacing_mm": ct_grid.spacing,
                 "direction": [round(v, 6) for v in ct_grid.direction],
-                "patient_position": str(ct_hdr.get("PatientPosition", "")) or None}
-    timings["ct_s"] = time.perf_counter() - t
-
-    # --- structures ---------------------------------------------------------------------
-    t = time.perf_counter()
-    rs_path = chosen["RTSTRUCT"].files[0]
-    contours, rs_for = dcm.read_rtstruct(rs_path, patient=pid)
-    if rs_for and ct_series.frame_of_reference and rs_for != ct_series.frame_of_reference:
-        raise DosepaintInputError("RTSTRUCT references another frame of reference than the planning CT",
-                                  patient=pid, path=rs_path)
-    mapping = map_roi_names(contours, params.get("structure_aliases"), patient=pid, path=rs_path)
-    missing = [s for s in params["required_structures"] if s not in mapping]
-    if missing:
-        raise DosepaintInputError(f"required structure(s) {missing} not found among ROIs {sorted(contours)}; "
-                                  "add aliases in config ingest.structure_aliases", patient=pid, path=rs_path)
-    masks = {}
-    for canon, roi in mapping.items():
-        if not contours[roi]:
-            raise DosepaintInputError(f"ROI {roi!r} ({canon}) has no contours", patient=pid, path=rs_path)
-        masks[canon] = contours_to_mask(contours[roi], ct_grid, patient=pid, path=rs_path, name=roi)
-        if not masks[canon].any():
-            raise DosepaintInputError(f"ROI {roi!r} ({canon}) is empty on the CT grid", patient=pid, path=rs_path)
-    notes = []
-    if "SKIN" not in masks and "BODY" in masks:
-        masks["SKIN"] = shell(masks["BODY"], ct_grid, thickness_mm=3.0)
-        notes.append("SKIN derived as the 3 mm inner shell of BODY")
-    masks.update(derived_structures(masks))
+                "patient_position": str(ex.ct_hdr.get("PatientPosition", "")) or None}
     Path(outputs["masks_ct"]).mkdir(parents=True, exist_ok=True)
     for name, m in masks.items():
         files.write_array(m.astype(np.uint8), ct_grid, Path(outputs["masks_ct"]) / f"{name}.nii.gz", dtype=np.uint8)
     qc["structures"] = {
-        "roi_mapping": mapping,
-        "unmapped_rois": sorted(set(contours) - set(mapping.values())),
+        "roi_mapping": ex.mapping,
+        "unmapped_rois": ex.unmapped_rois,
         "absent": [c for c in CANONICAL if c not in masks],
         "volumes_cc": {n: float(m.sum() * ct_grid.voxel_volume / 1000.0) for n, m in masks.items()},
-        "notes": notes,
+        "notes": ex.notes,
     }
-    timings["structures_s"] = time.perf_counter() - t
+    timings["write_ct_structures_s"] = time.perf_counter() - t
 
     # --- dose grid ------------------------------------------------------------------------
     dgrid = dose_grid_for(masks["BODY"], ct_grid, spacing_mm=params["dose_grid_mm"],
@@ -195,12 +300,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     qc["dose_grid"] = {"shape_zyx": dgrid.shape, "spacing_mm": dgrid.spacing, "origin_mm": dgrid.origin}
 
     # --- delivered dose ----------------------------------------------------------------------
-    if chosen["RTDOSE"] is not None:
-        rd_path = chosen["RTDOSE"].files[0]
-        dose, rd_grid, rd_meta = dcm.read_rtdose(rd_path, patient=pid)
-        if ct_series.frame_of_reference and rd_meta["FrameOfReferenceUID"] not in ("", ct_series.frame_of_reference):
-            raise DosepaintInputError("RTDOSE is on another frame of reference than the planning CT",
-                                      patient=pid, path=rd_path)
+    if ex.rtdose is not None:
+        dose, rd_grid, rd_meta, _ = ex.rtdose
         files.write_array(resample_array(dose, rd_grid, dgrid), dgrid, outputs["rtdose"])
         qc["rtdose"] = {k: rd_meta[k] for k in ("DoseType", "DoseUnits", "DoseSummationType")}
         qc["rtdose"]["max_gy"] = float(dose.max())
@@ -212,9 +313,9 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
                   iterations=reg_params["iterations"], seed=reg_params["seed"], refine=reg_params["refine"],
                   refine_sampling=reg_params["refine_sampling_fraction"], threads=reg_params.get("threads", 1))
     t2_img = None
-    if chosen["T2W"] is not None:
+    if ex.t2w is not None:
         t = time.perf_counter()
-        t2, t2_grid, _ = dcm.read_volume(chosen["T2W"].files, patient=pid, what="T2w MR", tolerance_mm=tol)
+        t2, t2_grid = ex.t2w
         t2_img = t2_grid.image(t2)
         ct_img = ct_grid.image(ct)
         r = register_rigid(ct_img, t2_img, fixed_threshold=-400.0, **reg_kw)
@@ -232,25 +333,14 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         ct_to_t2 = r.transform
 
     # --- DWI → T2w → CT ----------------------------------------------------------------------------
-    if chosen["DWI"] is not None:
+    if ex.dwi is not None:
         t = time.perf_counter()
-        signals, bvals, dwi_grid, dwi_hdr = dcm.read_dwi(chosen["DWI"].files, patient=pid, tolerance_mm=tol)
-        dwi_folder = chosen["DWI"].files[0].parent
-        if np.any(~np.isfinite(signals)):
-            raise DosepaintInputError("DWI contains non-finite values", patient=pid, path=dwi_folder)
-        negative = [float(b) for b, s in zip(bvals, signals) if np.any(s < 0)]
-        if negative:
-            # Magnitude images are never negative: a wrong rescale (or phase data) would corrupt the ADC.
-            raise DosepaintInputError(f"DWI has negative signal at b = {negative} s/mm² (magnitude images "
-                                      "expected; check RescaleSlope/RescaleIntercept)", patient=pid, path=dwi_folder)
+        signals, bvals, dwi_grid, dwi_hdr, _ = ex.dwi
         files.write_array(signals, dwi_grid, outputs["dwi"])
         timing = dcm.pgse_timing_ms(dwi_hdr)
         timing_source = "header (private dosepaint block)" if timing else "config defaults"
         timing = timing or (params["default_pgse_delta_ms"], params["default_pgse_Delta_ms"])
         b0 = dwi_grid.image(signals[0])
-        if t2_img is None:
-            raise DosepaintInputError("DWI needs a T2w series to be registered to the CT", patient=pid,
-                                      path=folder)
         same_frame = chosen["DWI"].frame_of_reference == chosen["T2W"].frame_of_reference
         r = register_rigid(t2_img, b0, initial="identity" if same_frame else "moments", **reg_kw)
         files.write_transform(r.transform, outputs["dwi_to_t2w"])
@@ -270,27 +360,19 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         timings["dwi_s"] = time.perf_counter() - t
 
     # --- PET -----------------------------------------------------------------------------------------
-    if chosen["PT"] is not None:
+    if ex.pet is not None:
         t = time.perf_counter()
-        pet, pet_grid, pet_hdr = dcm.read_volume(chosen["PT"].files, patient=pid, what="PET", tolerance_mm=tol)
-        if chosen["PT"].frame_of_reference != ct_series.frame_of_reference:
-            raise DosepaintInputError("PET is on another frame of reference than the planning CT; "
-                                      "PET-to-CT registration is not supported", patient=pid,
-                                      path=chosen["PT"].files[0])
+        pet, pet_grid, pet_hdr = ex.pet
         files.write_array(pet, pet_grid, outputs["pet"])
         files.write_array(resample_array(pet, pet_grid, ct_grid), ct_grid, outputs["pet_ct"])
         files.write_array(resample_array(pet, pet_grid, dgrid), dgrid, outputs["pet_dose"])
-        meta = dcm.pet_metadata(pet_hdr)
         # The SUV factor is settled here, where the header is; an unusable header does not stop the
         # ingest (CT, MR and dose are still good) but is kept, and the PET stage fails on it.
-        try:
-            _, pet_json = suv_factor_from_metadata(meta)
-            pet_json["suv_error"] = None
-        except SuvError as exc:
-            pet_json = {"suv_factor": None, "suv_error": str(exc), "suv_error_attribute": exc.attribute}
-            log.warning("%s: no SUV from %s: %s", pid, chosen["PT"].files[0], exc)
+        pet_json = suv_record(pet_hdr)
+        if pet_json["suv_error"]:
+            log.warning("%s: no SUV from %s: %s", pid, chosen["PT"].files[0], pet_json["suv_error"])
         # Absolute dates and times are identifying (PS3.15): only the interval is kept.
-        pet_json["header_file"] = _relative(chosen["PT"].files[0], folder)
+        pet_json["header_file"] = export_relative(chosen["PT"].files[0], folder)
         files.write_json(pet_json, outputs["pet_json"])
         qc["pet"] = {"shape_zyx": pet_grid.shape, "spacing_mm": pet_grid.spacing, **pet_json}
         timings["pet_s"] = time.perf_counter() - t
@@ -301,3 +383,12 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     log.info("ingested %s in %.1f s", pid, timings["total_s"])
     return qc
 
+
+def suv_record(pet_hdr) -> dict:
+    """The SUV factor of a PET header and what it was made of, or why there is none (``suv_error``)."""
+    try:
+        _, record = suv_factor_from_metadata(dcm.pet_metadata(pet_hdr))
+        record["suv_error"] = None
+    except SuvError as exc:
+        record = {"suv_factor": None, "suv_error": str(exc), "suv_error_attribute": exc.attribute}
+    return record

@@ -71,8 +71,21 @@ def _table(df: pd.DataFrame, digits: int = 3) -> str:
                       classes="dp")
 
 
+def exclusions_html(excluded: pd.DataFrame | None) -> str:
+    """The report's list of excluded patients with their reasons (or that there were none)."""
+    if excluded is None:
+        return ""
+    if excluded.empty:
+        return "<h2>Excluded patients</h2><p>None: every patient of the sheet passed the input check.</p>"
+    return (f"<h2>Excluded patients ({len(excluded)})</h2><p>Left out before the split, with the file and "
+            "the problem that excluded them; no cohort number below includes them.</p>" + _table(excluded))
+
+
 def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
-    """``headline`` (TSV) and ``html`` (the report's summary page)."""
+    """``headline`` (TSV) and ``html`` (the report's summary page).
+
+    ``inputs["excluded"]`` (optional): the split stage's ``excluded.tsv``, listed first on the page.
+    """
     stats = files.read_json(inputs["statistics"])
     tert = files.read_tsv(inputs["tertiles"])
     head = headline(stats, tert)
@@ -91,7 +104,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
                          "test Brier": e["test_brier"]} for k, e in ev["estimates"].items()])
     surv = files.read_json(inputs["survival"])
     cox = files.read_tsv(inputs["cox"])
-    parts = ["<h2>Held-out cohort against the study</h2>",
+    excluded = files.read_tsv(inputs["excluded"]) if inputs.get("excluded") else None
+    parts = [exclusions_html(excluded), "<h2>Held-out cohort against the study</h2>",
              f"<p>{stats['n_patients']} held-out patients; TCP model fitted on {fit['n_train']} training patients "
              f"({fit['model']['estimator']}).</p>", _table(head),
              "<h2>Table 1: median [25th–75th percentile]</h2>", _table(t1),

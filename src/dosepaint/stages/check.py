@@ -1,0 +1,75 @@
+"""Input check stage: does one patient's export pass every check of the ingest? Never fails on bad input.
+
+The check reads the export exactly as the ingest does (:func:`dosepaint.stages.ingest.read_export`:
+series, pixel data, slice geometry, contours rasterised on the CT, b-values, signal signs, frames of
+reference) and, where PET is required, whether an SUV can be made of its header. It does not register
+or resample. A patient whose export fails is *excluded*: the record names the file (relative to the
+patient's DICOM folder) and the problem, the log says it at ERROR level, and the cohort stages (split,
+fit, statistics, report) go on with the patients that pass. With ``on_input_error: stop`` the check
+raises instead, and the workflow stops on that patient as the ingest would.
+
+Output ``input_check.json``::
+
+    {"patient_id": ..., "status": "included" | "excluded", "file": ... | null, "problem": ... | null}
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..errors import DosepaintInputError
+from ..io import files
+from .ingest import export_relative, read_export, suv_record
+
+log = logging.getLogger(__name__)
+
+STATUS = ("included", "excluded")
+
+
+def check_export(folder, *, patient: str, params: dict) -> None:
+    """Raise the :class:`DosepaintInputError` the ingest or the PET stage would raise on this export.
+
+    ``params`` as :func:`dosepaint.stages.ingest.run`.
+    """
+    ex = read_export(folder, patient=patient, params=params)
+    if ex.pet is not None and "PT" in params["required_modalities"]:
+        record = suv_record(ex.pet[2])
+        if record["suv_error"]:
+            raise DosepaintInputError(f"no SUV can be computed from the PET header: {record['suv_error']}",
+                                      patient=patient, path=ex.chosen["PT"].files[0])
+
+
+def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
+    """Check one patient's export and write the verdict.
+
+    Parameters
+    ----------
+    inputs : dict
+        ``dicom_dir``: the patient's DICOM folder (read only).
+    outputs : dict
+        ``check``: the JSON record.
+    params : dict
+        The ingest's params (see :func:`dosepaint.stages.ingest.run`) and ``on_input_error``
+        (``"exclude"`` or ``"stop"``).
+
+    Returns
+    -------
+    dict
+        The record written.
+    """
+    pid = params["patient_id"]
+    folder = Path(inputs["dicom_dir"])
+    record = {"patient_id": pid, "status": "included", "file": None, "problem": None}
+    try:
+        check_export(folder, patient=pid, params=params)
+    except DosepaintInputError as exc:
+        if params["on_input_error"] == "stop":
+            raise
+        log.error("EXCLUDED %s", exc)
+        named = export_relative(exc.path, folder) if exc.path else None
+        record.update(status="excluded", file="." if named == "." else named, problem=exc.problem)
+    else:
+        log.info("%s: the export passes every input check", pid)
+    files.write_json(record, outputs["check"])
+    return record
