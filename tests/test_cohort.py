@@ -122,18 +122,22 @@ def _checks(tmp_path, status):
     return paths
 
 
-def _split_params(sheet_schema):
-    return {"schema": sheet_schema, "clinical_columns": [], "dicom_root": None, "n_test": 1, "seed": 5}
+def _include_and_split(tmp_path, sheet, status, sheet_schema):
+    """The inclusion stage over the checks, then the split stage over its excluded.tsv."""
+    from dosepaint.stages import inclusion
+    from dosepaint.stages import split as split_stage
+    out = {"split": str(tmp_path / "split.tsv"), "excluded": str(tmp_path / "excluded.tsv")}
+    inclusion.run({"checks": _checks(tmp_path, status)}, out, params={"patient_ids": list(status)})
+    params = {"schema": sheet_schema, "clinical_columns": [], "dicom_root": None, "n_test": 1, "seed": 5}
+    return split_stage.run({"sheet": str(sheet), "excluded": out["excluded"]}, out, params=params), out
 
 
 def test_split_leaves_out_the_excluded_patients_and_lists_them(tmp_path, sheet_schema):
     from dosepaint.cohort import exclusion_notice
     from dosepaint.io import files
-    from dosepaint.stages import split as split_stage
     sheet = write_sheet(tmp_path, ["P1\tdicom/P1\t1\t12\t", "P2\tdicom/P2\t0\t60\t", "P3\tdicom/P3\t0\t48\t"])
-    out = {"split": str(tmp_path / "split.tsv"), "excluded": str(tmp_path / "excluded.tsv")}
-    checks = _checks(tmp_path, {"P1": None, "P2": "CT: missing slice(s)", "P3": None})
-    split = split_stage.run({"sheet": str(sheet), "checks": checks}, out, params=_split_params(sheet_schema))
+    split, out = _include_and_split(tmp_path, sheet, {"P1": None, "P2": "CT: missing slice(s)", "P3": None},
+                                    sheet_schema)
     # The split of the two included patients is the seeded split of exactly those two.
     assert split["patient_id"].tolist() == ["P1", "P3"]
     assert dict(zip(split["patient_id"], split["split"])) == make_split(["P1", "P3"], [1, 0], n_test=1, seed=5)
@@ -143,10 +147,16 @@ def test_split_leaves_out_the_excluded_patients_and_lists_them(tmp_path, sheet_s
     notice = exclusion_notice(out["excluded"])
     assert "1 patient(s) excluded" in notice and "P2: CT/ct_3.dcm: CT: missing slice(s)" in notice
     # Nobody excluded: an empty table (header only) and no notice.
-    split_stage.run({"sheet": str(sheet), "checks": _checks(tmp_path, dict.fromkeys(["P1", "P2", "P3"]))}, out,
-                    params=_split_params(sheet_schema))
+    _include_and_split(tmp_path, sheet, dict.fromkeys(["P1", "P2", "P3"]), sheet_schema)
     assert files.read_tsv(out["excluded"]).empty and exclusion_notice(out["excluded"]) is None
     assert exclusion_notice(tmp_path / "absent.tsv") is None
+
+
+def test_inclusion_needs_a_check_of_every_patient(tmp_path):
+    from dosepaint.stages import inclusion
+    with pytest.raises(ConfigError, match=re.escape("no input check for patient(s) ['P3']")):
+        inclusion.run({"checks": _checks(tmp_path, {"P1": None, "P2": None})},
+                      {"excluded": str(tmp_path / "excluded.tsv")}, params={"patient_ids": ["P1", "P2", "P3"]})
 
 
 @pytest.mark.parametrize(("status", "message"), [
@@ -155,23 +165,16 @@ def test_split_leaves_out_the_excluded_patients_and_lists_them(tmp_path, sheet_s
 ])
 def test_split_after_exclusions_that_leave_too_few_patients_is_a_clear_error(tmp_path, sheet_schema, status,
                                                                               message):
-    from dosepaint.stages import split as split_stage
     sheet = write_sheet(tmp_path, ["P1\tdicom/P1\t1\t12\t", "P2\tdicom/P2\t0\t60\t", "P3\tdicom/P3\t0\t48\t"])
-    out = {"split": str(tmp_path / "split.tsv"), "excluded": str(tmp_path / "excluded.tsv")}
     with pytest.raises(ConfigError, match=re.escape(message)):
-        split_stage.run({"sheet": str(sheet), "checks": _checks(tmp_path, status)}, out,
-                        params=_split_params(sheet_schema))
-    assert not Path(out["split"]).exists()
+        _include_and_split(tmp_path, sheet, status, sheet_schema)
+    assert not (tmp_path / "split.tsv").exists()
 
 
 def test_split_from_the_sheet_keeps_each_included_patients_side(tmp_path, sheet_schema):
-    from dosepaint.stages import split as split_stage
     sheet = write_sheet(tmp_path, ["P1\tdicom/P1\t1\t12\ttrain", "P2\tdicom/P2\t0\t60\ttest",
                                    "P3\tdicom/P3\t0\t48\ttest"])
-    out = {"split": str(tmp_path / "split.tsv"), "excluded": str(tmp_path / "excluded.tsv")}
-    split = split_stage.run({"sheet": str(sheet), "checks": _checks(tmp_path, {"P1": None, "P2": "x", "P3": None})},
-                            out, params=_split_params(sheet_schema))
+    split, _ = _include_and_split(tmp_path, sheet, {"P1": None, "P2": "x", "P3": None}, sheet_schema)
     assert dict(zip(split["patient_id"], split["split"])) == {"P1": "train", "P3": "test"}
     with pytest.raises(ConfigError, match="the split has no training patient"):
-        split_stage.run({"sheet": str(sheet), "checks": _checks(tmp_path, {"P1": "x", "P2": None, "P3": None})},
-                        out, params=_split_params(sheet_schema))
+        _include_and_split(tmp_path, sheet, {"P1": "x", "P2": None, "P3": None}, sheet_schema)

@@ -127,7 +127,7 @@ def test_headline_puts_our_numbers_beside_the_study():
 
 
 def test_report_lists_the_excluded_patients_with_their_reasons():
-    from dosepaint.stages.split import EXCLUDED_COLUMNS
+    from dosepaint.stages.inclusion import EXCLUDED_COLUMNS
     none = summary_stage.exclusions_html(pd.DataFrame(columns=EXCLUDED_COLUMNS))
     assert "Excluded patients" in none and "None: every patient of the sheet passed" in none
     table = pd.DataFrame([{"patient_id": "P7", "stage": "input check", "file": "study1/RTSTRUCT/RS.dcm",

@@ -378,3 +378,22 @@ def test_oar_margin_keeps_the_near_max_below_a_limit_that_a_soft_penalty_oversho
         assert res.dose[rows["CTV"]].min() > 0.97 * dp
     assert oar_max[1.0] > limit + 0.5  # a penalty at the limit lets dose through
     assert oar_max[0.97] <= limit
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_plan_stage_pins_blas_threads_to_its_parameter(monkeypatch, threads):
+    """The plan's BLAS threads follow ``planning.threads``, not the executor's OMP_NUM_THREADS."""
+    import threadpoolctl
+
+    from dosepaint.stages import plan as plan_stage
+
+    seen = {}
+
+    def fake_run(inputs, outputs, *, params):
+        seen["blas"] = {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+
+    monkeypatch.setattr(plan_stage, "_run", fake_run)
+    with threadpoolctl.threadpool_limits(limits=3, user_api="blas"):  # as a job given 3 cores would start
+        plan_stage.run({}, {}, params={"threads": threads})
+        outside = {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+    assert seen["blas"] == {threads} and outside == {3}

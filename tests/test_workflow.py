@@ -265,7 +265,7 @@ def test_tiny_cohort_end_to_end(tmp_path):
     plan = snakemake("-n", "--cores", "1", "--configfile", str(cfg))
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert "synthesize_patient" not in plan.stdout
-    assert any(line.split() == ["ingest", "4"] for line in plan.stdout.splitlines())
+    assert any(line.split() == ["check_inputs", "4"] for line in plan.stdout.splitlines())
 
 
 def test_killed_run_resumes_to_the_outputs_of_an_uninterrupted_one(tmp_path):

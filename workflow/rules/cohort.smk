@@ -1,17 +1,31 @@
 # Cohort-level rules: the train/test split (the TCP fit and statistics build on it).
 
 
-checkpoint make_split:
+checkpoint exclusions:
     input:
-        sheet=SHEET,
         checks=expand(INPUT_CHECK, pid=PIDS),
     output:
-        split=f"{RESULTS}/cohort/split.tsv",
         excluded=report(
-            f"{RESULTS}/cohort/excluded.tsv",
+            EXCLUDED,
             caption="../report/excluded.rst",
             category="Ingest",
         ),
+    log:
+        f"{RESULTS}/logs/exclusions.log",
+    conda:
+        "../../envs/imaging.yaml"
+    params:
+        patient_ids=PIDS,
+    script:
+        "../../scripts/exclusions.py"
+
+
+checkpoint make_split:
+    input:
+        sheet=SHEET,
+        excluded=EXCLUDED,
+    output:
+        split=f"{RESULTS}/cohort/split.tsv",
     log:
         f"{RESULTS}/logs/make_split.log",
     conda:
@@ -69,6 +83,6 @@ rule provenance:
 rule cohort_all:
     input:
         f"{RESULTS}/cohort/split.tsv",
-        f"{RESULTS}/cohort/excluded.tsv",
+        EXCLUDED,
         f"{RESULTS}/cohort/ingest_summary.tsv",
         [TCP_FIT] if {"RTDOSE", "DWI"} <= set(INGEST_REQUIRED) else [],

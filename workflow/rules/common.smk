@@ -108,6 +108,7 @@ PLAN_INFLUENCE = f"{RESULTS}/patients/{{pid}}/plans/influence.npz"
 
 
 INPUT_CHECK = f"{RESULTS}/patients/{{pid}}/input_check.json"
+EXCLUDED = f"{RESULTS}/cohort/excluded.tsv"
 
 
 def split_patients(which):
@@ -284,6 +285,6 @@ def sweep_rows(wildcards):
 
 def say_exclusions():
     """At the end of a run: the patients excluded at the input check, if any (also in the report)."""
-    notice = dp_cohort.exclusion_notice(f"{RESULTS}/cohort/excluded.tsv")
+    notice = dp_cohort.exclusion_notice(EXCLUDED)
     if notice:
         print(notice, file=sys.stderr)

@@ -43,7 +43,7 @@ rule plan:
         f"{RESULTS}/benchmarks/plan/{{pid}}.tsv"
     conda:
         "../../envs/planning.yaml"
-    threads: 1
+    threads: CFG["planning"]["threads"]
     resources:
         mem_mb=lambda wc, input: dp_plan.plan_mem_mb(input.influence),
         runtime=90,
@@ -60,6 +60,7 @@ rule plan:
         optimisation=CFG["planning"]["optimisation"],
         ring_mm=CFG["planning"]["ring_mm"],
         body_step=CFG["planning"]["body_step"],
+        threads=CFG["planning"]["threads"],
     script:
         "../../scripts/plan.py"
 

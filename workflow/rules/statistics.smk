@@ -202,7 +202,7 @@ rule cohort_summary:
         survival=f"{RESULTS}/cohort/survival.json",
         cox=f"{RESULTS}/cohort/survival_cox.tsv",
         recovery=[f"{RESULTS}/cohort/tcp_recovery.json"] if SYNTHETIC else [],
-        excluded=f"{RESULTS}/cohort/excluded.tsv",
+        excluded=EXCLUDED,
     output:
         headline=f"{RESULTS}/cohort/headline.tsv",
         html=report(

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from .. import dwi
 from .. import radiobiology as rb
@@ -131,7 +132,17 @@ def tcp_model(inputs: dict, tcp: dict) -> dict:
 
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
-    """Plans of one patient; see the module docstring and ``config/README.md`` (planning)."""
+    """Plans of one patient; see the module docstring and ``config/README.md`` (planning).
+
+    ``params["threads"]`` (default 1) fixes the sparse products' row blocks and the BLAS/OpenMP
+    threads, whatever the executor's environment (``OMP_NUM_THREADS`` etc. follow the job's threads):
+    the summation order, hence the plans to the last digit, depends on it.
+    """
+    with threadpool_limits(limits=int(params.get("threads", 1))):
+        return _run(inputs, outputs, params=params)
+
+
+def _run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     pid = params["patient_id"]
     t0 = time.perf_counter()
     tcp = tcp_model(inputs, params["tcp"])

@@ -1,5 +1,5 @@
-"""Train/test split stage: over the patients that pass the input check, from the sheet or seeded and
-stratified by outcome; the excluded patients, with the file and the problem, beside it."""
+"""Train/test split stage: over the patients that passed the input check, from the sheet or seeded and
+stratified by outcome."""
 
 from __future__ import annotations
 
@@ -9,20 +9,10 @@ from ..cohort import make_split, read_sheet
 from ..errors import ConfigError
 from ..io import files
 
-EXCLUDED_COLUMNS = ["patient_id", "stage", "file", "problem"]
-
-
-def excluded_table(records: list[dict]) -> pd.DataFrame:
-    """The excluded patients of the input-check records (``stages.check``), one row each."""
-    rows = [{"patient_id": r["patient_id"], "stage": "input check", "file": r["file"], "problem": r["problem"]}
-            for r in records if r["status"] == "excluded"]
-    return pd.DataFrame(rows, columns=EXCLUDED_COLUMNS)
-
-
 def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
-    """Write ``split.tsv`` (patient_id, split, event, source) and ``excluded.tsv`` (:data:`EXCLUDED_COLUMNS`).
+    """Write ``split.tsv`` (patient_id, split, event, source) over the patients not excluded.
 
-    ``inputs``: sheet; checks (the input-check records of every patient of the sheet).
+    ``inputs``: sheet; excluded (the inclusion stage's ``excluded.tsv``).
     ``params``: schema, clinical_columns, dicom_root, n_test, seed.
 
     Excluded patients are left out before the split is drawn (as ineligible patients are left out
@@ -30,12 +20,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """
     sheet = read_sheet(inputs["sheet"], schema=params["schema"], clinical_columns=params["clinical_columns"],
                        dicom_root=params["dicom_root"])
-    records = [files.read_json(p) for p in files.as_paths(inputs["checks"])]
-    checked = {r["patient_id"]: r for r in records}
-    unchecked = sorted(set(sheet["patient_id"]) - set(checked))
-    if unchecked:
-        raise ConfigError(f"no input check for patient(s) {unchecked}")
-    excluded = excluded_table([checked[p] for p in sheet["patient_id"]])
+    excluded = files.read_tsv(inputs["excluded"])
     sheet = sheet[~sheet["patient_id"].isin(excluded["patient_id"])]
     note = f" ({len(excluded)} excluded at the input check: see excluded.tsv)" if len(excluded) else ""
     if sheet.empty:
@@ -55,5 +40,4 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     out = pd.DataFrame({"patient_id": sheet["patient_id"], "split": [split[p] for p in sheet["patient_id"]],
                         "event": sheet["event"], "source": source})
     files.write_tsv(out, outputs["split"])
-    files.write_tsv(excluded, outputs["excluded"])
     return out
