@@ -54,6 +54,18 @@ def test_dry_run_of_the_main_job_plans_the_whole_cohort(tmp_path):
     assert jobs["pet_summary"] == 1 and jobs["tcp_fit"] == 1
 
 
+def test_per_patient_stages_of_a_single_patient_need_no_split(tmp_path):
+    """One patient cannot be split, but its ingest, DWI, PET and plans need only the input checks."""
+    cfg = tmp_path / "one.yaml"
+    cfg.write_text(f"results: {tmp_path}\nsynthetic:\n  n_patients: 1\nplanning:\n  patients: all\n"
+                   "  tcp:\n    source: config\nrobustness:\n  sigma_scope: patient\n")
+    targets = [f"{tmp_path}/cohort/ingest_summary.tsv", f"{tmp_path}/patients/SYN001/plans/metrics.tsv",
+               f"{tmp_path}/patients/SYN001/robustness/scenario_metrics.tsv"]
+    proc = snakemake("-n", "--cores", "1", "--configfile", str(cfg), "--", *targets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "exclusions" in proc.stdout and "make_split" not in proc.stdout and "tcp_fit" not in proc.stdout
+
+
 def test_unknown_config_key_stops_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"results: {tmp_path / 'res'}\ncohort:\n  source: synthetic\n  n_tset: 3\n")

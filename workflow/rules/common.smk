@@ -118,10 +118,10 @@ def split_patients(which):
 
 
 def included_patients():
-    """Patients that passed the input check, in sheet order (the split holds exactly them)."""
-    return dp_files.read_tsv(checkpoints.make_split.get().output.split)[
-        "patient_id"
-    ].tolist()
+    """Patients that passed the input check, in sheet order (known once every check has
+    run; the split holds exactly them)."""
+    excluded = dp_files.read_tsv(checkpoints.exclusions.get().output.excluded)
+    return [p for p in PIDS if p not in set(excluded["patient_id"])]
 
 
 def included_files(pattern):
@@ -164,9 +164,8 @@ def planned_patients(wildcards):
     included = included_patients()
     if choice == "all":
         return included
-    return [
-        p for p in choice if p in included
-    ]  # a listed patient that was excluded is in excluded.tsv
+    # A listed patient that was excluded is in excluded.tsv.
+    return [p for p in choice if p in included]
 
 
 def plan_metrics(wildcards):
