@@ -135,6 +135,12 @@ def test_a_bad_export_excludes_its_patient_and_the_others_complete(tmp_path, tin
     assert not (results / "patients" / "P2" / "ingest").exists()
     assert "EXCLUDED patient P2, file " in (results / "logs" / "check_inputs" / "P2.log").read_text()
     assert checksums(tmp_path / "dicom") == before  # inputs untouched
+    # The exclusion's record, table and log carry no planted identity of the export.
+    planted = {v for k, v in tiny_patient["truth"]["identity"].items() if k != "PatientSex"}
+    planted |= {p for v in set(planted) for p in v.split("^") if len(p) >= 4 and p not in ("Nobody", "Doctor")}
+    assert len(planted) >= 5
+    for path in (p for p in results.rglob("*") if p.is_file()):
+        assert not [s for s in planted if s.encode() in path.read_bytes()], path
     # The strict mode: the bad patient's check fails, naming the patient, the file and the problem.
     strict = tmp_path / "strict"
     (tmp_path / "stop.yaml").write_text(config.format(results=strict, sheet=sheet, mode="stop"))
@@ -278,6 +284,20 @@ def test_tiny_cohort_end_to_end(tmp_path):
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert "synthesize_patient" not in plan.stdout
     assert any(line.split() == ["check_inputs", "4"] for line in plan.stdout.splitlines())
+
+    # Determinism: the whole analysis again from the same DICOM (every job after the synthesis reruns):
+    # every table (TSV, Markdown, LaTeX; timings live only in qc.json and benchmarks/) byte for byte.
+    def tables():
+        return {p.relative_to(results): p.read_bytes() for p in sorted(results.rglob("*"))
+                if p.suffix in (".tsv", ".md", ".tex") and "benchmarks" not in p.relative_to(results).parts}
+
+    first = tables()
+    again = snakemake(*args, "--forcerun", "check_inputs")
+    assert again.returncode == 0, again.stderr[-5000:]
+    assert "Finished jobid" in again.stderr and "plan" in again.stderr  # it did rerun the analysis
+    second = tables()
+    assert sorted(first) == sorted(second) and len(first) > 40, (len(first), len(second))
+    assert [str(k) for k in first if first[k] != second[k]] == []
 
 
 def test_killed_run_resumes_to_the_outputs_of_an_uninterrupted_one(tmp_path):
