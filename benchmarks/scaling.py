@@ -10,7 +10,9 @@ config's (``planning.tcp.source: config``) and σ of the cell-count scenarios th
 single patient runs too. It prints, per N: the run's wall time, the jobs' total CPU time, wall time per
 patient; per rule the median wall and CPU seconds of one patient's job and the peak memory; and the
 ratio of each per-patient median to that at the smallest N (flat ≈ 1 means per-patient cost does not
-grow with the cohort; a rise shows contention or a regression). Results go to ``WORKDIR/n{N}/``.
+grow with the cohort; a rise shows contention or a regression; planning rules per 100 cm³ of GTV, as
+each cohort's first patients differ). Results go to ``WORKDIR/n{N}/`` (``run.json`` keeps the run's
+wall time; ``--report-only`` prints the tables of runs already there).
 
 These are measurements of runs on this machine: compare ratios between runs on the same machine.
 """
@@ -18,6 +20,7 @@ These are measurements of runs on this machine: compare ratios between runs on t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -30,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline_cost import read_benchmarks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Rules whose cost follows the target's size (spots of the dose influence) rather than the patient.
+GTV_BOUND = ("dose_influence", "plan", "scenario_dose")
 
 
 def config_text(results: Path, n: int, planned: list[str], grid_mm: float) -> str:
@@ -48,10 +53,23 @@ def targets(results: Path, pids: list[str], planned: list[str]) -> list[str]:
     return out
 
 
-def run_one(workdir: Path, n: int, *, planned_max: int, cores: int, grid_mm: float) -> dict:
+def gtv_cc(results: Path) -> pd.Series:
+    """GTV volume (cm³) per patient, from the ingest summary."""
+    table = pd.read_csv(results / "cohort" / "ingest_summary.tsv", sep="\t", dtype={"patient_id": str})
+    return table.set_index("patient_id")["GTV_cc"]
+
+
+def run_one(workdir: Path, n: int, *, planned_max: int, cores: int, grid_mm: float, report_only: bool) -> dict:
     results = workdir / f"n{n}" / "results"
+    record = workdir / f"n{n}" / "run.json"
     pids = [f"SYN{i:03d}" for i in range(1, n + 1)]
     planned = pids[:planned_max]
+    if report_only:
+        saved = json.loads(record.read_text())
+        b = read_benchmarks(results)
+        b["n"] = n
+        b["gtv_cc"] = b["patient_id"].map(gtv_cc(results))
+        return {**saved, "benchmarks": b}
     cfg = workdir / f"n{n}" / "config.yaml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(config_text(results, n, planned, grid_mm))
@@ -65,8 +83,10 @@ def run_one(workdir: Path, n: int, *, planned_max: int, cores: int, grid_mm: flo
     (workdir / f"n{n}" / "snakemake.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise SystemExit(f"N = {n}: snakemake failed (exit {proc.returncode}); see {workdir / f'n{n}' / 'snakemake.log'}")
+    record.write_text(json.dumps({"n": n, "planned": len(planned), "wall_s": wall}))
     b = read_benchmarks(results)
     b["n"] = n
+    b["gtv_cc"] = b["patient_id"].map(gtv_cc(results))
     return {"n": n, "planned": len(planned), "wall_s": wall, "benchmarks": b}
 
 
@@ -77,9 +97,10 @@ def main() -> None:
     ap.add_argument("--planned", type=int, default=4, help="plan (and run the scenarios of) at most this many")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--grid-mm", type=float, default=5.0)
+    ap.add_argument("--report-only", action="store_true", help="print the tables of earlier runs in WORKDIR")
     a = ap.parse_args()
-    runs = [run_one(a.workdir.resolve(), n, planned_max=a.planned, cores=a.cores, grid_mm=a.grid_mm)
-            for n in sorted(a.patients)]
+    runs = [run_one(a.workdir.resolve(), n, planned_max=a.planned, cores=a.cores, grid_mm=a.grid_mm,
+                    report_only=a.report_only) for n in sorted(a.patients)]
     pd.set_option("display.width", 200)
     print("== per run ==")
     rows = []
@@ -94,14 +115,25 @@ def main() -> None:
     allb = pd.concat([r["benchmarks"] for r in runs], ignore_index=True)
     # One patient's job per rule (scenario jobs: summed per patient).
     per_patient = (allb[allb["patient_id"].notna()].groupby(["n", "rule", "patient_id"])
-                   .agg(s=("s", "sum"), cpu_s=("cpu_s", "sum"), rss=("max_rss_mb", "max")).reset_index())
+                   .agg(s=("s", "sum"), cpu_s=("cpu_s", "sum"), rss=("max_rss_mb", "max"), gtv=("gtv_cc", "first"))
+                   .reset_index())
+    # Planning costs grow with the target (spots): the cohorts' first patients differ in GTV volume (the
+    # generator draws a cohort of N), so those rules compare per 100 cm³ of GTV.
+    per_patient["cpu_s_per_100cc"] = per_patient["cpu_s"] / per_patient["gtv"] * 100
     med = per_patient.groupby(["rule", "n"]).agg(patients=("patient_id", "size"), median_wall_s=("s", "median"),
                                                  median_cpu_s=("cpu_s", "median"),
+                                                 cpu_s_per_100cc=("cpu_s_per_100cc", "median"),
+                                                 gtv_cc=("gtv", "median"),
                                                  peak_gb=("rss", lambda m: m.max() / 1024)).reset_index()
-    base = med.loc[med.groupby("rule")["n"].idxmin()].set_index("rule")
-    med["cpu_ratio_to_smallest_n"] = med["median_cpu_s"] / med["rule"].map(base["median_cpu_s"])
-    med["wall_ratio_to_smallest_n"] = med["median_wall_s"] / med["rule"].map(base["median_wall_s"])
-    print("\n== per patient and rule (median over the run's patients; scenario jobs summed per patient) ==")
+    planning = med["rule"].isin(GTV_BOUND)
+    med.loc[~planning, ["cpu_s_per_100cc", "gtv_cc"]] = float("nan")
+    per = med["median_cpu_s"].where(~planning, med["cpu_s_per_100cc"])
+    base = per.groupby(med["rule"]).transform(lambda v: v.iloc[med.loc[v.index, "n"].argmin()])
+    med["cpu_ratio_to_smallest_n"] = per / base
+    wall_base = med.groupby("rule")["median_wall_s"].transform("first")
+    med["wall_ratio_to_smallest_n"] = med["median_wall_s"] / wall_base
+    print("\n== per patient and rule (median over the run's patients; scenario jobs summed per patient; the CPU "
+          "ratio of the planning rules is per 100 cm³ of GTV) ==")
     print(med.sort_values(["rule", "n"]).round(2).to_string(index=False))
     cohort = allb[allb["patient_id"].isna()].groupby(["rule", "n"]).agg(s=("s", "sum"), cpu_s=("cpu_s", "sum"))
     if not cohort.empty:

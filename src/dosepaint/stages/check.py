@@ -24,8 +24,6 @@ from .ingest import export_relative, read_export, suv_record
 
 log = logging.getLogger(__name__)
 
-STATUS = ("included", "excluded")
-
 
 def check_export(folder, *, patient: str, params: dict) -> None:
     """Raise the :class:`DosepaintInputError` the ingest or the PET stage would raise on this export.
@@ -67,8 +65,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         if params["on_input_error"] == "stop":
             raise
         log.error("EXCLUDED %s", exc)
-        named = export_relative(exc.path, folder) if exc.path else None
-        record.update(status="excluded", file="." if named == "." else named, problem=exc.problem)
+        record.update(status="excluded", file=export_relative(exc.path, folder) if exc.path else None,
+                      problem=exc.problem)
     else:
         log.info("%s: the export passes every input check", pid)
     files.write_json(record, outputs["check"])

@@ -9,6 +9,7 @@ from ..cohort import make_split, read_sheet
 from ..errors import ConfigError
 from ..io import files
 
+
 def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """Write ``split.tsv`` (patient_id, split, event, source) over the patients not excluded.
 
