@@ -249,3 +249,11 @@ def test_input_check_passes_the_good_export(tiny_patient, config_schema, tmp_pat
     assert record == {"patient_id": PID, "status": "included", "file": None, "problem": None}
     assert checksums(tiny_patient["dicom"]) == before
 
+
+
+def test_an_export_without_rtstruct_is_a_clear_error_even_when_not_required(export, config_schema, tmp_path):
+    drop(export, "RTSTRUCT")
+    params = {**ingest_params(config_schema, pid=PID, required_modalities=["CT"]), "on_input_error": "exclude"}
+    record = check.run({"dicom_dir": str(export)}, {"check": str(tmp_path / "c.json")}, params=params)
+    assert record["status"] == "excluded" and record["file"] == "."
+    assert record["problem"].startswith("no RTSTRUCT series found; the ingest needs the planning CT and its RTSTRUCT")

@@ -161,6 +161,10 @@ def read_export(folder, *, patient: str, params: dict) -> Export:
     chosen, skipped, all_series = discover(folder, patient=pid, required_modalities=params["required_modalities"])
     timings["discover_s"] = time.perf_counter() - t0
 
+    for kind in ("CT", "RTSTRUCT"):  # whatever required_modalities says: the dose grid is built from them
+        if chosen[kind] is None:
+            raise DosepaintInputError(f"no {kind} series found; the ingest needs the planning CT and its "
+                                      "RTSTRUCT (BODY defines the dose grid)", patient=pid, path=folder)
     t = time.perf_counter()
     ct_series = chosen["CT"]
     ct, ct_grid, ct_hdr = dcm.read_volume(ct_series.files, patient=pid, what="CT", tolerance_mm=tol)
