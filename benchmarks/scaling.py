@@ -64,13 +64,19 @@ def run_one(workdir: Path, n: int, *, planned_max: int, cores: int, grid_mm: flo
     record = workdir / f"n{n}" / "run.json"
     pids = [f"SYN{i:03d}" for i in range(1, n + 1)]
     planned = pids[:planned_max]
-    if report_only:
-        saved = json.loads(record.read_text())
-        b = read_benchmarks(results)
-        b["n"] = n
-        b["gtv_cc"] = b["patient_id"].map(gtv_cc(results))
-        return {**saved, "benchmarks": b}
-    cfg = workdir / f"n{n}" / "config.yaml"
+    if not report_only:
+        wall = run_snakemake(workdir / f"n{n}", n, pids, planned, cores=cores, grid_mm=grid_mm)
+        record.write_text(json.dumps({"n": n, "planned": len(planned), "wall_s": wall}))
+    b = read_benchmarks(results)
+    b["n"] = n
+    b["gtv_cc"] = b["patient_id"].map(gtv_cc(results))
+    return {**json.loads(record.read_text()), "benchmarks": b}
+
+
+def run_snakemake(folder: Path, n: int, pids: list[str], planned: list[str], *, cores: int, grid_mm: float) -> float:
+    """Run the per-patient stages of a cohort of ``n`` in ``folder``; returns the wall time (s)."""
+    results = folder / "results"
+    cfg = folder / "config.yaml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(config_text(results, n, planned, grid_mm))
     bindir = Path(sys.executable).parent
@@ -80,14 +86,10 @@ def run_one(workdir: Path, n: int, *, planned_max: int, cores: int, grid_mm: flo
                            "--", *targets(results, pids, planned)], cwd=ROOT, env=env, capture_output=True,
                           text=True)
     wall = time.perf_counter() - t0
-    (workdir / f"n{n}" / "snakemake.log").write_text(proc.stdout + proc.stderr)
+    (folder / "snakemake.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        raise SystemExit(f"N = {n}: snakemake failed (exit {proc.returncode}); see {workdir / f'n{n}' / 'snakemake.log'}")
-    record.write_text(json.dumps({"n": n, "planned": len(planned), "wall_s": wall}))
-    b = read_benchmarks(results)
-    b["n"] = n
-    b["gtv_cc"] = b["patient_id"].map(gtv_cc(results))
-    return {"n": n, "planned": len(planned), "wall_s": wall, "benchmarks": b}
+        raise SystemExit(f"N = {n}: snakemake failed (exit {proc.returncode}); see {folder / 'snakemake.log'}")
+    return wall
 
 
 def main() -> None:
@@ -128,10 +130,9 @@ def main() -> None:
     planning = med["rule"].isin(GTV_BOUND)
     med.loc[~planning, ["cpu_s_per_100cc", "gtv_cc"]] = float("nan")
     per = med["median_cpu_s"].where(~planning, med["cpu_s_per_100cc"])
-    base = per.groupby(med["rule"]).transform(lambda v: v.iloc[med.loc[v.index, "n"].argmin()])
-    med["cpu_ratio_to_smallest_n"] = per / base
-    wall_base = med.groupby("rule")["median_wall_s"].transform("first")
-    med["wall_ratio_to_smallest_n"] = med["median_wall_s"] / wall_base
+    # med is sorted by rule, then n: each rule's first row is its smallest cohort.
+    med["cpu_ratio_to_smallest_n"] = per / per.groupby(med["rule"]).transform("first")
+    med["wall_ratio_to_smallest_n"] = med["median_wall_s"] / med.groupby("rule")["median_wall_s"].transform("first")
     print("\n== per patient and rule (median over the run's patients; scenario jobs summed per patient; the CPU "
           "ratio of the planning rules is per 100 cm³ of GTV) ==")
     print(med.sort_values(["rule", "n"]).round(2).to_string(index=False))

@@ -120,14 +120,13 @@ class Export:
     ct: np.ndarray
     ct_grid: Grid
     ct_hdr: object
-    rs_path: Path
     mapping: dict
     unmapped_rois: list
     masks: dict
     notes: list
-    rtdose: tuple | None = None  # (dose Gy(RBE), grid, meta, path)
+    rtdose: tuple | None = None  # (dose Gy(RBE), grid, meta)
     t2w: tuple | None = None  # (volume, grid)
-    dwi: tuple | None = None  # (signals b × z × y × x, b-values, grid, header, folder)
+    dwi: tuple | None = None  # (signals b × z × y × x, b-values, grid, header)
     pet: tuple | None = None  # (Bq/mL, grid, header)
     timings: dict = field(default_factory=dict)
 
@@ -195,7 +194,7 @@ def read_export(folder, *, patient: str, params: dict) -> Export:
     masks.update(derived_structures(masks))
     timings["structures_s"] = time.perf_counter() - t
     export = Export(folder=folder, chosen=chosen, skipped=skipped, all_series=all_series, ct=ct, ct_grid=ct_grid,
-                    ct_hdr=ct_hdr, rs_path=rs_path, mapping=mapping,
+                    ct_hdr=ct_hdr, mapping=mapping,
                     unmapped_rois=sorted(set(contours) - set(mapping.values())), masks=masks, notes=notes,
                     timings=timings)
 
@@ -205,7 +204,7 @@ def read_export(folder, *, patient: str, params: dict) -> Export:
         if ct_series.frame_of_reference and rd_meta["FrameOfReferenceUID"] not in ("", ct_series.frame_of_reference):
             raise DosepaintInputError("RTDOSE is on another frame of reference than the planning CT",
                                       patient=pid, path=rd_path)
-        export.rtdose = (dose, rd_grid, rd_meta, rd_path)
+        export.rtdose = (dose, rd_grid, rd_meta)
 
     if chosen["T2W"] is not None:
         t = time.perf_counter()
@@ -227,7 +226,7 @@ def read_export(folder, *, patient: str, params: dict) -> Export:
         if export.t2w is None:
             raise DosepaintInputError("DWI needs a T2w series to be registered to the CT", patient=pid,
                                       path=folder)
-        export.dwi = (signals, bvals, dwi_grid, dwi_hdr, dwi_folder)
+        export.dwi = (signals, bvals, dwi_grid, dwi_hdr)
         timings["dwi_read_s"] = time.perf_counter() - t
 
     if chosen["PT"] is not None:
@@ -305,7 +304,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
 
     # --- delivered dose ----------------------------------------------------------------------
     if ex.rtdose is not None:
-        dose, rd_grid, rd_meta, _ = ex.rtdose
+        dose, rd_grid, rd_meta = ex.rtdose
         files.write_array(resample_array(dose, rd_grid, dgrid), dgrid, outputs["rtdose"])
         qc["rtdose"] = {k: rd_meta[k] for k in ("DoseType", "DoseUnits", "DoseSummationType")}
         qc["rtdose"]["max_gy"] = float(dose.max())
@@ -339,7 +338,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     # --- DWI → T2w → CT ----------------------------------------------------------------------------
     if ex.dwi is not None:
         t = time.perf_counter()
-        signals, bvals, dwi_grid, dwi_hdr, _ = ex.dwi
+        signals, bvals, dwi_grid, dwi_hdr = ex.dwi
         files.write_array(signals, dwi_grid, outputs["dwi"])
         timing = dcm.pgse_timing_ms(dwi_hdr)
         timing_source = "header (private dosepaint block)" if timing else "config defaults"

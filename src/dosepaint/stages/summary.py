@@ -84,7 +84,7 @@ def exclusions_html(excluded: pd.DataFrame | None) -> str:
 def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """``headline`` (TSV) and ``html`` (the report's summary page).
 
-    ``inputs["excluded"]`` (optional): the split stage's ``excluded.tsv``, listed first on the page.
+    ``inputs["excluded"]`` (optional): the inclusion stage's ``excluded.tsv``, listed first on the page.
     """
     stats = files.read_json(inputs["statistics"])
     tert = files.read_tsv(inputs["tertiles"])
