@@ -246,7 +246,14 @@ def test_input_check_passes_the_good_export(tiny_patient, config_schema, tmp_pat
     before = checksums(tiny_patient["dicom"])
     params = {**ingest_params(config_schema, pid=PID), "on_input_error": "stop"}
     record = check.run({"dicom_dir": str(tiny_patient["dicom"])}, {"check": str(tmp_path / "c.json")}, params=params)
+    registration = record.pop("registration")
     assert record == {"patient_id": PID, "status": "included", "file": None, "problem": None}
+    # The check registered T2w → CT and DWI → T2w, each with its QC inside the thresholds.
+    for name in ("t2w_to_ct", "dwi_to_t2w"):
+        qc = registration[name]["qc"]
+        assert qc["inside_fraction"] >= qc["thresholds"]["min_inside_fraction"], (name, qc)
+        assert qc["body_dice"] >= qc["thresholds"]["min_body_dice"], (name, qc)
+        assert qc["tre_proxy_mm"] <= qc["thresholds"]["max_tre_proxy_mm"], (name, qc)
     assert checksums(tiny_patient["dicom"]) == before
 
 

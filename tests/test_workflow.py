@@ -110,13 +110,14 @@ def test_a_bad_export_excludes_its_patient_and_the_others_complete(tmp_path, tin
     from .helpers import checksums
     from .test_bad_inputs import truncated_ct
 
-    for pid in ("P1", "P2", "P3"):
+    for pid in ("P1", "P2", "P3", "P4"):
         shutil.copytree(tiny_patient["dicom"], tmp_path / "dicom" / pid)
     truncated = truncated_ct(tmp_path / "dicom" / "P2").relative_to(tmp_path / "dicom" / "P2")
+    zero_pet(tmp_path / "dicom" / "P4")  # passes the input check, then fails in the PET stage
     before = checksums(tmp_path / "dicom")
     sheet = tmp_path / "patients.tsv"
     sheet.write_text("patient_id\tdicom_dir\tevent\ttime_months\n"
-                     "P1\tdicom/P1\t1\t20\nP2\tdicom/P2\t0\t50\nP3\tdicom/P3\t0\t60\n")
+                     "P1\tdicom/P1\t1\t20\nP2\tdicom/P2\t0\t50\nP3\tdicom/P3\t0\t60\nP4\tdicom/P4\t1\t30\n")
     results = tmp_path / "results"
     config = "results: {results}\ncohort:\n  source: sheet\n  sheet: {sheet}\n  n_test: 1\n  on_input_error: {mode}\n"
     (tmp_path / "exclude.yaml").write_text(config.format(results=results, sheet=sheet, mode="exclude"))
@@ -125,10 +126,13 @@ def test_a_bad_export_excludes_its_patient_and_the_others_complete(tmp_path, tin
     proc = snakemake("--cores", "2", "--keep-going", "--configfile", "config/tiny.yaml",
                      str(tmp_path / "exclude.yaml"), "--", *targets)
     assert proc.returncode == 0, proc.stderr[-5000:]
-    excluded = pd.read_csv(results / "cohort" / "excluded.tsv", sep="\t")
-    assert excluded[["patient_id", "stage", "file"]].values.tolist() == [["P2", "input check", str(truncated)]]
-    assert "unreadable pixel data" in excluded["problem"][0]
-    assert f"P2: {truncated}: " in proc.stderr  # said at the end of the run, not only in a table
+    excluded = pd.read_csv(results / "cohort" / "excluded.tsv", sep="\t", keep_default_na=False)
+    assert excluded[["patient_id", "stage"]].values.tolist() == [["P2", "input check"], ["P4", "pet"]]
+    assert excluded["file"][0] == str(truncated) and "unreadable pixel data" in excluded["problem"][0]
+    assert excluded["file"][1] == "patients/P4/ingest/pet.json" and "no uptake" in excluded["problem"][1]
+    assert f"P2 (input check): {truncated}: " in proc.stderr  # said at the end of the run, not only in a table
+    assert "P4 (pet): " in proc.stderr
+    assert "the PET has no uptake" in (results / "logs" / "pet" / "P4.log").read_text()
     split = pd.read_csv(results / "cohort" / "split.tsv", sep="\t")
     assert sorted(split["patient_id"]) == ["P1", "P3"] and sorted(split["split"]) == ["test", "train"]
     for table in ("ingest_summary.tsv", "dwi_summary.tsv"):
@@ -151,6 +155,18 @@ def test_a_bad_export_excludes_its_patient_and_the_others_complete(tmp_path, tin
     log = (strict / "logs" / "check_inputs" / "P2.log").read_text()
     assert f"patient P2, file {tmp_path / 'dicom' / 'P2' / truncated}" in log and "unreadable pixel data" in log
     assert not (strict / "cohort" / "excluded.tsv").exists()
+
+
+def zero_pet(export):
+    """Set every PET voxel of an export to 0 (a valid header, nothing to segment)."""
+    import numpy as np
+    import pydicom
+
+    for path in (p for p in export.rglob("*") if p.is_file()):
+        ds = pydicom.dcmread(path)
+        if ds.Modality == "PT":
+            ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
+            ds.save_as(path)
 
 
 @pytest.mark.workflow

@@ -209,13 +209,24 @@ def make_split(patient_ids, events, *, n_test: int, seed: int) -> dict[str, str]
     return split
 
 
+STUDY_TEST_FRACTION = 10 / 37
+"""Held-out share of the study's split (10 of 37 patients)."""
+
+
+def default_n_test(n_patients: int) -> int:
+    """Held-out patients for ``n_patients`` included ones: the study's share, at least 1, leaving at
+    least 2 training patients where the cohort allows (37 → 10, 6 → 2, 3 → 1)."""
+    n = int(np.floor(STUDY_TEST_FRACTION * n_patients + 0.5))
+    return max(1, min(n, n_patients - 2))
+
+
 def synthetic_patient_ids(*, prefix: str, n_patients: int) -> list[str]:
     """Pseudonymous ids of the synthetic cohort: ``SYN001``, ``SYN002``, …"""
     return [f"{prefix}{i:03d}" for i in range(1, n_patients + 1)]
 
 
 def exclusion_notice(path) -> str | None:
-    """What a run says at its end about the patients excluded at the input check (``excluded.tsv``).
+    """What a run says at its end about the patients left out (``excluded.tsv``, ``planning_failures.tsv``).
 
     Returns None when the table does not exist (yet) or lists nobody.
     """
@@ -225,7 +236,7 @@ def exclusion_notice(path) -> str | None:
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     if table.empty:
         return None
-    lines = [f"dosepaint: {len(table)} patient(s) excluded at the input check and left out of every cohort "
-             f"result (listed in {path} and the report):"]
-    lines += [f"  {r.patient_id}: {r.file or '-'}: {r.problem}" for r in table.itertuples()]
+    lines = [f"dosepaint: {len(table)} patient(s) left out of every cohort result that needs them "
+             f"(listed in {path} and the report):"]
+    lines += [f"  {r.patient_id} ({r.stage}): {r.file or '-'}: {r.problem}" for r in table.itertuples()]
     return "\n".join(lines)

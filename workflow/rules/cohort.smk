@@ -4,6 +4,7 @@
 checkpoint exclusions:
     input:
         checks=expand(INPUT_CHECK, pid=PIDS),
+        statuses=imaging_statuses,
     output:
         excluded=report(
             EXCLUDED,
@@ -60,6 +61,25 @@ rule tcp_fit:
         patient_ids=training_patients,
     script:
         "../../scripts/tcp_fit.py"
+
+
+checkpoint planning_failures:
+    input:
+        statuses=planning_statuses,
+    output:
+        excluded=report(
+            PLANNING_FAILURES,
+            caption="../report/planning_failures.rst",
+            category="Plans",
+        ),
+    log:
+        f"{RESULTS}/logs/planning_failures.log",
+    conda:
+        "../../envs/imaging.yaml"
+    params:
+        patient_ids=PIDS,
+    script:
+        "../../scripts/exclusions.py"
 
 
 rule provenance:

@@ -90,7 +90,9 @@ def pet_truth(wildcards):
 
 
 def dwi_library(wildcards):
-    """The library of the patient's DWI protocol (known once ingest has run)."""
+    """The library of the patient's DWI protocol (known once ingest has run; none if it failed)."""
+    if not ingest_ok(wildcards.pid):
+        return []
     meta = dp_files.read_json(checkpoints.ingest.get(pid=wildcards.pid).output.dwi_json)
     key = dp_dwi.protocol_key(
         meta["bvalues_s_per_mm2"],
@@ -109,6 +111,34 @@ PLAN_INFLUENCE = f"{RESULTS}/patients/{{pid}}/plans/influence.npz"
 
 INPUT_CHECK = f"{RESULTS}/patients/{{pid}}/input_check.json"
 EXCLUDED = f"{RESULTS}/cohort/excluded.tsv"
+PLANNING_FAILURES = f"{RESULTS}/cohort/planning_failures.tsv"
+ON_ERROR = CFG["cohort"]["on_input_error"]
+
+
+def status(stage):
+    """A per-patient stage's status record (dosepaint.stages.guard): ok, failed or skipped."""
+    return f"{RESULTS}/patients/{{pid}}/status/{stage}.json"
+
+
+IMAGING_STAGES = ["ingest"] + [
+    stage for stage, needs in (("dwi", "DWI"), ("pet", "PT")) if needs in INGEST_REQUIRED
+]
+
+
+def imaging_statuses(wildcards):
+    """The imaging stages' status records of the patients that passed the input check."""
+    passed = []
+    for p in PIDS:
+        check = checkpoints.check_inputs.get(pid=p).output.check
+        if dp_files.read_json(check)["status"] == "included":
+            passed.append(p)
+    return [status(s).format(pid=p) for p in passed for s in IMAGING_STAGES]
+
+
+def ingest_ok(pid):
+    """Whether the patient's ingest completed (known once the ingest checkpoint has run)."""
+    path = checkpoints.ingest.get(pid=pid).output.status
+    return dp_files.read_json(path)["status"] == "ok"
 
 
 def split_patients(which):
@@ -118,8 +148,8 @@ def split_patients(which):
 
 
 def included_patients():
-    """Patients that passed the input check, in sheet order (known once every check has
-    run; the split holds exactly them)."""
+    """Patients that passed the input check and completed the imaging stages, in sheet order
+    (known once the exclusions checkpoint has run; the split holds exactly them)."""
     excluded = dp_files.read_tsv(checkpoints.exclusions.get().output.excluded)
     return [p for p in PIDS if p not in set(excluded["patient_id"])]
 
@@ -168,8 +198,29 @@ def planned_patients(wildcards):
     return [p for p in choice if p in included]
 
 
+def planning_statuses(wildcards):
+    """The plan status of every planned patient and the robustness status of the held-out ones."""
+    planned = planned_patients(wildcards)
+    heldout = [p for p in split_patients("test") if p in set(planned)]
+    return [status("plan").format(pid=p) for p in planned] + [
+        status("robustness").format(pid=p) for p in heldout
+    ]
+
+
+def failed_planning():
+    """Patients whose planning or robustness failed (known once the planning gate has run)."""
+    table = dp_files.read_tsv(checkpoints.planning_failures.get().output.excluded)
+    return set(table["patient_id"])
+
+
+def planned_ok(wildcards):
+    """Planned patients whose plans completed."""
+    failed = failed_planning()
+    return [p for p in planned_patients(wildcards) if p not in failed]
+
+
 def plan_metrics(wildcards):
-    return expand(PLAN_FILES["metrics"], pid=planned_patients(wildcards))
+    return expand(PLAN_FILES["metrics"], pid=planned_ok(wildcards))
 
 
 def test_patients(wildcards):
@@ -177,8 +228,9 @@ def test_patients(wildcards):
 
 
 def heldout_planned(wildcards):
-    """Held-out patients with plans: the population of every held-out statistic."""
-    planned = set(planned_patients(wildcards))
+    """Held-out patients with completed plans and robustness: the population of every held-out
+    statistic (a patient whose planning failed is listed in planning_failures.tsv)."""
+    planned = set(planned_ok(wildcards))
     return [p for p in split_patients("test") if p in planned]
 
 
@@ -213,6 +265,31 @@ SCENARIOS = dp_rob.scenario_grid(
 ROBUSTNESS_FILES = {
     name: f"{ROB}/{rel}" for name, rel in dp_layout.ROBUSTNESS_OUTPUTS.items()
 }
+
+
+def scenario_statuses(wildcards):
+    """The status records of the jobs that make a patient's scenario doses."""
+    recalculated = [
+        s
+        for s in SCENARIOS
+        if dp_rob.scenario_folder(s, setup_method=ROB_CFG["setup_method"]) != "shifted"
+    ]
+    out = [
+        f"{RESULTS}/patients/{wildcards.pid}/status/scenario_dose/{s.name}.json"
+        for s in recalculated
+    ]
+    if SHIFTED:
+        out.append(status("scenario_shift").format(pid=wildcards.pid))
+    return out
+
+
+def shift_base_statuses(wildcards):
+    """The status records of the scenario jobs a rigid-shift job moves."""
+    names = dict.fromkeys(s.base().name for s in SHIFTED)
+    return [
+        f"{RESULTS}/patients/{wildcards.pid}/status/scenario_dose/{n}.json"
+        for n in names
+    ]
 
 
 def scenario_files(wildcards):
@@ -283,7 +360,8 @@ def sweep_rows(wildcards):
 
 
 def say_exclusions():
-    """At the end of a run: the patients excluded at the input check, if any (also in the report)."""
-    notice = dp_cohort.exclusion_notice(EXCLUDED)
-    if notice:
-        print(notice, file=sys.stderr)
+    """At the end of a run: the patients left out, with their stage (also in the report)."""
+    for table in (EXCLUDED, PLANNING_FAILURES):
+        notice = dp_cohort.exclusion_notice(table)
+        if notice:
+            print(notice, file=sys.stderr)

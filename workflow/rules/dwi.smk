@@ -33,8 +33,10 @@ rule dwi:
         ct_dose=INGEST_FILES["ct_dose"],
         masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
         library=dwi_library,
+        upstream=status("ingest"),
     output:
         **DWI_FILES,
+        status=status("dwi"),
     log:
         f"{RESULTS}/logs/dwi/{{pid}}.log",
     benchmark:
@@ -54,6 +56,7 @@ rule dwi:
         adc_sigma=CFG["dwi"]["adc_sigma"],
         knn_k=CFG["dwi"]["knn_k"],
         clonogenic_fraction=CFG["dwi"]["clonogenic_fraction"],
+        on_input_error=ON_ERROR,
     script:
         "../../scripts/dwi.py"
 

@@ -9,7 +9,7 @@ EXPORT_PARAMS = dict(
 )
 
 
-rule check_inputs:
+checkpoint check_inputs:
     input:
         dicom_dir=dicom_dir,
     output:
@@ -27,6 +27,7 @@ rule check_inputs:
         **EXPORT_PARAMS,
         patient_id=lambda wc: wc.pid,
         on_input_error=CFG["cohort"]["on_input_error"],
+        registration=CFG["ingest"]["registration"],
     script:
         "../../scripts/check_inputs.py"
 
@@ -34,10 +35,12 @@ rule check_inputs:
 checkpoint ingest:
     input:
         dicom_dir=dicom_dir,
+        check=INPUT_CHECK,
     output:
         **INGEST_FILES,
         masks_ct=directory(f"{RESULTS}/patients/{{pid}}/ingest/masks_ct"),
         masks_dose=directory(f"{RESULTS}/patients/{{pid}}/ingest/masks_dose"),
+        status=status("ingest"),
     log:
         f"{RESULTS}/logs/ingest/{{pid}}.log",
     benchmark:
@@ -55,6 +58,7 @@ checkpoint ingest:
         default_pgse_delta_ms=CFG["ingest"]["default_pgse_delta_ms"],
         default_pgse_Delta_ms=CFG["ingest"]["default_pgse_Delta_ms"],
         registration=CFG["ingest"]["registration"],
+        on_input_error=ON_ERROR,
     script:
         "../../scripts/ingest.py"
 

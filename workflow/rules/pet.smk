@@ -9,9 +9,11 @@ rule pet:
         pet_json=INGEST_FILES["pet_json"],
         masks_ct=f"{RESULTS}/patients/{{pid}}/ingest/masks_ct",
         masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+        upstream=status("ingest"),
     output:
         **PET_FILES,
         masks=directory(f"{RESULTS}/patients/{{pid}}/pet/masks"),
+        status=status("pet"),
     log:
         f"{RESULTS}/logs/pet/{{pid}}.log",
     benchmark:
@@ -31,6 +33,7 @@ rule pet:
         reference_structure=CFG["pet"]["reference_structure"],
         reference_mask="masks/PET_ACTIVE.nii.gz",
         prescription=CFG["pet"]["prescription"],
+        on_input_error=ON_ERROR,
     script:
         "../../scripts/pet.py"
 

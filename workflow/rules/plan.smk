@@ -5,8 +5,10 @@ rule dose_influence:
     input:
         ct_dose=INGEST_FILES["ct_dose"],
         masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+        upstream=status("ingest"),
     output:
         influence=PLAN_INFLUENCE,
+        status=status("dose_influence"),
     log:
         f"{RESULTS}/logs/dose_influence/{{pid}}.log",
     benchmark:
@@ -22,6 +24,7 @@ rule dose_influence:
         oars=list(CFG["planning"]["oar_limits_gy"]),
         ring_mm=CFG["planning"]["ring_mm"],
         body_step=CFG["planning"]["body_step"],
+        on_input_error=ON_ERROR,
     script:
         "../../scripts/dose_influence.py"
 
@@ -35,8 +38,10 @@ rule plan:
         cell_density=DWI_FILES["cell_density_dose"],
         prescription_contours=PET_FILES["prescription_contours"],
         prescription_numbers=PET_FILES["prescription_numbers"],
+        upstream=[status("dose_influence"), status("dwi"), status("pet")],
     output:
         **PLAN_FILES,
+        status=status("plan"),
     log:
         f"{RESULTS}/logs/plan/{{pid}}.log",
     benchmark:
@@ -61,6 +66,7 @@ rule plan:
         ring_mm=CFG["planning"]["ring_mm"],
         body_step=CFG["planning"]["body_step"],
         threads=CFG["planning"]["threads"],
+        on_input_error=ON_ERROR,
     script:
         "../../scripts/plan.py"
 
@@ -68,6 +74,7 @@ rule plan:
 rule plan_summary:
     input:
         metrics=plan_metrics,
+        failures=PLANNING_FAILURES,
     output:
         metrics=f"{RESULTS}/cohort/plan_metrics.tsv",
         summary=report(

@@ -31,8 +31,10 @@ rule scenario_dose:
         ct_dose=INGEST_FILES["ct_dose"],
         masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
         influence=PLAN_INFLUENCE,
+        upstream=status("plan"),
     output:
         doses=f"{ROB}/scenarios/{{scen}}.npz",
+        status=f"{RESULTS}/patients/{{pid}}/status/scenario_dose/{{scen}}.json",
     log:
         f"{RESULTS}/logs/scenario_dose/{{pid}}/{{scen}}.log",
     benchmark:
@@ -48,6 +50,7 @@ rule scenario_dose:
         setup_shifts_mm=ROB_CFG["setup_shifts_mm"],
         oar_limits_gy=CFG["planning"]["oar_limits_gy"],
         constant_rbe=CFG["planning"]["constant_rbe"],
+        on_input_error=ON_ERROR,
     script:
         "../../scripts/scenario_dose.py"
 
@@ -56,8 +59,10 @@ rule scenario_shift:
     input:
         bases=shift_bases,
         ct_dose=INGEST_FILES["ct_dose"],
+        upstream=shift_base_statuses,
     output:
         doses=[f"{ROB}/shifted/{s.name}.npz" for s in SHIFTED],
+        status=status("scenario_shift"),
     log:
         f"{RESULTS}/logs/scenario_shift/{{pid}}.log",
     conda:
@@ -68,6 +73,7 @@ rule scenario_shift:
     params:
         patient_id=lambda wc: wc.pid,
         scenarios=[s.name for s in SHIFTED],
+        on_input_error=ON_ERROR,
     script:
         "../../scripts/scenario_shift.py"
 
@@ -80,8 +86,10 @@ rule robustness:
         masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
         cell_density=DWI_FILES["cell_density_dose"],
         rmse=DWI_FILES["rmse_dose"],
+        upstream=lambda wc: [status("plan").format(pid=wc.pid)] + scenario_statuses(wc),
     output:
         **ROBUSTNESS_FILES,
+        status=status("robustness"),
     log:
         f"{RESULTS}/logs/robustness/{{pid}}.log",
     benchmark:
@@ -94,6 +102,7 @@ rule robustness:
     params:
         patient_id=lambda wc: wc.pid,
         scenarios=[s.name for s in SCENARIOS],
+        on_input_error=ON_ERROR,
         prescription_gy=CFG["planning"]["prescription_gy"],
         n_fractions=CFG["planning"]["n_ld"] + CFG["planning"]["n_hd"],
         oar_limits_gy=CFG["planning"]["oar_limits_gy"],

@@ -203,6 +203,7 @@ rule cohort_summary:
         cox=f"{RESULTS}/cohort/survival_cox.tsv",
         recovery=[f"{RESULTS}/cohort/tcp_recovery.json"] if SYNTHETIC else [],
         excluded=EXCLUDED,
+        planning_failures=PLANNING_FAILURES,
     output:
         headline=f"{RESULTS}/cohort/headline.tsv",
         html=report(

@@ -343,10 +343,16 @@ class SeriesInfo:
     sop_class: str
     frame_of_reference: str | None
     description: str
+    number: str = ""
     files: list[Path] = field(default_factory=list)
     bvalues: set = field(default_factory=set)
     image_types: set = field(default_factory=set)
     forced_kind: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How errors name the series: its number and description (no identity attributes)."""
+        return f"series {self.number or '?'} '{self.description or '?'}'"
 
     @property
     def kind(self) -> str:
@@ -437,7 +443,8 @@ def scan_folder(folder, *, patient: str | None = None) -> tuple[list[SeriesInfo]
                 s = series[ds.SeriesInstanceUID] = SeriesInfo(
                     uid=str(ds.SeriesInstanceUID), modality=str(ds.get("Modality", "")),
                     sop_class=str(ds.SOPClassUID), frame_of_reference=ds.get("FrameOfReferenceUID"),
-                    description=str(ds.get("SeriesDescription", "")))
+                    description=str(ds.get("SeriesDescription", "")),
+                    number=str(ds.get("SeriesNumber", "") or ""))
             s.files.append(path)
             b = bvalue_of(ds) if s.modality == "MR" else None
             if b is not None:

@@ -2,15 +2,18 @@
 
 The check reads the export exactly as the ingest does (:func:`dosepaint.stages.ingest.read_export`:
 series, pixel data, slice geometry, contours rasterised on the CT, b-values, signal signs, frames of
-reference) and, where PET is required, whether an SUV can be made of its header. It does not register
-or resample. A patient whose export fails is *excluded*: the record names the file (relative to the
+reference) and, where PET is required, whether an SUV can be made of its header. It registers the T2w
+onto the CT and the DWI onto the T2w with their QC (:mod:`dosepaint.stages.register`: seconds), so a
+failed or implausible registration excludes the patient before the split; the transforms are kept in
+the record and the ingest reuses them. A patient whose export fails is *excluded*: the record names the file (relative to the
 patient's DICOM folder) and the problem, the log says it at ERROR level, and the cohort stages (split,
 fit, statistics, report) go on with the patients that pass. With ``on_input_error: stop`` the check
 raises instead, and the workflow stops on that patient as the ingest would.
 
 Output ``input_check.json``::
 
-    {"patient_id": ..., "status": "included" | "excluded", "file": ... | null, "problem": ... | null}
+    {"patient_id": ..., "status": "included" | "excluded", "file": ... | null, "problem": ... | null,
+     "registration": {"t2w_to_ct": {...}, "dwi_to_t2w": {...}} | null}
 """
 
 from __future__ import annotations
@@ -21,21 +24,24 @@ from pathlib import Path
 from ..errors import DosepaintInputError
 from ..io import files
 from .ingest import export_relative, read_export, suv_record
+from .register import register_export
 
 log = logging.getLogger(__name__)
 
 
-def check_export(folder, *, patient: str, params: dict) -> None:
+def check_export(folder, *, patient: str, params: dict) -> dict:
     """Raise the :class:`DosepaintInputError` the ingest or the PET stage would raise on this export.
 
-    ``params`` as :func:`dosepaint.stages.ingest.run`.
+    ``params`` as :func:`dosepaint.stages.ingest.run`. Returns the registrations' record.
     """
     ex = read_export(folder, patient=patient, params=params)
+    registration = register_export(ex, patient=patient, reg=params["registration"])
     if ex.pet is not None and "PT" in params["required_modalities"]:
         record = suv_record(ex.pet[2])
         if record["suv_error"]:
             raise DosepaintInputError(f"no SUV can be computed from the PET header: {record['suv_error']}",
                                       patient=patient, path=ex.chosen["PT"].files[0])
+    return registration
 
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
@@ -58,9 +64,9 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     """
     pid = params["patient_id"]
     folder = Path(inputs["dicom_dir"])
-    record = {"patient_id": pid, "status": "included", "file": None, "problem": None}
+    record = {"patient_id": pid, "status": "included", "file": None, "problem": None, "registration": None}
     try:
-        check_export(folder, patient=pid, params=params)
+        record["registration"] = check_export(folder, patient=pid, params=params)
     except DosepaintInputError as exc:
         if params["on_input_error"] == "stop":
             raise

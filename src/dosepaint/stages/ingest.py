@@ -30,7 +30,8 @@ from ..geometry import Grid, grid_covering, resample_array
 from ..io import dicom as dcm
 from ..io import files
 from ..pet import SuvError, suv_factor_from_metadata
-from ..registration import compose, register_rigid
+from ..registration import compose
+from .register import register_export, transform_from
 from ..structures import CANONICAL, contours_to_mask, derived_structures, map_roi_names, shell
 
 log = logging.getLogger(__name__)
@@ -263,7 +264,6 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         The QC record written to ``outputs["qc"]``.
     """
     pid = params["patient_id"]
-    reg_params = params["registration"]
     t0 = time.perf_counter()
     ex = read_export(inputs["dicom_dir"], patient=pid, params=params)
     folder, chosen, ct, ct_grid, masks = ex.folder, ex.chosen, ex.ct, ex.ct_grid, ex.masks
@@ -309,31 +309,18 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         qc["rtdose"] = {k: rd_meta[k] for k in ("DoseType", "DoseUnits", "DoseSummationType")}
         qc["rtdose"]["max_gy"] = float(dose.max())
 
-    # --- T2w → CT -------------------------------------------------------------------------------
-    reg_kw = dict(bins=reg_params["histogram_bins"], sampling=reg_params["sampling_fraction"],
-                  sampling_strategy=reg_params["sampling_strategy"], min_samples=reg_params["min_samples"],
-                  shrink=reg_params["shrink_factors"], smoothing_mm=reg_params["smoothing_mm"],
-                  iterations=reg_params["iterations"], seed=reg_params["seed"], refine=reg_params["refine"],
-                  refine_sampling=reg_params["refine_sampling_fraction"], threads=reg_params.get("threads", 1))
-    t2_img = None
+    # --- T2w → CT (registered by the input check, whose record carries the transforms) -------------
+    t = time.perf_counter()
+    regs = registrations(ex, inputs, patient=pid, reg=params["registration"])
+    timings["registration_s"] = time.perf_counter() - t
     if ex.t2w is not None:
-        t = time.perf_counter()
         t2, t2_grid = ex.t2w
-        t2_img = t2_grid.image(t2)
-        ct_img = ct_grid.image(ct)
-        r = register_rigid(ct_img, t2_img, fixed_threshold=-400.0, **reg_kw)
-        files.write_transform(r.transform, outputs["t2w_to_ct"])
-        files.write_array(resample_array(t2, t2_grid, ct_grid, transform=r.transform), ct_grid, outputs["t2w"])
+        ct_to_t2 = transform_from(regs["t2w_to_ct"]["transform"])
+        files.write_transform(ct_to_t2, outputs["t2w_to_ct"])
+        files.write_array(resample_array(t2, t2_grid, ct_grid, transform=ct_to_t2), ct_grid, outputs["t2w"])
         qc["t2w"] = {"shape_zyx": t2_grid.shape, "spacing_mm": t2_grid.spacing,
                      "same_frame_as_ct": chosen["T2W"].frame_of_reference == ct_series.frame_of_reference,
-                     "registration": {"metric_mattes_mi": r.metric, "iterations": r.iterations, "stop": r.stop,
-                                      "sampling_fraction": r.sampling_fraction,
-                                      "angles_deg": list(np.rad2deg([r.transform.GetAngleX(),
-                                                                     r.transform.GetAngleY(),
-                                                                     r.transform.GetAngleZ()])),
-                                      "translation_mm": list(r.transform.GetTranslation())}}
-        timings["t2w_s"] = time.perf_counter() - t
-        ct_to_t2 = r.transform
+                     "registration": {k: v for k, v in regs["t2w_to_ct"].items() if k != "transform"}}
 
     # --- DWI → T2w → CT ----------------------------------------------------------------------------
     if ex.dwi is not None:
@@ -343,11 +330,9 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         timing = dcm.pgse_timing_ms(dwi_hdr)
         timing_source = "header (private dosepaint block)" if timing else "config defaults"
         timing = timing or (params["default_pgse_delta_ms"], params["default_pgse_Delta_ms"])
-        b0 = dwi_grid.image(signals[0])
-        same_frame = chosen["DWI"].frame_of_reference == chosen["T2W"].frame_of_reference
-        r = register_rigid(t2_img, b0, initial="identity" if same_frame else "moments", **reg_kw)
-        files.write_transform(r.transform, outputs["dwi_to_t2w"])
-        ct_to_dwi = compose(ct_to_t2, r.transform)
+        t2_to_dwi = transform_from(regs["dwi_to_t2w"]["transform"])
+        files.write_transform(t2_to_dwi, outputs["dwi_to_t2w"])
+        ct_to_dwi = compose(ct_to_t2, t2_to_dwi)
         files.write_array(resample_array(signals[0], dwi_grid, ct_grid, transform=ct_to_dwi), ct_grid,
                           outputs["dwi_b0_ct"])
         dwi_dose = np.stack([resample_array(s, dwi_grid, dgrid, transform=ct_to_dwi) for s in signals])
@@ -357,9 +342,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
                           "spacing_mm": dwi_grid.spacing}, outputs["dwi_json"])
         qc["dwi"] = {"bvalues": bvals, "shape_zyx": dwi_grid.shape, "spacing_mm": dwi_grid.spacing,
                      "timing_source": timing_source,
-                     "registration_to_t2w": {"metric_mattes_mi": r.metric, "iterations": r.iterations,
-                                             "sampling_fraction": r.sampling_fraction,
-                                             "stop": r.stop, "translation_mm": list(r.transform.GetTranslation())}}
+                     "registration_to_t2w": {k: v for k, v in regs["dwi_to_t2w"].items() if k != "transform"}}
         timings["dwi_s"] = time.perf_counter() - t
 
     # --- PET -----------------------------------------------------------------------------------------
@@ -385,6 +368,16 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     files.write_json(qc, outputs["qc"])
     log.info("ingested %s in %.1f s", pid, timings["total_s"])
     return qc
+
+
+def registrations(ex, inputs: dict, *, patient: str, reg: dict) -> dict:
+    """The export's registrations: from the input check's record when it has them (the check registers
+    with the same config), else computed here (:func:`dosepaint.stages.register.register_export`)."""
+    if inputs.get("check"):
+        record = files.read_json(inputs["check"])
+        if record.get("status") == "included" and record.get("registration") is not None:
+            return record["registration"]
+    return register_export(ex, patient=patient, reg=reg)
 
 
 def suv_record(pet_hdr) -> dict:

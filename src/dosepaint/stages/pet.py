@@ -85,6 +85,10 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
         raise DosepaintInputError(f"{params['search_structure']} is empty: no PET search region", patient=pid,
                                   path=Path(inputs["masks_ct"]) / f"{params['search_structure']}.nii.gz")
     region = expand(search_struct, ct_grid, margin_mm=params["search_margin_mm"]) & body
+    if not np.nanmax(suv[region]) > 0:
+        raise DosepaintInputError(f"the PET has no uptake in the search region ({params['search_structure']} + "
+                                  f"{params['search_margin_mm']} mm): SUVmax 0, nothing to segment", patient=pid,
+                                  path=inputs["pet_json"])
     outer = expand(region, ct_grid, margin_mm=params["background_shell_mm"]) & body & ~region
     background = float(np.nanmedian(suv[outer])) if outer.any() else float(np.nanmedian(suv[region]))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..cohort import make_split, read_sheet
+from ..cohort import default_n_test, make_split, read_sheet
 from ..errors import ConfigError
 from ..io import files
 
@@ -30,11 +30,13 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
         split = dict(zip(sheet["patient_id"], sheet["split"]))
         source = "sheet"
     else:
+        n_test = params["n_test"] if params["n_test"] is not None else default_n_test(len(sheet))
         try:
-            split = make_split(sheet["patient_id"], sheet["event"], n_test=params["n_test"], seed=params["seed"])
+            split = make_split(sheet["patient_id"], sheet["event"], n_test=n_test, seed=params["seed"])
         except ConfigError as exc:
             raise ConfigError(f"{exc}{note}") from None
-        source = f"seeded outcome-stratified (seed {params['seed']}, n_test {params['n_test']})"
+        how = "" if params["n_test"] is not None else ", the study's share of the included patients"
+        source = f"seeded outcome-stratified (seed {params['seed']}, n_test {n_test}{how})"
     sides = set(split.values())
     if not {"train", "test"} <= sides:
         raise ConfigError(f"the split has no {'test' if 'test' not in sides else 'training'} patient{note}")

@@ -71,14 +71,19 @@ def _table(df: pd.DataFrame, digits: int = 3) -> str:
                       classes="dp")
 
 
-def exclusions_html(excluded: pd.DataFrame | None) -> str:
-    """The report's list of excluded patients with their reasons (or that there were none)."""
-    if excluded is None:
-        return ""
-    if excluded.empty:
-        return "<h2>Excluded patients</h2><p>None: every patient of the sheet passed the input check.</p>"
-    return (f"<h2>Excluded patients ({len(excluded)})</h2><p>Left out before the split, with the file and "
-            "the problem that excluded them; no cohort number below includes them.</p>" + _table(excluded))
+def exclusions_html(excluded: pd.DataFrame | None, planning: pd.DataFrame | None = None) -> str:
+    """The report's lists of patients left out, with the stage and the reason (or that there were none)."""
+    out = ""
+    if excluded is not None:
+        out += ("<h2>Excluded patients</h2><p>None: every patient of the sheet passed the input check and "
+                "the imaging stages.</p>" if excluded.empty else
+                f"<h2>Excluded patients ({len(excluded)})</h2><p>Left out before the split, with the stage, the "
+                "file and the problem; no cohort number below includes them.</p>" + _table(excluded))
+    if planning is not None and not planning.empty:
+        out += (f"<h2>Planning failures ({len(planning)})</h2><p>Planned patients whose plans or robustness "
+                "evaluation failed, with the stage and the problem; they are left out of every statistic over "
+                "plans below.</p>" + _table(planning))
+    return out
 
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
@@ -105,9 +110,13 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     surv = files.read_json(inputs["survival"])
     cox = files.read_tsv(inputs["cox"])
     excluded = files.read_tsv(inputs["excluded"]) if inputs.get("excluded") else None
-    parts = [exclusions_html(excluded), "<h2>Held-out cohort against the study</h2>",
-             f"<p>{stats['n_patients']} held-out patients; TCP model fitted on {fit['n_train']} training patients "
-             f"({fit['model']['estimator']}).</p>", _table(head),
+    planning = files.read_tsv(inputs["planning_failures"]) if inputs.get("planning_failures") else None
+    n_failed = 0 if planning is None else len(planning)
+    parts = [exclusions_html(excluded, planning), "<h2>Held-out cohort against the study</h2>",
+             f"<p>n = {stats['n_patients']} held-out patients with plans"
+             + (f" ({n_failed} planned patient(s) left out: planning failures above)" if n_failed else "")
+             + f"; TCP model fitted on {fit['n_train']} training patients ({fit['model']['estimator']}).</p>",
+             _table(head),
              "<h2>Table 1: median [25th–75th percentile]</h2>", _table(t1),
              "<h2>TCP: uniform against DE and DR (paired per patient)</h2>", _table(tests),
              "<h2>TCP per plan and cell-count scenario (%)</h2>", _table(scen),
