@@ -71,7 +71,11 @@ def test_qc_measures_flag_a_misregistration(tiny_patient):
     bad = registration_qc(ct, t2, off, fixed_threshold=-400.0, moving_threshold=None)
     limits = dict(min_inside_fraction=0.5, min_body_dice=0.8, max_tre_proxy_mm=3.0)
     assert good["body_dice"] > 0.95 and qc_failures(good, **limits) == []
-    assert bad["body_dice"] < good["body_dice"] - 0.1 and qc_failures(bad, **limits)
+    assert bad["body_dice"] < good["body_dice"] - 0.1
+    gone = sitk.CompositeTransform([truth, sitk.TranslationTransform(3, (0.0, 0.0, 250.0))])
+    outside = registration_qc(ct, t2, gone, fixed_threshold=-400.0, moving_threshold=None)
+    assert outside["inside_fraction"] < 0.2
+    assert qc_failures(outside, **limits)[0].startswith("moving body inside the fixed image")
     assert good["inside_fraction"] == 1.0
 
 
