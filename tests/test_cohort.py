@@ -24,7 +24,7 @@ def test_defaults_are_filled(config_schema):
     assert cfg["synthetic"]["preset"] == "default"
     assert cfg["ingest"]["dose_grid_mm"] == 5.0
     assert cfg["ingest"]["registration"]["shrink_factors"] == [4, 2]
-    assert cfg["cohort"]["n_test"] == 10
+    assert cfg["cohort"]["n_test"] is None  # the study's share of the included patients (default_n_test)
 
 
 def test_shipped_configs_are_valid(config_schema):

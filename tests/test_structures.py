@@ -74,3 +74,55 @@ def test_margins_and_derived_structures():
     body = np.ones(g.shape, bool)
     # In-plane border is outside, the end slices are not: a 1-voxel ring on every slice.
     assert shell(body, g, thickness_mm=1.0).sum() == 30 * (30**2 - 28**2)
+
+
+@pytest.mark.parametrize("roi,canon", [
+    ("Intestino", "BOWEL"), ("Intestino_tenue", "BOWEL"), ("Dünndarm", "BOWEL"), ("Intestin grêle", "BOWEL"),
+    ("Radici_Sacrali", "NERVES"), ("Racines sacrées", "NERVES"), ("Raíces sacras", "NERVES"),
+    ("Rektum", "RECTUM"), ("Retto", "RECTUM"), ("Sigmoide", "SIGMA"), ("Piel", "SKIN"), ("Haut", "SKIN"),
+    ("Contorno Externo", "BODY"), ("Femur_L", None), ("Vescica", None),
+])
+def test_unmapped_clinic_names_get_a_suggested_structure(roi, canon):
+    from dosepaint.structures import map_roi_names, suggest_canonical
+
+    assert suggest_canonical(roi) == canon
+    assert map_roi_names([roi]) == {}  # a suggestion only: nothing is mapped without the user's word
+
+
+def test_an_oar_without_its_alias_excludes_the_patient_or_warns_when_optional(tiny_patient, config_schema,
+                                                                             tmp_path, caplog):
+    """The bowel named 'Intestino': excluded with the ROIs and a suggested alias; with BOWEL optional, the
+    export passes, and the ingest says loudly that the plans will have no bowel constraint."""
+    import logging
+    import shutil
+
+    from dosepaint.io import files
+    from dosepaint.stages import check, ingest
+
+    from .helpers import ingest_params, outputs_in
+    from .test_bad_inputs import missing_structure
+
+    export = tmp_path / "export"
+    shutil.copytree(tiny_patient["dicom"], export)
+    rs = missing_structure(export, tiny_patient["truth"]["roi_names"]["BOWEL"])
+    import pydicom
+
+    ds = pydicom.dcmread(rs)
+    for r in ds.StructureSetROISequence:
+        if r.ROIName == "Unknown_ROI":
+            r.ROIName = "Intestino"
+    ds.save_as(rs)
+    oars = ["RECTUM", "SIGMA", "BOWEL", "NERVES", "SKIN"]
+    params = {**ingest_params(config_schema, planned_oars=oars), "on_input_error": "exclude"}
+    params["registration"] = {**params["registration"], "qc": {**params["registration"]["qc"], "second_run": False}}
+    record = check.run({"dicom_dir": str(export)}, {"check": str(tmp_path / "c.json")}, params=params)
+    assert record["status"] == "excluded" and record["file"] == str(rs.relative_to(export))
+    assert record["problem"].startswith("OAR(s) ['BOWEL'] constrained by planning (planning.oar_limits_gy) not found")
+    assert "'Intestino' may be BOWEL" in record["problem"] and "planning.optional_oars" in record["problem"]
+    params["optional_oars"] = ["BOWEL"]
+    with caplog.at_level(logging.WARNING):
+        qc = ingest.run({"dicom_dir": str(export)}, outputs_in(tmp_path / "out"), params=params)
+    assert qc["structures"]["missing_oars"] == ["BOWEL"]
+    assert qc["structures"]["alias_suggestions"] == {"Intestino": "BOWEL"}
+    assert "NO constraint on them" in caplog.text and "BOWEL" in caplog.text
+    assert files.read_json(tmp_path / "out" / "qc.json")["structures"]["missing_oars"] == ["BOWEL"]

@@ -35,6 +35,35 @@ DEFAULT_ALIASES: dict[str, list[str]] = {
 }
 
 
+#: Words clinics use for the canonical structures (English, Italian, German, French, Spanish), as
+#: normalised fragments: an unmapped ROI name containing one gets that structure *suggested* as an
+#: alias (never mapped without the user's word). Longer fragments are tried first.
+SUGGESTIONS: dict[str, list[str]] = {
+    "BOWEL": ["bowel", "intestin", "intestino", "intestine", "darm", "duenndarm", "dunndarm", "grele",
+              "ileum", "jejun", "colon", "kolon", "tenue", "delgado", "ansas", "anse", "bag"],
+    "RECTUM": ["rect", "rett", "rekt", "enddarm"],
+    "SIGMA": ["sigm", "sigmoid", "sigmoide"],
+    "NERVES": ["nerv", "radic", "radici", "wurzel", "racine", "raiz", "raices", "plexus", "plesso", "plexo",
+               "cauda", "sacral", "sacrale", "sacre", "sacro", "sakral"],
+    "BODY": ["body", "extern", "esterno", "koerper", "korper", "corps", "cuerpo", "corpo", "contorno",
+             "contour", "kontur", "outline", "patient", "paziente"],
+    "SKIN": ["skin", "cute", "pelle", "haut", "peau", "piel"],
+    "GTV": ["gtv"],
+    "CTV_HD": ["ctvhd", "ctvhigh", "ctvboost", "ctvalto", "ctvhoch"],
+    "CTV_LD": ["ctvld", "ctvlow", "ctvbasso", "ctvniedrig", "ctvelect"],
+}
+
+
+def suggest_canonical(roi: str) -> str | None:
+    """A canonical structure an unmapped ROI name probably means (accents folded), or None."""
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKD", roi).encode("ascii", "ignore").decode()
+    key = normalise_name(folded)
+    hits = [(len(f), canon) for canon, frags in SUGGESTIONS.items() for f in frags if f in key]
+    return max(hits)[1] if hits else None
+
+
 def normalise_name(name: str) -> str:
     """Case-, space- and punctuation-insensitive key: ``'CTV 73.6'`` → ``'ctv736'``."""
     return re.sub(r"[^a-z0-9]", "", name.lower())

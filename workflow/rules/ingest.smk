@@ -6,6 +6,8 @@ EXPORT_PARAMS = dict(
     required_structures=CFG["ingest"]["required_structures"],
     structure_aliases=CFG["ingest"]["structure_aliases"],
     slice_spacing_tolerance_mm=CFG["ingest"]["slice_spacing_tolerance_mm"],
+    planned_oars=list(CFG["planning"]["oar_limits_gy"]),
+    optional_oars=CFG["planning"]["optional_oars"],
 )
 
 

@@ -204,6 +204,7 @@ rule cohort_summary:
         recovery=[f"{RESULTS}/cohort/tcp_recovery.json"] if SYNTHETIC else [],
         excluded=EXCLUDED,
         planning_failures=PLANNING_FAILURES,
+        ingest_summary=f"{RESULTS}/cohort/ingest_summary.tsv",
     output:
         headline=f"{RESULTS}/cohort/headline.tsv",
         html=report(

@@ -32,7 +32,7 @@ from ..io import files
 from ..pet import SuvError, suv_factor_from_metadata
 from ..registration import compose
 from .register import register_export, transform_from
-from ..structures import CANONICAL, contours_to_mask, derived_structures, map_roi_names, shell
+from ..structures import CANONICAL, contours_to_mask, derived_structures, map_roi_names, shell, suggest_canonical
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,23 @@ def dose_grid_for(body: np.ndarray, ct_grid: Grid, *, spacing_mm: float, margin_
     return grid_covering(pts, spacing=spacing_mm, direction=ct_grid.direction, margin_mm=margin_mm)
 
 
+def check_oars(masks: dict, params: dict, *, patient: str, path, rois: list[str], suggestions: dict) -> list[str]:
+    """The planned OARs (``planned_oars``) absent after alias mapping: an error, unless each is in
+    ``optional_oars``, then returned (and logged as a warning) so the plan says it lacks the constraint."""
+    missing = [o for o in params.get("planned_oars", []) if o not in masks]
+    hint = "".join(f"; {roi!r} may be {canon}" for roi, canon in suggestions.items())
+    required = [o for o in missing if o not in params.get("optional_oars", [])]
+    if required:
+        raise DosepaintInputError(
+            f"OAR(s) {required} constrained by planning (planning.oar_limits_gy) not found among ROIs {rois}{hint}; "
+            "map them in ingest.structure_aliases, or list them in planning.optional_oars to plan without "
+            "their constraint", patient=patient, path=path)
+    if missing:
+        log.warning("%s: OAR(s) %s absent: the plans will have NO constraint on them (optional_oars)%s", patient,
+                    missing, hint)
+    return missing
+
+
 def export_relative(path, folder: Path) -> str:
     """``path`` relative to the patient's DICOM folder (the export's own names, no header values)."""
     try:
@@ -130,6 +147,8 @@ class Export:
     dwi: tuple | None = None  # (signals b × z × y × x, b-values, grid, header)
     pet: tuple | None = None  # (Bq/mL, grid, header)
     timings: dict = field(default_factory=dict)
+    alias_suggestions: dict = field(default_factory=dict)  # unmapped ROI -> probable canonical name
+    missing_oars: list = field(default_factory=list)  # optional planned OARs that are absent
 
 
 def read_export(folder, *, patient: str, params: dict) -> Export:
@@ -192,12 +211,17 @@ def read_export(folder, *, patient: str, params: dict) -> Export:
     if "SKIN" not in masks and "BODY" in masks:
         masks["SKIN"] = shell(masks["BODY"], ct_grid, thickness_mm=3.0)
         notes.append("SKIN derived as the 3 mm inner shell of BODY")
+    unmapped = sorted(set(contours) - set(mapping.values()))
+    suggestions = {roi: suggest_canonical(roi) for roi in unmapped if suggest_canonical(roi)}
+    missing_oars = check_oars(masks, params, patient=pid, path=rs_path, rois=sorted(contours),
+                              suggestions=suggestions)
+    if missing_oars:
+        notes.append(f"OAR(s) {missing_oars} absent: planned WITHOUT their constraint (planning.optional_oars)")
     masks.update(derived_structures(masks))
     timings["structures_s"] = time.perf_counter() - t
     export = Export(folder=folder, chosen=chosen, skipped=skipped, all_series=all_series, ct=ct, ct_grid=ct_grid,
-                    ct_hdr=ct_hdr, mapping=mapping,
-                    unmapped_rois=sorted(set(contours) - set(mapping.values())), masks=masks, notes=notes,
-                    timings=timings)
+                    ct_hdr=ct_hdr, mapping=mapping, unmapped_rois=unmapped, masks=masks, notes=notes,
+                    timings=timings, alias_suggestions=suggestions, missing_oars=missing_oars)
 
     if chosen["RTDOSE"] is not None:
         rd_path = chosen["RTDOSE"].files[0]
@@ -285,6 +309,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     qc["structures"] = {
         "roi_mapping": ex.mapping,
         "unmapped_rois": ex.unmapped_rois,
+        "alias_suggestions": ex.alias_suggestions,
+        "missing_oars": ex.missing_oars,
         "absent": [c for c in CANONICAL if c not in masks],
         "volumes_cc": {n: float(m.sum() * ct_grid.voxel_volume / 1000.0) for n, m in masks.items()},
         "notes": ex.notes,

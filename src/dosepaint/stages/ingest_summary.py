@@ -17,6 +17,11 @@ def run(inputs: dict, outputs: dict, *, params: dict | None = None) -> pd.DataFr
                    f"{s:g}" for s in qc["ct"]["spacing_mm"]), "patient_position": qc["ct"]["patient_position"],
                **{f"{k}_cc": vol.get(k) for k in ("GTV", "CTV_HD", "CTV_LD", "BODY")},
                "structures_absent": ",".join(qc["structures"]["absent"]),
+               "oars_unconstrained": ",".join(qc["structures"].get("missing_oars", [])),
+               "unmapped_rois": "; ".join(
+                   f"{roi} (maybe {qc['structures'].get('alias_suggestions', {})[roi]})"
+                   if roi in qc["structures"].get("alias_suggestions", {}) else roi
+                   for roi in qc["structures"]["unmapped_rois"]),
                "t2w_mi": qc.get("t2w", {}).get("registration", {}).get("metric_mattes_mi"),
                "dwi_mi": qc.get("dwi", {}).get("registration_to_t2w", {}).get("metric_mattes_mi"),
                "dwi_bvalues": ",".join(f"{b:g}" for b in qc.get("dwi", {}).get("bvalues", [])),

@@ -305,6 +305,7 @@ def _evaluate(name, dose, letd, masks, clonogens, *, params, alpha, beta, n) -> 
         row.update({f"goal_{k}": v for k, v in goals.items()})
         row["goals_met"] = int(sum(goals.values()))
         row["goals_total"] = len(goals)
+        row["unconstrained_oars"] = ",".join(o for o in params["oar_limits_gy"] if o not in masks)
     return row
 
 

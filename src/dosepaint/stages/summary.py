@@ -86,6 +86,25 @@ def exclusions_html(excluded: pd.DataFrame | None, planning: pd.DataFrame | None
     return out
 
 
+def structures_html(ingest: pd.DataFrame | None) -> str:
+    """The report's list of OARs planned without their constraint and of ROI names nothing mapped."""
+    if ingest is None:
+        return ""
+    out = ""
+    unconstrained = ingest[ingest.get("oars_unconstrained", pd.Series("", index=ingest.index)).fillna("") != ""]
+    if not unconstrained.empty:
+        out += (f"<h2>WARNING: plans without an OAR constraint ({len(unconstrained)} patients)</h2><p>These "
+                "OARs were absent after alias mapping and are listed in planning.optional_oars: the plans of "
+                "these patients do not limit their dose.</p>" + _table(unconstrained[["patient_id",
+                                                                                     "oars_unconstrained"]]))
+    unmapped = ingest[ingest.get("unmapped_rois", pd.Series("", index=ingest.index)).fillna("") != ""]
+    if not unmapped.empty:
+        out += ("<h2>ROI names not mapped to a structure</h2><p>Add the ones you mean to "
+                "ingest.structure_aliases (a suggestion in brackets).</p>"
+                + _table(unmapped[["patient_id", "unmapped_rois"]]))
+    return out
+
+
 def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """``headline`` (TSV) and ``html`` (the report's summary page).
 
@@ -112,7 +131,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     excluded = files.read_tsv(inputs["excluded"]) if inputs.get("excluded") else None
     planning = files.read_tsv(inputs["planning_failures"]) if inputs.get("planning_failures") else None
     n_failed = 0 if planning is None else len(planning)
-    parts = [exclusions_html(excluded, planning), "<h2>Held-out cohort against the study</h2>",
+    ingest = files.read_tsv(inputs["ingest_summary"]) if inputs.get("ingest_summary") else None
+    parts = [exclusions_html(excluded, planning), structures_html(ingest), "<h2>Held-out cohort against the study</h2>",
              f"<p>n = {stats['n_patients']} held-out patients with plans"
              + (f" ({n_failed} planned patient(s) left out: planning failures above)" if n_failed else "")
              + f"; TCP model fitted on {fit['n_train']} training patients ({fit['model']['estimator']}).</p>",
