@@ -92,3 +92,36 @@ def test_fit_stage_refuses_a_held_out_patient(tmp_path):
                           "log10_fc_bounds": [-6.0, 0.0], "bootstrap": 0, "seed": 0})
     assert "P3" in str(err.value) and "training" in str(err.value)
     assert not (tmp_path / "fit.json").exists()
+
+
+def test_identifiability_flags_name_bounds_wide_cis_and_a_worse_than_chance_auc():
+    from dosepaint.tcp_fit import identifiability_flags
+
+    box = dict(alpha_bounds=(0.01, 1.0), log10_fc_bounds=(-6.0, 0.0))
+    good = {"alpha": 0.087, "log10_fc": -2.0, "alpha_ci95": [0.06, 0.12], "log10_fc_ci95": [-3.0, -1.2],
+            "train_auc": 0.8}
+    assert identifiability_flags(good, **box) == []
+    bad = {"alpha": 0.2, "log10_fc": 0.0, "alpha_ci95": [0.011, 0.99], "log10_fc_ci95": [0.0, 0.0],
+           "train_auc": 0.0}
+    assert identifiability_flags(bad, **box) == [
+        "alpha 95 % CI [0.011, 0.99] spans its bound range [0.01, 1]",
+        "log10_fc = 0 at its bound [-6, 0]",
+        "training AUC 0.00 < 0.5",
+    ]
+
+
+def test_a_fit_on_three_patients_whose_failure_got_the_most_dose_is_flagged():
+    """Three training patients, one failure, the failure with the fewest cells and the highest dose:
+    no Poisson model ranks it right (training AUC 0), and the fit says so."""
+    import numpy as np
+
+    from dosepaint import tcp_fit as tf
+
+    patients = [tf.PatientDose.from_arrays(np.full(50, cells), np.full(50, dose), alpha_beta=2.0, n_fractions=16,
+                                           bin_gy=0.5) for cells, dose in ((1e7, 60.0), (1e7, 65.0), (1e6, 74.0))]
+    y = np.array([1.0, 1.0, 0.0])
+    box = dict(alpha_bounds=(0.01, 1.0), log10_fc_bounds=(-6.0, 0.0))
+    f = tf.fit(patients, y, **box)
+    pred = tf.predict(patients, alpha=f.alpha, log10_fc=f.log10_fc)
+    flags = tf.identifiability_flags({"alpha": f.alpha, "log10_fc": f.log10_fc, "train_auc": tf.auc(pred, y)}, **box)
+    assert "training AUC 0.00 < 0.5" in flags

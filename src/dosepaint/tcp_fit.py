@@ -244,3 +244,38 @@ def auc(predicted, outcome) -> float:
 def brier(predicted, outcome) -> float:
     """Brier score mean((TCP − y)²)."""
     return float(np.mean((np.asarray(predicted, float) - np.asarray(outcome, float)) ** 2))
+
+
+def identifiability_flags(estimate: dict, *, alpha_bounds, log10_fc_bounds, rel_tol: float = 1e-3) -> list[str]:
+    """Why a fitted TCP model is not identified by its training data (an empty list: no reason found).
+
+    Parameters
+    ----------
+    estimate : dict
+        ``alpha`` (Gy⁻¹), ``log10_fc``, optional ``alpha_ci95`` / ``log10_fc_ci95`` ([low, high] or
+        None) and ``train_auc``.
+    alpha_bounds, log10_fc_bounds : (float, float)
+        The fit's box.
+    rel_tol : float
+        A value within this fraction of the box width of a bound counts as at the bound.
+
+    Returns
+    -------
+    list of str
+        A parameter at a bound, a 95 % CI spanning (≥ 95 % of) the whole bound range, a training AUC
+        below 0.5 (the model ranks outcomes worse than chance).
+    """
+    flags = []
+    for name, bounds in (("alpha", alpha_bounds), ("log10_fc", log10_fc_bounds)):
+        lo, hi = (float(b) for b in bounds)
+        tol = rel_tol * (hi - lo)
+        value = float(estimate[name])
+        if value <= lo + tol or value >= hi - tol:
+            flags.append(f"{name} = {value:.4g} at its bound [{lo:g}, {hi:g}]")
+        ci = estimate.get(f"{name}_ci95")
+        if ci is not None and ci[1] - ci[0] >= 0.95 * (hi - lo):
+            flags.append(f"{name} 95 % CI [{ci[0]:.4g}, {ci[1]:.4g}] spans its bound range [{lo:g}, {hi:g}]")
+    auc = estimate.get("train_auc")
+    if auc is not None and np.isfinite(auc) and auc < 0.5:
+        flags.append(f"training AUC {auc:.2f} < 0.5")
+    return flags

@@ -103,7 +103,13 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         }
         log.info("%s: alpha %.4f Gy^-1, log10 f_c %.2f, train AUC %.3f, Brier %.3f", est, f.alpha, f.log10_fc,
                  estimates[est]["train_auc"], estimates[est]["train_brier"])
+    for est, e in estimates.items():
+        e["identifiability_flags"] = tf.identifiability_flags(e, **bounds)
     chosen = estimates[params["estimator"]]
+    flags = chosen["identifiability_flags"]
+    if flags:
+        log.warning("DEGENERATE TCP MODEL (%s): %s; planning uses it, the report says so", params["estimator"],
+                    "; ".join(flags))
     table["clonogens"] = table["gtv_cells"] * chosen["clonogenic_fraction"]
     result = {
         "model": {"estimator": params["estimator"], "alpha": chosen["alpha"], "alpha_beta": ab,
@@ -111,6 +117,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
                   "n_fractions_delivered": n},
         "estimates": estimates,
         "bootstrap": {"n": int(params["bootstrap"]), "seed": params["seed"], "level": 0.95},
+        "degenerate": bool(flags), "warnings": flags,
         "train_ids": ids, "n_train": len(ids), "n_local_control": int(y.sum()),
         "bounds": bounds, "bin_gy": bin_gy,
     }
