@@ -24,7 +24,9 @@ from pydicom.uid import PYDICOM_ROOT_UID, ExplicitVRLittleEndian, generate_uid
 
 from ..errors import DosepaintInputError
 from ..geometry import Grid
+from . import diffusion
 from . import files as _files
+from .diffusion import bvalue_of  # noqa: F401 (part of this module's reading API)
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -372,34 +374,6 @@ class SeriesInfo:
         return "OTHER"
 
 
-def _siemens_bvalue(ds: Dataset) -> float | None:
-    try:
-        elem = ds.get_private_item(0x0019, 0x0C, SIEMENS_CREATOR)
-    except KeyError:
-        return None
-    value = elem.value
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "ignore").strip("\x00 ")
-    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
-        value = value[0]
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def bvalue_of(ds: Dataset) -> float | None:
-    """Diffusion b-value (s/mm²): DiffusionBValue (0018,9087), else Siemens (0019,100C)."""
-    for tag in ((0x0018, 0x9087),):
-        if tag in ds and ds[tag].value not in (None, ""):
-            value = ds[tag].value
-            if isinstance(value, bytes):  # implicit VR files read as UN
-                value = np.frombuffer(value[:8], "<f8")[0] if len(value) >= 8 else None
-            if value is not None:
-                return float(value)
-    return _siemens_bvalue(ds)
-
-
 def dcmread(path, *, stop_before_pixels: bool = False) -> Dataset:
     """Read a DICOM file; files without the 128-byte preamble / file meta are accepted
     when they still parse to a dataset with a SOPClassUID (older exports)."""
@@ -446,10 +420,11 @@ def scan_folder(folder, *, patient: str | None = None) -> tuple[list[SeriesInfo]
                     description=str(ds.get("SeriesDescription", "")),
                     number=str(ds.get("SeriesNumber", "") or ""))
             s.files.append(path)
-            b = bvalue_of(ds) if s.modality == "MR" else None
-            if b is not None:
-                s.bvalues.add(round(b, 1))
-            s.image_types.update(str(t) for t in ds.get("ImageType", []))
+            for image in _frame_headers(ds, patient=patient) if s.modality == "MR" else [ds]:
+                b = bvalue_of(image) if s.modality == "MR" else None
+                if b is not None:
+                    s.bvalues.add(round(b, 1))
+                s.image_types.update(diffusion.image_types(image))
     return list(series.values()), skipped
 
 
@@ -465,7 +440,46 @@ def _read_full(path, *, patient):
         raise DosepaintInputError(f"cannot read DICOM file ({exc})", patient=patient, path=path) from exc
 
 
+def _frame_headers(ds: Dataset, *, patient) -> list[Dataset]:
+    """The frames of an Enhanced MR header (:func:`diffusion.frames`), or ``[ds]`` for a single frame."""
+    if not diffusion.is_enhanced(ds):
+        return [ds]
+    try:
+        return diffusion.frames(ds)
+    except (KeyError, AttributeError) as exc:
+        raise DosepaintInputError(f"Enhanced MR object without frame geometry ({exc})", patient=patient,
+                                  path=getattr(ds, "filename", None)) from exc
+
+
+def _expand_frames(datasets: list[Dataset], *, patient) -> list[Dataset]:
+    """Single-frame datasets of every image: Enhanced MR objects split into their frames (with pixels)."""
+    out = []
+    for ds in datasets:
+        if not diffusion.is_enhanced(ds):
+            out.append(ds)
+            continue
+        frames = _frame_headers(ds, patient=patient)
+        stored = _stored_pixels(ds, patient=patient)
+        stored = stored.reshape(len(frames), *stored.shape[-2:])
+        for f, arr in zip(frames, stored):
+            f._dp_pixels = arr
+        out.extend(frames)
+    return out
+
+
+def _stored_pixels(ds: Dataset, *, patient) -> np.ndarray:
+    try:
+        return ds.pixel_array
+    except Exception as exc:  # pydicom raises several types for truncated, odd or undecodable pixel data
+        raise DosepaintInputError(f"unreadable pixel data ({exc})", patient=patient,
+                                  path=getattr(ds, "filename", None)) from exc
+
+
 def _pixels(ds: Dataset, *, patient) -> np.ndarray:
+    if hasattr(ds, "_dp_pixels"):  # a frame of an Enhanced MR object, decoded with its file
+        arr = np.asarray(ds._dp_pixels, np.float64)
+        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+        return arr * slope + float(ds.get("RescaleIntercept", 0.0) or 0.0)
     try:
         arr = ds.pixel_array.astype(np.float64)
     except Exception as exc:  # pydicom raises several types for truncated or odd pixel data
@@ -491,7 +505,7 @@ def _mosaic_volume(ds: Dataset, *, patient) -> tuple[np.ndarray, Grid, float | N
         affine = np.asarray(wrapper.affine)
         b = wrapper.b_value
     if b is None:
-        b = _siemens_bvalue(ds)
+        b = bvalue_of(ds)
     arr = np.transpose(np.asarray(data, float), (2, 0, 1))  # (slice, row, column)
     cols = [affine[:3, 1], affine[:3, 0], affine[:3, 2]]  # column index, row index, slice index
     spacing = tuple(float(np.linalg.norm(c)) for c in cols)
@@ -554,20 +568,42 @@ def read_volume(files, *, patient=None, what="image series", tolerance_mm: float
     if len(datasets) == 1 and _is_mosaic(datasets[0]):
         arr, grid, _ = _mosaic_volume(datasets[0], patient=patient)
         return arr.astype(np.float32), grid, datasets[0]
+    datasets = _expand_frames(datasets, patient=patient)
     datasets, grid = _stack_slices(datasets, patient=patient, tolerance_mm=tolerance_mm, what=what)
     vol = np.stack([_pixels(d, patient=patient) for d in datasets]).astype(np.float32)
     first = datasets[0]
-    del first.PixelData
+    if "PixelData" in first:
+        del first.PixelData
     return vol, grid, first
 
 
-def read_dwi(files, *, patient=None, tolerance_mm: float = 0.05):
-    """Read a multi-b DWI series (single-frame slices or Siemens mosaics).
+def _signal_images(datasets: list[Dataset], notes: list | None) -> list[Dataset]:
+    """The diffusion-weighted signals of a DWI series: derived maps (ADC, exponential, FA, calculated b)
+    dropped, and trace-weighted images where the directional images of the same b-value are there."""
+    derived = [d for d in datasets if diffusion.is_derived_map(d)]
+    kept = [d for d in datasets if not diffusion.is_derived_map(d)]
+    directional = {round(bvalue_of(d) or 0.0, 1) for d in kept if not diffusion.is_trace(d)}
+    trace = [d for d in kept if diffusion.is_trace(d) and round(bvalue_of(d) or 0.0, 1) in directional
+             and (bvalue_of(d) or 0.0) > 0]
+    kept = [d for d in kept if not any(d is t for t in trace)]
+    if notes is not None and derived:
+        kinds = sorted({t for d in derived for t in diffusion.image_types(d) & diffusion.DERIVED_MAPS})
+        notes.append(f"{len(derived)} derived diffusion map image(s) ({', '.join(kinds)}) in the DWI series skipped")
+    if notes is not None and trace:
+        notes.append(f"{len(trace)} trace-weighted image(s) skipped: the directional images of the same b-values "
+                     "are combined instead")
+    return kept
 
-    Images are grouped by b-value (DiffusionBValue, else the Siemens private
-    tag or CSA header).  Several images at the same b-value and position
-    (diffusion directions, repeats) are combined by their geometric mean
-    (the trace-weighted image).
+
+def read_dwi(files, *, patient=None, tolerance_mm: float = 0.05, notes: list | None = None):
+    """Read a multi-b DWI series (single-frame slices, Siemens mosaics or Enhanced MR multi-frame).
+
+    Images are grouped by b-value (:func:`dosepaint.io.diffusion.bvalue_of`: DiffusionBValue, the
+    Enhanced MR frame's MR Diffusion sequence, the Siemens, Philips or GE private tag, or the CSA
+    header). Derived maps (ADC, exponential ADC, FA, calculated b) are skipped, as are trace-weighted
+    images where the directional ones are there; ``notes`` (a list) receives what was skipped. Several
+    images at the same b-value and position (diffusion directions, repeats) are combined by their
+    geometric mean (the trace-weighted image).
 
     Returns
     -------
@@ -576,7 +612,11 @@ def read_dwi(files, *, patient=None, tolerance_mm: float = 0.05):
     grid : Grid
     first : pydicom.Dataset
     """
-    datasets = [_read_full(f, patient=patient) for f in files]
+    datasets = _signal_images(_expand_frames([_read_full(f, patient=patient) for f in files], patient=patient),
+                              notes)
+    if not datasets:
+        raise DosepaintInputError("the DWI series holds derived maps only (ADC/trace/exponential), no "
+                                  "diffusion-weighted images", patient=patient, path=Path(files[0]).parent)
     groups: dict[float, list] = defaultdict(list)
     volumes: dict[float, list] = defaultdict(list)
     grid = None
@@ -590,8 +630,9 @@ def read_dwi(files, *, patient=None, tolerance_mm: float = 0.05):
             continue
         b = bvalue_of(ds)
         if b is None:
-            raise DosepaintInputError("DWI image without a b-value (no DiffusionBValue (0018,9087) "
-                                      "nor Siemens (0019,100C))", patient=patient, path=ds.filename)
+            raise DosepaintInputError("DWI image without a b-value (no DiffusionBValue (0018,9087), MR Diffusion "
+                                      "sequence, Siemens (0019,100C), Philips (2001,1003) nor GE (0043,1039))",
+                                      patient=patient, path=ds.filename)
         groups[round(b, 1)].append(ds)
     for b, group in groups.items():
         by_pos = defaultdict(list)
@@ -669,8 +710,8 @@ def read_rtstruct(path, *, patient=None) -> tuple[dict[str, list[np.ndarray]], s
     Returns
     -------
     contours : dict
-        ROI name -> list of (n, 3) LPS arrays (mm).  Open contours and point
-        ROIs are rejected with a clear error if they belong to a named ROI.
+        ROI name -> list of (n, 3) LPS arrays (mm). ROIs of POINT contours only (markers) are left
+        out; open contours are rejected with a clear error.
     frame_of_reference : str or None
         ReferencedFrameOfReferenceUID of the structure set.
     """
@@ -685,11 +726,14 @@ def read_rtstruct(path, *, patient=None) -> tuple[dict[str, list[np.ndarray]], s
     for rc in ds.get("ROIContourSequence", []):
         name = names.get(int(rc.ReferencedROINumber), f"ROI_{rc.ReferencedROINumber}")
         polys = []
-        for c in rc.get("ContourSequence", []):
+        contours = rc.get("ContourSequence", [])
+        if contours and all(str(c.get("ContourGeometricType", "")) == "POINT" for c in contours):
+            continue  # a point ROI (marker, reference point) is no structure: ignored
+        for c in contours:
             kind = str(c.get("ContourGeometricType", "CLOSED_PLANAR"))
-            pts = _decimal_strings(c, "ContourData", patient=patient, path=path).reshape(-1, 3)
             if kind == "POINT":
                 continue
+            pts = _decimal_strings(c, "ContourData", patient=patient, path=path).reshape(-1, 3)
             if kind != "CLOSED_PLANAR":
                 raise DosepaintInputError(f"ROI {name!r}: {kind} contour; only CLOSED_PLANAR can be filled",
                                           patient=patient, path=path)

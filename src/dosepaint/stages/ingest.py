@@ -239,7 +239,10 @@ def read_export(folder, *, patient: str, params: dict) -> Export:
 
     if chosen["DWI"] is not None:
         t = time.perf_counter()
-        signals, bvals, dwi_grid, dwi_hdr = dcm.read_dwi(chosen["DWI"].files, patient=pid, tolerance_mm=tol)
+        dwi_notes = []
+        signals, bvals, dwi_grid, dwi_hdr = dcm.read_dwi(chosen["DWI"].files, patient=pid, tolerance_mm=tol,
+                                                         notes=dwi_notes)
+        notes.extend(f"DWI: {n}" for n in dwi_notes)
         dwi_folder = chosen["DWI"].files[0].parent
         if np.any(~np.isfinite(signals)):
             raise DosepaintInputError("DWI contains non-finite values", patient=pid, path=dwi_folder)
