@@ -148,3 +148,25 @@ def test_a_point_roi_is_ignored(tiny_patient, tmp_path):
     contours, _ = dcm.read_rtstruct(rs)
     before, _ = dcm.read_rtstruct(series_files(tiny_patient["dicom"], "RTSTRUCT")[0])
     assert "Iso_marker" not in contours and contours.keys() == before.keys()
+
+
+def test_ct_padding_outside_the_field_of_view_reads_as_air(tiny_patient, reference, tmp_path):
+    """A CT whose corners are padding (stored 0 = −1024 HU would be air-ish; here −3024 HU as Siemens
+    and GE write it, flagged by PixelPaddingValue): those voxels read as −1000 HU, the rest unchanged."""
+    export = tmp_path / "export"
+    shutil.copytree(tiny_patient["dicom"], export)
+    files = series_files(export, "CT")
+
+    def pad(ds):
+        arr = ds.pixel_array.astype(np.int16)
+        ds.PixelRepresentation = 1
+        ds.BitsStored, ds.HighBit = 16, 15
+        arr[:5, :5] = -2000  # stored; −3024 HU after the −1024 intercept
+        ds.PixelData = arr.tobytes()
+        ds.add_new(0x00280120, "SS", -2000)  # PixelPaddingValue
+    edit(files, pad)
+    vol, grid, _ = dcm.read_volume(files, patient="SYN001", what="CT")
+    assert np.all(vol[:, :5, :5] == -1000.0)
+    rest = np.ones(vol.shape, bool)
+    rest[:, :5, :5] = False
+    assert np.array_equal(vol[rest], reference.ct[rest])

@@ -554,8 +554,25 @@ def _stack_slices(datasets: list[Dataset], *, patient, tolerance_mm: float, what
     return datasets, grid
 
 
+#: What CT padding (PixelPaddingValue, the area outside the reconstructed field of view) becomes (HU).
+CT_PADDING_HU = -1000.0
+
+
+def _padding_mask(ds: Dataset, stored: np.ndarray) -> np.ndarray | None:
+    """Stored values that are padding (PixelPaddingValue, up to PixelPaddingRangeLimit), or None."""
+    if "PixelPaddingValue" not in ds:
+        return None
+    lo = int(ds.PixelPaddingValue)
+    hi = int(ds.get("PixelPaddingRangeLimit", lo))
+    lo, hi = min(lo, hi), max(lo, hi)
+    return (stored >= lo) & (stored <= hi)
+
+
 def read_volume(files, *, patient=None, what="image series", tolerance_mm: float = 0.05):
-    """Read a single-frame image series into a volume.
+    """Read a single-frame (or Enhanced multi-frame) image series into a volume.
+
+    For a CT (``what="CT"``), padding voxels (PixelPaddingValue, the area outside the reconstructed
+    field of view, often −2000 or −3024 after rescale) become air, :data:`CT_PADDING_HU`.
 
     Returns
     -------
@@ -571,6 +588,11 @@ def read_volume(files, *, patient=None, what="image series", tolerance_mm: float
     datasets = _expand_frames(datasets, patient=patient)
     datasets, grid = _stack_slices(datasets, patient=patient, tolerance_mm=tolerance_mm, what=what)
     vol = np.stack([_pixels(d, patient=patient) for d in datasets]).astype(np.float32)
+    if what == "CT":
+        for k, d in enumerate(datasets):
+            pad = _padding_mask(d, _stored_pixels(d, patient=patient)) if "PixelPaddingValue" in d else None
+            if pad is not None:
+                vol[k][pad] = CT_PADDING_HU
     first = datasets[0]
     if "PixelData" in first:
         del first.PixelData
