@@ -145,7 +145,7 @@ def test_split_leaves_out_the_excluded_patients_and_lists_them(tmp_path, sheet_s
     assert excluded.to_dict("records") == [{"patient_id": "P2", "stage": "input check", "file": "CT/ct_3.dcm",
                                             "problem": "CT: missing slice(s)"}]
     notice = exclusion_notice(out["excluded"])
-    assert "1 patient(s) excluded" in notice and "P2: CT/ct_3.dcm: CT: missing slice(s)" in notice
+    assert "1 patient(s) left out" in notice and "P2 (input check): CT/ct_3.dcm: CT: missing slice(s)" in notice
     # Nobody excluded: an empty table (header only) and no notice.
     _include_and_split(tmp_path, sheet, dict.fromkeys(["P1", "P2", "P3"]), sheet_schema)
     assert files.read_tsv(out["excluded"]).empty and exclusion_notice(out["excluded"]) is None
