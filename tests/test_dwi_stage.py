@@ -80,3 +80,18 @@ def test_native_maps_are_physical(dwi_done):
     r, _ = files.read_array(dwi_done["base"] / "cell_radius.nii.gz")
     assert np.nanmin(r) >= 5e-3 - 1e-9 and np.nanmax(r) <= 12e-3 + 1e-9  # within the library (prior) range
     assert isinstance(dwi_done["qc"], pd.DataFrame)
+
+
+def test_a_dwi_that_misses_the_tumour_fails_the_stage(dwi_done, tmp_path):
+    """The DWI field of view cut above the GTV (its lower slices zeroed, as a slab that misses the
+    tumour): the stage refuses to count clonogens on what is left, naming the share and the key."""
+    signals, grid = files.read_array(dwi_done["inputs"]["dwi"])
+    gtv, dgrid = files.read_array(dwi_done["inputs"]["masks_dose"] / "GTV.nii.gz")
+    cut = signals.copy()
+    cut[:, : signals.shape[1] * 3 // 4] = 0.0  # no signal: every such voxel is flagged
+    files.write_array(cut, grid, tmp_path / "dwi.nii.gz")
+    out = {k: str(tmp_path / "out" / v) for k, v in layout.DWI_OUTPUTS.items()}
+    with pytest.raises(DosepaintInputError, match=r"patient SYN001.*\d+ % of the GTV has no cell density.*"
+                                                  r"dwi.max_flagged_fraction_gtv"):
+        dwi_stage.run({**dwi_done["inputs"], "dwi": tmp_path / "dwi.nii.gz"}, out,
+                      params={**dwi_done["params"], "max_flagged_fraction_gtv": 0.5})

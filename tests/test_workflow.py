@@ -170,6 +170,40 @@ def zero_pet(export):
 
 
 @pytest.mark.workflow
+def test_a_held_out_patient_whose_plan_fails_is_listed_and_the_cohort_completes(tmp_path):
+    """Five tiny patients, three held out; after the imaging stages one held-out patient's PET
+    prescription (read by the plan stage only) is broken on disk. The whole workflow and the report
+    complete (exit 0): the patient is listed in planning_failures.tsv with the plan stage, its later
+    stages are skipped, and the held-out statistics over plans count the two others (n stated)."""
+    results = tmp_path / "results"
+    (tmp_path / "five.yaml").write_text(f"results: {results}\nsynthetic:\n  n_patients: 5\ncohort:\n  n_test: 3\n")
+    args = ("--workflow-profile", "workflow/profiles/default", "--configfile", "config/tiny.yaml",
+            str(tmp_path / "five.yaml"))
+    proc = snakemake(*args, "--", str(results / "cohort" / "split.tsv"), str(results / "cohort" / "pet_summary.tsv"))
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    split = pd.read_csv(results / "cohort" / "split.tsv", sep="\t")
+    test = split.loc[split["split"] == "test", "patient_id"].tolist()
+    broken = results / "patients" / test[0] / "pet" / "prescription_contours.nii.gz"
+    broken.write_bytes(b"not a NIfTI file")
+    # mtime is no trigger: nothing upstream reruns, the broken file reaches the plan stage as written
+    proc = snakemake(*args, "--rerun-triggers", "params", "input", "code", "software-env")
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    failures = pd.read_csv(results / "cohort" / "planning_failures.tsv", sep="\t", keep_default_na=False)
+    assert failures[["patient_id", "stage"]].values.tolist() == [[test[0], "plan"]]
+    assert f"{test[0]} (plan): " in proc.stderr
+    status = json.loads((results / "patients" / test[0] / "status" / "robustness.json").read_text())
+    assert status["status"] == "skipped" and status["origin"] == "plan"
+    stats = json.loads((results / "cohort" / "statistics.json").read_text())
+    assert stats["n_patients"] == 2
+    assert sorted(pd.read_csv(results / "cohort" / "plan_metrics.tsv", sep="\t")["patient_id"].unique()) == \
+        sorted(test[1:])
+    page = (results / "cohort" / "summary.html").read_text()
+    assert "Planning failures (1)" in page and "n = 2 held-out patients with plans" in page
+    report = snakemake(*args, "--report", str(tmp_path / "report.html"))
+    assert report.returncode == 0 and (tmp_path / "report.html").stat().st_size > 100_000
+
+
+@pytest.mark.workflow
 def test_tiny_cohort_end_to_end(tmp_path):
     """README main job on the tiny preset: synthesis → ingest → summary and split; then a no-op rerun."""
     results = tmp_path / "results"

@@ -56,6 +56,7 @@ rule dwi:
         adc_sigma=CFG["dwi"]["adc_sigma"],
         knn_k=CFG["dwi"]["knn_k"],
         clonogenic_fraction=CFG["dwi"]["clonogenic_fraction"],
+        max_flagged_fraction_gtv=CFG["dwi"]["max_flagged_fraction_gtv"],
         on_input_error=ON_ERROR,
     script:
         "../../scripts/dwi.py"

@@ -90,6 +90,14 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     rho_dose = np.where(valid_dose, rho_dose, np.nan)
     rmse_dose = np.where(valid_dose, rmse_dose, np.nan)
     gtv = files.read_array(Path(inputs["masks_dose"]) / "GTV.nii.gz")[0] > 0
+    missing = float(np.mean(~valid_dose[gtv])) if gtv.any() else 1.0
+    if missing > params.get("max_flagged_fraction_gtv", 0.5):
+        # A DWI whose field of view misses the tumour, or whose signal is unusable there: the GTV's
+        # clonogens would be counted on the part that is left, biasing every TCP of this patient.
+        raise DosepaintInputError(f"{100 * missing:.0f} % of the GTV has no cell density from the DWI (flagged "
+                                  "voxels or outside the DWI field of view); at most "
+                                  f"{100 * params.get('max_flagged_fraction_gtv', 0.5):.0f} % allowed "
+                                  "(dwi.max_flagged_fraction_gtv)", patient=pid, path=inputs["dwi"])
     n = dp_dwi.clonogens(np.where(gtv, rho_dose, 0.0), voxel_volume_mm3=dgrid.voxel_volume,
                          clonogenic_fraction=params["clonogenic_fraction"])
     files.write_array(rho_dose, dgrid, outputs["cell_density_dose"])
