@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pydicom
+import pydicom.errors
 import pytest
 import SimpleITK as sitk
 
@@ -163,7 +164,10 @@ def zero_pet(export):
     import pydicom
 
     for path in (p for p in export.rglob("*") if p.is_file()):
-        ds = pydicom.dcmread(path)
+        try:
+            ds = pydicom.dcmread(path)
+        except pydicom.errors.InvalidDicomError:
+            continue  # the export's non-DICOM files
         if ds.Modality == "PT":
             ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
             ds.save_as(path)
@@ -356,9 +360,9 @@ def test_tiny_cohort_end_to_end(tmp_path):
 
 
 def test_killed_run_resumes_to_the_outputs_of_an_uninterrupted_one(tmp_path):
-    """SIGKILL the whole workflow (Snakemake and its running job) in the middle of a patient's ingest;
-    after ``snakemake --unlock`` the rerun resumes, and every output equals an uninterrupted run's
-    byte for byte (no half-written file, no leftover temporary file)."""
+    """SIGKILL the whole workflow (Snakemake and its running job) in the middle of a patient's input
+    check (its registrations); after ``snakemake --unlock`` the rerun resumes, and every output equals
+    an uninterrupted run's byte for byte (no half-written file, no leftover temporary file)."""
     import signal
     import time
 
@@ -372,15 +376,16 @@ def test_killed_run_resumes_to_the_outputs_of_an_uninterrupted_one(tmp_path):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.Popen([str(BIN / "snakemake"), *args(killed)], cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = killed / "logs" / "ingest" / "SYN001.log"
+    log = killed / "logs" / "check_inputs" / "SYN001.log"
     deadline = time.monotonic() + 600
     while not log.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    time.sleep(3.0)  # into the registration: some outputs written, others not
+    time.sleep(3.0)  # into the registration: the record not written yet
     assert proc.poll() is None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (killed / "patients" / "SYN001" / "ingest" / "qc.json").exists()  # qc.json is the last output
+    assert not (killed / "patients" / "SYN001" / "input_check.json").exists()
+    assert not (killed / "patients" / "SYN001" / "ingest" / "qc.json").exists()
     assert snakemake("--unlock", *args(killed)).returncode == 0
     again = snakemake(*args(killed))
     assert again.returncode == 0, again.stderr[-3000:]
@@ -391,6 +396,8 @@ def test_killed_run_resumes_to_the_outputs_of_an_uninterrupted_one(tmp_path):
         return {p.relative_to(base): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
 
     a, b = tree(whole), tree(killed)
+    check = Path("patients") / "SYN001" / "input_check.json"
+    assert (whole / check).read_bytes() == (killed / check).read_bytes()  # the registrations too
     assert sorted(a) == sorted(b) and len(a) > 20
     assert [k for k in a if a[k] != b[k]] == [Path("qc.json")]  # its timings (wall seconds) differ, nothing else
     qa, qb = (json.loads(t[Path("qc.json")]) for t in (a, b))

@@ -121,7 +121,9 @@ def status(stage):
 
 
 IMAGING_STAGES = ["ingest"] + [
-    stage for stage, needs in (("dwi", "DWI"), ("pet", "PT")) if needs in INGEST_REQUIRED
+    stage
+    for stage, needs in (("dwi", "DWI"), ("pet", "PT"))
+    if needs in INGEST_REQUIRED
 ]
 
 
