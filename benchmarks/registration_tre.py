@@ -83,8 +83,9 @@ def main() -> None:
         print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     df = pd.DataFrame(rows)
     for start in ("moments", "auto"):
-        print(f"{start}: TRE median {df[f'{start}_tre_mm'].median():.2f} mm, worst {df[f'{start}_tre_mm'].max():.2f} mm "
-              f"({df.loc[df[f'{start}_tre_mm'].idxmax(), 'patient_id']}), time median {df[f'{start}_s'].median():.1f} s")
+        tre = df[f"{start}_tre_mm"]
+        print(f"{start}: TRE median {tre.median():.2f} mm, worst {tre.max():.2f} mm "
+              f"({df.loc[tre.idxmax(), 'patient_id']}), time median {df[f'{start}_s'].median():.1f} s")
     print(f"QC of auto: body Dice min {df['body_dice'].min():.3f}, inside min {df['inside_fraction'].min():.3f}, "
           f"TRE proxy max {df['tre_proxy_mm'].max():.2f} mm, MI max {df['auto_mi'].max():.3f}")
     df.to_csv(args.workdir / f"registration_tre{'_slab' if args.slab else ''}.tsv", sep="\t", index=False)

@@ -12,7 +12,7 @@ from dosepaint import cohort
 from dosepaint.errors import DosepaintInputError
 from dosepaint.io import dicom as dcm
 from dosepaint.io import files
-from dosepaint.registration import register_rigid, rigid_error
+from dosepaint.registration import rigid_error
 from dosepaint.registration_qc import qc_failures, registration_qc
 from dosepaint.stages import check
 from dosepaint.stages.ingest import discover
@@ -58,12 +58,14 @@ def test_a_moving_image_without_a_body_is_a_clear_error_naming_the_series(tiny_p
         register_checked(ct, blank, reg=ingest_params(config_schema)["registration"], patient="SYN001",
                          series=series, what="T2w → CT", initial="auto", fixed_threshold=-400.0)
     text = str(err.value)
-    assert text.startswith("patient SYN001, file ") and "T2w → CT registration of series 4 'T2 TSE axial pelvis'" in text
+    assert text.startswith("patient SYN001, file ")
+    assert "T2w → CT registration of series 4 'T2 TSE axial pelvis'" in text
     assert "no body found in an image without signal" in text and "itk::" not in text
 
 
 def test_qc_measures_flag_a_misregistration(tiny_patient):
-    """The QC of the true result passes; the same images 80 mm off laterally fail the body Dice (a gross miss: Dice is blind to a few cm)."""
+    """The QC of the true result passes; 80 mm off laterally lowers the body Dice (it is blind to a few
+    cm: a gross-miss check); the T2w moved out of the CT fails the inside fraction."""
     ct, t2, _ = _images(tiny_patient["dicom"])
     truth = files.read_transform(tiny_patient["truth_dir"] / "mr_to_ct.tfm").GetInverse()
     good = registration_qc(ct, t2, truth, fixed_threshold=-400.0, moving_threshold=None)

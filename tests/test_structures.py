@@ -3,8 +3,15 @@ import pytest
 
 from dosepaint.errors import DosepaintInputError
 from dosepaint.geometry import ORIENTATIONS, Grid
-from dosepaint.structures import (contours_to_mask, derived_structures, expand, map_roi_names, mask_to_contours,
-                                  normalise_name, shell)
+from dosepaint.structures import (
+    contours_to_mask,
+    derived_structures,
+    expand,
+    map_roi_names,
+    mask_to_contours,
+    normalise_name,
+    shell,
+)
 
 
 def oriented_grid(orientation, shape=(40, 64, 64), spacing=(1.0, 1.0, 2.0)):

@@ -9,7 +9,6 @@ fixed grid.
 from __future__ import annotations
 
 from contextlib import contextmanager
-
 from dataclasses import dataclass
 
 import numpy as np

@@ -5,7 +5,8 @@ series, pixel data, slice geometry, contours rasterised on the CT, b-values, sig
 reference) and, where PET is required, whether an SUV can be made of its header. It registers the T2w
 onto the CT and the DWI onto the T2w with their QC (:mod:`dosepaint.stages.register`: seconds), so a
 failed or implausible registration excludes the patient before the split; the transforms are kept in
-the record and the ingest reuses them. A patient whose export fails is *excluded*: the record names the file (relative to the
+the record and the ingest reuses them. A patient whose export fails is *excluded*: the record names
+the file (relative to the
 patient's DICOM folder) and the problem, the log says it at ERROR level, and the cohort stages (split,
 fit, statistics, report) go on with the patients that pass. With ``on_input_error: stop`` the check
 raises instead, and the workflow stops on that patient as the ingest would.

@@ -119,5 +119,6 @@ def run_guarded(run, inputs: dict, outputs: dict, *, params: dict, stage: str) -
         problem, path = _problem(exc)
         log.error("FAILED %s at %s: %s", record["patient_id"], stage, exc, exc_info=True)
         _placeholders(outputs)
-        return _write(status_path, {**record, "status": "failed", "file": _relative(path, record["patient_id"]), "problem": problem})
+        failed = {**record, "status": "failed", "file": _relative(path, record["patient_id"]), "problem": problem}
+        return _write(status_path, failed)
     return _write(status_path, record)

@@ -31,8 +31,15 @@ from ..io import dicom as dcm
 from ..io import files
 from ..pet import SuvError, suv_factor_from_metadata
 from ..registration import compose
+from ..structures import (
+    CANONICAL,
+    contours_to_mask,
+    derived_structures,
+    map_roi_names,
+    shell,
+    suggest_canonical,
+)
 from .register import register_export, transform_from
-from ..structures import CANONICAL, contours_to_mask, derived_structures, map_roi_names, shell, suggest_canonical
 
 log = logging.getLogger(__name__)
 

@@ -135,7 +135,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     degenerate = ("<h2>WARNING: the TCP model is degenerate</h2><p>The training data do not identify it ("
                   + "; ".join(fit["warnings"]) + "). Planning used it anyway: read every TCP below as "
                   "conditional on it.</p>") if fit.get("degenerate") else ""
-    parts = [exclusions_html(excluded, planning), structures_html(ingest), degenerate, "<h2>Held-out cohort against the study</h2>",
+    parts = [exclusions_html(excluded, planning), structures_html(ingest), degenerate,
+             "<h2>Held-out cohort against the study</h2>",
              f"<p>n = {stats['n_patients']} held-out patients with plans"
              + (f" ({n_failed} planned patient(s) left out: planning failures above)" if n_failed else "")
              + f"; TCP model fitted on {fit['n_train']} training patients ({fit['model']['estimator']}).</p>",
