@@ -136,3 +136,31 @@ def test_report_lists_the_excluded_patients_with_their_reasons():
     assert "Excluded patients (1)" in page
     for value in ("P7", "input check", "study1/RTSTRUCT/RS.dcm", "ROI 'GTV' (GTV) has no contours"):
         assert value in page, value
+    planning = pd.DataFrame([{"patient_id": "P9", "stage": "plan", "file": None, "problem": "ValueError: x"}],
+                            columns=EXCLUDED_COLUMNS)
+    page = summary_stage.exclusions_html(table, planning)
+    assert "Planning failures (1)" in page and "P9" in page and "plan" in page
+
+
+def test_report_warns_of_plans_without_an_oar_constraint_and_lists_unmapped_rois(tmp_path):
+    from dosepaint.stages import ingest_summary
+
+    qcs = []
+    for pid, missing, unmapped, suggested in (("P1", [], [], {}), ("P2", ["BOWEL"], ["Intestino", "Femur_L"],
+                                                                   {"Intestino": "BOWEL"})):
+        qc = {"patient_id": pid, "series": [], "skipped_non_dicom_files": 0,
+              "ct": {"spacing_mm": [1, 1, 3], "patient_position": "HFS"},
+              "structures": {"volumes_cc": {}, "absent": missing, "missing_oars": missing,
+                             "unmapped_rois": unmapped, "alias_suggestions": suggested}}
+        path = tmp_path / f"{pid}.json"
+        path.write_text(json.dumps(qc))
+        qcs.append(str(path))
+    ingest_summary.run({"qc": qcs}, {"summary": str(tmp_path / "ingest_summary.tsv")})
+    from dosepaint.io import files
+
+    table = files.read_tsv(tmp_path / "ingest_summary.tsv")
+    assert table.set_index("patient_id").loc["P2", "unmapped_rois"] == "Intestino (maybe BOWEL); Femur_L"
+    page = summary_stage.structures_html(table)
+    assert "WARNING: plans without an OAR constraint (1 patients)" in page and "BOWEL" in page
+    assert "Intestino (maybe BOWEL); Femur_L" in page and "P1" not in page
+    assert summary_stage.structures_html(table[table["patient_id"] == "P1"]) == ""
