@@ -180,7 +180,9 @@ def test_a_held_out_patient_whose_plan_fails_is_listed_and_the_cohort_completes(
     complete (exit 0): the patient is listed in planning_failures.tsv with the plan stage, its later
     stages are skipped, and the held-out statistics over plans count the two others (n stated)."""
     results = tmp_path / "results"
-    (tmp_path / "five.yaml").write_text(f"results: {results}\nsynthetic:\n  n_patients: 5\ncohort:\n  n_test: 3\n")
+    # truth α 0.08: two local controls and three failures, so both sides of the split have both outcomes
+    (tmp_path / "five.yaml").write_text(f"results: {results}\nsynthetic:\n  n_patients: 5\n  truth_alpha: 0.08\n"
+                                        "cohort:\n  n_test: 3\n")
     args = ("--workflow-profile", "workflow/profiles/default", "--configfile", "config/tiny.yaml",
             str(tmp_path / "five.yaml"))
     proc = snakemake(*args, "--", str(results / "cohort" / "split.tsv"), str(results / "cohort" / "pet_summary.tsv"))
