@@ -1,4 +1,5 @@
-"""DICOM reading and writing: with io.diffusion (vendor diffusion tags, Enhanced MR frames), the only modules that know pydicom.
+"""DICOM reading and writing: with :mod:`dosepaint.io.diffusion` (vendor diffusion tags, Enhanced MR
+frames), the only modules that know pydicom.
 
 Readers return arrays indexed (z, y, x) with a :class:`~dosepaint.geometry.Grid`
 in patient coordinates (LPS, mm), plus metadata dictionaries that never
