@@ -32,7 +32,7 @@ def test_pydicom_rtstruct_without_file_meta():
     contours, frame = dcm.read_rtstruct(get_testdata_file("rtstruct.dcm"))
     assert frame == "1.2.826.0.1.3680043.8.498.2010020400001.2"
     assert len(contours["patient"]) == 3 and contours["patient"][0].shape == (5, 3)
-    assert contours["Isocenter 1"] == []  # POINT ROIs carry no fillable contour
+    assert "Isocenter 1" not in contours  # a POINT ROI (a marker) is no structure: left out
 
 
 def test_pydicom_rtdose_grid():
