@@ -188,3 +188,12 @@ def test_registration_reproduces_bit_for_bit_whatever_the_machine_threads(ingest
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
     assert results[0] == results[1]
+
+
+def test_the_ingest_summary_reports_each_registrations_metric(ingested, tmp_path):
+    """The registrations' final Mattes MI reach the cohort table (the QC beside them in qc.json)."""
+    from dosepaint.stages import ingest_summary
+
+    table = ingest_summary.run({"qc": [str(ingested["out"] / "qc.json")]}, {"summary": str(tmp_path / "s.tsv")})
+    assert -2.0 < table.loc[0, "t2w_mi"] < -0.3 and -2.0 < table.loc[0, "dwi_mi"] < -0.3
+    assert ingested["qc"]["t2w"]["registration"]["qc"]["body_dice"] > 0.9

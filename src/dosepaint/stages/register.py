@@ -101,7 +101,8 @@ def register_export(ex, *, patient: str, reg: dict) -> dict:
     t2_img = t2_grid.image(t2)
     r, qc = register_checked(ex.ct_grid.image(ex.ct), t2_img, reg=reg, patient=patient, series=ex.chosen["T2W"],
                              what="T2w → CT", initial=reg["initial"], fixed_threshold=-400.0)
-    out["t2w_to_ct"] = {"transform": transform_record(r.transform), "iterations": r.iterations, "stop": r.stop,
+    out["t2w_to_ct"] = {"transform": transform_record(r.transform), "metric_mattes_mi": r.metric,
+                        "iterations": r.iterations, "stop": r.stop,
                         "sampling_fraction": r.sampling_fraction, "angles_deg": angles_deg(r.transform),
                         "translation_mm": list(r.transform.GetTranslation()), "qc": qc}
     if ex.dwi is not None:
@@ -110,7 +111,8 @@ def register_export(ex, *, patient: str, reg: dict) -> dict:
         r, qc = register_checked(t2_img, dwi_grid.image(signals[0]), reg=reg, patient=patient,
                                  series=ex.chosen["DWI"], what="DWI → T2w",
                                  initial="identity" if same_frame else reg["initial"])
-        out["dwi_to_t2w"] = {"transform": transform_record(r.transform), "iterations": r.iterations,
+        out["dwi_to_t2w"] = {"transform": transform_record(r.transform), "metric_mattes_mi": r.metric,
+                             "iterations": r.iterations,
                              "stop": r.stop, "sampling_fraction": r.sampling_fraction,
                              "translation_mm": list(r.transform.GetTranslation()), "qc": qc}
     return out
