@@ -103,14 +103,16 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, fixed_threshold: fl
         fmask = body_mask(fixed, fixed_threshold)
         mmask = body_mask(moving, moving_threshold)
         _centroid(fmask, "fixed"), _centroid(mmask, "moving")  # a clear error where there is no body
-        if not isinstance(initial, sitk.Transform) and _z_extent(mmask) < swap_below * _z_extent(fmask):
+        if _z_extent(mmask) < swap_below * _z_extent(fmask):
             # A partial field of view (a slab) as the moving image: samples of the larger fixed image
             # leave the slab and the descent walks out of the overlap (measured: 150 mm off from a
             # start 1 mm from the truth). With the slab as the fixed image every sample lies inside.
+            # A start transform (the QC's second run) is inverted with the roles, so it runs the same way.
+            start = sitk.Euler3DTransform(initial.GetInverse()) if isinstance(initial, sitk.Transform) else initial
             swapped = register_rigid(moving, fixed, fixed_threshold=moving_threshold,
                                      moving_threshold=fixed_threshold, bins=bins, sampling=sampling,
                                      min_samples=min_samples, sampling_strategy=sampling_strategy, shrink=shrink,
-                                     smoothing_mm=smoothing_mm, iterations=iterations, seed=seed, initial=initial,
+                                     smoothing_mm=smoothing_mm, iterations=iterations, seed=seed, initial=start,
                                      z_step_mm=z_step_mm, keep=keep, swap_below=0.0, refine=refine,
                                      refine_sampling=refine_sampling, threads=None)
             inverse = sitk.Euler3DTransform(swapped.transform.GetInverse())
