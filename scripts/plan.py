@@ -9,6 +9,6 @@ with logged(snakemake.log[0]):  # noqa: F821 (injected by Snakemake)
         run,
         dict(snakemake.input.items()),  # noqa: F821
         dict(snakemake.output.items()),  # noqa: F821
-        params=dict(snakemake.params.items()) | {"threads": snakemake.threads},  # noqa: F821
+        params=dict(snakemake.params.items()),  # noqa: F821
         stage="plan",
     )

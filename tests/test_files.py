@@ -1,4 +1,8 @@
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
+import pytest
 
 from dosepaint.geometry import Grid
 from dosepaint.io import files
@@ -27,7 +31,33 @@ def test_4d_round_trip(tmp_path):
     assert g2 == g
 
 
-def test_writes_are_atomic(tmp_path):
-    files.write_json({"a": np.float32(1.5), "b": np.arange(2)}, tmp_path / "x.json")
-    assert files.read_json(tmp_path / "x.json") == {"a": 1.5, "b": [0, 1]}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]  # no temporary left behind
+WRITERS = {
+    "x.json": lambda path, v: files.write_json({"v": v}, path),
+    "x.tsv": lambda path, v: files.write_tsv(pd.DataFrame({"v": [v]}), path),
+    "x.txt": lambda path, v: files.write_text(f"v={v}\n", path),
+    "x.nii.gz": lambda path, v: files.write_array(np.full((2, 2, 2), v), Grid((2, 2, 2), (1.0,) * 3, (0.0,) * 3), path),
+}
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_writes_are_atomic(tmp_path, monkeypatch, name):
+    # The destination changes only by one rename of a finished temporary beside it: a writer that
+    # wrote in place would have clobbered the old file before the (failing) rename.
+    path = tmp_path / name
+    WRITERS[name](path, 1.0)
+    before = path.read_bytes()
+    renames = []
+
+    def crash(src, dst):
+        renames.append((Path(src).parent, Path(src).name.startswith(f".{name}."), Path(dst)))
+        raise OSError("killed before the rename")
+
+    monkeypatch.setattr(files.os, "replace", crash)
+    with pytest.raises(OSError, match="killed"):
+        WRITERS[name](path, 2.0)
+    assert path.read_bytes() == before
+    assert renames == [(tmp_path, True, path)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary left behind
+    monkeypatch.undo()
+    WRITERS[name](path, 2.0)
+    assert path.read_bytes() != before and sorted(p.name for p in tmp_path.iterdir()) == [name]
