@@ -21,6 +21,16 @@ CACHE = ROOT / ".testdata-cache"
 SDISTS = {"dicompyler-core": "0.5.6", "heudiconv": "1.5.1", "pysuv": "0.1.0"}
 
 
+NETWORK_FIXTURES = {"dicompyler_data", "heudiconv_dwi", "pysuv_data"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark ``network`` every test that needs a fetched sdist, so the lanes can select them."""
+    for item in items:
+        if NETWORK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.network)
+
+
 @pytest.fixture(scope="session")
 def config_schema():
     return cohort.load_yaml(SCHEMAS / "config.schema.yaml")

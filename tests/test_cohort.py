@@ -27,12 +27,23 @@ def test_defaults_are_filled(config_schema):
     assert cfg["cohort"]["n_test"] is None  # the study's share of the included patients (default_n_test)
 
 
-def test_shipped_configs_are_valid(config_schema):
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "config").glob("*.yaml"))
+
+
+def test_every_shipped_config_is_tested():
+    assert {p.name for p in CONFIGS} >= {"config.yaml", "tiny.yaml", "paper.yaml"}
+
+
+@pytest.mark.parametrize("preset", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_are_valid(config_schema, preset):
+    # As Snakemake reads a preset: --configfile merged over config/config.yaml (the Snakefile's).
+    from snakemake.utils import update_config
+
     from dosepaint.cohort import load_yaml
 
-    root = Path(__file__).resolve().parents[1] / "config"
-    for name in ("config.yaml", "tiny.yaml"):
-        validate_config(load_yaml(root / name), config_schema)
+    cfg = load_yaml(preset.parent / "config.yaml")
+    update_config(cfg, load_yaml(preset))
+    validate_config(cfg, config_schema)
 
 
 @pytest.mark.parametrize("config, message", [

@@ -1,5 +1,6 @@
 """The PET stage on the tiny synthetic patient, against its ground truth."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from dosepaint import cohort, layout
@@ -70,3 +71,10 @@ def test_prescriptions_follow_the_btv_and_the_suv(pet_done):
     # Monotone in SUV (Bentzen's linear map): rank correlation 1 over the target.
     order = np.argsort(suv[t], kind="stable")
     assert np.all(np.diff(numbers[t][order]) >= -1e-4)
+
+
+def test_pet_summary_cells_use_table1s_median_iqr_format():
+    # One median [IQR] format across the cohort tables: linear quartiles, an en dash, NaNs ignored.
+    from dosepaint.stages.pet import median_iqr
+
+    assert median_iqr(pd.Series([0.7, 0.8, 0.9, 1.0, np.nan])) == "0.850 [0.775–0.925]"

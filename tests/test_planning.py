@@ -397,3 +397,28 @@ def test_plan_stage_pins_blas_threads_to_its_parameter(monkeypatch, threads):
         plan_stage.run({}, {}, params={"threads": threads})
         outside = {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
     assert seen["blas"] == {threads} and outside == {3}
+
+
+@pytest.mark.parametrize("bin_gy", [0.25, 0.5])
+def test_plan_dvh_bins_follow_planning_dvh_bin_gy(tmp_path, bin_gy):
+    """A plan's written DVH uses ``planning.dvh_bin_gy``, and its values are the cumulative volume."""
+    from types import SimpleNamespace
+
+    from dosepaint.geometry import Grid
+    from dosepaint.io import files
+    from dosepaint.stages import plan as plan_stage
+
+    grid = Grid((2, 2, 2), (3.0, 3.0, 3.0), (0.0, 0.0, 0.0))
+    masks = {s: np.ones(grid.shape, bool) for s in plan_stage.STRUCTURES}
+    dose = np.arange(8.0).reshape(grid.shape)  # 0 … 7 Gy(RBE), one voxel each
+    pt = SimpleNamespace(pid="P1", masks=masks, grid=grid)
+    course = SimpleNamespace(phase1=np.ones(3), phase2=np.ones(3))
+    outputs = {f"uniform_{k}": str(tmp_path / f"uniform_{k}.{e}") for k, e in
+               (("dose", "nii.gz"), ("letd", "nii.gz"), ("rtdose", "dcm"), ("dvh", "tsv"), ("weights", "npz"))}
+    params = {"prescription_gy": 5.0, "dvh_bin_gy": bin_gy, "oar_limits_gy": {"RECTUM": 1.0}, "n_ld": 1, "n_hd": 1}
+    plan_stage._write_plan("uniform", dose, np.full(grid.shape, np.nan), course, pt, outputs, params=params)
+    dvh = files.read_tsv(outputs["uniform_dvh"])
+    np.testing.assert_allclose(np.diff(dvh["dose_gy"]), bin_gy)
+    assert dvh["dose_gy"].iloc[-1] < 6.5 <= dvh["dose_gy"].iloc[-1] + bin_gy  # up to 1.3 × the prescription
+    np.testing.assert_allclose(dvh["GTV"], 1.0 - np.ceil(dvh["dose_gy"]) / 8.0)  # share of voxels ≥ the bin
+    assert "RECTUM" not in dvh  # an OAR without a mask has no curve

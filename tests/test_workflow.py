@@ -226,7 +226,8 @@ def test_tiny_cohort_end_to_end(tmp_path):
     split = pd.read_csv(results / "cohort" / "split.tsv", sep="\t")
     assert (split["split"] == "test").sum() == 2
     assert pd.read_csv(results / "cohort" / "excluded.tsv", sep="\t").empty  # every patient passed the check
-    assert "None: every patient of the sheet passed the input check" in (results / "cohort" / "summary.html").read_text()
+    page = (results / "cohort" / "summary.html").read_text()
+    assert "<h2>Excluded patients</h2>" in page and "Excluded patients (" not in page  # a section, no list
     pet = pd.read_csv(results / "cohort" / "pet_metrics.tsv", sep="\t")
     assert len(pet) == 4 * 9 and (pet["reference"] == "truth").all()
     assert pet.groupby("method")["dice"].median().max() > 0.8

@@ -28,14 +28,6 @@ class DosepaintInputError(ValueError):
         prefix = ", ".join(parts)
         super().__init__(f"{prefix}: {problem}" if prefix else problem)
 
-    def with_context(self, *, patient=None, path=None) -> "DosepaintInputError":
-        """Return a copy with missing context filled in."""
-        return DosepaintInputError(
-            self.problem,
-            patient=self.patient or patient,
-            path=self.path or (None if path is None else str(path)),
-        )
-
 
 class ConfigError(ValueError):
     """Invalid workflow configuration or patient sheet."""

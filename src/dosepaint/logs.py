@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,3 +28,13 @@ def logged(path, *, level=logging.INFO):
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+@contextmanager
+def timed(seconds: dict, key: str):
+    """Add the wall time of the ``with`` block to ``seconds[key]`` (s), even when it raises."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0

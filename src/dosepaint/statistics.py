@@ -207,9 +207,9 @@ def mean_sd(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan")
 
 
-def tcp_by_scenario(tcp: pd.DataFrame, *, reference: str = "uniform", test_plan: str = "de") -> pd.DataFrame:
-    """Mean ± SD TCP (%) per plan and cell-count scenario, and the paired Wilcoxon test of ``test_plan``
-    against ``reference`` within each scenario.
+def tcp_by_scenario(tcp: pd.DataFrame, *, reference: str = "uniform") -> pd.DataFrame:
+    """Mean ± SD TCP (%) per plan and cell-count scenario, and the paired Wilcoxon test of each other
+    plan against ``reference`` within each scenario.
 
     ``tcp``: columns patient_id, plan, cell_count (nominal / best / worst), tcp (0–1).
     """

@@ -19,7 +19,6 @@ from .errors import DosepaintInputError
 from .geometry import Grid
 
 CANONICAL = ("GTV", "CTV_HD", "CTV_LD", "BODY", "SKIN", "RECTUM", "SIGMA", "BOWEL", "NERVES")
-DERIVED = ("CTV_HD_minus_GTV", "CTV_LD_minus_GTV")
 
 #: Built-in aliases; the config's ``ingest.structure_aliases`` adds to them.
 DEFAULT_ALIASES: dict[str, list[str]] = {

@@ -65,6 +65,7 @@ rule plan:
         optimisation=CFG["planning"]["optimisation"],
         ring_mm=CFG["planning"]["ring_mm"],
         body_step=CFG["planning"]["body_step"],
+        dvh_bin_gy=CFG["planning"]["dvh_bin_gy"],
         threads=CFG["planning"]["threads"],
         on_input_error=ON_ERROR,
     script:

@@ -29,6 +29,15 @@ def dvh_metrics(dose, mask, *, prefix: str = "D") -> dict[str, float]:
     return out
 
 
+def dvh_bins(*, prescription_gy: float, bin_gy: float) -> np.ndarray:
+    """Dose bins of a cumulative DVH, Gy(RBE): 0, ``bin_gy``, … up to below 1.3 × the prescription.
+
+    >>> dvh_bins(prescription_gy=1.0, bin_gy=0.25)
+    array([0.  , 0.25, 0.5 , 0.75, 1.  , 1.25])
+    """
+    return np.arange(0.0, 1.3 * float(prescription_gy), float(bin_gy))
+
+
 def dvh_curve(dose, mask, *, bins) -> np.ndarray:
     """Cumulative DVH: fraction of the volume receiving ≥ each bin dose."""
     v = np.asarray(dose, float)[np.asarray(mask, bool)]

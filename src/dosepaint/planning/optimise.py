@@ -73,10 +73,6 @@ class TcpTerm:
         self.rows = np.asarray(self.rows)[keep]
         self.log_frac = np.log(np.asarray(self.clonogens, float)[keep]) - np.log(np.sum(self.clonogens[keep]))
 
-    def log_s(self, D: np.ndarray) -> float:
-        d = D[self.rows]
-        return float(logsumexp(self.log_frac - self.alpha * d - self.beta * d * d / self.n_fractions))
-
     def __call__(self, D: np.ndarray) -> tuple[float, np.ndarray]:
         d = D[self.rows]
         z = self.log_frac - self.alpha * d - self.beta * d * d / self.n_fractions

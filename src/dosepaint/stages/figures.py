@@ -5,7 +5,8 @@ Inputs (lists in the order of ``params["patient_ids"]``, the held-out patients):
 ``masks_dose``, ``robustness_qc``; cohort tables ``cell_count_tcp``, ``tertiles``, ``km``, ``survival``
 (JSON), and for the calibration plot ``train`` (cohort/tcp_fit_patients.tsv), ``test``
 (cohort/tcp_heldout.tsv), ``fit`` and optionally ``recovery`` (synthetic truth per patient).
-Outputs: ``{name}_png`` and ``{name}_pdf`` for each name in :data:`FIGURES`.
+Outputs: ``{name}_png`` and ``{name}_pdf`` for each figure name (fig1a_oar, fig1b_dvh, fig1c_slices,
+fig2a_tcp, fig2b_tertiles, fig3_scenarios, km, calibration).
 """
 
 from __future__ import annotations
@@ -22,10 +23,6 @@ from ..io import files
 from .heldout import check_heldout
 
 log = logging.getLogger(__name__)
-
-FIGURES = ("fig1a_oar", "fig1b_dvh", "fig1c_slices", "fig2a_tcp", "fig2b_tertiles", "fig3_scenarios",
-           "km", "calibration")
-
 
 def representative(metrics: pd.DataFrame, choice: str) -> str:
     """``choice`` itself, or for ``auto`` the patient whose DE TCP gain over uniform is the median one
@@ -45,7 +42,7 @@ def _save(fig, outputs, name):
 
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
-    """Every figure of :data:`FIGURES`; ``params``: patient_ids, oar_limits_gy, representative."""
+    """Every figure; ``params``: patient_ids, oar_limits_gy, representative."""
     ids = list(params["patient_ids"])
     check_heldout(ids, split_path=inputs["split"])
     metrics = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["metrics"])], ignore_index=True)

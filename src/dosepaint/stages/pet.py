@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .. import pet_segmentation as seg
-from .. import prescription
+from .. import prescription, statistics
 from ..errors import DosepaintInputError
 from ..geometry import Grid, resample_array
 from ..io import files
@@ -152,9 +152,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
 
 
 def median_iqr(s: pd.Series) -> str:
-    """``median [Q1, Q3]`` to three decimals (the cohort tables' format)."""
-    q1, q2, q3 = s.quantile([0.25, 0.5, 0.75])
-    return f"{q2:.3f} [{q1:.3f}, {q3:.3f}]"
+    """``median [Q1–Q3]`` to three decimals, in Table 1's format (:func:`statistics.format_median_iqr`)."""
+    return statistics.format_median_iqr(*statistics.median_iqr(s), digits=3)
 
 
 SUMMARY_METRICS = ("dice", "jaccard", "sensitivity", "ppv", "hd95_mm", "msd_mm", "rve")

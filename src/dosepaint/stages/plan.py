@@ -1,4 +1,4 @@
-"""Planning stage: dose influence (cached), uniform/DE/DR plans, evaluation and export (issue 5).
+"""Planning stage: dose influence (cached), uniform/DE/DR plans, evaluation and export .
 
 ``run_influence`` (rule ``dose_influence``): pyRadPlan dose influence of the spots placed on
 CTV_LD for the voxels that matter — targets, OARs, a ring around CTV_LD and a regular subsample
@@ -17,7 +17,7 @@ prescriptions at the DE and DR mean doses, and the PET prescriptions by contours
 from __future__ import annotations
 
 import logging
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from ..geometry import Grid
 from ..io import files
 from ..layout import PLAN_NAMES
 from ..io.dicom import export_rtdose
+from ..logs import timed
 from ..planning import evaluate as ev
 from ..planning.biology import letd as letd_of, rbe_dose_from_effect
 from ..planning.engine import PyRadPlanEngine
@@ -155,15 +156,25 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
         return _run(inputs, outputs, params=params)
 
 
-def _run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
+@dataclass
+class _Patient:
+    """What one patient's planning reads: dose influence, CT and masks on the dose grid, the influence
+    rows of each structure and the clonogens (per voxel, and per GTV influence row)."""
+
+    pid: str
+    tcp: dict
+    inf: DoseInfluence
+    ct: object
+    masks: dict
+    grid: Grid
+    rows: dict
+    clonogens: np.ndarray
+    n_gtv: np.ndarray
+
+
+def _load(inputs: dict, params: dict) -> _Patient:
     pid = params["patient_id"]
-    t0 = time.perf_counter()
     tcp = tcp_model(inputs, params["tcp"])
-    p = params["optimisation"] | {"prescription_gy": params["prescription_gy"], "n_ld": params["n_ld"],
-                                   "n_hd": params["n_hd"], "tcp": tcp,
-                                   "oar_limits_gy": params["oar_limits_gy"]}
-    dp, n = float(params["prescription_gy"]), int(params["n_ld"]) + int(params["n_hd"])
-    alpha, beta = float(tcp["alpha"]), float(tcp["alpha"]) / float(tcp["alpha_beta"])
     inf = DoseInfluence.load(inputs["influence"])
     ct = files.read_image(inputs["ct_dose"])
     names = list(dict.fromkeys([*STRUCTURES, *params["oar_limits_gy"]]))
@@ -184,90 +195,123 @@ def _run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     if not np.any(n_gtv > 0):
         raise DosepaintInputError("no clonogens in the GTV (empty cell-density map)", patient=pid,
                                   path=inputs["cell_density"])
+    return _Patient(pid, tcp, inf, ct, masks, grid, rows, clonogens, n_gtv)
 
-    model = rbe_model(inf, constant_rbe=params["constant_rbe"], threads=int(params.get("threads", 1)))
-    let_rows = np.union1d(rows["GTV"], rows["CTV_HD"])  # LETd is reported and optimised there only
-    let_dose = let_dose_matrix(inf, voxel_mm=float(np.mean(grid.spacing)), rows=let_rows)
-    t_opt = time.perf_counter()
-    courses = {"uniform": uniform_course(inf, model, rows, params=p)}
+
+def _optimise(pt: _Patient, *, params: dict, p: dict) -> tuple[dict, object, np.ndarray]:
+    """The uniform, DE and DR courses by our optimiser; the LET·dose matrix and its rows."""
+    model = rbe_model(pt.inf, constant_rbe=params["constant_rbe"], threads=int(params.get("threads", 1)))
+    let_rows = np.union1d(pt.rows["GTV"], pt.rows["CTV_HD"])  # LETd is reported and optimised there only
+    let_dose = let_dose_matrix(pt.inf, voxel_mm=float(np.mean(pt.grid.spacing)), rows=let_rows)
+    courses = {"uniform": uniform_course(pt.inf, model, pt.rows, params=p)}
     for name, m in (("de", params["de_mean_fraction"]), ("dr", params["dr_mean_fraction"])):
-        courses[name] = painted_course(inf, model, rows, courses["uniform"], clonogens_gtv=n_gtv,
-                                       mean_fraction=float(m), let_dose=let_dose, let_rows=let_rows,
-                                       params=p)
-    t_opt = time.perf_counter() - t_opt
+        courses[name] = painted_course(pt.inf, model, pt.rows, courses["uniform"], clonogens_gtv=pt.n_gtv,
+                                       mean_fraction=float(m), let_dose=let_dose, let_rows=let_rows, params=p)
+    return courses, let_dose, let_rows
 
-    # Whole-grid doses: forward calculation of each phase's spots (phase 1 is shared), all four weight
-    # vectors from one pyRadPlan calculation per beam.
-    engine = PyRadPlanEngine.from_influence(inf)
-    t_fwd = time.perf_counter()
-    body = masks["BODY"]
-    fwd = engine.forward_many(ct, inf, [courses["uniform"].phase1, *(courses[k].phase2 for k in PLAN_NAMES)],
-                              body=body)
-    phase1 = course_doses(fwd[0], inf, n_fx=params["n_ld"], constant_rbe=params["constant_rbe"])
-    rows_out, qc = [], {"patient_id": pid, "plans": {}}
-    bins = np.arange(0.0, 1.3 * dp, 0.25)
+
+def _course_letd(phase1: dict, phase2: dict, weights: np.ndarray, pt: _Patient, let_dose, let_rows) -> np.ndarray:
+    """LETd of a course (keV/µm): pyRadPlan's (protons, whole grid) or our approximation (influence
+    rows; LET·dose and dose are linear in the weights, so the course is one weight vector)."""
+    if "let" in phase1 and "let" in phase2:
+        num = phase1["let"] * phase1["physical_total"] + phase2["let"] * phase2["physical_total"]
+        den = phase1["physical_total"] + phase2["physical_total"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, num / den, np.nan)
+    letd = np.full(pt.grid.shape, np.nan)
+    if let_dose is not None:
+        letd.flat[pt.inf.voxels[let_rows]] = letd_of(let_dose, sp.csr_array(pt.inf.physical[let_rows]), weights)
+    return letd
+
+
+def _write_plan(name: str, dose, letd, course, pt: _Patient, outputs: dict, *, params: dict) -> None:
+    """A plan's dose and LETd (NIfTI), RT Dose, cumulative DVH and spot weights."""
+    Path(outputs[f"{name}_dose"]).parent.mkdir(parents=True, exist_ok=True)
+    body_dose = np.where(pt.masks["BODY"], dose, 0.0)
+    files.write_array(body_dose, pt.grid, outputs[f"{name}_dose"])
+    files.write_array(letd, pt.grid, outputs[f"{name}_letd"])
+    # Ingest does not record the planning CT's FrameOfReferenceUID yet: a UID derived from the
+    # pseudonym is used (DVH tools pair dose and RTSTRUCT without it; TPS import needs it).
+    export_rtdose(outputs[f"{name}_rtdose"], body_dose, pt.grid, patient_id=pt.pid, frame_of_reference=None,
+                  description=f"dosepaint {name} plan")
+    bins = ev.dvh_bins(prescription_gy=params["prescription_gy"], bin_gy=params["dvh_bin_gy"])
+    dvh = pd.DataFrame({"dose_gy": bins})
+    for s in (*STRUCTURES, *[o for o in params["oar_limits_gy"] if o in pt.masks]):
+        dvh[s] = ev.dvh_curve(dose, pt.masks[s], bins=bins)
+    files.write_tsv(dvh, outputs[f"{name}_dvh"])
+    files.write_spot_weights(outputs[f"{name}_weights"], phase1=course.phase1, phase2=course.phase2,
+                             n_ld=params["n_ld"], n_hd=params["n_hd"])
+
+
+def _forward_and_write(pt: _Patient, courses: dict, let_dose, let_rows, outputs: dict, *, params: dict,
+                       radio: dict) -> tuple[list, dict]:
+    """Whole-grid doses by forward calculation of each phase's spots (phase 1 is shared: all four
+    weight vectors from one pyRadPlan calculation per beam); each plan written and evaluated."""
+    engine = PyRadPlanEngine.from_influence(pt.inf)
+    fwd = engine.forward_many(pt.ct, pt.inf, [courses["uniform"].phase1, *(courses[k].phase2 for k in PLAN_NAMES)],
+                              body=pt.masks["BODY"])
+    phase1 = course_doses(fwd[0], pt.inf, n_fx=params["n_ld"], constant_rbe=params["constant_rbe"])
+    rows_out, plans_qc = [], {}
     for i, name in enumerate(PLAN_NAMES, start=1):
         c = courses[name]
-        ph2 = course_doses(fwd[i], inf, n_fx=params["n_hd"], constant_rbe=params["constant_rbe"])
+        ph2 = course_doses(fwd[i], pt.inf, n_fx=params["n_hd"], constant_rbe=params["constant_rbe"])
         dose = phase1["rbe_total"] + ph2["rbe_total"]
-        # LETd of the course: pyRadPlan's (protons, whole grid) or our approximation (influence rows).
-        if "let" in phase1 and "let" in ph2:
-            num = phase1["let"] * phase1["physical_total"] + ph2["let"] * ph2["physical_total"]
-            den = phase1["physical_total"] + ph2["physical_total"]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                letd = np.where(den > 0, num / den, np.nan)
-        elif let_dose is not None:
-            # LET·dose and dose are linear in the weights: the course is one weight vector.
-            w = params["n_ld"] * c.phase1 + params["n_hd"] * c.phase2
-            letd = np.full(grid.shape, np.nan)
-            letd.flat[inf.voxels[let_rows]] = letd_of(let_dose, sp.csr_array(inf.physical[let_rows]), w)
-        else:
-            letd = np.full(grid.shape, np.nan)
-        folder = Path(outputs[f"{name}_dose"]).parent
-        folder.mkdir(parents=True, exist_ok=True)
-        files.write_array(np.where(body, dose, 0.0), grid, outputs[f"{name}_dose"])
-        files.write_array(letd, grid, outputs[f"{name}_letd"])
-        # Ingest does not record the planning CT's FrameOfReferenceUID yet: a UID derived from the
-        # pseudonym is used (DVH tools pair dose and RTSTRUCT without it; TPS import needs it).
-        export_rtdose(outputs[f"{name}_rtdose"], np.where(body, dose, 0.0), grid, patient_id=pid,
-                      frame_of_reference=None, description=f"dosepaint {name} plan")
-        row = _evaluate(name, dose, letd, masks, clonogens, params=params, alpha=alpha, beta=beta, n=n)
+        letd = _course_letd(phase1, ph2, params["n_ld"] * c.phase1 + params["n_hd"] * c.phase2, pt, let_dose,
+                            let_rows)
+        _write_plan(name, dose, letd, c, pt, outputs, params=params)
+        row = _evaluate(name, dose, letd, pt.masks, pt.clonogens, params=params, **radio)
         for k, v in result_summary(c.results["phase2"]).items():
             if k != "seconds":  # timings stay in qc.json: the metrics table reproduces byte for byte
                 row[f"opt_{k}"] = v
         rows_out.append(row)
-        dvh = pd.DataFrame({"dose_gy": bins})
-        for s in (*STRUCTURES, *[o for o in params["oar_limits_gy"] if o in masks]):
-            dvh[s] = ev.dvh_curve(dose, masks[s], bins=bins)
-        files.write_tsv(dvh, outputs[f"{name}_dvh"])
-        files.write_spot_weights(outputs[f"{name}_weights"], phase1=c.phase1, phase2=c.phase2,
-                                 n_ld=params["n_ld"], n_hd=params["n_hd"])
-        qc["plans"][name] = {"phase1": result_summary(c.results["phase1"]),
-                             "phase2": result_summary(c.results["phase2"])}
-    t_fwd = time.perf_counter() - t_fwd
+        plans_qc[name] = {"phase1": result_summary(c.results["phase1"]),
+                          "phase2": result_summary(c.results["phase2"])}
+    return rows_out, plans_qc
 
-    # Beam-free references: TCP-optimal water-filling and the PET prescriptions.
-    g = masks["GTV"]
+
+def _references(pt: _Patient, inputs: dict, *, params: dict, p: dict, radio: dict) -> list:
+    """Beam-free references: the TCP-optimal water-filling and the PET prescriptions, on the GTV."""
+    g, dp, rows_out = pt.masks["GTV"], float(params["prescription_gy"]), []
     for name, m in (("ideal_de", params["de_mean_fraction"]), ("ideal_dr", params["dr_mean_fraction"])):
-        d = np.full(grid.shape, np.nan)
-        d[g] = rb.tcp_optimal_dose(clonogens[g], mean_dose=float(m) * dp, alpha=alpha, beta=beta, n_fractions=n,
-                                   lower=p["gtv_lower"] * dp, upper=p["gtv_upper"] * dp)
-        rows_out.append(_evaluate(name, d, None, {"GTV": g}, clonogens, params=params, alpha=alpha, beta=beta, n=n))
+        d = np.full(pt.grid.shape, np.nan)
+        d[g] = rb.tcp_optimal_dose(pt.clonogens[g], mean_dose=float(m) * dp, alpha=radio["alpha"],
+                                   beta=radio["beta"], n_fractions=radio["n"], lower=p["gtv_lower"] * dp,
+                                   upper=p["gtv_upper"] * dp)
+        rows_out.append(_evaluate(name, d, None, {"GTV": g}, pt.clonogens, params=params, **radio))
     for name in ("prescription_contours", "prescription_numbers"):
         if inputs.get(name):
             d, _ = files.read_array(inputs[name])
             d = np.where(g, np.asarray(d, float), np.nan)
-            rows_out.append(_evaluate(f"pet_{name.split('_')[1]}", d, None, {"GTV": g}, clonogens, params=params,
-                                      alpha=alpha, beta=beta, n=n))
-    table = pd.DataFrame(rows_out)
-    table.insert(0, "patient_id", pid)
-    files.write_tsv(table, outputs["metrics"])
-    qc["timings"] = {"optimisation_s": t_opt, "forward_and_export_s": t_fwd, "total_s": time.perf_counter() - t0}
-    qc["influence"] = {k: inf.meta[k] for k in ("n_spots", "n_voxels", "nnz", "dij_s", "stf_s", "peak_rss_mb")
-                       if k in inf.meta}
-    qc["tcp_model"] = tcp
+            rows_out.append(_evaluate(f"pet_{name.split('_')[1]}", d, None, {"GTV": g}, pt.clonogens,
+                                      params=params, **radio))
+    return rows_out
+
+
+def _run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
+    seconds: dict = {}
+    with timed(seconds, "total_s"):
+        pt = _load(inputs, params)
+        p = params["optimisation"] | {"prescription_gy": params["prescription_gy"], "n_ld": params["n_ld"],
+                                       "n_hd": params["n_hd"], "tcp": pt.tcp, "oar_limits_gy": params["oar_limits_gy"]}
+        alpha = float(pt.tcp["alpha"])
+        radio = {"alpha": alpha, "beta": alpha / float(pt.tcp["alpha_beta"]),
+                 "n": int(params["n_ld"]) + int(params["n_hd"])}
+        with timed(seconds, "optimisation_s"):
+            courses, let_dose, let_rows = _optimise(pt, params=params, p=p)
+        with timed(seconds, "forward_and_export_s"):
+            rows_out, plans_qc = _forward_and_write(pt, courses, let_dose, let_rows, outputs, params=params,
+                                                    radio=radio)
+        rows_out += _references(pt, inputs, params=params, p=p, radio=radio)
+        table = pd.DataFrame(rows_out)
+        table.insert(0, "patient_id", pt.pid)
+        files.write_tsv(table, outputs["metrics"])
+    qc = {"patient_id": pt.pid, "plans": plans_qc,
+          "timings": {k: seconds[k] for k in ("optimisation_s", "forward_and_export_s", "total_s")},
+          "influence": {k: pt.inf.meta[k] for k in ("n_spots", "n_voxels", "nnz", "dij_s", "stf_s", "peak_rss_mb")
+                        if k in pt.inf.meta},
+          "tcp_model": pt.tcp}
     files.write_json(qc, outputs["qc"])
-    log.info("%s: plans done in %.1f s (optimisation %.1f s)", pid, qc["timings"]["total_s"], t_opt)
+    log.info("%s: plans done in %.1f s (optimisation %.1f s)", pt.pid, seconds["total_s"], seconds["optimisation_s"])
     return table
 
 

@@ -243,7 +243,7 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     pos = np.full(int(np.prod(grid.shape)), -1, np.int64)
     pos[voxels] = np.arange(voxels.size)
     rows, bands = [], []
-    bins = np.arange(0.0, 1.3 * dp, float(params["dvh_bin_gy"]))
+    bins = ev.dvh_bins(prescription_gy=dp, bin_gy=params["dvh_bin_gy"])
     structs = {s: m for s, m in masks.items() if s != "BODY" and m.any()}
     for s, m in structs.items():
         if np.any(pos[np.flatnonzero(m.ravel())] < 0):

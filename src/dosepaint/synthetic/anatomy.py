@@ -22,8 +22,6 @@ from ..structures import expand, shell
 
 # Tissue codes of the label map.
 AIR, FAT, MUSCLE, BONE_CORTEX, BONE_MARROW, GTV, RECTUM, SIGMA, BOWEL, NERVE, BOWEL_GAS, RECTAL_GAS = range(12)
-TISSUES = ("air", "fat", "muscle", "bone_cortex", "bone_marrow", "gtv", "rectum", "sigma", "bowel",
-           "nerve", "bowel_gas", "rectal_gas")
 
 
 def _fibonacci_sphere(n: int) -> np.ndarray:
