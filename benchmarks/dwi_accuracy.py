@@ -28,11 +28,15 @@ def accuracy(results: Path) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     print(df.round(4).to_string(index=False))
-    print(f"\nmean |TCP_est − TCP_true| = {df['tcp_diff_pp'].abs().mean():.2f} pp "
-          f"(max {df['tcp_diff_pp'].abs().max():.2f}); mean TCP_est − TCP_true = {df['tcp_diff_pp'].mean():+.2f} pp")
-    print(f"median Spearman {df['spearman_rho_gtv'].median():.3f}, median voxel rel. error "
-          f"{df['median_rel_error_rho_gtv'].median():.3f}, median |clonogen error| "
-          f"{df['clonogens_error_pct'].abs().median():.1f} %")
+    print(
+        f"\nmean |TCP_est − TCP_true| = {df['tcp_diff_pp'].abs().mean():.2f} pp "
+        f"(max {df['tcp_diff_pp'].abs().max():.2f}); mean TCP_est − TCP_true = {df['tcp_diff_pp'].mean():+.2f} pp"
+    )
+    print(
+        f"median Spearman {df['spearman_rho_gtv'].median():.3f}, median voxel rel. error "
+        f"{df['median_rel_error_rho_gtv'].median():.3f}, median |clonogen error| "
+        f"{df['clonogens_error_pct'].abs().median():.1f} %"
+    )
     return df
 
 
@@ -46,8 +50,10 @@ def speed(n: int = 2_000_000) -> None:
     t = time.perf_counter()
     look(adc, sn)
     dt = time.perf_counter() - t
-    print(f"\nADC lookup ({lib.signals.shape[0]} library entries): {n / dt:.3g} voxels/s "
-          f"(target 1e6: ratio {n / dt / 1e6:.2f})")
+    print(
+        f"\nADC lookup ({lib.signals.shape[0]} library entries): {n / dt:.3g} voxels/s "
+        f"(target 1e6: ratio {n / dt / 1e6:.2f})"
+    )
     m = 100_000
     t = time.perf_counter()
     match_signals(sn[:, :m], lib)

@@ -44,14 +44,19 @@ def main(results: Path) -> None:
     pd.set_option("display.width", 220)
 
     print(f"{n} patients; reference: {sorted(set(table['reference']))}")
-    overall = pd.DataFrame({k: table.groupby("method", sort=False)[k].apply(median_iqr)
-                            for k in ("dice", "sensitivity", "ppv", "hd95_mm", "rve")}).reindex(order)
+    overall = pd.DataFrame(
+        {
+            k: table.groupby("method", sort=False)[k].apply(median_iqr)
+            for k in ("dice", "sensitivity", "ppv", "hd95_mm", "rve")
+        }
+    ).reindex(order)
     print("\nAll patients, median [IQR]:\n" + overall.to_string())
 
     table["contrast"] = np.where(table["suv_active_true"] < 3.0, "low (SUV<3)", "high (SUV>=3)")
     vol_median = table.drop_duplicates("patient_id")["active_ml_true"].median()
-    table["size"] = np.where(table["active_ml_true"] < vol_median, f"small (<{vol_median:.0f} mL)",
-                             f"large (>={vol_median:.0f} mL)")
+    table["size"] = np.where(
+        table["active_ml_true"] < vol_median, f"small (<{vol_median:.0f} mL)", f"large (>={vol_median:.0f} mL)"
+    )
     for by in ("contrast", "size"):
         dice = table.pivot_table(index="method", columns=by, values="dice", aggfunc="median").reindex(order)
         counts = table.drop_duplicates("patient_id")[by].value_counts().to_dict()
@@ -61,10 +66,17 @@ def main(results: Path) -> None:
     best = overall.index[np.argmax(table.groupby("method", sort=False)["dice"].median().reindex(order))]
     print(f"\nwinner over all patients (median Dice): {best}")
     suv = pd.DataFrame(suv_rows)
-    print(f"\nSUV / true SUV away from edges: median {suv['median_suv_ratio_flat'].median():.4f}, "
-          f"range [{suv['median_suv_ratio_flat'].min():.4f}, {suv['median_suv_ratio_flat'].max():.4f}]")
-    secs = pd.DataFrame([json.loads(q.read_text())["method_seconds"]
-                         for q in sorted((results / "patients").glob("*/pet/qc.json"))]).median().reindex(order)
+    print(
+        f"\nSUV / true SUV away from edges: median {suv['median_suv_ratio_flat'].median():.4f}, "
+        f"range [{suv['median_suv_ratio_flat'].min():.4f}, {suv['median_suv_ratio_flat'].max():.4f}]"
+    )
+    secs = (
+        pd.DataFrame(
+            [json.loads(q.read_text())["method_seconds"] for q in sorted((results / "patients").glob("*/pet/qc.json"))]
+        )
+        .median()
+        .reindex(order)
+    )
     print("\nmedian seconds per method and patient: " + ", ".join(f"{k} {v:.2f}" for k, v in secs.items()))
 
 

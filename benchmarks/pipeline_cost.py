@@ -44,9 +44,16 @@ def read_benchmarks(results: Path) -> pd.DataFrame:
         t = pd.read_csv(p, sep="\t")
         if t.empty:
             continue
-        rows.append({"rule": rule, "patient_id": pid, "scenario": scen, "s": float(t["s"].iloc[-1]),
-                     "cpu_s": float(t["cpu_time"].iloc[-1]) if "cpu_time" in t else float(t["s"].iloc[-1]),
-                     "max_rss_mb": float(t["max_rss"].iloc[-1]) if "max_rss" in t else np.nan})
+        rows.append(
+            {
+                "rule": rule,
+                "patient_id": pid,
+                "scenario": scen,
+                "s": float(t["s"].iloc[-1]),
+                "cpu_s": float(t["cpu_time"].iloc[-1]) if "cpu_time" in t else float(t["s"].iloc[-1]),
+                "max_rss_mb": float(t["max_rss"].iloc[-1]) if "max_rss" in t else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -56,23 +63,32 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--nodes", type=int, default=16)
     ap.add_argument("--cores-per-node", type=int, default=16)
-    ap.add_argument("--paper-factors", default=",".join(f"{k}={v}" for k, v in PAPER_FACTORS.items()),
-                    help="RULE=FACTOR,…: CPU time on the 3 mm grid of config/paper.yaml over this run's")
+    ap.add_argument(
+        "--paper-factors",
+        default=",".join(f"{k}={v}" for k, v in PAPER_FACTORS.items()),
+        help="RULE=FACTOR,…: CPU time on the 3 mm grid of config/paper.yaml over this run's",
+    )
     a = ap.parse_args()
     b = read_benchmarks(a.results)
     if b.empty:
         raise SystemExit(f"no benchmark files under {a.results / 'benchmarks'}")
-    per_rule = b.groupby("rule").agg(jobs=("s", "size"), total_min=("s", lambda s: s.sum() / 60),
-                                     cpu_min=("cpu_s", lambda s: s.sum() / 60),
-                                     median_s=("s", "median"), max_s=("s", "max"), peak_rss_gb=("max_rss_mb",
-                                                                                               lambda m: m.max() / 1024))
+    per_rule = b.groupby("rule").agg(
+        jobs=("s", "size"),
+        total_min=("s", lambda s: s.sum() / 60),
+        cpu_min=("cpu_s", lambda s: s.sum() / 60),
+        median_s=("s", "median"),
+        max_s=("s", "max"),
+        peak_rss_gb=("max_rss_mb", lambda m: m.max() / 1024),
+    )
     per_rule = per_rule.sort_values("total_min", ascending=False)
     pd.set_option("display.width", 200)
     print("== per rule (wall time of each job as measured) ==")
     print(per_rule.round(2).to_string())
     total_cpu_h = b["cpu_s"].sum() / 3600
-    print(f"\ntotal CPU time of the benchmarked jobs: {total_cpu_h:.2f} h (wall time of the jobs summed: "
-          f"{b['s'].sum() / 3600:.2f} h; jobs without a benchmark file, the cohort tables, are not counted)")
+    print(
+        f"\ntotal CPU time of the benchmarked jobs: {total_cpu_h:.2f} h (wall time of the jobs summed: "
+        f"{b['s'].sum() / 3600:.2f} h; jobs without a benchmark file, the cohort tables, are not counted)"
+    )
 
     chain = b[b["rule"].isin(PER_PATIENT_CHAIN)].pivot_table(index="patient_id", columns="rule", values="s")
     scen = b[b["rule"] == "scenario_dose"].groupby("patient_id")["s"].agg(["sum", "max", "size"])
@@ -90,8 +106,10 @@ def main() -> None:
         planned = chain.dropna(subset=["plan"])
         if len(planned) > 2:
             k = np.polyfit(planned["gtv_cc"], planned["plan"] + planned.get("dose_influence", 0), 1)
-            print(f"\ninfluence + plan time ≈ {k[1]:.0f} s + {k[0]:.2f} s per cm³ of GTV "
-                  f"(linear fit over {len(planned)} planned patients)")
+            print(
+                f"\ninfluence + plan time ≈ {k[1]:.0f} s + {k[0]:.2f} s per cm³ of GTV "
+                f"(linear fit over {len(planned)} planned patients)"
+            )
 
     # A lower bound, like the CPU bound: each job of the chain needs at least its CPU time (single-threaded
     # jobs); wall times on a busy machine include waiting for the other jobs' cores.
@@ -102,8 +120,10 @@ def main() -> None:
         crit = crit.add(scen_cpu, fill_value=0)
     crit_h = float(crit.max()) / 3600 if len(crit) else 0.0
     est = max(total_cpu_h / a.cores, crit_h)
-    print(f"\nthis run on {a.cores} cores: ≥ {est:.2f} h (CPU {total_cpu_h:.2f} h / {a.cores} cores; longest "
-          f"per-patient chain {crit_h:.2f} h)")
+    print(
+        f"\nthis run on {a.cores} cores: ≥ {est:.2f} h (CPU {total_cpu_h:.2f} h / {a.cores} cores; longest "
+        f"per-patient chain {crit_h:.2f} h)"
+    )
 
     factors = {k: float(v) for k, v in (kv.split("=") for kv in a.paper_factors.split(",") if kv)}
     rec = b[(b["rule"] == "scenario_dose") & (b["scenario"] != "s+0_+0_+0_r+0")]
@@ -114,15 +134,22 @@ def main() -> None:
         extra_h = float((per_rec * n_setup).sum()) / 3600
         paper_cpu = float(scaled.sum()) / 3600 + extra_h
         # On a cluster the scenarios of a patient run side by side: its chain is synthesis … plan and one scenario.
-        chain3 = (b[b["rule"].isin(PER_PATIENT_CHAIN)].assign(c=scaled).groupby("patient_id")["c"].sum()
-                  .add(per_rec, fill_value=0.0))
+        chain3 = (
+            b[b["rule"].isin(PER_PATIENT_CHAIN)]
+            .assign(c=scaled)
+            .groupby("patient_id")["c"]
+            .sum()
+            .add(per_rec, fill_value=0.0)
+        )
         crit3 = float(chain3.max()) / 3600
         cluster_cores = a.nodes * a.cores_per_node
-        print(f"config/paper.yaml (planning CPU × {factors} for the 3 mm grid): + {n_setup} recalculated "
-              f"setup scenarios per held-out patient ({per_rec.mean():.0f} CPU s each on average) = "
-              f"+ {extra_h:.2f} CPU h; total {paper_cpu:.2f} CPU h: ≥ {paper_cpu / a.cores:.1f} h on {a.cores} "
-              f"cores, ≥ {max(paper_cpu / cluster_cores, crit3):.2f} h on {a.nodes} nodes × {a.cores_per_node} "
-              f"cores (the longest per-patient chain, with its scenarios in parallel: {crit3:.2f} h)")
+        print(
+            f"config/paper.yaml (planning CPU × {factors} for the 3 mm grid): + {n_setup} recalculated "
+            f"setup scenarios per held-out patient ({per_rec.mean():.0f} CPU s each on average) = "
+            f"+ {extra_h:.2f} CPU h; total {paper_cpu:.2f} CPU h: ≥ {paper_cpu / a.cores:.1f} h on {a.cores} "
+            f"cores, ≥ {max(paper_cpu / cluster_cores, crit3):.2f} h on {a.nodes} nodes × {a.cores_per_node} "
+            f"cores (the longest per-patient chain, with its scenarios in parallel: {crit3:.2f} h)"
+        )
 
 
 if __name__ == "__main__":

@@ -56,14 +56,26 @@ def part1(modality: str):
     target = sitk.GetImageFromArray(masks["CTV_HD"].astype(np.uint8))
     target.CopyInformation(img)
     quantity = "rbe_x_dose" if carbon else "physical_dose"
-    voi = create_voi(name="T", voi_type="TARGET", mask=target, ct_image=ct,
-                     objectives=[SquaredDeviation(priority=1.0, d_ref=d_ref, quantity=quantity)])
+    voi = create_voi(
+        name="T",
+        voi_type="TARGET",
+        mask=target,
+        ct_image=ct,
+        objectives=[SquaredDeviation(priority=1.0, d_ref=d_ref, quantity=quantity)],
+    )
     cst = StructureSet(vois=[voi], ct_image=ct)
     pln = IonPlan(radiation_mode=modality, machine="Generic", num_of_fractions=1, prescribed_dose=d_ref)
-    pln.prop_stf = {"gantry_angles": [90.0, 180.0, 270.0], "couch_angles": [0.0] * 3,
-                    "bixel_width": 6.0 if carbon else 5.0}
-    pln.prop_dose_calc = {"dose_grid": ct.grid, "calc_let": False, "calc_bio_dose": carbon,
-                          "ignore_outside_densities": False}
+    pln.prop_stf = {
+        "gantry_angles": [90.0, 180.0, 270.0],
+        "couch_angles": [0.0] * 3,
+        "bixel_width": 6.0 if carbon else 5.0,
+    }
+    pln.prop_dose_calc = {
+        "dose_grid": ct.grid,
+        "calc_let": False,
+        "calc_bio_dose": carbon,
+        "ignore_outside_densities": False,
+    }
     stf = generate_stf(ct, cst, pln)
     t = time.perf_counter()
     dij = calc_dose_influence(ct, cst, stf, pln)
@@ -73,8 +85,13 @@ def part1(modality: str):
     if carbon:
         a_x = float(np.median(np.asarray(dij.alphax).ravel()[rows]))
         b_x = float(np.median(np.asarray(dij.betax).ravel()[rows]))
-        model = RbeModel(physical=P, alpha_dose=dij.alpha_dose.flat[0].tocsr(),
-                         sqrt_beta_dose=dij.sqrt_beta_dose.flat[0].tocsr(), alpha_x=a_x, beta_x=b_x)
+        model = RbeModel(
+            physical=P,
+            alpha_dose=dij.alpha_dose.flat[0].tocsr(),
+            sqrt_beta_dose=dij.sqrt_beta_dose.flat[0].tocsr(),
+            alpha_x=a_x,
+            beta_x=b_x,
+        )
     else:
         model = RbeModel(physical=P, constant_rbe=1.0)
     term = DoseTerm(rows, "deviation", d_ref, 1.0, 1.0)
@@ -88,25 +105,33 @@ def part1(modality: str):
         r = PhaseProblem(model, n_fx=1, fixed_dose=np.zeros(P.shape[0]), terms=[term]).solve(w0, max_iter=k)
         return r, time.perf_counter() - t
 
-    print(f"[1] {modality} ({quantity}), {P.shape[1]} spots, {rows.size} target voxels, nnz {P.nnz}; "
-          f"dose influence {t_dij:.1f} s")
+    print(
+        f"[1] {modality} ({quantity}), {P.shape[1]} spots, {rows.size} target voxels, nnz {P.nnz}; "
+        f"dose influence {t_dij:.1f} s"
+    )
     # pyRadPlan's SciPy L-BFGS-B solver (its fallback when IPOPT is not installed), as shipped
     # (abs_obj_tol 1e-5, which stops it after a few iterations) and with the tolerance tightened.
-    for label, solver in (("default tolerance", {"name": "scipy"}),
-                          ("abs_obj_tol 1e-12", {"name": "scipy", "abs_obj_tol": 1e-12})):
+    for label, solver in (
+        ("default tolerance", {"name": "scipy"}),
+        ("abs_obj_tol 1e-12", {"name": "scipy", "abs_obj_tol": 1e-12}),
+    ):
         pln.prop_opt = {"solver": solver, "max_iter": 500}
         info = {}
         t = time.perf_counter()
         w_prp = np.asarray(fluence_optimization(ct, cst, stf, dij, pln, opt_info=info), float)
         t_prp = time.perf_counter() - t
-        print(f"    pyRadPlan fluence_optimization ({label}): {t_prp:.2f} s, objective {f(w_prp):.3e} "
-              f"({info.get('num_iter', '?')} iterations)")
+        print(
+            f"    pyRadPlan fluence_optimization ({label}): {t_prp:.2f} s, objective {f(w_prp):.3e} "
+            f"({info.get('num_iter', '?')} iterations)"
+        )
         # time for ours to reach an equal or lower objective (fewest iterations that do)
         for k in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256, 500):
             r, tk = ours(k)
             if f(r.weights) <= f(w_prp):
-                print(f"    dosepaint reaches it in {r.iterations} iterations, {tk:.2f} s: "
-                      f"speed-up {t_prp / tk:.1f}x at objective {f(r.weights):.3e}")
+                print(
+                    f"    dosepaint reaches it in {r.iterations} iterations, {tk:.2f} s: "
+                    f"speed-up {t_prp / tk:.1f}x at objective {f(r.weights):.3e}"
+                )
                 break
         else:
             print("    dosepaint does not reach it in 500 iterations")
@@ -115,10 +140,10 @@ def part1(modality: str):
 
 
 def part2(gtv_cc=300.0):
+    from dosepaint.geometry import Grid
     from dosepaint.planning.engine import PyRadPlanEngine
     from dosepaint.planning.plans import painted_course, rbe_model, uniform_course
     from dosepaint.stages.plan import calc_voxels, structure_rows
-    from dosepaint.geometry import Grid
 
     img, masks, r = phantom(gtv_cc)
     grid = Grid.from_image(img)
@@ -132,13 +157,25 @@ def part2(gtv_cc=300.0):
     rows = structure_rows(inf, masks, ring=ring, body_sample=sample)
     rng = np.random.default_rng(7)
     clon = 0.01 * np.exp(rng.normal(np.log(2e5), 0.8, rows["GTV"].size)) * 27.0
-    params = {"prescription_gy": 73.6, "n_ld": 9, "n_hd": 7, "oar_limits_gy": {},
-              "tcp": {"alpha": 0.1, "alpha_beta": 2.0}, "weights": {"target": 100.0, "oar": 10.0, "ring": 5.0,
-                                                                     "body": 1.0, "tcp": 1.0, "let": 0.0},
-              "ring_max_fraction": 0.8, "body_max_fraction": 0.5, "ld_max_fraction": 1.05, "gtv_lower": 0.95,
-              "oar_margin_fraction": 0.97,
-              "coverage_fraction": 0.97, "hotspot_fraction": 1.02,
-              "gtv_upper": 1.10, "let_min_kev_um": 43.0, "max_iter": 80, "outer_iterations": 8}
+    params = {
+        "prescription_gy": 73.6,
+        "n_ld": 9,
+        "n_hd": 7,
+        "oar_limits_gy": {},
+        "tcp": {"alpha": 0.1, "alpha_beta": 2.0},
+        "weights": {"target": 100.0, "oar": 10.0, "ring": 5.0, "body": 1.0, "tcp": 1.0, "let": 0.0},
+        "ring_max_fraction": 0.8,
+        "body_max_fraction": 0.5,
+        "ld_max_fraction": 1.05,
+        "gtv_lower": 0.95,
+        "oar_margin_fraction": 0.97,
+        "coverage_fraction": 0.97,
+        "hotspot_fraction": 1.02,
+        "gtv_upper": 1.10,
+        "let_min_kev_um": 43.0,
+        "max_iter": 80,
+        "outer_iterations": 8,
+    }
     model = rbe_model(inf, constant_rbe=1.1)
     t = time.perf_counter()
     uni = uniform_course(inf, model, rows, params=params)
@@ -147,12 +184,16 @@ def part2(gtv_cc=300.0):
     de = painted_course(inf, model, rows, uni, clonogens_gtv=clon, mean_fraction=1.03, params=params)
     t_de = time.perf_counter() - t
     g = de.dose[rows["GTV"]]
-    print(f"[2] carbon DE, GTV {masks['GTV'].sum() * 27 / 1000:.0f} cm³ (3 mm grid): {inf.n_spots} spots × "
-          f"{inf.n_voxels} voxels, nnz {inf.physical.nnz}")
+    print(
+        f"[2] carbon DE, GTV {masks['GTV'].sum() * 27 / 1000:.0f} cm³ (3 mm grid): {inf.n_spots} spots × "
+        f"{inf.n_voxels} voxels, nnz {inf.physical.nnz}"
+    )
     print(f"    dose influence {t_inf:.0f} s, peak RSS {peak:.0f} MB")
-    print(f"    uniform course {t_uni:.1f} s; DE boost optimisation {t_de:.1f} s "
-          f"({de.results['phase2'].iterations} iterations); GTV mean {g.mean() / 73.6:.4f} D_P, "
-          f"range [{g.min() / 73.6:.3f}, {g.max() / 73.6:.3f}] D_P")
+    print(
+        f"    uniform course {t_uni:.1f} s; DE boost optimisation {t_de:.1f} s "
+        f"({de.results['phase2'].iterations} iterations); GTV mean {g.mean() / 73.6:.4f} D_P, "
+        f"range [{g.min() / 73.6:.3f}, {g.max() / 73.6:.3f}] D_P"
+    )
 
 
 def part3(results: Path):

@@ -41,7 +41,7 @@ def slab_of(ct, t2, fraction: float):
     """The T2w cut to ``fraction`` of the CT's z-extent, centred 55 % of the way up the T2w."""
     n = max(2, int(round(fraction * ct.GetSize()[2] * ct.GetSpacing()[2] / t2.GetSpacing()[2])))
     k0 = max(0, int(0.55 * t2.GetSize()[2]) - n // 2)
-    return t2[:, :, k0:k0 + n]
+    return t2[:, :, k0 : k0 + n]
 
 
 def tre_mm(truth: Path, estimated) -> float:
@@ -64,8 +64,18 @@ def main() -> None:
         pid = f"SYN{i + 1:03d}"
         dicom, truth = args.workdir / "dicom" / pid, args.workdir / "truth" / pid
         if not (truth / "truth.json").exists():
-            generate_patient(dicom, truth, patient_id=pid, index=i, preset=args.preset, seed=1729,
-                             n_patients=preset.n_patients, alpha=0.087, alpha_beta=2.0, clonogenic_fraction=0.01)
+            generate_patient(
+                dicom,
+                truth,
+                patient_id=pid,
+                index=i,
+                preset=args.preset,
+                seed=1729,
+                n_patients=preset.n_patients,
+                alpha=0.087,
+                alpha_beta=2.0,
+                clonogenic_fraction=0.01,
+            )
         ct, t2 = load(dicom, pid)
         if args.slab:
             t2 = slab_of(ct, t2, args.slab)
@@ -82,19 +92,25 @@ def main() -> None:
             row[f"{start}_s"] = time.perf_counter() - t
             row[f"{start}_tre_mm"] = tre_mm(truth, r.transform)
             row[f"{start}_mi"] = r.metric
-        second = register_rigid(ct, t2, fixed_threshold=-400.0,
-                                initial=perturbed(r.transform, shift_mm=5.0, angle_deg=2.0))
-        row.update(registration_qc(ct, t2, r.transform, fixed_threshold=-400.0, moving_threshold=None,
-                                   second=second.transform))
+        second = register_rigid(
+            ct, t2, fixed_threshold=-400.0, initial=perturbed(r.transform, shift_mm=5.0, angle_deg=2.0)
+        )
+        row.update(
+            registration_qc(ct, t2, r.transform, fixed_threshold=-400.0, moving_threshold=None, second=second.transform)
+        )
         rows.append(row)
         print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     df = pd.DataFrame(rows)
     for start in ("moments", "auto"):
         tre = df[f"{start}_tre_mm"]
-        print(f"{start}: TRE median {tre.median():.2f} mm, worst {tre.max():.2f} mm "
-              f"({df.loc[tre.idxmax(), 'patient_id']}), time median {df[f'{start}_s'].median():.1f} s")
-    print(f"QC of auto: body Dice min {df['body_dice'].min():.3f}, inside min {df['inside_fraction'].min():.3f}, "
-          f"TRE proxy max {df['tre_proxy_mm'].max():.2f} mm, MI max {df['auto_mi'].max():.3f}")
+        print(
+            f"{start}: TRE median {tre.median():.2f} mm, worst {tre.max():.2f} mm "
+            f"({df.loc[tre.idxmax(), 'patient_id']}), time median {df[f'{start}_s'].median():.1f} s"
+        )
+    print(
+        f"QC of auto: body Dice min {df['body_dice'].min():.3f}, inside min {df['inside_fraction'].min():.3f}, "
+        f"TRE proxy max {df['tre_proxy_mm'].max():.2f} mm, MI max {df['auto_mi'].max():.3f}"
+    )
     df.to_csv(args.workdir / f"registration_tre{'_slab' if args.slab else ''}.tsv", sep="\t", index=False)
 
 

@@ -39,15 +39,18 @@ GTV_BOUND = ("dose_influence", "plan", "scenario_dose")
 
 def config_text(results: Path, n: int, planned: list[str], grid_mm: float) -> str:
     listed = ", ".join(planned)
-    return (f"results: {results}\ncohort:\n  source: synthetic\n  n_test: 1\n"
-            f"synthetic:\n  n_patients: {n}\ningest:\n  dose_grid_mm: {grid_mm}\n"
-            f"planning:\n  patients: [{listed}]\n  tcp:\n    source: config\n"
-            f"robustness:\n  sigma_scope: patient\n")
+    return (
+        f"results: {results}\ncohort:\n  source: synthetic\n  n_test: 1\n"
+        f"synthetic:\n  n_patients: {n}\ningest:\n  dose_grid_mm: {grid_mm}\n"
+        f"planning:\n  patients: [{listed}]\n  tcp:\n    source: config\n"
+        f"robustness:\n  sigma_scope: patient\n"
+    )
 
 
 def targets(results: Path, pids: list[str], planned: list[str]) -> list[str]:
-    out = [f"{results}/cohort/{t}" for t in ("ingest_summary.tsv", "dwi_summary.tsv", "pet_summary.tsv",
-                                             "excluded.tsv")]
+    out = [
+        f"{results}/cohort/{t}" for t in ("ingest_summary.tsv", "dwi_summary.tsv", "pet_summary.tsv", "excluded.tsv")
+    ]
     out += [f"{results}/patients/{p}/plans/metrics.tsv" for p in planned]
     out += [f"{results}/patients/{p}/robustness/scenario_metrics.tsv" for p in planned]
     return out
@@ -82,9 +85,22 @@ def run_snakemake(folder: Path, n: int, pids: list[str], planned: list[str], *, 
     bindir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
     t0 = time.perf_counter()
-    proc = subprocess.run([str(bindir / "snakemake"), "--cores", str(cores), "--keep-going", "--configfile", str(cfg),
-                           "--", *targets(results, pids, planned)], cwd=ROOT, env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [
+            str(bindir / "snakemake"),
+            "--cores",
+            str(cores),
+            "--keep-going",
+            "--configfile",
+            str(cfg),
+            "--",
+            *targets(results, pids, planned),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     (folder / "snakemake.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
@@ -101,40 +117,64 @@ def main() -> None:
     ap.add_argument("--grid-mm", type=float, default=5.0)
     ap.add_argument("--report-only", action="store_true", help="print the tables of earlier runs in WORKDIR")
     a = ap.parse_args()
-    runs = [run_one(a.workdir.resolve(), n, planned_max=a.planned, cores=a.cores, grid_mm=a.grid_mm,
-                    report_only=a.report_only) for n in sorted(a.patients)]
+    runs = [
+        run_one(
+            a.workdir.resolve(), n, planned_max=a.planned, cores=a.cores, grid_mm=a.grid_mm, report_only=a.report_only
+        )
+        for n in sorted(a.patients)
+    ]
     pd.set_option("display.width", 200)
     print("== per run ==")
     rows = []
     for r in runs:
         b = r["benchmarks"]
-        rows.append({"patients": r["n"], "planned": r["planned"], "jobs": len(b), "wall_min": r["wall_s"] / 60,
-                     "cpu_min": b["cpu_s"].sum() / 60, "wall_s_per_patient": r["wall_s"] / r["n"],
-                     "cpu_utilisation": b["cpu_s"].sum() / (r["wall_s"] * a.cores),
-                     "peak_job_gb": b["max_rss_mb"].max() / 1024})
+        rows.append(
+            {
+                "patients": r["n"],
+                "planned": r["planned"],
+                "jobs": len(b),
+                "wall_min": r["wall_s"] / 60,
+                "cpu_min": b["cpu_s"].sum() / 60,
+                "wall_s_per_patient": r["wall_s"] / r["n"],
+                "cpu_utilisation": b["cpu_s"].sum() / (r["wall_s"] * a.cores),
+                "peak_job_gb": b["max_rss_mb"].max() / 1024,
+            }
+        )
     print(pd.DataFrame(rows).round(2).to_string(index=False))
 
     allb = pd.concat([r["benchmarks"] for r in runs], ignore_index=True)
     # One patient's job per rule (scenario jobs: summed per patient).
-    per_patient = (allb[allb["patient_id"].notna()].groupby(["n", "rule", "patient_id"])
-                   .agg(s=("s", "sum"), cpu_s=("cpu_s", "sum"), rss=("max_rss_mb", "max"), gtv=("gtv_cc", "first"))
-                   .reset_index())
+    per_patient = (
+        allb[allb["patient_id"].notna()]
+        .groupby(["n", "rule", "patient_id"])
+        .agg(s=("s", "sum"), cpu_s=("cpu_s", "sum"), rss=("max_rss_mb", "max"), gtv=("gtv_cc", "first"))
+        .reset_index()
+    )
     # Planning costs grow with the target (spots): the cohorts' first patients differ in GTV volume (the
     # generator draws a cohort of N), so those rules compare per 100 cm³ of GTV.
     per_patient["cpu_s_per_100cc"] = per_patient["cpu_s"] / per_patient["gtv"] * 100
-    med = per_patient.groupby(["rule", "n"]).agg(patients=("patient_id", "size"), median_wall_s=("s", "median"),
-                                                 median_cpu_s=("cpu_s", "median"),
-                                                 cpu_s_per_100cc=("cpu_s_per_100cc", "median"),
-                                                 gtv_cc=("gtv", "median"),
-                                                 peak_gb=("rss", lambda m: m.max() / 1024)).reset_index()
+    med = (
+        per_patient.groupby(["rule", "n"])
+        .agg(
+            patients=("patient_id", "size"),
+            median_wall_s=("s", "median"),
+            median_cpu_s=("cpu_s", "median"),
+            cpu_s_per_100cc=("cpu_s_per_100cc", "median"),
+            gtv_cc=("gtv", "median"),
+            peak_gb=("rss", lambda m: m.max() / 1024),
+        )
+        .reset_index()
+    )
     planning = med["rule"].isin(GTV_BOUND)
     med.loc[~planning, ["cpu_s_per_100cc", "gtv_cc"]] = float("nan")
     per = med["median_cpu_s"].where(~planning, med["cpu_s_per_100cc"])
     # med is sorted by rule, then n: each rule's first row is its smallest cohort.
     med["cpu_ratio_to_smallest_n"] = per / per.groupby(med["rule"]).transform("first")
     med["wall_ratio_to_smallest_n"] = med["median_wall_s"] / med.groupby("rule")["median_wall_s"].transform("first")
-    print("\n== per patient and rule (median over the run's patients; scenario jobs summed per patient; the CPU "
-          "ratio of the planning rules is per 100 cm³ of GTV) ==")
+    print(
+        "\n== per patient and rule (median over the run's patients; scenario jobs summed per patient; the CPU "
+        "ratio of the planning rules is per 100 cm³ of GTV) =="
+    )
     print(med.sort_values(["rule", "n"]).round(2).to_string(index=False))
     cohort = allb[allb["patient_id"].isna()].groupby(["rule", "n"]).agg(s=("s", "sum"), cpu_s=("cpu_s", "sum"))
     if not cohort.empty:

@@ -1,8 +1,8 @@
 """Rule script: unpack snakemake's objects and call one stage function, failure-isolated (stages.guard)."""
 
 from dosepaint.logs import logged
-from dosepaint.stages.guard import run_guarded
 from dosepaint.stages.dwi import run
+from dosepaint.stages.guard import run_guarded
 
 with logged(snakemake.log[0]):  # noqa: F821 (injected by Snakemake)
     run_guarded(

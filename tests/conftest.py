@@ -49,8 +49,22 @@ def _sdist(name: str) -> Path:
     CACHE.mkdir(exist_ok=True)
     archive = CACHE / f"{name}-{version}.tar.gz"
     if not archive.exists():
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                               f"{name}=={version}", "-d", str(CACHE)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"{name}=={version}",
+                "-d",
+                str(CACHE),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0 or not archive.exists():
             pytest.fail(f"could not fetch the {name} sdist from the package registry:\n{proc.stderr[-2000:]}")
     with tarfile.open(archive) as tar:
@@ -74,11 +88,19 @@ def tiny_patient(tmp_path_factory):
     from dosepaint.synthetic.generate import generate_patient
 
     base = tmp_path_factory.mktemp("syn")
-    truth = generate_patient(base / "dicom" / "SYN001", base / "truth" / "SYN001", patient_id="SYN001", index=0,
-                             preset="tiny", seed=1729, n_patients=4, alpha=0.087, alpha_beta=2.0,
-                             clonogenic_fraction=0.01)
-    return {"base": base, "dicom": base / "dicom" / "SYN001", "truth_dir": base / "truth" / "SYN001",
-            "truth": truth}
+    truth = generate_patient(
+        base / "dicom" / "SYN001",
+        base / "truth" / "SYN001",
+        patient_id="SYN001",
+        index=0,
+        preset="tiny",
+        seed=1729,
+        n_patients=4,
+        alpha=0.087,
+        alpha_beta=2.0,
+        clonogenic_fraction=0.01,
+    )
+    return {"base": base, "dicom": base / "dicom" / "SYN001", "truth_dir": base / "truth" / "SYN001", "truth": truth}
 
 
 @pytest.fixture(scope="session")

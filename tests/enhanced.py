@@ -16,8 +16,19 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
-KEEP = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "Modality", "SeriesDescription",
-        "SeriesNumber", "PatientID", "PatientName", "StudyDate", "EchoTime", "RepetitionTime")
+KEEP = (
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+    "Modality",
+    "SeriesDescription",
+    "SeriesNumber",
+    "PatientID",
+    "PatientName",
+    "StudyDate",
+    "EchoTime",
+    "RepetitionTime",
+)
 
 
 def _item(**attrs) -> Dataset:
@@ -42,23 +53,37 @@ def write_enhanced(files, out: Path, *, adc_frames: int = 0, reverse: bool = Tru
     ds.Rows, ds.Columns = first.Rows, first.Columns
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
     ds.PixelRepresentation = first.PixelRepresentation
-    ds.SharedFunctionalGroupsSequence = [_item(
-        PixelMeasuresSequence=[_item(PixelSpacing=first.PixelSpacing, SliceThickness=first.SliceThickness)],
-        PlaneOrientationSequence=[_item(ImageOrientationPatient=first.ImageOrientationPatient)])]
+    ds.SharedFunctionalGroupsSequence = [
+        _item(
+            PixelMeasuresSequence=[_item(PixelSpacing=first.PixelSpacing, SliceThickness=first.SliceThickness)],
+            PlaneOrientationSequence=[_item(ImageOrientationPatient=first.ImageOrientationPatient)],
+        )
+    ]
     frames, pixels = [], []
     for s in slices:
         b = float(s.DiffusionBValue)
-        frames.append(_item(
-            PlanePositionSequence=[_item(ImagePositionPatient=s.ImagePositionPatient)],
-            PixelValueTransformationSequence=[_item(RescaleSlope=s.get("RescaleSlope", 1),  # per image here
-                                                    RescaleIntercept=s.get("RescaleIntercept", 0), RescaleType="US")],
-            MRDiffusionSequence=[_item(DiffusionBValue=b, DiffusionDirectionality="ISOTROPIC" if b else "NONE")],
-            MRImageFrameTypeSequence=[_item(FrameType=["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"])]))
+        frames.append(
+            _item(
+                PlanePositionSequence=[_item(ImagePositionPatient=s.ImagePositionPatient)],
+                PixelValueTransformationSequence=[
+                    _item(
+                        RescaleSlope=s.get("RescaleSlope", 1),  # per image here
+                        RescaleIntercept=s.get("RescaleIntercept", 0),
+                        RescaleType="US",
+                    )
+                ],
+                MRDiffusionSequence=[_item(DiffusionBValue=b, DiffusionDirectionality="ISOTROPIC" if b else "NONE")],
+                MRImageFrameTypeSequence=[_item(FrameType=["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"])],
+            )
+        )
         pixels.append(s.pixel_array)
     for s in slices[:adc_frames]:  # derived ADC maps, as exported inside the DWI object
-        frames.append(_item(
-            PlanePositionSequence=[_item(ImagePositionPatient=s.ImagePositionPatient)],
-            MRImageFrameTypeSequence=[_item(FrameType=["DERIVED", "PRIMARY", "DIFFUSION", "ADC"])]))
+        frames.append(
+            _item(
+                PlanePositionSequence=[_item(ImagePositionPatient=s.ImagePositionPatient)],
+                MRImageFrameTypeSequence=[_item(FrameType=["DERIVED", "PRIMARY", "DIFFUSION", "ADC"])],
+            )
+        )
         pixels.append(np.full_like(s.pixel_array, 1234))
     ds.PerFrameFunctionalGroupsSequence = frames
     ds.NumberOfFrames = len(frames)

@@ -10,9 +10,17 @@ from dosepaint import cohort, layout
 
 def ingest_params(config_schema, pid="SYN001", **over):
     cfg = cohort.validate_config({"cohort": {"source": "synthetic"}}, config_schema)["ingest"]
-    keys = ["required_modalities", "required_structures", "structure_aliases", "dose_grid_mm",
-            "dose_grid_margin_mm", "slice_spacing_tolerance_mm", "default_pgse_delta_ms",
-            "default_pgse_Delta_ms", "registration"]
+    keys = [
+        "required_modalities",
+        "required_structures",
+        "structure_aliases",
+        "dose_grid_mm",
+        "dose_grid_margin_mm",
+        "slice_spacing_tolerance_mm",
+        "default_pgse_delta_ms",
+        "default_pgse_Delta_ms",
+        "registration",
+    ]
     return {"patient_id": pid, **{k: cfg[k] for k in keys}, **over}
 
 
@@ -45,5 +53,8 @@ def dicompyler_dvh_check(results: Path, pid: str, plan: str = "uniform", structu
     number = next(int(r.ROINumber) for r in ds.StructureSetROISequence if r.ROIName == roi_name)
     ref = dvhcalc.get_dvh(str(rtss), str(results / "patients" / pid / "plans" / plan / "rtdose.dcm"), number)
     ours = pd.read_csv(results / "patients" / pid / "plans" / "metrics.tsv", sep="\t").set_index("plan").loc[plan]
-    return {"Dmean": ours[f"{structure}_Dmean"] / ref.mean - 1, "D50": ours[f"{structure}_D50"] / ref.D50.value - 1,
-            "D95": ours[f"{structure}_D95"] / ref.D95.value - 1}
+    return {
+        "Dmean": ours[f"{structure}_Dmean"] / ref.mean - 1,
+        "D50": ours[f"{structure}_D50"] / ref.D50.value - 1,
+        "D95": ours[f"{structure}_D95"] / ref.D95.value - 1,
+    }

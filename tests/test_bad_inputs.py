@@ -52,6 +52,7 @@ def drop(folder, *kinds):
 
 # -- the mutations: folder -> (file or folder the error must name, relative to the export) -------------
 
+
 def truncated_ct(folder, roi=None):
     f = by_position(series_files(folder, "CT"))[3]
     data = f.read_bytes()
@@ -67,8 +68,12 @@ def missing_ct_slice(folder, roi=None):
 def inconsistent_spacing(folder, roi=None):
     """One slice 1.5 mm closer to its predecessor: a gap shorter than the others, not a missing slice."""
     moved = by_position(series_files(folder, "CT"))[5]
-    edit([moved], lambda ds: setattr(ds, "ImagePositionPatient",
-                                     [*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) - 1.5]))
+    edit(
+        [moved],
+        lambda ds: setattr(
+            ds, "ImagePositionPatient", [*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) - 1.5]
+        ),
+    )
     return moved
 
 
@@ -108,6 +113,7 @@ def rtstruct_other_ct(folder, roi=None):
 
     def other(ds):
         ds.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = dcm.uid("another", "CT")
+
     edit([rs], other)
     return rs
 
@@ -116,6 +122,7 @@ def _roi_contours(name):
     def change(ds):
         number = next(r.ROINumber for r in ds.StructureSetROISequence if r.ROIName == name)
         return next(c for c in ds.ROIContourSequence if c.ReferencedROINumber == number)
+
     return change
 
 
@@ -132,6 +139,7 @@ def open_contour(folder, name):
         for c in _roi_contours(name)(ds).ContourSequence:
             c.ContourData = list(c.ContourData)[:6]
             c.NumberOfContourPoints = 2
+
     edit([rs], two_points)
     return rs
 
@@ -143,6 +151,7 @@ def missing_structure(folder, name):
         for r in ds.StructureSetROISequence:
             if r.ROIName == name:
                 r.ROIName = "Unknown_ROI"
+
     edit([rs], rename)
     return rs
 
@@ -157,6 +166,7 @@ def pet_edit(change):
     def mutate(folder, roi=None):
         edit(series_files(folder, "PT"), change)
         return series_files(folder, "PT")[0]
+
     return mutate
 
 
@@ -168,6 +178,7 @@ def _del(*keys):
             rp = ds.RadiopharmaceuticalInformationSequence[0]
             if key in rp:
                 delattr(rp, key)
+
     return change
 
 
@@ -177,19 +188,29 @@ CASES = {
     "missing slice": (missing_ct_slice, "missing slice", "ingest"),
     "inconsistent slice spacing": (inconsistent_spacing, "inconsistent slice spacing: gap of", "ingest"),
     "mixed series in one folder": (mixed_series, "2 candidate CT series, cannot choose", "ingest"),
-    "DWI with a single b-value": (dwi_single_bvalue, r"1 distinct b-value\(s\) \[800.0\]; an ADC needs at least two", "ingest"),
+    "DWI with a single b-value": (
+        dwi_single_bvalue,
+        r"1 distinct b-value\(s\) \[800.0\]; an ADC needs at least two",
+        "ingest",
+    ),
     "DWI without b-value tags": (dwi_missing_bvalue, "without a b-value", "ingest"),
     "negative DWI signal": (dwi_negative_signal, r"negative signal at b = \[", "ingest"),
     "RTSTRUCT of another CT": (rtstruct_other_ct, "another frame of reference", "ingest"),
     "empty contour (GTV)": (lambda f, roi: empty_contour(f, roi["GTV"]), "has no contours", "ingest"),
     "open contour (CTV_HD)": (lambda f, roi: open_contour(f, roi["CTV_HD"]), r"contour with 2 point\(s\)", "ingest"),
-    "missing required structure (BODY)": (lambda f, roi: missing_structure(f, roi["BODY"]),
-                                          r"required structure\(s\) \['BODY'\] not found", "ingest"),
+    "missing required structure (BODY)": (
+        lambda f, roi: missing_structure(f, roi["BODY"]),
+        r"required structure\(s\) \['BODY'\] not found",
+        "ingest",
+    ),
     "missing required modality (PET)": (no_pet, "no PT series found", "ingest"),
     "PET without patient weight": (pet_edit(_del("PatientWeight")), "PatientWeight", "pet"),
     "PET without injected dose": (pet_edit(_del("RadionuclideTotalDose")), "RadionuclideTotalDose", "pet"),
-    "PET without injection time": (pet_edit(_del("RadiopharmaceuticalStartTime", "RadiopharmaceuticalStartDateTime")),
-                                   "RadiopharmaceuticalStartTime", "pet"),
+    "PET without injection time": (
+        pet_edit(_del("RadiopharmaceuticalStartTime", "RadiopharmaceuticalStartDateTime")),
+        "RadiopharmaceuticalStartTime",
+        "pet",
+    ),
     "PET in unsupported units": (pet_edit(lambda ds: setattr(ds, "Units", "PROPCPS")), "Units", "pet"),
 }
 
@@ -236,8 +257,11 @@ def test_bad_input_gives_one_clear_error(case, export, tiny_patient, config_sche
         assert record["problem"].startswith("no SUV can be computed from the PET header"), record
         assert re.search(message, record["problem"]), record
     with pytest.raises(DosepaintInputError) as stop:  # on_input_error: stop raises the same error
-        check.run({"dicom_dir": str(export)}, {"check": str(tmp_path / "stop.json")},
-                  params={**params, "on_input_error": "stop"})
+        check.run(
+            {"dicom_dir": str(export)},
+            {"check": str(tmp_path / "stop.json")},
+            params={**params, "on_input_error": "stop"},
+        )
     assert stop.value.problem == record["problem"] and not (tmp_path / "stop.json").exists()
     assert checksums(tiny_patient["dicom"]) == before  # the good export is untouched
 
@@ -255,7 +279,6 @@ def test_input_check_passes_the_good_export(tiny_patient, config_schema, tmp_pat
         assert qc["body_dice"] >= qc["thresholds"]["min_body_dice"], (name, qc)
         assert qc["tre_proxy_mm"] <= qc["thresholds"]["max_tre_proxy_mm"], (name, qc)
     assert checksums(tiny_patient["dicom"]) == before
-
 
 
 def test_an_export_without_rtstruct_is_a_clear_error_even_when_not_required(export, config_schema, tmp_path):

@@ -46,14 +46,17 @@ def test_shipped_configs_are_valid(config_schema, preset):
     validate_config(cfg, config_schema)
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"cohort": {"source": "synthetic"}, "resutls": "x"}, "'resutls' was unexpected"),
-    ({"cohort": {"source": "synthetic", "n_tset": 3}}, "at 'cohort'"),
-    ({"cohort": {"source": "synthetic"}, "ingest": {"dose_grid_mm": "3"}}, "at 'ingest/dose_grid_mm'"),
-    ({"cohort": {"source": "synthetic"}, "ingest": {"registration": {"bins": 3}}}, "at 'ingest/registration'"),
-    ({"cohort": {"source": "sheet"}}, "needs cohort.sheet"),
-    ({"cohort": {"source": "excel"}}, "at 'cohort/source'"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"cohort": {"source": "synthetic"}, "resutls": "x"}, "'resutls' was unexpected"),
+        ({"cohort": {"source": "synthetic", "n_tset": 3}}, "at 'cohort'"),
+        ({"cohort": {"source": "synthetic"}, "ingest": {"dose_grid_mm": "3"}}, "at 'ingest/dose_grid_mm'"),
+        ({"cohort": {"source": "synthetic"}, "ingest": {"registration": {"bins": 3}}}, "at 'ingest/registration'"),
+        ({"cohort": {"source": "sheet"}}, "needs cohort.sheet"),
+        ({"cohort": {"source": "excel"}}, "at 'cohort/source'"),
+    ],
+)
 def test_bad_config_gives_one_clear_error(config_schema, config, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         validate_config(config, config_schema)
@@ -69,17 +72,20 @@ def test_sheet_is_read_and_paths_resolved(tmp_path, sheet_schema):
     assert Path(df["dicom_path"][0]) == (tmp_path / "dicom" / "P1").resolve()
 
 
-@pytest.mark.parametrize("rows, message", [
-    (["P1\tdicom/P1\t1\t12\t", "P1\tdicom/P2\t0\t60\t"], "duplicate patient_id 'P1'"),
-    (["P 1\tdicom/P1\t1\t12\t"], "does not match"),
-    (["P1\t../../etc\t1\t12\t"], "outside the cohort root"),
-    (["P1\tdicom/P1\t2\t12\t"], "at 'event'"),
-    (["P1\tdicom/P1\t1\t-3\t"], "at 'time_months'"),
-    (["P1\tdicom/P1\t1\t12\tvalidation"], "at 'split'"),
-    (["P1\tdicom/P1\t1\t12\ttrain", "P2\tdicom/P2\t0\t60\t"], "split given for some patients"),
-    (["P1\tdicom/P1\t\t12\t"], "'event' is a required property"),
-    (["P1\tdicom/P9\t1\t12\t"], "line 2 \\(patient P1\\): dicom_dir 'dicom/P9' is not a folder"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (["P1\tdicom/P1\t1\t12\t", "P1\tdicom/P2\t0\t60\t"], "duplicate patient_id 'P1'"),
+        (["P 1\tdicom/P1\t1\t12\t"], "does not match"),
+        (["P1\t../../etc\t1\t12\t"], "outside the cohort root"),
+        (["P1\tdicom/P1\t2\t12\t"], "at 'event'"),
+        (["P1\tdicom/P1\t1\t-3\t"], "at 'time_months'"),
+        (["P1\tdicom/P1\t1\t12\tvalidation"], "at 'split'"),
+        (["P1\tdicom/P1\t1\t12\ttrain", "P2\tdicom/P2\t0\t60\t"], "split given for some patients"),
+        (["P1\tdicom/P1\t\t12\t"], "'event' is a required property"),
+        (["P1\tdicom/P9\t1\t12\t"], "line 2 \\(patient P1\\): dicom_dir 'dicom/P9' is not a folder"),
+    ],
+)
 def test_bad_sheet_gives_one_clear_error(tmp_path, sheet_schema, rows, message):
     with pytest.raises(ConfigError, match=message):
         read_sheet(write_sheet(tmp_path, rows), schema=sheet_schema)
@@ -124,10 +130,15 @@ def test_split_rejects_impossible_sizes():
 def _checks(tmp_path, status):
     """Input-check records (as ``stages.check`` writes them) for the given {patient: problem or None}."""
     from dosepaint.io import files
+
     paths = []
     for pid, problem in status.items():
-        rec = {"patient_id": pid, "status": "excluded" if problem else "included",
-               "file": "CT/ct_3.dcm" if problem else None, "problem": problem}
+        rec = {
+            "patient_id": pid,
+            "status": "excluded" if problem else "included",
+            "file": "CT/ct_3.dcm" if problem else None,
+            "problem": problem,
+        }
         paths.append(str(tmp_path / f"{pid}.json"))
         files.write_json(rec, paths[-1])
     return paths
@@ -137,6 +148,7 @@ def _include_and_split(tmp_path, sheet, status, sheet_schema):
     """The inclusion stage over the checks, then the split stage over its excluded.tsv."""
     from dosepaint.stages import inclusion
     from dosepaint.stages import split as split_stage
+
     out = {"split": str(tmp_path / "split.tsv"), "excluded": str(tmp_path / "excluded.tsv")}
     inclusion.run({"checks": _checks(tmp_path, status)}, out, params={"patient_ids": list(status)})
     params = {"schema": sheet_schema, "clinical_columns": [], "dicom_root": None, "n_test": 1, "seed": 5}
@@ -146,15 +158,18 @@ def _include_and_split(tmp_path, sheet, status, sheet_schema):
 def test_split_leaves_out_the_excluded_patients_and_lists_them(tmp_path, sheet_schema):
     from dosepaint.cohort import exclusion_notice
     from dosepaint.io import files
+
     sheet = write_sheet(tmp_path, ["P1\tdicom/P1\t1\t12\t", "P2\tdicom/P2\t0\t60\t", "P3\tdicom/P3\t0\t48\t"])
-    split, out = _include_and_split(tmp_path, sheet, {"P1": None, "P2": "CT: missing slice(s)", "P3": None},
-                                    sheet_schema)
+    split, out = _include_and_split(
+        tmp_path, sheet, {"P1": None, "P2": "CT: missing slice(s)", "P3": None}, sheet_schema
+    )
     # The split of the two included patients is the seeded split of exactly those two.
     assert split["patient_id"].tolist() == ["P1", "P3"]
     assert dict(zip(split["patient_id"], split["split"])) == make_split(["P1", "P3"], [1, 0], n_test=1, seed=5)
     excluded = files.read_tsv(out["excluded"])
-    assert excluded.to_dict("records") == [{"patient_id": "P2", "stage": "input check", "file": "CT/ct_3.dcm",
-                                            "problem": "CT: missing slice(s)"}]
+    assert excluded.to_dict("records") == [
+        {"patient_id": "P2", "stage": "input check", "file": "CT/ct_3.dcm", "problem": "CT: missing slice(s)"}
+    ]
     notice = exclusion_notice(out["excluded"])
     assert "1 patient(s) left out" in notice and "P2 (input check): CT/ct_3.dcm: CT: missing slice(s)" in notice
     # Nobody excluded: an empty table (header only) and no notice.
@@ -165,17 +180,23 @@ def test_split_leaves_out_the_excluded_patients_and_lists_them(tmp_path, sheet_s
 
 def test_inclusion_needs_a_check_of_every_patient(tmp_path):
     from dosepaint.stages import inclusion
+
     with pytest.raises(ConfigError, match=re.escape("no input check for patient(s) ['P3']")):
-        inclusion.run({"checks": _checks(tmp_path, {"P1": None, "P2": None})},
-                      {"excluded": str(tmp_path / "excluded.tsv")}, params={"patient_ids": ["P1", "P2", "P3"]})
+        inclusion.run(
+            {"checks": _checks(tmp_path, {"P1": None, "P2": None})},
+            {"excluded": str(tmp_path / "excluded.tsv")},
+            params={"patient_ids": ["P1", "P2", "P3"]},
+        )
 
 
-@pytest.mark.parametrize(("status", "message"), [
-    ({"P1": "bad", "P2": "bad", "P3": "bad"}, "every patient was excluded at the input check"),
-    ({"P1": None, "P2": "bad", "P3": "bad"}, "n_test = 1 must be between 1 and 0 for a cohort of 1 (2 excluded"),
-])
-def test_split_after_exclusions_that_leave_too_few_patients_is_a_clear_error(tmp_path, sheet_schema, status,
-                                                                              message):
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        ({"P1": "bad", "P2": "bad", "P3": "bad"}, "every patient was excluded at the input check"),
+        ({"P1": None, "P2": "bad", "P3": "bad"}, "n_test = 1 must be between 1 and 0 for a cohort of 1 (2 excluded"),
+    ],
+)
+def test_split_after_exclusions_that_leave_too_few_patients_is_a_clear_error(tmp_path, sheet_schema, status, message):
     sheet = write_sheet(tmp_path, ["P1\tdicom/P1\t1\t12\t", "P2\tdicom/P2\t0\t60\t", "P3\tdicom/P3\t0\t48\t"])
     with pytest.raises(ConfigError, match=re.escape(message)):
         _include_and_split(tmp_path, sheet, status, sheet_schema)
@@ -183,8 +204,9 @@ def test_split_after_exclusions_that_leave_too_few_patients_is_a_clear_error(tmp
 
 
 def test_split_from_the_sheet_keeps_each_included_patients_side(tmp_path, sheet_schema):
-    sheet = write_sheet(tmp_path, ["P1\tdicom/P1\t1\t12\ttrain", "P2\tdicom/P2\t0\t60\ttest",
-                                   "P3\tdicom/P3\t0\t48\ttest"])
+    sheet = write_sheet(
+        tmp_path, ["P1\tdicom/P1\t1\t12\ttrain", "P2\tdicom/P2\t0\t60\ttest", "P3\tdicom/P3\t0\t48\ttest"]
+    )
     split, _ = _include_and_split(tmp_path, sheet, {"P1": None, "P2": "x", "P3": None}, sheet_schema)
     assert dict(zip(split["patient_id"], split["split"])) == {"P1": "train", "P3": "test"}
     with pytest.raises(ConfigError, match="the split has no training patient"):

@@ -101,16 +101,19 @@ def test_exported_rtdose_meets_the_basic_profile_and_the_checker_catches_identit
 
     grid = Grid(shape=(3, 4, 5), spacing=(3.0, 3.0, 3.0), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
     dose = np.arange(60, dtype=float).reshape(grid.shape)
-    dcm.export_rtdose(tmp_path / "rd.dcm", dose, grid, patient_id="SYN001", frame_of_reference=None,
-                      description="dosepaint de plan")
+    dcm.export_rtdose(
+        tmp_path / "rd.dcm", dose, grid, patient_id="SYN001", frame_of_reference=None, description="dosepaint de plan"
+    )
     ds = pydicom.dcmread(tmp_path / "rd.dcm")
     assert dcm.basic_profile_violations(ds, pseudonym="SYN001") == []
     assert ds.PatientIdentityRemoved == "YES"
     assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100", "113105"]
     np.testing.assert_allclose(dcm.read_rtdose(tmp_path / "rd.dcm")[0], dose, atol=60 / 2**32 * 2)
     # The checker finds what a copied source header would bring: identity, a date, a source UID.
-    src = pydicom.dcmread(next(p for p in sorted(tiny_patient["dicom"].rglob("*")) if p.is_file()
-                               and p.suffix != ".txt"), stop_before_pixels=True)
+    src = pydicom.dcmread(
+        next(p for p in sorted(tiny_patient["dicom"].rglob("*")) if p.is_file() and p.suffix != ".txt"),
+        stop_before_pixels=True,
+    )
     ds.PatientBirthDate = src.PatientBirthDate
     ds.InstitutionName = src.InstitutionName
     ds.StudyInstanceUID = "1.2.840.113619.2.55.3.604688119.969.1268071029.320"  # a scanner's UID root

@@ -1,4 +1,5 @@
 """ADC on real DWI no one here wrote: dipy's ``small_101D`` (shipped inside the dipy wheel)."""
+
 import warnings
 
 import nibabel as nib
@@ -12,7 +13,7 @@ from dipy.core.gradients import gradient_table  # noqa: E402
 from dipy.io import read_bvals_bvecs  # noqa: E402
 from dipy.reconst.ivim import IvimModel  # noqa: E402
 
-B_MAX = 1100.0   # the issue's b ≤ 1100 s/mm²
+B_MAX = 1100.0  # the issue's b ≤ 1100 s/mm²
 B_SPLIT = 200.0  # dipy's IVIM fits D mono-exponentially over b ≥ split_b
 
 
@@ -31,22 +32,23 @@ def small_101d():
 
 def test_unweighted_adc_equals_dipys_mono_exponential_d(small_101d):
     data, bvals, bvecs, mask = small_101d
-    assert bvals.size == 14 and bvals.min() == 15.0   # b = 15 … 945 s/mm², no true b = 0
+    assert bvals.size == 14 and bvals.min() == 15.0  # b = 15 … 945 s/mm², no true b = 0
     # dipy's IVIM model insists on a b = 0 entry; relabel the b = 15 image for the constructor.
     # It is below split_b, so it takes no part in dipy's D (nor in ours, b_min = split_b).
     b_ivim = np.where(bvals < 20, 0.0, bvals)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = IvimModel(gradient_table(b_ivim, bvecs=bvecs, b0_threshold=0), fit_method="trr")
-        d_dipy = np.array([model.estimate_linear_fit(data[tuple(ijk)], B_SPLIT, less_than=False)[1]
-                           for ijk in np.argwhere(mask)])
+        d_dipy = np.array(
+            [model.estimate_linear_fit(data[tuple(ijk)], B_SPLIT, less_than=False)[1] for ijk in np.argwhere(mask)]
+        )
     fit = fit_adc(np.moveaxis(data, -1, 0), bvals, b_min=B_SPLIT, weighting="none")
     ours = fit.adc[mask]
     assert np.isfinite(ours).all() and mask.sum() > 250
     ratio = ours / d_dipy
-    assert np.median(ratio) == pytest.approx(1.0, abs=0.01)        # the issue's 1 %
-    np.testing.assert_allclose(ours, d_dipy, rtol=1e-9)             # and in fact voxel by voxel
-    assert 0.3e-3 < np.median(ours) < 1.5e-3                        # brain tissue ADC (mm²/s)
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.01)  # the issue's 1 %
+    np.testing.assert_allclose(ours, d_dipy, rtol=1e-9)  # and in fact voxel by voxel
+    assert 0.3e-3 < np.median(ours) < 1.5e-3  # brain tissue ADC (mm²/s)
 
 
 def test_weighted_adc_equals_an_independent_weighted_fit(small_101d):

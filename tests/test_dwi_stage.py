@@ -19,17 +19,38 @@ def dwi_done(ingested, config_schema, tmp_path_factory):
     key = protocol_key(meta["bvalues_s_per_mm2"], delta_ms=meta["pgse_delta_ms"], Delta_ms=meta["pgse_Delta_ms"])
     base = tmp_path_factory.mktemp("dwi")
     lib = base / f"dwi_{key}.npz"
-    dwi_stage.run_library({}, {"library": str(lib)}, params={"protocol": key, "b_min": cfg["b_min"],
-                                                             "adc_weighting": cfg["adc_weighting"],
-                                                             "grid": cfg["library"]})
+    dwi_stage.run_library(
+        {},
+        {"library": str(lib)},
+        params={"protocol": key, "b_min": cfg["b_min"], "adc_weighting": cfg["adc_weighting"], "grid": cfg["library"]},
+    )
     ing = ingested["out"]
-    inputs = {"dwi": ing / "dwi.nii.gz", "dwi_json": ing / "dwi.json", "t2w_to_ct": ing / "t2w_to_ct.tfm",
-              "dwi_to_t2w": ing / "dwi_to_t2w.tfm", "ct_dose": ing / "ct_dose.nii.gz",
-              "masks_dose": ing / "masks_dose", "library": lib}
+    inputs = {
+        "dwi": ing / "dwi.nii.gz",
+        "dwi_json": ing / "dwi.json",
+        "t2w_to_ct": ing / "t2w_to_ct.tfm",
+        "dwi_to_t2w": ing / "dwi_to_t2w.tfm",
+        "ct_dose": ing / "ct_dose.nii.gz",
+        "masks_dose": ing / "masks_dose",
+        "library": lib,
+    }
     out = {k: str(base / v) for k, v in layout.DWI_OUTPUTS.items()}
-    params = {"patient_id": "SYN001", **{k: cfg[k] for k in ("b_min", "min_points", "adc_max", "adc_weighting",
-                                                             "method", "adc_sigma", "knn_k",
-                                                             "clonogenic_fraction")}}
+    params = {
+        "patient_id": "SYN001",
+        **{
+            k: cfg[k]
+            for k in (
+                "b_min",
+                "min_points",
+                "adc_max",
+                "adc_weighting",
+                "method",
+                "adc_sigma",
+                "knn_k",
+                "clonogenic_fraction",
+            )
+        },
+    }
     qc = dwi_stage.run(inputs, out, params=params)
     return {**ingested, "base": base, "qc": qc, "inputs": inputs, "params": params}
 
@@ -91,7 +112,13 @@ def test_a_dwi_that_misses_the_tumour_fails_the_stage(dwi_done, tmp_path):
     cut[:, : signals.shape[1] * 3 // 4] = 0.0  # no signal: every such voxel is flagged
     files.write_array(cut, grid, tmp_path / "dwi.nii.gz")
     out = {k: str(tmp_path / "out" / v) for k, v in layout.DWI_OUTPUTS.items()}
-    with pytest.raises(DosepaintInputError, match=r"patient SYN001.*\d+ % of the GTV has no cell density.*"
-                                                  r"dwi.max_flagged_fraction_gtv"):
-        dwi_stage.run({**dwi_done["inputs"], "dwi": tmp_path / "dwi.nii.gz"}, out,
-                      params={**dwi_done["params"], "max_flagged_fraction_gtv": 0.5})
+    with pytest.raises(
+        DosepaintInputError,
+        match=r"patient SYN001.*\d+ % of the GTV has no cell density.*"
+        r"dwi.max_flagged_fraction_gtv",
+    ):
+        dwi_stage.run(
+            {**dwi_done["inputs"], "dwi": tmp_path / "dwi.nii.gz"},
+            out,
+            params={**dwi_done["params"], "max_flagged_fraction_gtv": 0.5},
+        )

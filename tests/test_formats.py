@@ -42,8 +42,9 @@ def test_a_losslessly_compressed_export_reads_bit_identical(syntax, tiny_patient
     export = tmp_path / "export"
     shutil.copytree(tiny_patient["dicom"], export)
     assert transcode(export, syntax) > 300
-    uids = {str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID)
-            for f in series_files(export, "CT")}
+    uids = {
+        str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID) for f in series_files(export, "CT")
+    }
     assert uids == {SYNTAXES[syntax]}
     _same_export(read_export(export, patient="SYN001", params=ingest_params(config_schema)), reference)
 
@@ -57,8 +58,9 @@ def test_pydicoms_compressed_files_decode_as_their_uncompressed_original(name):
     assert np.array_equal(vol, ref) and g.same_as(grid) and float(ref.std()) > 0
 
 
-def test_an_enhanced_mr_dwi_with_adc_frames_reads_as_the_classic_series(tiny_patient, reference, config_schema,
-                                                                        tmp_path):
+def test_an_enhanced_mr_dwi_with_adc_frames_reads_as_the_classic_series(
+    tiny_patient, reference, config_schema, tmp_path
+):
     """The DWI rewritten as one Enhanced MR object, frames reversed, 5 derived ADC frames mixed in:
     the same signals, b-values and grid as the classic series, and a note that the ADC was skipped."""
     export = tmp_path / "export"
@@ -120,8 +122,8 @@ def test_vendor_private_b_values_replace_the_standard_tag(vendor, tiny_patient, 
         if vendor == "Philips":
             ds.private_block(0x2001, "Philips Imaging DD 001", create=True).add_new(0x03, "FL", b)
         else:  # GE: slop_int_6 first value, 10^9 added ("use as is")
-            ds.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0x39, "IS",
-                                                                           [int(b) + 1_000_000_000, 8, 0, 0])
+            ds.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0x39, "IS", [int(b) + 1_000_000_000, 8, 0, 0])
+
     edit(files, to_private)
     assert all("DiffusionBValue" not in pydicom.dcmread(f, stop_before_pixels=True) for f in files)
     signals, bvals, grid, _ = dcm.read_dwi(files, patient="SYN001")
@@ -144,6 +146,7 @@ def test_a_point_roi_is_ignored(tiny_patient, tmp_path):
         rc = Dataset()
         rc.ReferencedROINumber, rc.ContourSequence = 99, [contour]
         ds.ROIContourSequence.append(rc)
+
     edit([rs], add_point)
     contours, _ = dcm.read_rtstruct(rs)
     before, _ = dcm.read_rtstruct(series_files(tiny_patient["dicom"], "RTSTRUCT")[0])
@@ -164,6 +167,7 @@ def test_ct_padding_outside_the_field_of_view_reads_as_air(tiny_patient, referen
         arr[:5, :5] = -2000  # stored; −3024 HU after the −1024 intercept
         ds.PixelData = arr.tobytes()
         ds.add_new(0x00280120, "SS", -2000)  # PixelPaddingValue
+
     edit(files, pad)
     vol, grid, _ = dcm.read_volume(files, patient="SYN001", what="CT")
     assert np.all(vol[:, :5, :5] == -1000.0)

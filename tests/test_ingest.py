@@ -11,9 +11,9 @@ from dosepaint.errors import DosepaintInputError
 from dosepaint.io import dicom as dcm
 from dosepaint.io import files
 from dosepaint.stages import ingest
+from dosepaint.validation import ingest_errors
 
 from .helpers import checksums, ingest_params, outputs_in
-from dosepaint.validation import ingest_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,8 +98,11 @@ def broken(tiny_patient, tmp_path):
 
 
 def run_broken(folder, config_schema, tmp_path, **over):
-    return ingest.run({"dicom_dir": str(folder)}, outputs_in(tmp_path / "out"),
-                      params=ingest_params(config_schema, pid="BAD01", **over))
+    return ingest.run(
+        {"dicom_dir": str(folder)},
+        outputs_in(tmp_path / "out"),
+        params=ingest_params(config_schema, pid="BAD01", **over),
+    )
 
 
 def series_files(folder, kind):
@@ -147,8 +150,13 @@ def test_alias_from_config_rescues_an_unusual_name(broken, config_schema, tmp_pa
         for f in series_files(broken, kind):
             f.unlink()
     _rename_roi(broken, tiny_patient["truth"]["roi_names"]["GTV"], "Tumour_unknown")
-    qc = run_broken(broken, config_schema, tmp_path, structure_aliases={"GTV": ["tumour unknown"]},
-                    required_modalities=["CT", "RTSTRUCT"])
+    qc = run_broken(
+        broken,
+        config_schema,
+        tmp_path,
+        structure_aliases={"GTV": ["tumour unknown"]},
+        required_modalities=["CT", "RTSTRUCT"],
+    )
     assert qc["structures"]["roi_mapping"]["GTV"] == "Tumour_unknown"
     assert "t2w" not in qc and "dwi" not in qc
     assert (tmp_path / "out" / "masks_dose" / "GTV.nii.gz").exists()
@@ -181,8 +189,9 @@ def test_registration_reproduces_bit_for_bit_whatever_the_machine_threads(ingest
     try:
         for machine in (1, 3, 3):
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(machine)
-            r = register_rigid(ct, moving, fixed_threshold=-400.0, moving_threshold=-400.0, threads=1,
-                               iterations=20, refine=False)
+            r = register_rigid(
+                ct, moving, fixed_threshold=-400.0, moving_threshold=-400.0, threads=1, iterations=20, refine=False
+            )
             assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == machine  # restored
             results.append((r.metric, r.transform.GetParameters()))
     finally:

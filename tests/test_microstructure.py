@@ -2,8 +2,13 @@ import numpy as np
 import pytest
 from scipy.special import spherical_jn
 
-from dosepaint.microstructure import (cell_density, extracellular_diffusivity, sphere_roots, sphere_signal,
-                                      two_compartment_signal)
+from dosepaint.microstructure import (
+    cell_density,
+    extracellular_diffusivity,
+    sphere_roots,
+    sphere_signal,
+    two_compartment_signal,
+)
 
 B = np.array([0.0, 100.0, 500.0, 1000.0, 2000.0])
 
@@ -68,12 +73,12 @@ def test_sphere_signal_agrees_with_dmipy_fit(radius_um, d_in):
     from dmipy_fit.core.constants import CONSTANTS
 
     gamma = CONSTANTS["water_gyromagnetic_ratio"]  # rad/(s·T)
-    delta, Delta = 0.020, 0.040                    # s, the synthetic protocol's PGSE timing
+    delta, Delta = 0.020, 0.040  # s, the synthetic protocol's PGSE timing
     b = np.array([100.0, 400.0, 800.0, 1000.0, 2000.0])  # s/mm²
     g = np.sqrt(b * 1e6 / ((gamma * delta) ** 2 * (Delta - delta / 3.0)))  # T/m
     model = sphere_models.S4SphereGaussianPhaseApproximation(diffusion_constant=d_in * 1e-6)
     ref = model.sphere_attenuation(g, delta, Delta, 2.0 * radius_um * 1e-6)
     ours = sphere_signal(b, radius_um * 1e-3, d_in, delta=delta, Delta=Delta)
-    assert ours.min() < 0.998                      # a signal that is actually attenuated
+    assert ours.min() < 0.998  # a signal that is actually attenuated
     # dmipy sums 100 roots, we sum 20: the truncation difference is below 1e-7.
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-7)

@@ -1,4 +1,5 @@
 """PET segmentation methods, TG-211 metrics and prescriptions on known answers."""
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -23,7 +24,7 @@ def _sphere_phantom(*, sbr: float, radius_mm: float = 20.0, noise: float = 0.03,
 
 
 def test_thresholds_are_where_their_formulas_put_them():
-    suv = np.linspace(0.0, 10.0, 1001).reshape(1, 1, -1)   # every 0.01 from 0 to 10
+    suv = np.linspace(0.0, 10.0, 1001).reshape(1, 1, -1)  # every 0.01 from 0 to 10
     region = np.ones_like(suv, bool)
     lowest = lambda m: suv[m].min()  # noqa: E731
     assert lowest(ps.fixed_threshold(suv, region)) == pytest.approx(2.5)
@@ -73,19 +74,21 @@ def test_every_method_finds_a_high_contrast_sphere(method):
 
 def test_fixed_threshold_misses_a_low_contrast_lesion_that_adaptive_methods_find():
     suv, truth, region = _sphere_phantom(sbr=2.2)
-    fixed = ps.overlap_metrics(ps.segment("suv2.5", suv, region, spacing_mm=SPACING, background=1.0), truth,
-                               spacing_mm=SPACING)
-    adaptive = ps.overlap_metrics(ps.segment("adaptive_sbr", suv, region, spacing_mm=SPACING, background=1.0),
-                                  truth, spacing_mm=SPACING)
+    fixed = ps.overlap_metrics(
+        ps.segment("suv2.5", suv, region, spacing_mm=SPACING, background=1.0), truth, spacing_mm=SPACING
+    )
+    adaptive = ps.overlap_metrics(
+        ps.segment("adaptive_sbr", suv, region, spacing_mm=SPACING, background=1.0), truth, spacing_mm=SPACING
+    )
     assert fixed["sensitivity"] < 0.05 and adaptive["dice"] > 0.9
 
 
 def test_overlap_metrics_of_shifted_boxes_closed_form():
     a = np.zeros((30, 30, 30), bool)
     b = np.zeros_like(a)
-    a[5:25, 5:25, 5:15] = True     # 20 × 20 × 10 voxels
-    b[5:25, 5:25, 8:18] = True     # shifted 3 voxels along x
-    sp = (1.5, 1.0, 2.0)           # (x, y, z) mm
+    a[5:25, 5:25, 5:15] = True  # 20 × 20 × 10 voxels
+    b[5:25, 5:25, 8:18] = True  # shifted 3 voxels along x
+    sp = (1.5, 1.0, 2.0)  # (x, y, z) mm
     m = ps.overlap_metrics(a, b, spacing_mm=sp)
     assert m["dice"] == pytest.approx(7 / 10)
     assert m["jaccard"] == pytest.approx(7 / 13)
@@ -118,7 +121,7 @@ def test_prescription_by_contours_and_numbers():
     target = np.zeros((1, 1, 6), bool)
     target[..., 1:5] = True
     btv = np.zeros_like(target)
-    btv[..., 3:6] = True                       # partly outside the target
+    btv[..., 3:6] = True  # partly outside the target
     d = prescription.by_contours(target, btv, base_gy=73.6, boost_gy=80.96)
     np.testing.assert_array_equal(d[0, 0], [np.nan, 73.6, 73.6, 80.96, 80.96, np.nan])
     suv = np.array([[[9.0, 1.0, 2.0, 3.0, 5.0, 0.0]]])
@@ -127,11 +130,15 @@ def test_prescription_by_contours_and_numbers():
     np.testing.assert_allclose(d[0, 0, 1:5], 69.92 + 11.04 * np.array([0, 0.25, 0.5, 1.0]))
     assert np.isnan(d[0, 0, [0, 5]]).all()
     d = prescription.by_numbers(suv, target, d_min_gy=70.0, d_max_gy=80.0, i_min=2.0, i_max=4.0)
-    np.testing.assert_allclose(d[0, 0, 1:5], [70.0, 70.0, 75.0, 80.0])   # clipped outside [I_min, I_max]
+    np.testing.assert_allclose(d[0, 0, 1:5], [70.0, 70.0, 75.0, 80.0])  # clipped outside [I_min, I_max]
 
 
 def test_missing_suv_attribute_is_a_patient_and_file_error():
-    pet_json = {"suv_factor": None, "suv_error": "PatientWeight: missing or zero",
-                "suv_error_attribute": "PatientWeight", "header_file": "PET/IM0001.dcm"}
+    pet_json = {
+        "suv_factor": None,
+        "suv_error": "PatientWeight: missing or zero",
+        "suv_error_attribute": "PatientWeight",
+        "header_file": "PET/IM0001.dcm",
+    }
     with pytest.raises(DosepaintInputError, match=r"patient P07, file .*pet.json: .*PET/IM0001.dcm.*PatientWeight"):
         pet_stage.suv_factor(pet_json, pid="P07", path="results/patients/P07/ingest/pet.json")

@@ -1,4 +1,5 @@
 """The PET stage on the tiny synthetic patient, against its ground truth."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,12 +14,31 @@ def pet_done(ingested, config_schema, tmp_path_factory):
     cfg = cohort.validate_config({"cohort": {"source": "synthetic"}}, config_schema)["pet"]
     ing = ingested["out"]
     base = tmp_path_factory.mktemp("pet")
-    inputs = {"pet_ct": ing / "pet_ct.nii.gz", "pet_dose": ing / "pet_dose.nii.gz", "pet_json": ing / "pet.json",
-              "masks_ct": ing / "masks_ct", "masks_dose": ing / "masks_dose", "truth": ingested["truth_dir"]}
+    inputs = {
+        "pet_ct": ing / "pet_ct.nii.gz",
+        "pet_dose": ing / "pet_dose.nii.gz",
+        "pet_json": ing / "pet.json",
+        "masks_ct": ing / "masks_ct",
+        "masks_dose": ing / "masks_dose",
+        "truth": ingested["truth_dir"],
+    }
     out = {k: str(base / v) for k, v in layout.PET_OUTPUTS.items()} | {"masks": str(base / "masks")}
-    params = {"patient_id": "SYN001", **{k: cfg[k] for k in (
-        "methods", "method_params", "search_structure", "search_margin_mm", "background_shell_mm",
-        "reference_structure", "prescription")}, "reference_mask": "masks/PET_ACTIVE.nii.gz"}
+    params = {
+        "patient_id": "SYN001",
+        **{
+            k: cfg[k]
+            for k in (
+                "methods",
+                "method_params",
+                "search_structure",
+                "search_margin_mm",
+                "background_shell_mm",
+                "reference_structure",
+                "prescription",
+            )
+        },
+        "reference_mask": "masks/PET_ACTIVE.nii.gz",
+    }
     table = pet_stage.run(inputs, out, params=params)
     return {**ingested, "base": base, "table": table.set_index("method"), "cfg": cfg}
 
@@ -29,6 +49,7 @@ def test_suv_matches_the_truth_away_from_edges(pet_done):
     assert suv.shape == truth.shape
     # Voxels whose 9 mm neighbourhood has one true SUV: blur and resampling leave them alone.
     from scipy import ndimage
+
     flat = (ndimage.maximum_filter(truth, size=7) - ndimage.minimum_filter(truth, size=7)) < 1e-6
     flat &= truth > 0.3
     assert flat.sum() > 1000

@@ -1,4 +1,5 @@
 """SUV from PET headers: the QIBA DRO and pysuv's vendor samples (data no one here wrote)."""
+
 import warnings
 
 import numpy as np
@@ -20,11 +21,11 @@ def test_qiba_dro_background_and_hot_voxel(pysuv_data):
     suv, record = _suv(pysuv_data / "qiba_dro" / "female_slice_040")
     # QIBA DRO threshold analysis: background SUV 1.000, hot test voxel 4.110, cold −0.110.
     values, counts = np.unique(np.round(suv, 4), return_counts=True)
-    background = values[np.argsort(counts)[-2]]      # the commonest non-air value
+    background = values[np.argsort(counts)[-2]]  # the commonest non-air value
     assert background == pytest.approx(1.000, abs=5e-4)
     assert suv.max() == pytest.approx(4.110, abs=1e-3)
     assert suv.min() == pytest.approx(-0.110, abs=1e-3)
-    assert record["uptake_interval_s"] == 3600.0   # 13:01 injection, 14:01 series, no StartDateTime
+    assert record["uptake_interval_s"] == 3600.0  # 13:01 injection, 14:01 series, no StartDateTime
     assert record["injection_time_source"] == "SeriesDate+RadiopharmaceuticalStartTime"
 
 
@@ -68,14 +69,14 @@ def test_vendor_samples_agree_with_pysuv(pysuv_data):
     for path, why in we_refuse:
         assert why.attribute == "(7053,1000) SUVScaleFactor"
         assert float(pydicom.dcmread(path)[0x7053, 0x1000].value) == 0
-    assert len(both_refuse) >= 15   # non-attenuation-corrected images, missing weight or dose
+    assert len(both_refuse) >= 15  # non-attenuation-corrected images, missing weight or dose
 
 
 def test_uptake_interval_rules():
     # Full date-time wins.
-    assert uptake_interval_s(series_date="2024-03-02", series_time="00:25:00",
-                             start_datetime="2024-03-01T23:30:00", start_time="23:30:00") == \
-        (3300.0, "RadiopharmaceuticalStartDateTime")
+    assert uptake_interval_s(
+        series_date="2024-03-02", series_time="00:25:00", start_datetime="2024-03-01T23:30:00", start_time="23:30:00"
+    ) == (3300.0, "RadiopharmaceuticalStartDateTime")
     # Only times: a scan after midnight is injected the day before.
     s, src = uptake_interval_s(series_date="2024-03-02", series_time="00:25:00", start_time="23:30:00")
     assert s == 3300.0 and "crosses midnight" in src
@@ -83,8 +84,9 @@ def test_uptake_interval_rules():
     s, src = uptake_interval_s(series_date=None, series_time="10:42:54", start_time="09:40:00")
     assert s == pytest.approx(3774.0) and "SeriesDate unusable" in src
     # Dates shifted apart by a whole day: times of day, said so.
-    s, src = uptake_interval_s(series_date="2024-03-02", series_time="10:00:00",
-                               start_datetime="2024-03-01T09:00:00", start_time="09:00:00")
+    s, src = uptake_interval_s(
+        series_date="2024-03-02", series_time="10:00:00", start_datetime="2024-03-01T09:00:00", start_time="09:00:00"
+    )
     assert s == 3600.0 and "dates inconsistent" in src
     # Clocks that disagree by under an hour: a small negative interval, as pysuv keeps it.
     s, src = uptake_interval_s(series_date="2024-03-02", series_time="14:05:19", start_time="14:06:00")
@@ -93,8 +95,15 @@ def test_uptake_interval_rules():
         uptake_interval_s(series_date="2024-03-02", series_time="10:00:00")
 
 
-BASE = dict(units="BQML", decay_correction="START", corrected_image=["ATTN", "DECY"], weight_kg=70.0,
-            dose_bq=3.7e8, half_life_s=6586.2, uptake_s=3600.0)
+BASE = dict(
+    units="BQML",
+    decay_correction="START",
+    corrected_image=["ATTN", "DECY"],
+    weight_kg=70.0,
+    dose_bq=3.7e8,
+    half_life_s=6586.2,
+    uptake_s=3600.0,
+)
 
 
 def test_suv_factor_closed_forms():
@@ -104,15 +113,18 @@ def test_suv_factor_closed_forms():
     assert suv_bw_factor(**{**BASE, "units": "CNTS", "philips_suv_scale": 1.6e-4}) == 1.6e-4
 
 
-@pytest.mark.parametrize("change, attribute", [
-    ({"weight_kg": None}, "PatientWeight"),
-    ({"dose_bq": 0.0}, "RadionuclideTotalDose"),
-    ({"half_life_s": None}, "RadionuclideHalfLife"),
-    ({"units": "CNTS"}, "(7053,1000) SUVScaleFactor"),
-    ({"units": "PROPCPS"}, "Units"),
-    ({"decay_correction": "NONE"}, "DecayCorrection"),
-    ({"corrected_image": ["DECY", "SCAT"]}, "CorrectedImage"),
-])
+@pytest.mark.parametrize(
+    "change, attribute",
+    [
+        ({"weight_kg": None}, "PatientWeight"),
+        ({"dose_bq": 0.0}, "RadionuclideTotalDose"),
+        ({"half_life_s": None}, "RadionuclideHalfLife"),
+        ({"units": "CNTS"}, "(7053,1000) SUVScaleFactor"),
+        ({"units": "PROPCPS"}, "Units"),
+        ({"decay_correction": "NONE"}, "DecayCorrection"),
+        ({"corrected_image": ["DECY", "SCAT"]}, "CorrectedImage"),
+    ],
+)
 def test_missing_or_unsupported_attributes_are_named(change, attribute):
     with pytest.raises(SuvError) as err:
         suv_bw_factor(**{**BASE, **change})

@@ -17,6 +17,7 @@ ALPHA, BETA, NFX = 0.1, 0.05, 16
 
 # -- shared-pattern sparse helpers (plan-stage memory) -----------------------------------------------
 
+
 def _lem_like(rng, n_rows=300, n_cols=120):
     """Three CSR matrices on one int32 pattern, as a cached LEM influence is loaded."""
     from dosepaint.planning.influence import csr
@@ -51,9 +52,19 @@ def test_loaded_lem_matrices_share_int32_indices_and_row_blocks_are_views(tmp_pa
 
     rng = np.random.default_rng(12)
     p, a, b = _lem_like(rng)
-    inf = DoseInfluence(voxels=np.arange(300), grid_shape=(3, 10, 10), physical=p, alpha_dose=a, sqrt_beta_dose=b,
-                        spot_beam=np.zeros(120, int), spot_energy=np.ones(120), spot_range_mm=np.ones(120),
-                        modality="carbon", alpha_x=0.1, beta_x=0.05)
+    inf = DoseInfluence(
+        voxels=np.arange(300),
+        grid_shape=(3, 10, 10),
+        physical=p,
+        alpha_dose=a,
+        sqrt_beta_dose=b,
+        spot_beam=np.zeros(120, int),
+        spot_energy=np.ones(120),
+        spot_range_mm=np.ones(120),
+        modality="carbon",
+        alpha_x=0.1,
+        beta_x=0.05,
+    )
     inf.save(tmp_path / "inf.npz")
     back = DoseInfluence.load(tmp_path / "inf.npz")
     assert back.physical.indices.dtype == np.int32 and back.physical.indptr.dtype == np.int32
@@ -70,6 +81,7 @@ def test_loaded_lem_matrices_share_int32_indices_and_row_blocks_are_views(tmp_pa
 
 
 # -- water-filling (SCIENCE.md §2) -----------------------------------------------------------------
+
 
 def test_water_filling_without_bounds_is_the_closed_form_for_beta_zero():
     rng = np.random.default_rng(1)
@@ -98,6 +110,7 @@ def test_water_filling_with_bounds_satisfies_kkt():
 
 # -- RBE and LET -----------------------------------------------------------------------------------
 
+
 def _random_model(rng, n_vox=60, n_spot=25):
     P = sp.random(n_vox, n_spot, density=0.4, random_state=np.random.RandomState(3), format="csr") * 0.02
     A = P * 0.3  # α_ij·d_ij with α_ij = 0.3 Gy⁻¹
@@ -107,8 +120,7 @@ def _random_model(rng, n_vox=60, n_spot=25):
 
 def test_lq_projection_inverts_the_photon_effect():
     d = np.linspace(0.0, 10.0, 11)
-    np.testing.assert_allclose(bio.rbe_dose_from_effect(0.1 * d + 0.05 * d**2, alpha_x=0.1, beta_x=0.05), d,
-                               atol=1e-12)
+    np.testing.assert_allclose(bio.rbe_dose_from_effect(0.1 * d + 0.05 * d**2, alpha_x=0.1, beta_x=0.05), d, atol=1e-12)
 
 
 def test_rbe_dose_gradient_matches_finite_differences():
@@ -158,6 +170,7 @@ def test_bragg_kleeman_fit_on_pyradplan_machine_gives_nist_stopping_power():
 
 # -- optimiser -------------------------------------------------------------------------------------
 
+
 def _blurred_identity(n: int, sigma: float) -> sp.csr_array:
     """Spot j deposits a Gaussian of SD ``sigma`` voxels around voxel j (1-D phantom)."""
     if sigma == 0:
@@ -181,8 +194,9 @@ def _de_on_phantom(sigma: float, n_gtv=40, pad=8):
     cons = Constraints(gtv, dp, lower=0.95, upper=1.10, mean=1.03)
     prob = PhaseProblem(model, n_fx=1, fixed_dose=np.zeros(n), terms=terms, constraints=cons)
     res = prob.solve(np.full(n, dp), max_iter=500, outer=10)
-    ideal = tcp_optimal_dose(clon, mean_dose=1.03 * dp, alpha=ALPHA, beta=BETA, n_fractions=NFX,
-                             lower=0.95 * dp, upper=1.10 * dp)
+    ideal = tcp_optimal_dose(
+        clon, mean_dose=1.03 * dp, alpha=ALPHA, beta=BETA, n_fractions=NFX, lower=0.95 * dp, upper=1.10 * dp
+    )
     l_plan = log_surviving_clonogens(clon, res.dose[gtv], alpha=ALPHA, beta=BETA, n_fractions=NFX)
     l_ideal = log_surviving_clonogens(clon, ideal, alpha=ALPHA, beta=BETA, n_fractions=NFX)
     return res, ideal, gtv, l_plan - l_ideal
@@ -203,8 +217,9 @@ def test_mean_multiplier_estimate_is_the_closed_form_on_an_identity_influence():
     model = bio.RbeModel(physical=sp.identity(n, format="csr"), constant_rbe=1.0)
     rows = np.arange(n)
     term = DoseTerm(rows, "deviation", 70.0, 100.0, dp)
-    prob = PhaseProblem(model, n_fx=1, fixed_dose=np.zeros(n), terms=[term],
-                        constraints=Constraints(rows, dp, mean=1.03))
+    prob = PhaseProblem(
+        model, n_fx=1, fixed_dose=np.zeros(n), terms=[term], constraints=Constraints(rows, dp, mean=1.03)
+    )
     w = np.random.default_rng(9).uniform(60.0, 80.0, n)
     assert prob.mean_multiplier(w) == pytest.approx(-dp * term(w)[1].sum(), rel=1e-5)
     # at the solution (all D = 1.03 D_P) stationarity holds with that multiplier, and it is reached
@@ -233,6 +248,7 @@ def test_tcp_term_gradient_matches_finite_differences():
 
 
 # -- pyRadPlan on a water phantom ------------------------------------------------------------------
+
 
 def _phantom(direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1)):
     """Water box (0 HU) in air on a 6 mm grid stored head-first-prone style (x and y reversed)."""
@@ -279,13 +295,21 @@ def test_forward_many_equals_one_forward_per_weight_vector(modality, shift_mm, r
     from dosepaint.planning.engine import PyRadPlanEngine
 
     img, body, target = _phantom()
-    eng = PyRadPlanEngine(modality=modality, gantry_angles_deg=[90.0, 180.0], couch_angles_deg=[0.0, 0.0],
-                          bixel_width_mm=6.0, layer_spacing_mm=6.0)
+    eng = PyRadPlanEngine(
+        modality=modality,
+        gantry_angles_deg=[90.0, 180.0],
+        couch_angles_deg=[0.0, 0.0],
+        bixel_width_mm=6.0,
+        layer_spacing_mm=6.0,
+    )
     inf = eng.influence(img, target=target, calc_voxels=target)
     n = inf.n_spots
     first = inf.spot_beam == 0
-    ws = [np.linspace(0.5, 1.5, n), np.where(first, 0.0, np.linspace(1.5, 0.5, n)),  # beam 2 only
-          np.where(np.arange(n) < n // 3, 0.0, 1.0)]  # whole rays and part of one at 0
+    ws = [
+        np.linspace(0.5, 1.5, n),
+        np.where(first, 0.0, np.linspace(1.5, 0.5, n)),  # beam 2 only
+        np.where(np.arange(n) < n // 3, 0.0, 1.0),
+    ]  # whole rays and part of one at 0
     many = eng.forward_many(img, inf, ws, body=body, shift_mm=shift_mm, range_scale=range_scale)
     keys = {"protons": {"physical_dose", "let"}, "carbon": {"physical_dose", "effect"}}[modality]
     for w, got in zip(ws, many):
@@ -305,7 +329,7 @@ def test_posterior_beam_enters_from_posterior_on_a_prone_stored_grid(proton_infl
     eng, img, body, target, inf = proton_influence
     dose = eng.forward(img, inf, np.ones(inf.n_spots), body=body)["physical_dose"]
     # Array axis 1 runs along −y (direction −1): low index = posterior (high LPS y).
-    post = dose[6:10, 3:9, 10:16].mean()   # between the posterior surface and the target
+    post = dose[6:10, 3:9, 10:16].mean()  # between the posterior surface and the target
     ant = dose[6:10, 17:23, 10:16].mean()  # beyond the target
     assert post > 0.2 * dose[target].mean() and ant < 0.02 * dose[target].mean()
 
@@ -348,12 +372,25 @@ def test_missing_structure_names_patient_and_file(tmp_path):
     files.write_array(np.ones(grid.shape), grid, masks / "BODY.nii.gz", dtype=np.uint8)
     files.write_array(np.zeros(grid.shape), grid, tmp_path / "ct_dose.nii.gz")
     before = sorted(p.name for p in masks.iterdir())
-    params = {"patient_id": "P07", "oars": ["RECTUM"], "ring_mm": 20.0, "body_step": 3,
-              "engine": {"modality": "carbon", "gantry_angles_deg": [90.0], "bixel_width_mm": 6.0,
-                         "layer_spacing_mm": 6.0, "lateral_cutoff": 0.99}}
+    params = {
+        "patient_id": "P07",
+        "oars": ["RECTUM"],
+        "ring_mm": 20.0,
+        "body_step": 3,
+        "engine": {
+            "modality": "carbon",
+            "gantry_angles_deg": [90.0],
+            "bixel_width_mm": 6.0,
+            "layer_spacing_mm": 6.0,
+            "lateral_cutoff": 0.99,
+        },
+    }
     with pytest.raises(DosepaintInputError) as err:
-        run_influence({"ct_dose": tmp_path / "ct_dose.nii.gz", "masks_dose": masks},
-                      {"influence": tmp_path / "out" / "influence.npz"}, params=params)
+        run_influence(
+            {"ct_dose": tmp_path / "ct_dose.nii.gz", "masks_dose": masks},
+            {"influence": tmp_path / "out" / "influence.npz"},
+            params=params,
+        )
     msg = str(err.value)
     assert "P07" in msg and "CTV_LD.nii.gz" in msg and "needed by planning" in msg
     assert not (tmp_path / "out" / "influence.npz").exists()
@@ -368,12 +405,19 @@ def test_oar_margin_keeps_the_near_max_below_a_limit_that_a_soft_penalty_oversho
     rows = {"CTV": np.arange(10, 40), "RECTUM": np.arange(41, 49), "BLADDER": np.array([], dtype=int)}
     oar_max = {}
     for margin in (1.0, 0.97):
-        terms = [DoseTerm(rows["CTV"], "deviation", dp, 100.0, dp),
-                 *oar_terms(rows, {"RECTUM": limit, "BLADDER": 50.0, "SIGMA": 60.0}, margin=margin,
-                            fraction_of_course=1.0, weight=10.0, scale=dp)]
+        terms = [
+            DoseTerm(rows["CTV"], "deviation", dp, 100.0, dp),
+            *oar_terms(
+                rows,
+                {"RECTUM": limit, "BLADDER": 50.0, "SIGMA": 60.0},
+                margin=margin,
+                fraction_of_course=1.0,
+                weight=10.0,
+                scale=dp,
+            ),
+        ]
         assert [t.name for t in terms[1:]] == ["RECTUM_overdose"]  # empty / absent OARs: no term
-        res = PhaseProblem(model, n_fx=1, fixed_dose=np.zeros(n), terms=terms).solve(np.full(n, dp / 2),
-                                                                                    max_iter=500)
+        res = PhaseProblem(model, n_fx=1, fixed_dose=np.zeros(n), terms=terms).solve(np.full(n, dp / 2), max_iter=500)
         oar_max[margin] = res.dose[rows["RECTUM"]].max()
         assert res.dose[rows["CTV"]].min() > 0.97 * dp
     assert oar_max[1.0] > limit + 0.5  # a penalty at the limit lets dose through
@@ -413,8 +457,10 @@ def test_plan_dvh_bins_follow_planning_dvh_bin_gy(tmp_path, bin_gy):
     dose = np.arange(8.0).reshape(grid.shape)  # 0 … 7 Gy(RBE), one voxel each
     pt = SimpleNamespace(pid="P1", masks=masks, grid=grid)
     course = SimpleNamespace(phase1=np.ones(3), phase2=np.ones(3))
-    outputs = {f"uniform_{k}": str(tmp_path / f"uniform_{k}.{e}") for k, e in
-               (("dose", "nii.gz"), ("letd", "nii.gz"), ("rtdose", "dcm"), ("dvh", "tsv"), ("weights", "npz"))}
+    outputs = {
+        f"uniform_{k}": str(tmp_path / f"uniform_{k}.{e}")
+        for k, e in (("dose", "nii.gz"), ("letd", "nii.gz"), ("rtdose", "dcm"), ("dvh", "tsv"), ("weights", "npz"))
+    }
     params = {"prescription_gy": 5.0, "dvh_bin_gy": bin_gy, "oar_limits_gy": {"RECTUM": 1.0}, "n_ld": 1, "n_hd": 1}
     plan_stage._write_plan("uniform", dose, np.full(grid.shape, np.nan), course, pt, outputs, params=params)
     dvh = files.read_tsv(outputs["uniform_dvh"])

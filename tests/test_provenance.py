@@ -35,8 +35,11 @@ def test_record(tmp_path):
     sheet = tmp_path / "sheet.tsv"
     sheet.write_text("patient_id\nP1\n")
     out = tmp_path / "prov.json"
-    pv.run({"sheet": str(sheet), "dicom": [str(d)]}, {"provenance": out},
-           params={"patient_ids": ["P1"], "config": {"x": {"seed": 1}}, "workflow_dir": str(tmp_path)})
+    pv.run(
+        {"sheet": str(sheet), "dicom": [str(d)]},
+        {"provenance": out},
+        params={"patient_ids": ["P1"], "config": {"x": {"seed": 1}}, "workflow_dir": str(tmp_path)},
+    )
     rec = json.loads(out.read_text())
     assert rec["patients"]["P1"]["files"] == {"ct.dcm": pv.sha256_file(d / "ct.dcm")}
     assert rec["seeds"] == {"x.seed": 1}

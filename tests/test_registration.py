@@ -41,11 +41,12 @@ def test_a_t2w_slab_off_the_ct_centre_registers_within_1_mm(tiny_patient, config
     ct_extent = ct.GetSize()[2] * ct.GetSpacing()[2]
     n = int(0.35 * ct_extent / t2.GetSpacing()[2])
     centre = t2.GetSize()[2] // 2 + int(30 / t2.GetSpacing()[2])
-    slab = t2[:, :, centre - n // 2: centre - n // 2 + n]
+    slab = t2[:, :, centre - n // 2 : centre - n // 2 + n]
     assert n * t2.GetSpacing()[2] <= 0.4 * ct_extent
     reg = ingest_params(config_schema)["registration"]
-    result, qc = register_checked(ct, slab, reg=reg, patient="SYN001", series=series, what="T2w → CT",
-                                  initial="auto", fixed_threshold=-400.0)
+    result, qc = register_checked(
+        ct, slab, reg=reg, patient="SYN001", series=series, what="T2w → CT", initial="auto", fixed_threshold=-400.0
+    )
     assert _tre(tiny_patient["truth_dir"], result.transform) < 1.0
     assert qc["overlap_fraction"] < 0.5 and qc["inside_fraction"] > 0.95 and qc["body_dice"] > 0.9
 
@@ -55,8 +56,16 @@ def test_a_moving_image_without_a_body_is_a_clear_error_naming_the_series(tiny_p
     blank = sitk.Image(t2.GetSize(), sitk.sitkFloat32)
     blank.CopyInformation(t2)
     with pytest.raises(DosepaintInputError) as err:
-        register_checked(ct, blank, reg=ingest_params(config_schema)["registration"], patient="SYN001",
-                         series=series, what="T2w → CT", initial="auto", fixed_threshold=-400.0)
+        register_checked(
+            ct,
+            blank,
+            reg=ingest_params(config_schema)["registration"],
+            patient="SYN001",
+            series=series,
+            what="T2w → CT",
+            initial="auto",
+            fixed_threshold=-400.0,
+        )
     text = str(err.value)
     assert text.startswith("patient SYN001, file ")
     assert "T2w → CT registration of series 4 'T2 TSE axial pelvis'" in text
@@ -87,8 +96,18 @@ def test_a_t2w_of_another_patient_is_excluded_at_the_input_check(tiny_patient, c
     from dosepaint.synthetic.generate import generate_patient
 
     other = tmp_path / "other"
-    generate_patient(other / "dicom", other / "truth", patient_id="SYN002", index=1, preset="tiny", seed=1729,
-                     n_patients=4, alpha=0.087, alpha_beta=2.0, clonogenic_fraction=0.01)
+    generate_patient(
+        other / "dicom",
+        other / "truth",
+        patient_id="SYN002",
+        index=1,
+        preset="tiny",
+        seed=1729,
+        n_patients=4,
+        alpha=0.087,
+        alpha_beta=2.0,
+        clonogenic_fraction=0.01,
+    )
     export = tmp_path / "export"
     shutil.copytree(tiny_patient["dicom"], export)
     own = _images(export)[2]
@@ -99,15 +118,20 @@ def test_a_t2w_of_another_patient_is_excluded_at_the_input_check(tiny_patient, c
         shutil.copy(f, export / f"foreign_t2_{i:03d}.dcm")
     params = ingest_params(config_schema, required_modalities=["CT", "RTSTRUCT", "T2W"])
     params["registration"] = {**params["registration"], "qc": {**params["registration"]["qc"], "max_metric": -0.7}}
-    record = check.run({"dicom_dir": str(export)}, {"check": str(tmp_path / "c.json")},
-                       params={**params, "on_input_error": "exclude"})
+    record = check.run(
+        {"dicom_dir": str(export)}, {"check": str(tmp_path / "c.json")}, params={**params, "on_input_error": "exclude"}
+    )
     assert record["status"] == "excluded" and record["file"].startswith("foreign_t2_"), record
-    assert record["problem"].startswith("T2w → CT registration of series 4 'T2 TSE axial pelvis' fails its QC: "
-                                        "final Mattes MI "), record
+    assert record["problem"].startswith(
+        "T2w → CT registration of series 4 'T2 TSE axial pelvis' fails its QC: final Mattes MI "
+    ), record
     assert "(maximum -0.7)" in record["problem"] and "ingest.registration.qc" in record["problem"]
     # The patient's own T2w passes the same thresholds.
-    ok = check.run({"dicom_dir": str(tiny_patient["dicom"])}, {"check": str(tmp_path / "ok.json")},
-                   params={**params, "on_input_error": "stop"})
+    ok = check.run(
+        {"dicom_dir": str(tiny_patient["dicom"])},
+        {"check": str(tmp_path / "ok.json")},
+        params={**params, "on_input_error": "stop"},
+    )
     assert ok["status"] == "included"
 
 

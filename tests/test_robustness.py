@@ -46,6 +46,7 @@ def test_grid_without_nominal_or_with_repeats_is_refused():
 
 # -- cell-count scenarios ---------------------------------------------------------------------------
 
+
 def test_cell_count_weights_closed_form():
     sigma = 0.2
     r = np.array([0.0, sigma, 1e6, np.nan])
@@ -66,6 +67,7 @@ def test_rmse_spread_is_the_sd_of_the_population():
 
 
 # -- ΔTCP -------------------------------------------------------------------------------------------
+
 
 def test_additive_delta_ln_tcp_sums_to_the_roi_difference():
     rng = np.random.default_rng(11)
@@ -93,11 +95,11 @@ def test_tertiles_and_their_delta_tcp():
     out = rob.delta_tcp_by_tertile(sp, su, t)
     np.testing.assert_allclose(out["subvolume"], [np.exp(-1.2) - np.exp(-1.0), 0.0, np.exp(-0.5) - np.exp(-1.0)])
     np.testing.assert_allclose(out["dlntcp"], [-0.2, 0.0, 0.5])
-    np.testing.assert_allclose(out["voxel_mean"], [np.exp(-0.012) - np.exp(-0.01), 0.0,
-                                                   np.exp(-0.005) - np.exp(-0.01)])
+    np.testing.assert_allclose(out["voxel_mean"], [np.exp(-0.012) - np.exp(-0.01), 0.0, np.exp(-0.005) - np.exp(-0.01)])
 
 
 # -- DVH bands, worst case, rigid shift -------------------------------------------------------------
+
 
 def test_dvh_band_and_worst_case():
     d = np.array([[70.0, 72.0, 74.0, 76.0], [68.0, 73.0, 75.0, 77.0]])
@@ -110,13 +112,15 @@ def test_dvh_band_and_worst_case():
 
 def test_shift_to_voxels_follows_the_grid_direction():
     prone = np.diag([-1.0, -1.0, 1.0])
-    np.testing.assert_allclose(rob.shift_to_voxels((6.0, 0.0, 3.0), direction=prone, spacing_zyx=(3.0, 3.0, 3.0)),
-                               [1.0, 0.0, -2.0])
+    np.testing.assert_allclose(
+        rob.shift_to_voxels((6.0, 0.0, 3.0), direction=prone, spacing_zyx=(3.0, 3.0, 3.0)), [1.0, 0.0, -2.0]
+    )
     d = np.random.default_rng(2).uniform(size=(5, 6, 7))
     np.testing.assert_allclose(rob.rigid_shift(d, (0, 0, -1))[:, :, :-1], d[:, :, 1:])
 
 
 # -- pyRadPlan under scenarios (water phantom, 6 mm grid) ------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def water(proton_influence):  # noqa: F811 (the imported fixture)
@@ -128,8 +132,9 @@ def water(proton_influence):  # noqa: F811 (the imported fixture)
 def test_lateral_setup_shift_moves_the_dose_with_the_beam(water):
     eng, img, body, inf, w, nominal = water
     shifted = eng.forward(img, inf, w, body=body, shift_mm=(6.0, 0.0, 0.0))["physical_dose"]
-    vox = rob.shift_to_voxels((6.0, 0.0, 0.0), direction=np.reshape(img.GetDirection(), (3, 3)),
-                              spacing_zyx=img.GetSpacing()[::-1])
+    vox = rob.shift_to_voxels(
+        (6.0, 0.0, 0.0), direction=np.reshape(img.GetDirection(), (3, 3)), spacing_zyx=img.GetSpacing()[::-1]
+    )
     np.testing.assert_allclose(vox, [0.0, 0.0, -1.0])
     # In homogeneous water a lateral shift of the beam is a rigid shift of the dose: the labelled
     # fast approximation is exact here (away from the box's lateral walls).
@@ -160,24 +165,35 @@ def test_range_error_scales_the_depth_of_the_distal_falloff(water):
 
 # -- stage functions on small known inputs ------------------------------------------------------------
 
+
 def test_rigid_shift_scenario_moves_the_base_doses_one_voxel(tmp_path):
     from dosepaint.geometry import Grid
     from dosepaint.io import files
     from dosepaint.stages import robustness as stage
 
-    grid = Grid(shape=(4, 5, 6), spacing=(3.0, 3.0, 3.0), origin=(0.0, 0.0, 0.0),
-                direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    grid = Grid(
+        shape=(4, 5, 6), spacing=(3.0, 3.0, 3.0), origin=(0.0, 0.0, 0.0), direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1)
+    )
     files.write_array(np.zeros(grid.shape), grid, tmp_path / "ct_dose.nii.gz")
     rng = np.random.default_rng(3)
     dose = rng.uniform(60.0, 80.0, grid.shape)
     voxels = np.arange(dose.size)
-    stage._write_scenario(tmp_path / "base.npz", voxels, grid, {"uniform": dose.ravel()}, method="recalculated",
-                          scenario="s+0_+0_+0_r+3")
-    stage._write_scenario(tmp_path / "base0.npz", voxels, grid, {"uniform": 2 * dose.ravel()}, method="recalculated",
-                          scenario="s+0_+0_+0_r+0")
-    stage.run_shift({"bases": [tmp_path / "base0.npz", tmp_path / "base.npz"], "ct_dose": tmp_path / "ct_dose.nii.gz"},
-                    {"doses": [tmp_path / "out.npz", tmp_path / "out0.npz"]},
-                    params={"patient_id": "P1", "scenarios": ["s+3_+0_+0_r+3", "s+0_+0_-3_r+0"]})
+    stage._write_scenario(
+        tmp_path / "base.npz", voxels, grid, {"uniform": dose.ravel()}, method="recalculated", scenario="s+0_+0_+0_r+3"
+    )
+    stage._write_scenario(
+        tmp_path / "base0.npz",
+        voxels,
+        grid,
+        {"uniform": 2 * dose.ravel()},
+        method="recalculated",
+        scenario="s+0_+0_+0_r+0",
+    )
+    stage.run_shift(
+        {"bases": [tmp_path / "base0.npz", tmp_path / "base.npz"], "ct_dose": tmp_path / "ct_dose.nii.gz"},
+        {"doses": [tmp_path / "out.npz", tmp_path / "out0.npz"]},
+        params={"patient_id": "P1", "scenarios": ["s+3_+0_+0_r+3", "s+0_+0_-3_r+0"]},
+    )
     out = stage._read_scenario(tmp_path / "out.npz")
     assert out["method"] == "rigid_shift" and out["scenario"] == "s+3_+0_+0_r+3"
     moved = out["doses"]["uniform"].reshape(grid.shape)
@@ -190,8 +206,11 @@ def test_rigid_shift_scenario_moves_the_base_doses_one_voxel(tmp_path):
     from dosepaint.errors import DosepaintInputError
 
     with pytest.raises(DosepaintInputError, match="no doses of scenario s\\+0_\\+0_\\+0_r-3"):
-        stage.run_shift({"bases": [tmp_path / "base.npz"], "ct_dose": tmp_path / "ct_dose.nii.gz"},
-                        {"doses": [tmp_path / "x.npz"]}, params={"patient_id": "P1", "scenarios": ["s+3_+0_+0_r-3"]})
+        stage.run_shift(
+            {"bases": [tmp_path / "base.npz"], "ct_dose": tmp_path / "ct_dose.nii.gz"},
+            {"doses": [tmp_path / "x.npz"]},
+            params={"patient_id": "P1", "scenarios": ["s+3_+0_+0_r-3"]},
+        )
 
 
 def test_summary_pools_held_out_voxels_for_the_tertiles(tmp_path):
@@ -205,24 +224,38 @@ def test_summary_pools_held_out_voxels_for_the_tertiles(tmp_path):
         cells = np.exp(rng.normal(12.0 + k, 0.5, 200))
         pooled.append(cells)
         su = 1e-3 * np.ones(200)
-        arrays = {"cells_per_voxel": cells, "survivors_uniform": su, "survivors_de": 0.5 * su,
-                  "survivors_dr": np.where(cells > np.median(cells), 0.5, 1.5) * su}
+        arrays = {
+            "cells_per_voxel": cells,
+            "survivors_uniform": su,
+            "survivors_de": 0.5 * su,
+            "survivors_dr": np.where(cells > np.median(cells), 0.5, 1.5) * su,
+        }
         np.savez(tmp_path / f"{pid}.npz", **arrays)
         inputs["voxels"].append(tmp_path / f"{pid}.npz")
-        sm = pd.DataFrame([{"patient_id": pid, "plan": p, "scenario": s, "GTV_D95": d, "goals_met": 3,
-                            "goals_total": 4} for p in ("uniform", "de", "dr")
-                           for s, d in (("s+0_+0_+0_r+0", 72.0), ("s+3_+0_+0_r+0", 70.0 - k))])
+        sm = pd.DataFrame(
+            [
+                {"patient_id": pid, "plan": p, "scenario": s, "GTV_D95": d, "goals_met": 3, "goals_total": 4}
+                for p in ("uniform", "de", "dr")
+                for s, d in (("s+0_+0_+0_r+0", 72.0), ("s+3_+0_+0_r+0", 70.0 - k))
+            ]
+        )
         files.write_tsv(sm, tmp_path / f"{pid}_sm.tsv")
         inputs["scenario_metrics"].append(tmp_path / f"{pid}_sm.tsv")
-        cc = pd.DataFrame([{"patient_id": pid, "plan": p, "cell_count": c, "tcp": t}
-                           for p in ("uniform", "de", "dr") for c, t in (("nominal", 0.8), ("best", 0.83),
-                                                                        ("worst", 0.77 - 0.01 * k))])
+        cc = pd.DataFrame(
+            [
+                {"patient_id": pid, "plan": p, "cell_count": c, "tcp": t}
+                for p in ("uniform", "de", "dr")
+                for c, t in (("nominal", 0.8), ("best", 0.83), ("worst", 0.77 - 0.01 * k))
+            ]
+        )
         files.write_tsv(cc, tmp_path / f"{pid}_cc.tsv")
         inputs["cell_count_tcp"].append(tmp_path / f"{pid}_cc.tsv")
-    outputs = {k: tmp_path / f"out_{k}" for k in ("summary", "tertiles", "tertile_thresholds", "scenarios",
-                                                  "cell_count")}
-    summary = stage.run_summary(inputs, outputs, params={"patient_ids": ["A", "B"],
-                                                         "tertile_percentiles": [100 / 3, 200 / 3]})
+    outputs = {
+        k: tmp_path / f"out_{k}" for k in ("summary", "tertiles", "tertile_thresholds", "scenarios", "cell_count")
+    }
+    summary = stage.run_summary(
+        inputs, outputs, params={"patient_ids": ["A", "B"], "tertile_percentiles": [100 / 3, 200 / 3]}
+    )
     thr = files.read_json(outputs["tertile_thresholds"])["tertile_thresholds_cells_per_voxel"]
     np.testing.assert_allclose(thr, np.percentile(np.concatenate(pooled), [100 / 3, 200 / 3]))
     tert = files.read_tsv(outputs["tertiles"])
@@ -250,16 +283,24 @@ def _scenario_inputs(influence, tmp_path, weights: dict):
     sitk.WriteImage(img, str(tmp_path / "ct_dose.nii.gz"))
     grid = Grid.from_image(img)
     (tmp_path / "masks").mkdir()
-    for name, m in {"GTV": target, "CTV_HD": target, "CTV_LD": target, "CTV_HD_minus_GTV": np.zeros_like(target),
-                    "CTV_LD_minus_GTV": np.zeros_like(target), "BODY": body}.items():
+    for name, m in {
+        "GTV": target,
+        "CTV_HD": target,
+        "CTV_LD": target,
+        "CTV_HD_minus_GTV": np.zeros_like(target),
+        "CTV_LD_minus_GTV": np.zeros_like(target),
+        "BODY": body,
+    }.items():
         files.write_array(m.astype(np.uint8), grid, tmp_path / "masks" / f"{name}.nii.gz")
-    inputs = {"influence": tmp_path / "influence.npz", "ct_dose": tmp_path / "ct_dose.nii.gz",
-              "masks_dose": tmp_path / "masks"}
+    inputs = {
+        "influence": tmp_path / "influence.npz",
+        "ct_dose": tmp_path / "ct_dose.nii.gz",
+        "masks_dose": tmp_path / "masks",
+    }
     for plan, (w1, w2) in weights.items():
         files.write_spot_weights(tmp_path / f"{plan}.npz", phase1=w1, phase2=w2, n_ld=9, n_hd=7)
         inputs[f"{plan}_weights"] = tmp_path / f"{plan}.npz"
-    params = {"patient_id": "P7", "oar_limits_gy": {}, "setup_shifts_mm": [[0, 0, 0], [6, 0, 0]],
-              "constant_rbe": 1.1}
+    params = {"patient_id": "P7", "oar_limits_gy": {}, "setup_shifts_mm": [[0, 0, 0], [6, 0, 0]], "constant_rbe": 1.1}
     return inputs, params
 
 
@@ -269,7 +310,9 @@ def test_recalculated_scenario_is_both_phases_forward_at_the_scaled_range(proton
     eng, img, body, target, inf = proton_influence
     w1 = np.linspace(0.5, 1.5, inf.n_spots)
     w2 = np.where(np.arange(inf.n_spots) % 2 == 0, 1.0, 0.0)
-    inputs, params = _scenario_inputs(proton_influence, tmp_path, {"uniform": (w1, w2), "de": (w1, 2 * w2), "dr": (w1, w2)})
+    inputs, params = _scenario_inputs(
+        proton_influence, tmp_path, {"uniform": (w1, w2), "de": (w1, 2 * w2), "dr": (w1, w2)}
+    )
     stage.run_scenario(inputs, {"doses": tmp_path / "out.npz"}, params=params | {"scenario": "s+0_+0_+0_r+3"})
     out = stage._read_scenario(tmp_path / "out.npz")
     assert out["method"] == "recalculated"
@@ -280,8 +323,9 @@ def test_recalculated_scenario_is_both_phases_forward_at_the_scaled_range(proton
     expect = 1.1 * (9 * fwd(w1) + 7 * fwd(w2))
     np.testing.assert_allclose(out["doses"]["uniform"], expect, rtol=1e-5, atol=1e-6 * expect.max())
     # DE doubles the boost weights: its dose minus uniform is the boost's again (linear in w)
-    np.testing.assert_allclose(out["doses"]["de"] - out["doses"]["uniform"], 1.1 * 7 * fwd(w2), rtol=1e-4,
-                               atol=1e-5 * expect.max())
+    np.testing.assert_allclose(
+        out["doses"]["de"] - out["doses"]["uniform"], 1.1 * 7 * fwd(w2), rtol=1e-4, atol=1e-5 * expect.max()
+    )
 
 
 def test_scenario_with_weights_of_another_influence_names_patient_and_file(proton_influence, tmp_path):  # noqa: F811

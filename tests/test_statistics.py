@@ -24,8 +24,9 @@ def test_median_iqr_uses_linear_quartiles():
 
 
 def test_table1_long_and_wide():
-    long = st.table1(_metrics(), plans=["uniform", "de"], regions=["GTV"], dose_metrics=["D95"],
-                     let_metrics=["L50", "L1"])
+    long = st.table1(
+        _metrics(), plans=["uniform", "de"], regions=["GTV"], dose_metrics=["D95"], let_metrics=["L50", "L1"]
+    )
     d95 = long[(long["metric"] == "D95")].set_index("plan")
     assert d95.loc["uniform", "median"] == 72.0 and d95.loc["uniform", "q25"] == 71.0
     assert d95.loc["de", "median"] == 75.0 and d95.loc["de", "q75"] == 77.0  # 71, 73, 75, 77, 79
@@ -47,7 +48,7 @@ def test_wilcoxon_exact_p_for_n_positive_differences():
         b = np.arange(1, n + 1, dtype=float)
         w, p, method = st.wilcoxon_paired(a, b)
         assert method == "exact"
-        assert p == pytest.approx(2.0 / 2 ** n)
+        assert p == pytest.approx(2.0 / 2**n)
     assert st.wilcoxon_paired([1, 2], [1, 2])[1] == 1.0
 
 
@@ -82,8 +83,10 @@ def test_tcp_by_scenario_and_tertiles():
     rows = []
     for i, pid in enumerate(["P1", "P2", "P3"]):
         for scen, w in (("nominal", 0.0), ("worst", -0.1)):
-            rows += [{"patient_id": pid, "plan": "uniform", "cell_count": scen, "tcp": 0.6 + 0.1 * i + w},
-                     {"patient_id": pid, "plan": "de", "cell_count": scen, "tcp": 0.7 + 0.1 * i + w}]
+            rows += [
+                {"patient_id": pid, "plan": "uniform", "cell_count": scen, "tcp": 0.6 + 0.1 * i + w},
+                {"patient_id": pid, "plan": "de", "cell_count": scen, "tcp": 0.7 + 0.1 * i + w},
+            ]
     t = st.tcp_by_scenario(pd.DataFrame(rows)).set_index(["cell_count", "plan"])
     assert t.loc[("nominal", "uniform"), "tcp_mean_pct"] == pytest.approx(70.0)
     assert t.loc[("nominal", "uniform"), "tcp_sd_pct"] == pytest.approx(10.0)
@@ -92,9 +95,13 @@ def test_tcp_by_scenario_and_tertiles():
     # differences all equal (ties): the normal approximation, two-sided
     assert t.loc[("worst", "de"), "wilcoxon_method"] == "normal approximation"
 
-    tert = pd.DataFrame([{"patient_id": p, "plan": "de", "tertile": lab, "delta_tcp_subvolume_pp": v + k}
-                         for k, p in enumerate(["P1", "P2", "P3", "P4", "P5"])
-                         for lab, v in (("low", 1.0), ("medium", 5.0), ("high", 10.0 + k))])
+    tert = pd.DataFrame(
+        [
+            {"patient_id": p, "plan": "de", "tertile": lab, "delta_tcp_subvolume_pp": v + k}
+            for k, p in enumerate(["P1", "P2", "P3", "P4", "P5"])
+            for lab, v in (("low", 1.0), ("medium", 5.0), ("high", 10.0 + k))
+        ]
+    )
     s = st.tertile_summary(tert).set_index(["plan", "tertile"])
     assert s.loc[("de", "low"), "delta_tcp_mean_pp"] == pytest.approx(3.0)
     assert s.loc[("de", "high − low"), "delta_tcp_mean_pp"] == pytest.approx(11.0)

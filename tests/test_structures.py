@@ -58,8 +58,14 @@ def test_contour_between_slices_is_an_error():
 
 def test_roi_names_map_across_clinics():
     found = map_roi_names(["GTV 1", "CTV 74", "ctv_low", "External", "Colon_Sigmoid", "PTV", "Rectum"])
-    assert found == {"GTV": "GTV 1", "CTV_HD": "CTV 74", "CTV_LD": "ctv_low", "BODY": "External",
-                     "SIGMA": "Colon_Sigmoid", "RECTUM": "Rectum"}
+    assert found == {
+        "GTV": "GTV 1",
+        "CTV_HD": "CTV 74",
+        "CTV_LD": "ctv_low",
+        "BODY": "External",
+        "SIGMA": "Colon_Sigmoid",
+        "RECTUM": "Rectum",
+    }
     assert map_roi_names(["Tumour_A"], {"GTV": ["tumour a"]}) == {"GTV": "Tumour_A"}
     assert normalise_name("CTV 73.6") == "ctv736"
 
@@ -83,12 +89,26 @@ def test_margins_and_derived_structures():
     assert shell(body, g, thickness_mm=1.0).sum() == 30 * (30**2 - 28**2)
 
 
-@pytest.mark.parametrize("roi,canon", [
-    ("Intestino", "BOWEL"), ("Intestino_tenue", "BOWEL"), ("Dünndarm", "BOWEL"), ("Intestin grêle", "BOWEL"),
-    ("Radici_Sacrali", "NERVES"), ("Racines sacrées", "NERVES"), ("Raíces sacras", "NERVES"),
-    ("Rektum", "RECTUM"), ("Retto", "RECTUM"), ("Sigmoide", "SIGMA"), ("Piel", "SKIN"), ("Haut", "SKIN"),
-    ("Contorno Externo", "BODY"), ("Femur_L", None), ("Vescica", None),
-])
+@pytest.mark.parametrize(
+    "roi,canon",
+    [
+        ("Intestino", "BOWEL"),
+        ("Intestino_tenue", "BOWEL"),
+        ("Dünndarm", "BOWEL"),
+        ("Intestin grêle", "BOWEL"),
+        ("Radici_Sacrali", "NERVES"),
+        ("Racines sacrées", "NERVES"),
+        ("Raíces sacras", "NERVES"),
+        ("Rektum", "RECTUM"),
+        ("Retto", "RECTUM"),
+        ("Sigmoide", "SIGMA"),
+        ("Piel", "SKIN"),
+        ("Haut", "SKIN"),
+        ("Contorno Externo", "BODY"),
+        ("Femur_L", None),
+        ("Vescica", None),
+    ],
+)
 def test_unmapped_clinic_names_get_a_suggested_structure(roi, canon):
     from dosepaint.structures import map_roi_names, suggest_canonical
 
@@ -96,8 +116,9 @@ def test_unmapped_clinic_names_get_a_suggested_structure(roi, canon):
     assert map_roi_names([roi]) == {}  # a suggestion only: nothing is mapped without the user's word
 
 
-def test_an_oar_without_its_alias_excludes_the_patient_or_warns_when_optional(tiny_patient, config_schema,
-                                                                             tmp_path, caplog):
+def test_an_oar_without_its_alias_excludes_the_patient_or_warns_when_optional(
+    tiny_patient, config_schema, tmp_path, caplog
+):
     """The bowel named 'Intestino': excluded with the ROIs and a suggested alias; with BOWEL optional, the
     export passes, and the ingest says loudly that the plans will have no bowel constraint."""
     import logging

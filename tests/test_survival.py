@@ -32,8 +32,15 @@ def test_leukemia_kaplan_meier_of_the_6mp_arm_is_the_textbook_table():
 def test_rossi_cox_coefficients_are_the_published_ones():
     # Fox & Weisberg, Cox Proportional-Hazards Regression for Survival Data in R (2011), Table: coxph on
     # the Rossi recidivism data with all seven covariates (Efron ties); LR test 33.27 on 7 df
-    published = {"fin": -0.37942, "age": -0.05744, "race": 0.31390, "wexp": -0.14980, "mar": -0.43370,
-                 "paro": -0.08487, "prio": 0.09150}
+    published = {
+        "fin": -0.37942,
+        "age": -0.05744,
+        "race": 0.31390,
+        "wexp": -0.14980,
+        "mar": -0.43370,
+        "paro": -0.08487,
+        "prio": 0.09150,
+    }
     se = {"fin": 0.19138, "age": 0.02200, "prio": 0.02865}
     r = sv.cox(load_rossi(), duration="week", event="arrest", covariates=list(published))
     s = r["summary"].set_index("covariate")
@@ -58,6 +65,7 @@ def test_cox_on_separated_data_reports_instead_of_raising():
     # all relapses in the low-score group: the MLE of the coefficient is infinite
     t = np.array([3.0, 5.0, 8.0, 40.0, 50.0, 60.0])
     import pandas as pd
+
     df = pd.DataFrame({"time": t, "event": [1, 1, 1, 0, 0, 0], "tcp": [0.1, 0.2, 0.3, 0.8, 0.9, 0.95]})
     r = sv.cox(df, duration="time", event="event", covariates=["tcp"])
     assert r["n"] == 6 and r["events"] == 3
@@ -75,6 +83,7 @@ def test_median_split_puts_ties_at_the_median_into_high():
 
 def test_no_relapse_gives_nan_statistics_not_an_error():
     import pandas as pd
+
     t = np.array([10.0, 20.0, 30.0])
     e = np.zeros(3, int)
     assert np.isnan(sv.concordance(t, [0.5, 0.6, 0.7], e))

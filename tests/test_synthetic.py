@@ -86,8 +86,10 @@ def test_pet_headers_give_back_the_true_suv(tiny_patient):
 def test_delivered_dose_covers_the_gtv(tiny_patient):
     series, _ = dcm.scan_folder(tiny_patient["dicom"])
     dose, grid, meta = dcm.read_rtdose(next(s for s in series if s.kind == "RTDOSE").files[0])
-    gtv = sitk.GetArrayFromImage(resample(files.read_image(tiny_patient["truth_dir"] / "masks" / "GTV.nii.gz"),
-                                          grid)) > 0.5
+    gtv = (
+        sitk.GetArrayFromImage(resample(files.read_image(tiny_patient["truth_dir"] / "masks" / "GTV.nii.gz"), grid))
+        > 0.5
+    )
     assert meta["DoseType"] == "EFFECTIVE"
     assert np.median(dose[gtv]) == pytest.approx(73.6, rel=0.04)
     assert dose[gtv].max() < 1.15 * 73.6
@@ -108,12 +110,25 @@ def test_generation_is_deterministic(tiny_patient, tmp_path):
 
     from dosepaint.synthetic.generate import generate_patient
 
-    generate_patient(tmp_path / "dicom", tmp_path / "truth", patient_id="SYN001", index=0, preset="tiny", seed=1729,
-                     n_patients=4, alpha=0.087, alpha_beta=2.0, clonogenic_fraction=0.01)
+    generate_patient(
+        tmp_path / "dicom",
+        tmp_path / "truth",
+        patient_id="SYN001",
+        index=0,
+        preset="tiny",
+        seed=1729,
+        n_patients=4,
+        alpha=0.087,
+        alpha_beta=2.0,
+        clonogenic_fraction=0.01,
+    )
 
     def digest(folder):
-        return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(folder.rglob("*")) if p.is_file()}
+        return {
+            p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
 
     assert digest(tmp_path / "dicom") == digest(tiny_patient["dicom"])
     assert digest(tmp_path / "truth") == digest(tiny_patient["truth_dir"])

@@ -46,8 +46,10 @@ def test_likelihood_gradient_matches_finite_differences():
     for k in range(2):
         e = np.zeros(2)
         e[k] = h
-        fd = (tf.bernoulli_nll(patients, y, alpha=x[0] + e[0], log10_fc=x[1] + e[1])[0]
-              - tf.bernoulli_nll(patients, y, alpha=x[0] - e[0], log10_fc=x[1] - e[1])[0]) / (2 * h)
+        fd = (
+            tf.bernoulli_nll(patients, y, alpha=x[0] + e[0], log10_fc=x[1] + e[1])[0]
+            - tf.bernoulli_nll(patients, y, alpha=x[0] - e[0], log10_fc=x[1] - e[1])[0]
+        ) / (2 * h)
         assert g[k] == pytest.approx(fd, rel=1e-5)
 
 
@@ -82,14 +84,26 @@ def test_auc_and_brier_known_values():
 
 def test_fit_stage_refuses_a_held_out_patient(tmp_path):
     split = tmp_path / "split.tsv"
-    pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "split": ["train", "train", "test"],
-                  "event": [0, 1, 0]}).to_csv(split, sep="\t", index=False)
+    pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "split": ["train", "train", "test"], "event": [0, 1, 0]}).to_csv(
+        split, sep="\t", index=False
+    )
     inputs = {"split": str(split), "rtdose": ["a", "b"], "cell_density": ["a", "b"], "masks_dose": ["a", "b"]}
     with pytest.raises(DosepaintInputError) as err:
-        stage.run(inputs, {"fit": str(tmp_path / "fit.json"), "patients": str(tmp_path / "p.tsv")},
-                  params={"patient_ids": ["P1", "P3"], "alpha_beta": AB, "n_fractions": NFX, "bin_gy": 0.05,
-                          "estimator": "least_squares", "alpha_bounds": [0.01, 1.0],
-                          "log10_fc_bounds": [-6.0, 0.0], "bootstrap": 0, "seed": 0})
+        stage.run(
+            inputs,
+            {"fit": str(tmp_path / "fit.json"), "patients": str(tmp_path / "p.tsv")},
+            params={
+                "patient_ids": ["P1", "P3"],
+                "alpha_beta": AB,
+                "n_fractions": NFX,
+                "bin_gy": 0.05,
+                "estimator": "least_squares",
+                "alpha_bounds": [0.01, 1.0],
+                "log10_fc_bounds": [-6.0, 0.0],
+                "bootstrap": 0,
+                "seed": 0,
+            },
+        )
     assert "P3" in str(err.value) and "training" in str(err.value)
     assert not (tmp_path / "fit.json").exists()
 
@@ -98,11 +112,15 @@ def test_identifiability_flags_name_bounds_wide_cis_and_a_worse_than_chance_auc(
     from dosepaint.tcp_fit import identifiability_flags
 
     box = dict(alpha_bounds=(0.01, 1.0), log10_fc_bounds=(-6.0, 0.0))
-    good = {"alpha": 0.087, "log10_fc": -2.0, "alpha_ci95": [0.06, 0.12], "log10_fc_ci95": [-3.0, -1.2],
-            "train_auc": 0.8}
+    good = {
+        "alpha": 0.087,
+        "log10_fc": -2.0,
+        "alpha_ci95": [0.06, 0.12],
+        "log10_fc_ci95": [-3.0, -1.2],
+        "train_auc": 0.8,
+    }
     assert identifiability_flags(good, **box) == []
-    bad = {"alpha": 0.2, "log10_fc": 0.0, "alpha_ci95": [0.011, 0.99], "log10_fc_ci95": [0.0, 0.0],
-           "train_auc": 0.0}
+    bad = {"alpha": 0.2, "log10_fc": 0.0, "alpha_ci95": [0.011, 0.99], "log10_fc_ci95": [0.0, 0.0], "train_auc": 0.0}
     assert identifiability_flags(bad, **box) == [
         "alpha 95 % CI [0.011, 0.99] spans its bound range [0.01, 1]",
         "log10_fc = 0 at its bound [-6, 0]",
@@ -117,8 +135,10 @@ def test_a_fit_on_three_patients_whose_failure_got_the_most_dose_is_flagged():
 
     from dosepaint import tcp_fit as tf
 
-    patients = [tf.PatientDose.from_arrays(np.full(50, cells), np.full(50, dose), alpha_beta=2.0, n_fractions=16,
-                                           bin_gy=0.5) for cells, dose in ((1e7, 60.0), (1e7, 65.0), (1e6, 74.0))]
+    patients = [
+        tf.PatientDose.from_arrays(np.full(50, cells), np.full(50, dose), alpha_beta=2.0, n_fractions=16, bin_gy=0.5)
+        for cells, dose in ((1e7, 60.0), (1e7, 65.0), (1e6, 74.0))
+    ]
     y = np.array([1.0, 1.0, 0.0])
     box = dict(alpha_bounds=(0.01, 1.0), log10_fc_bounds=(-6.0, 0.0))
     f = tf.fit(patients, y, **box)

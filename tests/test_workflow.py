@@ -25,8 +25,9 @@ BIN = Path(sys.executable).parent
 
 def snakemake(*args, cwd=ROOT, timeout=1800):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [str(BIN / "snakemake"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def test_lint_is_clean():
@@ -36,8 +37,9 @@ def test_lint_is_clean():
 
 
 def test_snakefmt_is_clean():
-    proc = subprocess.run([str(BIN / "snakefmt"), "--check", "Snakefile", "workflow/"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", "Snakefile", "workflow/"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -58,10 +60,15 @@ def test_dry_run_of_the_main_job_plans_the_whole_cohort(tmp_path):
 def test_per_patient_stages_of_a_single_patient_need_no_split(tmp_path):
     """One patient cannot be split, but its ingest, DWI, PET and plans need only the input checks."""
     cfg = tmp_path / "one.yaml"
-    cfg.write_text(f"results: {tmp_path}\nsynthetic:\n  n_patients: 1\nplanning:\n  patients: all\n"
-                   "  tcp:\n    source: config\nrobustness:\n  sigma_scope: patient\n")
-    targets = [f"{tmp_path}/cohort/ingest_summary.tsv", f"{tmp_path}/patients/SYN001/plans/metrics.tsv",
-               f"{tmp_path}/patients/SYN001/robustness/scenario_metrics.tsv"]
+    cfg.write_text(
+        f"results: {tmp_path}\nsynthetic:\n  n_patients: 1\nplanning:\n  patients: all\n"
+        "  tcp:\n    source: config\nrobustness:\n  sigma_scope: patient\n"
+    )
+    targets = [
+        f"{tmp_path}/cohort/ingest_summary.tsv",
+        f"{tmp_path}/patients/SYN001/plans/metrics.tsv",
+        f"{tmp_path}/patients/SYN001/robustness/scenario_metrics.tsv",
+    ]
     proc = snakemake("-n", "--cores", "1", "--configfile", str(cfg), "--", *targets)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "exclusions" in proc.stdout and "make_split" not in proc.stdout and "tcp_fit" not in proc.stdout
@@ -77,11 +84,14 @@ def test_unknown_config_key_stops_before_any_job(tmp_path):
     assert not (tmp_path / "res").exists()
 
 
-@pytest.mark.parametrize(("robustness", "message"), [
-    ("  range_errors_pct: [3, -3]\n", "must contain the nominal scenario"),
-    ("  setup_shifts_mm: [[0, 0, 0], [3, 0]]\n", "at 'robustness/setup_shifts_mm/1': [3, 0] is too short"),
-    ("  setup_method: shift\n", "'shift' is not one of ['recalculate', 'rigid_shift']"),
-])
+@pytest.mark.parametrize(
+    ("robustness", "message"),
+    [
+        ("  range_errors_pct: [3, -3]\n", "must contain the nominal scenario"),
+        ("  setup_shifts_mm: [[0, 0, 0], [3, 0]]\n", "at 'robustness/setup_shifts_mm/1': [3, 0] is too short"),
+        ("  setup_method: shift\n", "'shift' is not one of ['recalculate', 'rigid_shift']"),
+    ],
+)
 def test_bad_scenario_grid_stops_before_any_job(tmp_path, robustness, message):
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"results: {tmp_path / 'res'}\nrobustness:\n{robustness}")
@@ -117,15 +127,26 @@ def test_a_bad_export_excludes_its_patient_and_the_others_complete(tmp_path, tin
     zero_pet(tmp_path / "dicom" / "P4")  # passes the input check, then fails in the PET stage
     before = checksums(tmp_path / "dicom")
     sheet = tmp_path / "patients.tsv"
-    sheet.write_text("patient_id\tdicom_dir\tevent\ttime_months\n"
-                     "P1\tdicom/P1\t1\t20\nP2\tdicom/P2\t0\t50\nP3\tdicom/P3\t0\t60\nP4\tdicom/P4\t1\t30\n")
+    sheet.write_text(
+        "patient_id\tdicom_dir\tevent\ttime_months\n"
+        "P1\tdicom/P1\t1\t20\nP2\tdicom/P2\t0\t50\nP3\tdicom/P3\t0\t60\nP4\tdicom/P4\t1\t30\n"
+    )
     results = tmp_path / "results"
     config = "results: {results}\ncohort:\n  source: sheet\n  sheet: {sheet}\n  n_test: 1\n  on_input_error: {mode}\n"
     (tmp_path / "exclude.yaml").write_text(config.format(results=results, sheet=sheet, mode="exclude"))
-    targets = [str(results / "cohort" / n) for n in ("ingest_summary.tsv", "excluded.tsv", "dwi_summary.tsv",
-                                                     "split.tsv")]
-    proc = snakemake("--cores", "2", "--keep-going", "--configfile", "config/tiny.yaml",
-                     str(tmp_path / "exclude.yaml"), "--", *targets)
+    targets = [
+        str(results / "cohort" / n) for n in ("ingest_summary.tsv", "excluded.tsv", "dwi_summary.tsv", "split.tsv")
+    ]
+    proc = snakemake(
+        "--cores",
+        "2",
+        "--keep-going",
+        "--configfile",
+        "config/tiny.yaml",
+        str(tmp_path / "exclude.yaml"),
+        "--",
+        *targets,
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     excluded = pd.read_csv(results / "cohort" / "excluded.tsv", sep="\t", keep_default_na=False)
     assert excluded[["patient_id", "stage"]].values.tolist() == [["P2", "input check"], ["P4", "pet"]]
@@ -150,8 +171,15 @@ def test_a_bad_export_excludes_its_patient_and_the_others_complete(tmp_path, tin
     # The strict mode: the bad patient's check fails, naming the patient, the file and the problem.
     strict = tmp_path / "strict"
     (tmp_path / "stop.yaml").write_text(config.format(results=strict, sheet=sheet, mode="stop"))
-    proc = snakemake("--cores", "2", "--configfile", "config/tiny.yaml", str(tmp_path / "stop.yaml"), "--",
-                     str(strict / "cohort" / "excluded.tsv"))
+    proc = snakemake(
+        "--cores",
+        "2",
+        "--configfile",
+        "config/tiny.yaml",
+        str(tmp_path / "stop.yaml"),
+        "--",
+        str(strict / "cohort" / "excluded.tsv"),
+    )
     assert proc.returncode != 0
     log = (strict / "logs" / "check_inputs" / "P2.log").read_text()
     assert f"patient P2, file {tmp_path / 'dicom' / 'P2' / truncated}" in log and "unreadable pixel data" in log
@@ -181,10 +209,16 @@ def test_a_held_out_patient_whose_plan_fails_is_listed_and_the_cohort_completes(
     stages are skipped, and the held-out statistics over plans count the two others (n stated)."""
     results = tmp_path / "results"
     # truth α 0.08: two local controls and three failures, so both sides of the split have both outcomes
-    (tmp_path / "five.yaml").write_text(f"results: {results}\nsynthetic:\n  n_patients: 5\n  truth_alpha: 0.08\n"
-                                        "cohort:\n  n_test: 3\n")
-    args = ("--workflow-profile", "workflow/profiles/default", "--configfile", "config/tiny.yaml",
-            str(tmp_path / "five.yaml"))
+    (tmp_path / "five.yaml").write_text(
+        f"results: {results}\nsynthetic:\n  n_patients: 5\n  truth_alpha: 0.08\ncohort:\n  n_test: 3\n"
+    )
+    args = (
+        "--workflow-profile",
+        "workflow/profiles/default",
+        "--configfile",
+        "config/tiny.yaml",
+        str(tmp_path / "five.yaml"),
+    )
     proc = snakemake(*args, "--", str(results / "cohort" / "split.tsv"), str(results / "cohort" / "pet_summary.tsv"))
     assert proc.returncode == 0, proc.stderr[-5000:]
     split = pd.read_csv(results / "cohort" / "split.tsv", sep="\t")
@@ -201,8 +235,9 @@ def test_a_held_out_patient_whose_plan_fails_is_listed_and_the_cohort_completes(
     assert status["status"] == "skipped" and status["origin"] == "plan"
     stats = json.loads((results / "cohort" / "statistics.json").read_text())
     assert stats["n_patients"] == 2
-    assert sorted(pd.read_csv(results / "cohort" / "plan_metrics.tsv", sep="\t")["patient_id"].unique()) == \
-        sorted(test[1:])
+    assert sorted(pd.read_csv(results / "cohort" / "plan_metrics.tsv", sep="\t")["patient_id"].unique()) == sorted(
+        test[1:]
+    )
     page = (results / "cohort" / "summary.html").read_text()
     assert "Planning failures (1)" in page and "n = 2 held-out patients with plans" in page
     report = snakemake(*args, "--report", str(tmp_path / "report.html"))
@@ -213,8 +248,14 @@ def test_a_held_out_patient_whose_plan_fails_is_listed_and_the_cohort_completes(
 def test_tiny_cohort_end_to_end(tmp_path):
     """README main job on the tiny preset: synthesis → ingest → summary and split; then a no-op rerun."""
     results = tmp_path / "results"
-    args = ("--workflow-profile", "workflow/profiles/default", "--configfile", "config/tiny.yaml",
-            "--config", f"results={results}")
+    args = (
+        "--workflow-profile",
+        "workflow/profiles/default",
+        "--configfile",
+        "config/tiny.yaml",
+        "--config",
+        f"results={results}",
+    )
     proc = snakemake(*args)
     assert proc.returncode == 0, proc.stderr[-5000:]
     summary = pd.read_csv(results / "cohort" / "ingest_summary.tsv", sep="\t")
@@ -289,8 +330,16 @@ def test_tiny_cohort_end_to_end(tmp_path):
     # A cohort-level parameter reruns exactly the jobs that use it (params travel through params:).
     split05 = tmp_path / "split05.yaml"
     split05.write_text("statistics:\n  survival:\n    split: 0.5\n")
-    changed = snakemake("-n", "--workflow-profile", "workflow/profiles/default", "--configfile", "config/tiny.yaml",
-                        str(split05), "--config", f"results={results}")
+    changed = snakemake(
+        "-n",
+        "--workflow-profile",
+        "workflow/profiles/default",
+        "--configfile",
+        "config/tiny.yaml",
+        str(split05),
+        "--config",
+        f"results={results}",
+    )
     table = changed.stdout.split("Job stats:")[1].split("\n\n")[0].splitlines()[3:]
     jobs = {line.split()[0]: int(line.split()[1]) for line in table if line.strip()}
     assert jobs == {"survival": 1, "figures": 1, "cohort_summary": 1, "provenance": 1, "all": 1, "total": 5}, jobs
@@ -329,15 +378,20 @@ def test_tiny_cohort_end_to_end(tmp_path):
         series, _ = dcm.scan_folder(results / "synthetic" / "dicom" / pid)  # the DICOM files of the export
         for f in (f for s in series for f in s.files):
             src = pydicom.dcmread(f, stop_before_pixels=True)
-            source_uids |= {str(src.get(k)) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
-                                                      "FrameOfReferenceUID") if k in src}
+            source_uids |= {
+                str(src.get(k))
+                for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
+                if k in src
+            }
         assert len(source_uids) > 50
         assert not {str(e.value) for e in ds.iterall() if e.VR == "UI"} & source_uids, path
 
     # The generated sheet is a valid sheet for "your own exports": plan the same cohort from it.
     cfg = tmp_path / "sheet.yaml"
-    cfg.write_text(f"results: {tmp_path / 'from_sheet'}\ncohort:\n  source: sheet\n"
-                   f"  sheet: {results / 'synthetic' / 'patients.tsv'}\n  clinical_columns: [age, sex]\n  n_test: 2\n")
+    cfg.write_text(
+        f"results: {tmp_path / 'from_sheet'}\ncohort:\n  source: sheet\n"
+        f"  sheet: {results / 'synthetic' / 'patients.tsv'}\n  clinical_columns: [age, sex]\n  n_test: 2\n"
+    )
     plan = snakemake("-n", "--cores", "1", "--configfile", str(cfg))
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert "synthesize_patient" not in plan.stdout
@@ -347,8 +401,11 @@ def test_tiny_cohort_end_to_end(tmp_path):
     # export removed): every table (TSV, Markdown, LaTeX; timings live only in qc.json and benchmarks/)
     # byte for byte.
     def tables():
-        return {p.relative_to(results): p.read_bytes() for p in sorted(results.rglob("*"))
-                if p.suffix in (".tsv", ".md", ".tex") and "benchmarks" not in p.relative_to(results).parts}
+        return {
+            p.relative_to(results): p.read_bytes()
+            for p in sorted(results.rglob("*"))
+            if p.suffix in (".tsv", ".md", ".tex") and "benchmarks" not in p.relative_to(results).parts
+        }
 
     first = tables()
     for path in results.iterdir():
@@ -370,15 +427,29 @@ def test_killed_run_resumes_to_the_outputs_of_an_uninterrupted_one(tmp_path):
     import time
 
     def args(results):
-        return ("--workflow-profile", "workflow/profiles/default", "--configfile", "config/tiny.yaml",
-                "--config", f"results={results}", "--", str(results / "patients" / "SYN001" / "ingest" / "qc.json"))
+        return (
+            "--workflow-profile",
+            "workflow/profiles/default",
+            "--configfile",
+            "config/tiny.yaml",
+            "--config",
+            f"results={results}",
+            "--",
+            str(results / "patients" / "SYN001" / "ingest" / "qc.json"),
+        )
 
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     ref = snakemake(*args(whole))
     assert ref.returncode == 0, ref.stderr[-3000:]
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.Popen([str(BIN / "snakemake"), *args(killed)], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(BIN / "snakemake"), *args(killed)],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     log = killed / "logs" / "check_inputs" / "SYN001.log"
     deadline = time.monotonic() + 600
     while not log.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -438,8 +509,16 @@ def check_statistics(results, plans, test_ids, *, train_ids):
     assert rec["truth"]["alpha"] == pytest.approx(0.087) and rec["truth"]["log10_fc"] == pytest.approx(-2.0)
     head = pd.read_csv(cohort / "headline.tsv", sep="\t").set_index("quantity")
     assert head.loc["TCP DE (%)", "study"] == "83.3 ± 3.9"
-    for name in ("fig1a_oar", "fig1b_dvh", "fig1c_slices", "fig2a_tcp", "fig2b_tertiles", "fig3_scenarios", "km",
-                 "calibration"):
+    for name in (
+        "fig1a_oar",
+        "fig1b_dvh",
+        "fig1c_slices",
+        "fig2a_tcp",
+        "fig2b_tertiles",
+        "fig3_scenarios",
+        "km",
+        "calibration",
+    ):
         assert (cohort / "figures" / f"{name}.png").stat().st_size > 10_000, name
         assert (cohort / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-", name
 
@@ -470,12 +549,12 @@ def check_robustness(results, plans, test_ids, *, train_ids):
             c = cc[(cc["patient_id"] == pid) & (cc["plan"] == plan)].set_index("cell_count")["tcp"]
             assert c["best"] > c["nominal"] > c["worst"], (pid, plan)
         # Eq. 5 additive form: the ΔlnTCP map sums to ln TCP_DE − ln TCP_uniform of the plans.
-        m = sitk.GetArrayFromImage(sitk.ReadImage(str(results / "patients" / pid / "robustness" /
-                                                      "de_dlntcp.nii.gz")))
+        m = sitk.GetArrayFromImage(sitk.ReadImage(str(results / "patients" / pid / "robustness" / "de_dlntcp.nii.gz")))
         expect = -np.exp(p.loc["de", "ln_surviving"]) + np.exp(p.loc["uniform", "ln_surviving"])
         assert np.nansum(m.astype(float)) == pytest.approx(expect, rel=1e-3, abs=1e-6), pid
-        worst = sitk.GetArrayFromImage(sitk.ReadImage(str(results / "patients" / pid / "robustness" /
-                                                          "de_worst_dose.nii.gz")))
+        worst = sitk.GetArrayFromImage(
+            sitk.ReadImage(str(results / "patients" / pid / "robustness" / "de_worst_dose.nii.gz"))
+        )
         assert worst.max() > 0
     summary = pd.read_csv(results / "cohort" / "robustness_summary.tsv", sep="\t").set_index("plan")
     assert (summary["n_scenarios"] == 21).all()

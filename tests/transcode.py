@@ -12,8 +12,12 @@ import pydicom
 import pydicom.errors
 from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless
 
-SYNTAXES = {"RLE": RLELossless, "JPEG-LS": JPEGLSLossless, "JPEG 2000": JPEG2000Lossless,
-            "JPEG Lossless P14": JPEGLosslessSV1}
+SYNTAXES = {
+    "RLE": RLELossless,
+    "JPEG-LS": JPEGLSLossless,
+    "JPEG 2000": JPEG2000Lossless,
+    "JPEG Lossless P14": JPEGLosslessSV1,
+}
 
 
 def _gdcm_jpeg_lossless(path: Path) -> None:

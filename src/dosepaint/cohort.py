@@ -72,14 +72,16 @@ def validate_config(config: dict, schema: dict) -> dict:
         raise ConfigError("invalid configuration: at 'cohort': source 'sheet' needs cohort.sheet")
     missing = {"RTDOSE", "DWI"} - set(cfg["ingest"]["required_modalities"])
     if cfg["planning"]["tcp"]["source"] == "fit" and missing:
-        raise ConfigError("invalid configuration: at 'planning.tcp.source': 'fit' needs the delivered dose and "
-                          f"the DWI of the training patients; add {sorted(missing)} to "
-                          "ingest.required_modalities, or set planning.tcp.source: config")
+        raise ConfigError(
+            "invalid configuration: at 'planning.tcp.source': 'fit' needs the delivered dose and "
+            f"the DWI of the training patients; add {sorted(missing)} to "
+            "ingest.required_modalities, or set planning.tcp.source: config"
+        )
     return cfg
 
 
 def _coerce_row(row: dict) -> dict:
-    out = {}
+    out: dict = {}
     for key, value in row.items():
         if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
             if key == "split":
@@ -128,32 +130,35 @@ def read_sheet(path, *, schema: dict, clinical_columns=(), dicom_root=None) -> p
     if unknown:
         raise ConfigError(
             f"patient sheet {path}: unknown column(s) {unknown}; declare clinical columns in "
-            "config cohort.clinical_columns")
+            "config cohort.clinical_columns"
+        )
     row_schema = copy.deepcopy(schema)
     for col in clinical_columns:
         row_schema["properties"][col] = {"type": ["string", "number", "null"]}
     validator = jsonschema.Draft202012Validator(row_schema)
     root = Path(dicom_root).resolve() if dicom_root else path.parent.resolve()
-    rows, seen = [], {}
+    rows, seen = [], {}  # type: list, dict
     for line_no, raw in enumerate(df.to_dict(orient="records"), start=2):
         row = _coerce_row(raw)
         errors = sorted(validator.iter_errors(row), key=lambda e: list(map(str, e.absolute_path)))
         if errors:
             pid = raw.get("patient_id", "?")
-            raise ConfigError(_format_error(errors[0], f"patient sheet {path}, line {line_no} "
-                                                       f"(patient {pid})"))
+            raise ConfigError(_format_error(errors[0], f"patient sheet {path}, line {line_no} (patient {pid})"))
         pid = row["patient_id"]
         if pid in seen:
-            raise ConfigError(f"patient sheet {path}: duplicate patient_id {pid!r} "
-                              f"(lines {seen[pid]} and {line_no})")
+            raise ConfigError(f"patient sheet {path}: duplicate patient_id {pid!r} (lines {seen[pid]} and {line_no})")
         seen[pid] = line_no
         target = (path.parent / row["dicom_dir"]).resolve()
         if not target.is_relative_to(root):
-            raise ConfigError(f"patient sheet {path}, line {line_no} (patient {pid}): dicom_dir "
-                              f"{row['dicom_dir']!r} resolves outside the cohort root {root}")
+            raise ConfigError(
+                f"patient sheet {path}, line {line_no} (patient {pid}): dicom_dir "
+                f"{row['dicom_dir']!r} resolves outside the cohort root {root}"
+            )
         if not target.is_dir():
-            raise ConfigError(f"patient sheet {path}, line {line_no} (patient {pid}): dicom_dir "
-                              f"{row['dicom_dir']!r} is not a folder ({target})")
+            raise ConfigError(
+                f"patient sheet {path}, line {line_no} (patient {pid}): dicom_dir "
+                f"{row['dicom_dir']!r} is not a folder ({target})"
+            )
         row["dicom_path"] = str(target)
         rows.append(row)
     if not rows:
@@ -164,8 +169,10 @@ def read_sheet(path, *, schema: dict, clinical_columns=(), dicom_root=None) -> p
     splits = out["split"]
     if splits.notna().any() and splits.isna().any():
         missing = out.loc[splits.isna(), "patient_id"].tolist()
-        raise ConfigError(f"patient sheet {path}: split given for some patients but not for {missing}; "
-                          "fill it for all or leave it empty for all")
+        raise ConfigError(
+            f"patient sheet {path}: split given for some patients but not for {missing}; "
+            "fill it for all or leave it empty for all"
+        )
     return out
 
 
@@ -194,8 +201,7 @@ def make_split(patient_ids, events, *, n_test: int, seed: int) -> dict[str, str]
     ids = list(patient_ids)
     ev = np.asarray(events, int)
     if not 0 < n_test < len(ids):
-        raise ConfigError(f"n_test = {n_test} must be between 1 and {len(ids) - 1} "
-                          f"for a cohort of {len(ids)}")
+        raise ConfigError(f"n_test = {n_test} must be between 1 and {len(ids) - 1} for a cohort of {len(ids)}")
     rng = np.random.default_rng(seed)
     strata = [np.flatnonzero(ev == v) for v in (0, 1)]
     quotas = np.array([n_test * len(s) / len(ids) for s in strata])
@@ -215,7 +221,8 @@ STUDY_TEST_FRACTION = 10 / 37
 
 def default_n_test(n_patients: int) -> int:
     """Held-out patients for ``n_patients`` included ones: the study's share, at least 1, leaving at
-    least 2 training patients where the cohort allows (37 → 10, 6 → 2, 3 → 1)."""
+    least 2 training patients where the cohort allows (37 → 10, 6 → 2, 3 → 1).
+    """
     n = int(np.floor(STUDY_TEST_FRACTION * n_patients + 0.5))
     return max(1, min(n, n_patients - 2))
 
@@ -236,7 +243,9 @@ def exclusion_notice(path) -> str | None:
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     if table.empty:
         return None
-    lines = [f"dosepaint: {len(table)} patient(s) left out of every cohort result that needs them "
-             f"(listed in {path} and the report):"]
+    lines = [
+        f"dosepaint: {len(table)} patient(s) left out of every cohort result that needs them "
+        f"(listed in {path} and the report):"
+    ]
     lines += [f"  {r.patient_id} ({r.stage}): {r.file or '-'}: {r.problem}" for r in table.itertuples()]
     return "\n".join(lines)

@@ -13,9 +13,9 @@ import numpy as np
 from .microstructure import cell_density, two_compartment_signal
 
 # Flags of the ADC fit (bit field).
-FLAG_NONPOSITIVE = 1   # a signal used by the fit is ≤ 0 or not finite
-FLAG_TOO_FEW_B = 2     # fewer than ``min_points`` usable b-values
-FLAG_ADC_RANGE = 4     # ADC outside [adc_min, adc_max] (non-physical)
+FLAG_NONPOSITIVE = 1  # a signal used by the fit is ≤ 0 or not finite
+FLAG_TOO_FEW_B = 2  # fewer than ``min_points`` usable b-values
+FLAG_ADC_RANGE = 4  # ADC outside [adc_min, adc_max] (non-physical)
 
 
 @dataclass
@@ -44,8 +44,16 @@ class AdcFit:
         return self.flags == 0
 
 
-def fit_adc(signals, bvalues, *, b_min: float = 100.0, min_points: int = 2, adc_min: float = 0.0,
-            adc_max: float = 3.5e-3, weighting: str = "signal") -> AdcFit:
+def fit_adc(
+    signals,
+    bvalues,
+    *,
+    b_min: float = 100.0,
+    min_points: int = 2,
+    adc_min: float = 0.0,
+    adc_max: float = 3.5e-3,
+    weighting: str = "signal",
+) -> AdcFit:
     """Weighted log-linear fit of S(b) = S0·exp(−b·ADC) over b ≥ ``b_min``.
 
     With ``weighting="signal"`` (default) the weights are S² (the inverse variance of ln S for
@@ -104,8 +112,9 @@ def fit_adc(signals, bvalues, *, b_min: float = 100.0, min_points: int = 2, adc_
     bad = flags != 0
     adc = np.where(bad, np.nan, adc)
     s0 = np.where(bad, np.nan, np.exp(intercept))
-    return AdcFit(adc.reshape(shape), s0.reshape(shape), np.where(bad, np.nan, rms).reshape(shape),
-                  flags.reshape(shape))
+    return AdcFit(
+        adc.reshape(shape), s0.reshape(shape), np.where(bad, np.nan, rms).reshape(shape), flags.reshape(shape)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,20 +162,35 @@ class Library:
 
     def arrays(self) -> dict:
         """Flat dict of arrays (for ``numpy.savez``)."""
-        return {"bvalues": self.bvalues, "delta": np.array(self.delta), "Delta": np.array(self.Delta),
-                "signals": self.signals, "adc": self.adc, "b_min": np.array(self.b_min),
-                "weighting": np.array(self.weighting), **{f"param_{k}": v for k, v in self.params.items()}}
+        return {
+            "bvalues": self.bvalues,
+            "delta": np.array(self.delta),
+            "Delta": np.array(self.Delta),
+            "signals": self.signals,
+            "adc": self.adc,
+            "b_min": np.array(self.b_min),
+            "weighting": np.array(self.weighting),
+            **{f"param_{k}": v for k, v in self.params.items()},
+        }
 
     @classmethod
-    def from_arrays(cls, d) -> "Library":
-        params = {k[len("param_"):]: np.asarray(d[k]) for k in d if k.startswith("param_")}
-        return cls(np.asarray(d["bvalues"]), float(d["delta"]), float(d["Delta"]), params,
-                   np.asarray(d["signals"]), np.asarray(d["adc"]), float(d["b_min"]),
-                   str(d["weighting"]) if "weighting" in d else "signal")
+    def from_arrays(cls, d) -> Library:
+        params = {k[len("param_") :]: np.asarray(d[k]) for k in d if k.startswith("param_")}
+        return cls(
+            np.asarray(d["bvalues"]),
+            float(d["delta"]),
+            float(d["Delta"]),
+            params,
+            np.asarray(d["signals"]),
+            np.asarray(d["adc"]),
+            float(d["b_min"]),
+            str(d["weighting"]) if "weighting" in d else "signal",
+        )
 
 
-def build_library(bvalues, *, delta: float, Delta: float, b_min: float = 100.0, grid: dict | None = None,
-                  weighting: str = "signal") -> Library:
+def build_library(
+    bvalues, *, delta: float, Delta: float, b_min: float = 100.0, grid: dict | None = None, weighting: str = "signal"
+) -> Library:
     """Two-compartment signals (restricted spheres + hindered extracellular space) over a grid.
 
     Parameters
@@ -182,10 +206,10 @@ def build_library(bvalues, *, delta: float, Delta: float, b_min: float = 100.0, 
         Of the entries' ADC fit (:func:`fit_adc`); the measurements must use the same.
     """
     g = {**DEFAULT_GRID, **(grid or {})}
-    r = np.geomspace(*g["radius_um"][:2], int(g["radius_um"][2])) * 1e-3
-    vf = np.linspace(*g["vf"][:2], int(g["vf"][2]))
-    d_in = np.linspace(*g["d_in"][:2], int(g["d_in"][2]))
-    d_free = np.linspace(*g["d_free"][:2], int(g["d_free"][2]))
+    r = np.geomspace(g["radius_um"][0], g["radius_um"][1], int(g["radius_um"][2])) * 1e-3
+    vf = np.linspace(g["vf"][0], g["vf"][1], int(g["vf"][2]))
+    d_in = np.linspace(g["d_in"][0], g["d_in"][1], int(g["d_in"][2]))
+    d_free = np.linspace(g["d_free"][0], g["d_free"][1], int(g["d_free"][2]))
     R, V, DI, DF = (a.ravel() for a in np.meshgrid(r, vf, d_in, d_free, indexing="ij"))
     b = np.asarray(bvalues, float)
     sig = two_compartment_signal(b, radius=R, vf=V, d_in=DI, d_free=DF, delta=delta, Delta=Delta)
@@ -203,12 +227,12 @@ def build_library(bvalues, *, delta: float, Delta: float, b_min: float = 100.0, 
 class Match:
     """Per-voxel matched microstructure (spatial shape of the input; NaN where not matched)."""
 
-    radius: np.ndarray        # mm
+    radius: np.ndarray  # mm
     vf: np.ndarray
-    d_in: np.ndarray          # mm²/s
-    d_free: np.ndarray        # mm²/s
+    d_in: np.ndarray  # mm²/s
+    d_free: np.ndarray  # mm²/s
     cell_density: np.ndarray  # cells/mm³
-    rmse: np.ndarray          # RMS(measured − matched S/S0) over b ≥ b_min
+    rmse: np.ndarray  # RMS(measured − matched S/S0) over b ≥ b_min
 
 
 class AdcLookup:
@@ -256,8 +280,9 @@ class AdcLookup:
         if signals_norm is not None:
             sn = np.asarray(signals_norm, float).reshape(vals.shape[1] - nf, -1).T
             rmse = np.sqrt(np.mean((sn - vals[:, nf:]) ** 2, axis=1))
-        return Match(out["radius"], out["vf"], out["d_in"], out["d_free"], np.exp(out["log_cell_density"]),
-                     rmse.reshape(shape))
+        return Match(
+            out["radius"], out["vf"], out["d_in"], out["d_free"], np.exp(out["log_cell_density"]), rmse.reshape(shape)
+        )
 
 
 def match_signals(signals_norm, library: Library, *, k: int = 16) -> Match:
@@ -307,6 +332,7 @@ FLAG_OUT_OF_LIBRARY = 8  # ADC outside the range the library can explain
 
 def protocol_key(bvalues, *, delta_ms: float, Delta_ms: float) -> str:
     """Readable, invertible key of an acquisition protocol: ``b0-100-1000_d20_D40``."""
+
     def num(v):
         return f"{float(v):g}".replace(".", "p")
 

@@ -39,8 +39,15 @@ def oar_boxplots(metrics: pd.DataFrame, *, limits: dict, plans=("uniform", "de",
             box.set(facecolor=PLAN_COLOURS.get(plan, "grey"), alpha=0.45)
         ax.plot([], [], "s", color=PLAN_COLOURS.get(plan, "grey"), alpha=0.6, label=PLAN_LABELS.get(plan, plan))
     for i, o in enumerate(oars):
-        ax.hlines(limits[o], i - 0.45, i + 0.45, colors="k", linestyles="--", linewidth=1.2,
-                  label="limit" if i == 0 else None)
+        ax.hlines(
+            limits[o],
+            i - 0.45,
+            i + 0.45,
+            colors="k",
+            linestyles="--",
+            linewidth=1.2,
+            label="limit" if i == 0 else "_nolegend_",
+        )
     ax.set_xticks(np.arange(len(oars)), oars)
     top = max([float(limits[o]) for o in oars] + [float(np.nanmax(metrics[[f"{o}_D2" for o in oars]].to_numpy()))])
     ax.set_ylim(0, 1.25 * top)  # room for the legend above the limits
@@ -86,7 +93,10 @@ def _crop(mask2d: np.ndarray, margin: int = 8) -> tuple[slice, slice]:
     r, c = np.nonzero(mask2d)
     if r.size == 0:
         return slice(None), slice(None)
-    return (slice(max(r.min() - margin, 0), r.max() + margin + 1), slice(max(c.min() - margin, 0), c.max() + margin + 1))
+    return (
+        slice(max(r.min() - margin, 0), r.max() + margin + 1),
+        slice(max(c.min() - margin, 0), c.max() + margin + 1),
+    )
 
 
 def _map_panel(fig, ax, img, *, title: str, cmap: str, vmin: float, vmax: float, extent, outlines) -> None:
@@ -102,22 +112,35 @@ def _map_panel(fig, ax, img, *, title: str, cmap: str, vmin: float, vmax: float,
 
 def representative_slices(*, dose_uniform, dose_de, letd_de, cells, gtv, ctv_hd, spacing, patient: str) -> plt.Figure:
     """Fig. 1c: axial slice through the GTV centroid: uniform dose, DE dose (Gy(RBE)), DE LETd (keV/µm)
-    and cells per voxel, with the GTV and CTV_HD outlines. Arrays (z, y, x) on the dose grid."""
+    and cells per voxel, with the GTV and CTV_HD outlines. Arrays (z, y, x) on the dose grid.
+    """
     z = int(round(np.mean(np.nonzero(gtv)[0])))
     sl = _crop(ctv_hd[z])
     sx, sy, _ = spacing
     g, h = gtv[z][sl], ctv_hd[z][sl]
     # (array, title, colour map, fixed colour limits or None for the 2nd–98th percentile, targets only)
-    panels = [(dose_uniform, "uniform dose (Gy(RBE))", "jet", (60, 80), False),
-              (dose_de, "DE dose (Gy(RBE))", "jet", (60, 80), False),
-              (letd_de, "DE LETd (keV/µm)", "viridis", None, True), (cells, "cells per voxel", "magma", None, True)]
+    panels = [
+        (dose_uniform, "uniform dose (Gy(RBE))", "jet", (60, 80), False),
+        (dose_de, "DE dose (Gy(RBE))", "jet", (60, 80), False),
+        (letd_de, "DE LETd (keV/µm)", "viridis", None, True),
+        (cells, "cells per voxel", "magma", None, True),
+    ]
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
     for ax, (arr, title, cmap, lim, targets_only) in zip(axes, panels):
         img = np.asarray(arr, float)[z][sl]
         shown = np.where(h | g, img, np.nan) if targets_only else img
         vmin, vmax = lim if lim else (np.nanpercentile(shown, 2), np.nanpercentile(shown, 98))
-        _map_panel(fig, ax, shown, title=title, cmap=cmap, vmin=vmin, vmax=vmax, extent=_extent(sy, sx, img.shape),
-                   outlines=((g, 1.0, "solid"), (h, 0.8, "--")))
+        _map_panel(
+            fig,
+            ax,
+            shown,
+            title=title,
+            cmap=cmap,
+            vmin=vmin,
+            vmax=vmax,
+            extent=_extent(sy, sx, img.shape),
+            outlines=((g, 1.0, "solid"), (h, 0.8, "--")),
+        )
     fig.suptitle(f"{patient}, axial slice {z} (GTV solid, CTV_HD dashed)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -128,8 +151,7 @@ def tcp_per_patient(tcp: pd.DataFrame, *, plans=("uniform", "de")) -> plt.Figure
 
     ``tcp``: columns patient_id, plan, cell_count, tcp (0–1).
     """
-    order = (tcp[(tcp["plan"] == plans[0]) & (tcp["cell_count"] == "nominal")].sort_values("tcp")["patient_id"]
-             .tolist())
+    order = tcp[(tcp["plan"] == plans[0]) & (tcp["cell_count"] == "nominal")].sort_values("tcp")["patient_id"].tolist()
     fig, ax = plt.subplots(figsize=(1.5 + 0.55 * len(order), 3.8))
     for k, plan in enumerate(plans):
         sub = tcp[tcp["plan"] == plan]
@@ -140,9 +162,15 @@ def tcp_per_patient(tcp: pd.DataFrame, *, plans=("uniform", "de")) -> plt.Figure
             ax.vlines(xs, 100 * w["worst"], 100 * w["best"], color=PLAN_COLOURS.get(plan, "grey"), lw=1.2)
         for scen, mk in SCENARIO_MARKERS.items():
             if scen in w:
-                ax.plot(xs, 100 * w[scen], mk, color=PLAN_COLOURS.get(plan, "grey"), ms=5 if scen == "nominal" else 4,
-                        mfc="white" if scen != "nominal" else None,
-                        label=f"{PLAN_LABELS.get(plan, plan)} {scen}")
+                ax.plot(
+                    xs,
+                    100 * w[scen],
+                    mk,
+                    color=PLAN_COLOURS.get(plan, "grey"),
+                    ms=5 if scen == "nominal" else 4,
+                    mfc="white" if scen != "nominal" else None,
+                    label=f"{PLAN_LABELS.get(plan, plan)} {scen}",
+                )
     ax.set_xticks(np.arange(len(order)), [p for p in order], rotation=60, fontsize=8)
     ax.set_ylabel("TCP (%)")
     ax.set_ylim(0, 100)
@@ -154,7 +182,8 @@ def tcp_per_patient(tcp: pd.DataFrame, *, plans=("uniform", "de")) -> plt.Figure
 
 def tertile_bars(tertiles: pd.DataFrame, *, value: str = "delta_tcp_subvolume_pp") -> plt.Figure:
     """Fig. 2b: ΔTCP (pp) against the uniform plan in the low / medium / high cell-count tertile, DR vs
-    DE: mean ± SD over patients, patients as dots."""
+    DE: mean ± SD over patients, patients as dots.
+    """
     labels = ["low", "medium", "high"]
     fig, ax = plt.subplots(figsize=(4.6, 3.6))
     for k, plan in enumerate(["dr", "de"]):
@@ -164,9 +193,16 @@ def tertile_bars(tertiles: pd.DataFrame, *, value: str = "delta_tcp_subvolume_pp
             v = sub.loc[sub["tertile"] == lab, value].to_numpy(float)
             if v.size == 0:
                 continue
-            ax.bar(i + off, v.mean(), width=0.34, color=PLAN_COLOURS[plan], alpha=0.55,
-                   yerr=v.std(ddof=1) if v.size > 1 else None, capsize=3,
-                   label=PLAN_LABELS[plan] if i == 0 else None)
+            ax.bar(
+                i + off,
+                v.mean(),
+                width=0.34,
+                color=PLAN_COLOURS[plan],
+                alpha=0.55,
+                yerr=v.std(ddof=1) if v.size > 1 else None,
+                capsize=3,
+                label=PLAN_LABELS[plan] if i == 0 else None,
+            )
             ax.plot(np.full(v.size, i + off), v, ".", color=PLAN_COLOURS[plan], ms=4)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(range(3), [f"{lab} count" for lab in labels])
@@ -177,8 +213,19 @@ def tertile_bars(tertiles: pd.DataFrame, *, value: str = "delta_tcp_subvolume_pp
     return fig
 
 
-def scenario_maps(*, dose, cells, weights: dict, alpha: float, beta: float, n_fractions: int, gtv,
-                  spacing, patient: str, plan: str = "DE") -> plt.Figure:
+def scenario_maps(
+    *,
+    dose,
+    cells,
+    weights: dict,
+    alpha: float,
+    beta: float,
+    n_fractions: int,
+    gtv,
+    spacing,
+    patient: str,
+    plan: str = "DE",
+) -> plt.Figure:
     """Fig. 3: sagittal maps through the GTV centroid of the dose (Gy(RBE)), the clonogens per voxel and
     the voxel's share of the TCP, one row per cell-count scenario.
 
@@ -204,13 +251,25 @@ def scenario_maps(*, dose, cells, weights: dict, alpha: float, beta: float, n_fr
     s_hi = max(np.nanpercentile(s, 98) for _, s in maps.values())
     fig, axes = plt.subplots(len(weights), 3, figsize=(11, 3.2 * len(weights)), squeeze=False)
     for r, (scen, (n, surv)) in enumerate(maps.items()):
-        for c, (img, title, cmap, lim) in enumerate(((d, "dose (Gy(RBE))", "jet", (60, 80)),
-                                                    (n, "clonogens per voxel", "magma", (0, n_max)),
-                                                    (surv, "log10(−ln voxel TCP)", "viridis", (s_lo, s_hi)))):
-            _map_panel(fig, axes[r, c], img, title=f"{scen}: {title}", cmap=cmap, vmin=lim[0], vmax=lim[1],
-                       extent=ext, outlines=((g, 0.8, "solid"),))
-    fig.suptitle(f"{patient}, {plan} plan, sagittal slice {x}: nominal, best- and worst-case cell counts",
-                 fontsize=10)
+        for c, (img, title, cmap, lim) in enumerate(
+            (
+                (d, "dose (Gy(RBE))", "jet", (60, 80)),
+                (n, "clonogens per voxel", "magma", (0, n_max)),
+                (surv, "log10(−ln voxel TCP)", "viridis", (s_lo, s_hi)),
+            )
+        ):
+            _map_panel(
+                fig,
+                axes[r, c],
+                img,
+                title=f"{scen}: {title}",
+                cmap=cmap,
+                vmin=lim[0],
+                vmax=lim[1],
+                extent=ext,
+                outlines=((g, 0.8, "solid"),),
+            )
+    fig.suptitle(f"{patient}, {plan} plan, sagittal slice {x}: nominal, best- and worst-case cell counts", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -222,10 +281,16 @@ def kaplan_meier_plot(km: pd.DataFrame, *, logrank: dict, threshold: float, popu
     for g, sub in km.groupby("group"):
         n = int(sub["at_risk"].iloc[0])
         c = colours.get(g, None)
-        ax.step(sub["time"], 100 * sub["survival"], where="post", color=c,
-                label=f"TCP {'≥' if g == 'high' else '<'} {100 * threshold:.1f} % (n = {n})")
-        ax.fill_between(sub["time"], 100 * sub["ci_lower"], 100 * sub["ci_upper"], step="post", color=c, alpha=0.15,
-                        lw=0)
+        ax.step(
+            sub["time"],
+            100 * sub["survival"],
+            where="post",
+            color=c,
+            label=f"TCP {'≥' if g == 'high' else '<'} {100 * threshold:.1f} % (n = {n})",
+        )
+        ax.fill_between(
+            sub["time"], 100 * sub["ci_lower"], 100 * sub["ci_upper"], step="post", color=c, alpha=0.15, lw=0
+        )
     ax.set_ylim(0, 102)
     ax.set_xlabel("time (months)")
     ax.set_ylabel("local control (%)")
@@ -243,8 +308,9 @@ def calibration_plot(tables: dict, *, n_bins: int = 4) -> plt.Figure:
     """
     from statsmodels.stats.proportion import proportion_confint
 
-    fig, axes = plt.subplots(1, 2 if any("tcp_true" in t for t in tables.values()) else 1, figsize=(9, 4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if any("tcp_true" in t for t in tables.values()) else 1, figsize=(9, 4), squeeze=False
+    )
     ax = axes[0, 0]
     ax.plot([0, 100], [0, 100], "k:", lw=1)
     markers = {"train": "o", "test": "s"}
@@ -260,9 +326,15 @@ def calibration_plot(tables: dict, *, n_bins: int = 4) -> plt.Figure:
                 continue
             lo, hi = proportion_confint(y[sel].sum(), sel.sum(), method="wilson")
             obs = y[sel].mean()
-            ax.errorbar(100 * p[sel].mean(), 100 * obs, yerr=[[100 * (obs - lo)], [100 * (hi - obs)]],
-                        fmt=markers.get(split, "o"), color="#d7301f" if split == "test" else "#4d4d4d", capsize=3,
-                        label=f"{split} (n = {p.size})" if b == 0 else None)
+            ax.errorbar(
+                100 * p[sel].mean(),
+                100 * obs,
+                yerr=[[100 * (obs - lo)], [100 * (hi - obs)]],
+                fmt=markers.get(split, "o"),
+                color="#d7301f" if split == "test" else "#4d4d4d",
+                capsize=3,
+                label=f"{split} (n = {p.size})" if b == 0 else None,
+            )
     ax.set_xlabel("predicted TCP (%)")
     ax.set_ylabel("observed local control (%)")
     ax.set_xlim(0, 100)
@@ -274,8 +346,14 @@ def calibration_plot(tables: dict, *, n_bins: int = 4) -> plt.Figure:
         ax.plot([0, 100], [0, 100], "k:", lw=1)
         for split, t in tables.items():
             if "tcp_true" in t:
-                ax.plot(100 * t["tcp_true"], 100 * t["tcp_predicted"], markers.get(split, "o"),
-                        color="#d7301f" if split == "test" else "#4d4d4d", mfc="none", label=split)
+                ax.plot(
+                    100 * t["tcp_true"],
+                    100 * t["tcp_predicted"],
+                    markers.get(split, "o"),
+                    color="#d7301f" if split == "test" else "#4d4d4d",
+                    mfc="none",
+                    label=split,
+                )
         ax.set_xlabel("true TCP of the generator (%)")
         ax.set_ylabel("predicted TCP (%)")
         ax.set_xlim(0, 100)
@@ -286,30 +364,50 @@ def calibration_plot(tables: dict, *, n_bins: int = 4) -> plt.Figure:
     return fig
 
 
-SWEEP_LABELS = {"de_mean_fraction": "DE GTV mean dose (× D_P)", "alpha_beta": "α/β (Gy)",
-                "sigma_scale": "σ of the cell-count weights (× training σ)"}
+SWEEP_LABELS = {
+    "de_mean_fraction": "DE GTV mean dose (× D_P)",
+    "alpha_beta": "α/β (Gy)",
+    "sigma_scale": "σ of the cell-count weights (× training σ)",
+}
 
 
 def sweep_gain(summary: pd.DataFrame, *, columns, default: dict) -> plt.Figure:
     """Sweep figure: mean ± SD TCP gain (pp) of the TCP-optimal DE over uniform against each swept column
     (one panel per column that varies, the others at ``default``), with the band of the best- and
-    worst-case cell-count gains."""
+    worst-case cell-count gains.
+    """
     varied = [c for c in columns if summary[c].nunique() > 1]
     fig, axes = plt.subplots(1, max(len(varied), 1), figsize=(4.2 * max(len(varied), 1), 3.4), squeeze=False)
     for ax, col in zip(axes[0], varied):
         others = [c for c in columns if c != col]
         sel = np.all([np.isclose(summary[c], default[c]) for c in others], axis=0)
         s = summary[sel].sort_values(col)
-        ax.errorbar(s[col], s["gain_mean_pp"], yerr=s["gain_sd_pp"], fmt="o-", color="#d7301f", capsize=3,
-                    label="nominal counts")
-        ax.fill_between(s[col], s["gain_worst_mean_pp"], s["gain_best_mean_pp"], color="#d7301f", alpha=0.15,
-                        label="best–worst counts (mean)")
+        ax.errorbar(
+            s[col],
+            s["gain_mean_pp"],
+            yerr=s["gain_sd_pp"],
+            fmt="o-",
+            color="#d7301f",
+            capsize=3,
+            label="nominal counts",
+        )
+        ax.fill_between(
+            s[col],
+            s["gain_worst_mean_pp"],
+            s["gain_best_mean_pp"],
+            color="#d7301f",
+            alpha=0.15,
+            label="best–worst counts (mean)",
+        )
         ax.set_xlabel(SWEEP_LABELS.get(col, col))
         ax.set_ylabel("ΔTCP ideal DE − uniform (pp)")
         ax.axhline(0, color="k", lw=0.6)
     axes[0][0].legend(frameon=False, fontsize=8)
-    fig.suptitle(f"TCP gain of TCP-optimal DE over the delivered uniform plan, {int(summary['n_patients'].max())} "
-                 "held-out patients (other parameters at their defaults)", fontsize=9)
+    fig.suptitle(
+        f"TCP gain of TCP-optimal DE over the delivered uniform plan, {int(summary['n_patients'].max())} "
+        "held-out patients (other parameters at their defaults)",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 

@@ -40,9 +40,9 @@ class Grid:
         (column, row, slice) index axes in LPS.
     """
 
-    shape: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    origin: tuple[float, float, float]
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
     direction: tuple[float, ...] = (1, 0, 0, 0, 1, 0, 0, 0, 1)
 
     @property
@@ -54,14 +54,17 @@ class Grid:
         """Voxel volume in mm³."""
         return float(np.prod(self.spacing))
 
-    def same_as(self, other: "Grid", *, atol_mm: float = 1e-3) -> bool:
+    def same_as(self, other: Grid, *, atol_mm: float = 1e-3) -> bool:
         """Same shape, spacing, direction and origin (within ``atol_mm``): voxels coincide."""
-        return (tuple(self.shape) == tuple(other.shape) and np.allclose(self.origin, other.origin, atol=atol_mm)
-                and np.allclose(self.spacing, other.spacing, atol=1e-6)
-                and np.allclose(self.direction, other.direction))
+        return (
+            tuple(self.shape) == tuple(other.shape)
+            and np.allclose(self.origin, other.origin, atol=atol_mm)
+            and np.allclose(self.spacing, other.spacing, atol=1e-6)
+            and np.allclose(self.direction, other.direction)
+        )
 
     @classmethod
-    def from_image(cls, image: sitk.Image) -> "Grid":
+    def from_image(cls, image: sitk.Image) -> Grid:
         size = image.GetSize()
         return cls(
             shape=(size[2], size[1], size[0]),
@@ -71,14 +74,18 @@ class Grid:
         )
 
     @classmethod
-    def from_orientation(cls, *, shape, spacing, origin, iop) -> "Grid":
+    def from_orientation(cls, *, shape, spacing, origin, iop) -> Grid:
         """Grid from a DICOM ImageOrientationPatient (slice axis = row × column)."""
         row = np.asarray(iop[:3], float)
         col = np.asarray(iop[3:], float)
         normal = np.cross(row, col)
         mat = np.column_stack([row, col, normal])
-        return cls(tuple(int(s) for s in shape), tuple(float(s) for s in spacing),
-                   tuple(float(o) for o in origin), tuple(float(v) for v in mat.ravel()))
+        return cls(
+            tuple(int(s) for s in shape),
+            tuple(float(s) for s in spacing),
+            tuple(float(o) for o in origin),
+            tuple(float(v) for v in mat.ravel()),
+        )
 
     def image(self, array: np.ndarray | None = None, dtype=np.float32) -> sitk.Image:
         """A SimpleITK image on this grid (zeros if ``array`` is None)."""
@@ -107,8 +114,9 @@ class Grid:
         return (ijk * np.asarray(self.spacing)) @ self.matrix.T + np.asarray(self.origin)
 
 
-def grid_covering(points_lps: np.ndarray, *, spacing: float, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1),
-                  margin_mm: float = 0.0) -> Grid:
+def grid_covering(
+    points_lps: np.ndarray, *, spacing: float, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1), margin_mm: float = 0.0
+) -> Grid:
     """Smallest grid of isotropic ``spacing`` (mm) with ``direction`` covering the points.
 
     Parameters
@@ -128,12 +136,22 @@ def grid_covering(points_lps: np.ndarray, *, spacing: float, direction=(1, 0, 0,
     hi = local.max(axis=0) + margin_mm
     n = np.maximum(np.ceil((hi - lo) / spacing).astype(int) + 1, 1)
     origin = mat @ lo
-    return Grid((int(n[2]), int(n[1]), int(n[0])), (float(spacing),) * 3, tuple(float(v) for v in origin),
-                tuple(float(v) for v in mat.ravel()))
+    return Grid(
+        (int(n[2]), int(n[1]), int(n[0])),
+        (float(spacing),) * 3,
+        tuple(float(v) for v in origin),
+        tuple(float(v) for v in mat.ravel()),
+    )
 
 
-def resample(image: sitk.Image, reference: sitk.Image | Grid, *, transform: sitk.Transform | None = None,
-             interpolator: str = "linear", default: float = 0.0) -> sitk.Image:
+def resample(
+    image: sitk.Image,
+    reference: sitk.Image | Grid,
+    *,
+    transform: sitk.Transform | None = None,
+    interpolator: str = "linear",
+    default: float = 0.0,
+) -> sitk.Image:
     """Resample ``image`` onto ``reference``.
 
     ``transform`` maps reference (fixed) points to ``image`` (moving) points,
@@ -142,14 +160,13 @@ def resample(image: sitk.Image, reference: sitk.Image | Grid, *, transform: sitk
     """
     if isinstance(reference, Grid):
         reference = reference.image()
-    interp = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor,
-              "bspline": sitk.sitkBSpline}[interpolator]
-    return sitk.Resample(image, reference, transform or sitk.Transform(), interp, default,
-                         sitk.sitkFloat32)
+    interp = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor, "bspline": sitk.sitkBSpline}[interpolator]
+    return sitk.Resample(image, reference, transform or sitk.Transform(), interp, default, sitk.sitkFloat32)
 
 
-def resample_array(array: np.ndarray, src: Grid, dst: Grid | sitk.Image, *,
-                   transform: sitk.Transform | None = None) -> np.ndarray:
+def resample_array(
+    array: np.ndarray, src: Grid, dst: Grid | sitk.Image, *, transform: sitk.Transform | None = None
+) -> np.ndarray:
     """:func:`resample` for an array (z, y, x) on ``src``; returns a float32 array on ``dst``."""
     img = resample(src.image(np.asarray(array, np.float32)), dst, transform=transform)
     return sitk.GetArrayFromImage(img)

@@ -10,8 +10,13 @@ from __future__ import annotations
 # Modality -> ingest outputs that exist only when that modality is ingested.
 _INGEST_BY_MODALITY = {
     "T2W": {"t2w": "t2w.nii.gz", "t2w_to_ct": "t2w_to_ct.tfm"},
-    "DWI": {"dwi": "dwi.nii.gz", "dwi_json": "dwi.json", "dwi_to_t2w": "dwi_to_t2w.tfm",
-            "dwi_dose": "dwi_dose.nii.gz", "dwi_b0_ct": "dwi_b0_ct.nii.gz"},
+    "DWI": {
+        "dwi": "dwi.nii.gz",
+        "dwi_json": "dwi.json",
+        "dwi_to_t2w": "dwi_to_t2w.tfm",
+        "dwi_dose": "dwi_dose.nii.gz",
+        "dwi_b0_ct": "dwi_b0_ct.nii.gz",
+    },
     "PT": {"pet": "pet.nii.gz", "pet_ct": "pet_ct.nii.gz", "pet_dose": "pet_dose.nii.gz", "pet_json": "pet.json"},
     "RTDOSE": {"rtdose": "rtdose.nii.gz"},
 }
@@ -37,18 +42,29 @@ def all_ingest_outputs() -> dict[str, str]:
 
 
 DWI_OUTPUTS = {
-    "adc": "adc.nii.gz", "s0": "s0.nii.gz", "flags": "flags.nii.gz", "cell_radius": "cell_radius.nii.gz",
-    "vf": "vf.nii.gz", "cell_density": "cell_density.nii.gz", "rmse": "rmse.nii.gz",
-    "cell_density_dose": "cell_density_dose.nii.gz", "rmse_dose": "rmse_dose.nii.gz",
-    "clonogens": "clonogens.nii.gz", "qc": "qc.tsv",
+    "adc": "adc.nii.gz",
+    "s0": "s0.nii.gz",
+    "flags": "flags.nii.gz",
+    "cell_radius": "cell_radius.nii.gz",
+    "vf": "vf.nii.gz",
+    "cell_density": "cell_density.nii.gz",
+    "rmse": "rmse.nii.gz",
+    "cell_density_dose": "cell_density_dose.nii.gz",
+    "rmse_dose": "rmse_dose.nii.gz",
+    "clonogens": "clonogens.nii.gz",
+    "qc": "qc.tsv",
 }
 """Outputs of the DWI stage, relative to ``patients/{pid}/dwi``."""
 
 
 PET_OUTPUTS = {
-    "suv": "suv.nii.gz", "suv_dose": "suv_dose.nii.gz", "metrics": "metrics.tsv", "btv_dose": "btv_dose.nii.gz",
+    "suv": "suv.nii.gz",
+    "suv_dose": "suv_dose.nii.gz",
+    "metrics": "metrics.tsv",
+    "btv_dose": "btv_dose.nii.gz",
     "prescription_contours": "prescription_contours.nii.gz",
-    "prescription_numbers": "prescription_numbers.nii.gz", "qc": "qc.json",
+    "prescription_numbers": "prescription_numbers.nii.gz",
+    "qc": "qc.json",
 }
 """File outputs of the PET stage, relative to ``patients/{pid}/pet``; plus the folder ``masks/``."""
 
@@ -57,19 +73,29 @@ PLAN_NAMES = ("uniform", "de", "dr")
 PLAN_OUTPUTS = {"metrics": "metrics.tsv", "qc": "qc.json"} | {
     f"{plan}_{kind}": f"{plan}/{name}"
     for plan in PLAN_NAMES
-    for kind, name in (("dose", "dose.nii.gz"), ("letd", "letd.nii.gz"), ("rtdose", "rtdose.dcm"), ("dvh", "dvh.tsv"),
-                       ("weights", "weights.npz"))
+    for kind, name in (
+        ("dose", "dose.nii.gz"),
+        ("letd", "letd.nii.gz"),
+        ("rtdose", "rtdose.dcm"),
+        ("dvh", "dvh.tsv"),
+        ("weights", "weights.npz"),
+    )
 }
 """Outputs of the plan stage, relative to ``patients/{pid}/plans``; the cached dose influence is
 ``plans/influence.npz``."""
 
 
-ROBUSTNESS_OUTPUTS = {
-    "scenario_metrics": "scenario_metrics.tsv", "dvh_bands": "dvh_bands.tsv",
-    "cell_count_tcp": "cell_count_tcp.tsv", "voxels": "voxels.npz", "qc": "qc.json",
-} | {f"{plan}_worst_dose": f"{plan}_worst_dose.nii.gz" for plan in PLAN_NAMES} | {
-    f"{plan}_{kind}": f"{plan}_{kind}.nii.gz" for plan in ("de", "dr") for kind in ("dtcp", "dlntcp")
-}
+ROBUSTNESS_OUTPUTS = (
+    {
+        "scenario_metrics": "scenario_metrics.tsv",
+        "dvh_bands": "dvh_bands.tsv",
+        "cell_count_tcp": "cell_count_tcp.tsv",
+        "voxels": "voxels.npz",
+        "qc": "qc.json",
+    }
+    | {f"{plan}_worst_dose": f"{plan}_worst_dose.nii.gz" for plan in PLAN_NAMES}
+    | {f"{plan}_{kind}": f"{plan}_{kind}.nii.gz" for plan in ("de", "dr") for kind in ("dtcp", "dlntcp")}
+)
 """Outputs of the robustness stage, relative to ``patients/{pid}/robustness``; scenario doses are
 ``robustness/scenarios/{scenario}.npz`` (recalculated or nominal) and
 ``robustness/shifted/{scenario}.npz`` (rigid-shift approximation)."""

@@ -31,6 +31,7 @@ def sphere_roots(n_roots: int = 20) -> np.ndarray:
     function j_1 (the Neumann boundary condition on a sphere).  Values:
     2.0816, 5.9404, 9.2058, 12.4044, …
     """
+
     def f(mu):
         return spherical_jn(1, mu, derivative=True)
 
@@ -45,8 +46,7 @@ def sphere_roots(n_roots: int = 20) -> np.ndarray:
     return np.asarray(roots)
 
 
-def sphere_signal(bvalues, radius, diffusivity, *, delta: float, Delta: float,
-                  n_roots: int = 20) -> np.ndarray:
+def sphere_signal(bvalues, radius, diffusivity, *, delta: float, Delta: float, n_roots: int = 20) -> np.ndarray:
     """Normalised PGSE signal E = S/S0 inside an impermeable sphere (GPA).
 
     Parameters
@@ -77,8 +77,13 @@ def sphere_signal(bvalues, radius, diffusivity, *, delta: float, Delta: float,
     mu = sphere_roots(n_roots)
     a2 = (mu[None, :] / R.reshape(-1, 1)) ** 2  # α_m², (n, m)
     a2d = a2 * D.reshape(-1, 1)
-    num = (2.0 + np.exp(-a2d * (Delta - delta)) - 2.0 * np.exp(-a2d * delta)
-           - 2.0 * np.exp(-a2d * Delta) + np.exp(-a2d * (Delta + delta)))
+    num = (
+        2.0
+        + np.exp(-a2d * (Delta - delta))
+        - 2.0 * np.exp(-a2d * delta)
+        - 2.0 * np.exp(-a2d * Delta)
+        + np.exp(-a2d * (Delta + delta))
+    )
     series = (1.0 / (a2 * (a2 * R.reshape(-1, 1) ** 2 - 2.0))) * (2.0 * delta / a2d - num / a2d**2)
     s = series.sum(axis=1)  # (n,)
     log_e = -2.0 * s[:, None] * g2[None, :]

@@ -29,8 +29,13 @@ class SuvError(ValueError):
         self.attribute = attribute
 
 
-def uptake_interval_s(*, series_date: str | None, series_time: str | None, start_datetime: str | None = None,
-                      start_time: str | None = None) -> tuple[float, str]:
+def uptake_interval_s(
+    *,
+    series_date: str | None,
+    series_time: str | None,
+    start_datetime: str | None = None,
+    start_time: str | None = None,
+) -> tuple[float, str]:
     """Seconds from injection to series start, and where the injection time came from.
 
     The rule (SCIENCE.md §4): RadiopharmaceuticalStartDateTime when present; else
@@ -73,8 +78,11 @@ def uptake_interval_s(*, series_date: str | None, series_time: str | None, start
         if -CLOCK_SLACK_S < seconds < 0.0:
             return seconds, "RadiopharmaceuticalStartDateTime (negative: injection after series start, clocks disagree)"
         if not start_time:
-            raise SuvError(f"gives an uptake interval of {seconds / 3600:.1f} h (outside 0-24 h) and "
-                           "RadiopharmaceuticalStartTime is absent", attribute="RadiopharmaceuticalStartDateTime")
+            raise SuvError(
+                f"gives an uptake interval of {seconds / 3600:.1f} h (outside 0-24 h) and "
+                "RadiopharmaceuticalStartTime is absent",
+                attribute="RadiopharmaceuticalStartDateTime",
+            )
         note = f" (StartDateTime gave {seconds / 3600:.1f} h: dates inconsistent)"
     elif start_datetime and not start_time:
         start_time = dt.datetime.fromisoformat(start_datetime).time().isoformat()
@@ -82,8 +90,10 @@ def uptake_interval_s(*, series_date: str | None, series_time: str | None, start
     else:
         note = "" if series_date else " (SeriesDate unusable)"
     if not start_time:
-        raise SuvError("missing: no injection time (RadiopharmaceuticalStartDateTime or "
-                       "RadiopharmaceuticalStartTime)", attribute="RadiopharmaceuticalStartTime")
+        raise SuvError(
+            "missing: no injection time (RadiopharmaceuticalStartDateTime or RadiopharmaceuticalStartTime)",
+            attribute="RadiopharmaceuticalStartTime",
+        )
     inj = dt.time.fromisoformat(start_time)
     seconds = _seconds_of_day(s_time) - _seconds_of_day(inj)
     source = "SeriesDate+RadiopharmaceuticalStartTime" + note
@@ -99,9 +109,17 @@ def _seconds_of_day(t: dt.time) -> float:
     return t.hour * 3600.0 + t.minute * 60.0 + t.second + t.microsecond / 1e6
 
 
-def suv_bw_factor(*, units: str, decay_correction: str, corrected_image, weight_kg: float | None,
-                  dose_bq: float | None, half_life_s: float | None, uptake_s: float | None,
-                  philips_suv_scale: float | None = None) -> float:
+def suv_bw_factor(
+    *,
+    units: str,
+    decay_correction: str,
+    corrected_image,
+    weight_kg: float | None,
+    dose_bq: float | None,
+    half_life_s: float | None,
+    uptake_s: float | None,
+    philips_suv_scale: float | None = None,
+) -> float:
     """Factor f with SUVbw = f · pixel value (after RescaleSlope/Intercept).
 
     - ``BQML``, DecayCorrection ``START``: f = weight[g] / (dose · 2^(−Δt/T½)).
@@ -130,15 +148,20 @@ def suv_bw_factor(*, units: str, decay_correction: str, corrected_image, weight_
     """
     missing = [c for c in REQUIRED_CORRECTIONS if c not in {str(v).upper() for v in corrected_image or ()}]
     if missing:
-        raise SuvError(f"lacks {' and '.join(missing)} (has {list(corrected_image or [])}); SUV needs an "
-                       "attenuation- and decay-corrected image", attribute="CorrectedImage")
+        raise SuvError(
+            f"lacks {' and '.join(missing)} (has {list(corrected_image or [])}); SUV needs an "
+            "attenuation- and decay-corrected image",
+            attribute="CorrectedImage",
+        )
     units = (units or "").upper()
     if units == "GML":
         return 1.0
     if units == "CNTS":
         if philips_suv_scale is None or not philips_suv_scale > 0:
-            raise SuvError("Units CNTS need Philips' private SUV scale factor, which is missing or zero",
-                           attribute="(7053,1000) SUVScaleFactor")
+            raise SuvError(
+                "Units CNTS need Philips' private SUV scale factor, which is missing or zero",
+                attribute="(7053,1000) SUVScaleFactor",
+            )
         return float(philips_suv_scale)
     if units != "BQML":
         raise SuvError(f"unsupported Units {units!r} (BQML, GML or Philips CNTS)", attribute="Units")
@@ -150,13 +173,15 @@ def suv_bw_factor(*, units: str, decay_correction: str, corrected_image, weight_
     if decay_correction == "ADMIN":
         return weight_kg * 1000.0 / dose_bq
     if decay_correction != "START":
-        raise SuvError(f"unsupported DecayCorrection {decay_correction!r} (START or ADMIN)",
-                       attribute="DecayCorrection")
+        raise SuvError(
+            f"unsupported DecayCorrection {decay_correction!r} (START or ADMIN)", attribute="DecayCorrection"
+        )
     if half_life_s is None or not half_life_s > 0:
         raise SuvError("missing or zero", attribute="RadionuclideHalfLife")
     if uptake_s is None or not math.isfinite(uptake_s):
-        raise SuvError("no uptake interval: the injection or series time is missing",
-                       attribute="RadiopharmaceuticalStartTime")
+        raise SuvError(
+            "no uptake interval: the injection or series time is missing", attribute="RadiopharmaceuticalStartTime"
+        )
     return weight_kg * 1000.0 / (dose_bq * 2.0 ** (-uptake_s / half_life_s))
 
 
@@ -167,14 +192,32 @@ def suv_factor_from_metadata(meta: dict) -> tuple[float, dict]:
     """
     uptake, source = None, None
     if meta["Units"] == "BQML" and meta["DecayCorrection"] == "START":
-        uptake, source = uptake_interval_s(series_date=meta["SeriesDate"], series_time=meta["SeriesTime"],
-                                           start_datetime=meta["RadiopharmaceuticalStartDateTime"],
-                                           start_time=meta["RadiopharmaceuticalStartTime"])
-    factor = suv_bw_factor(units=meta["Units"], decay_correction=meta["DecayCorrection"],
-                           corrected_image=meta["CorrectedImage"], weight_kg=meta["PatientWeight_kg"],
-                           dose_bq=meta["RadionuclideTotalDose_Bq"], half_life_s=meta["RadionuclideHalfLife_s"],
-                           uptake_s=uptake, philips_suv_scale=meta.get("PhilipsSUVScaleFactor"))
-    record = {k: meta.get(k) for k in ("Units", "DecayCorrection", "CorrectedImage", "PatientWeight_kg",
-                                       "RadionuclideTotalDose_Bq", "RadionuclideHalfLife_s",
-                                       "PhilipsSUVScaleFactor")}
+        uptake, source = uptake_interval_s(
+            series_date=meta["SeriesDate"],
+            series_time=meta["SeriesTime"],
+            start_datetime=meta["RadiopharmaceuticalStartDateTime"],
+            start_time=meta["RadiopharmaceuticalStartTime"],
+        )
+    factor = suv_bw_factor(
+        units=meta["Units"],
+        decay_correction=meta["DecayCorrection"],
+        corrected_image=meta["CorrectedImage"],
+        weight_kg=meta["PatientWeight_kg"],
+        dose_bq=meta["RadionuclideTotalDose_Bq"],
+        half_life_s=meta["RadionuclideHalfLife_s"],
+        uptake_s=uptake,
+        philips_suv_scale=meta.get("PhilipsSUVScaleFactor"),
+    )
+    record = {
+        k: meta.get(k)
+        for k in (
+            "Units",
+            "DecayCorrection",
+            "CorrectedImage",
+            "PatientWeight_kg",
+            "RadionuclideTotalDose_Bq",
+            "RadionuclideHalfLife_s",
+            "PhilipsSUVScaleFactor",
+        )
+    }
     return factor, {**record, "uptake_interval_s": uptake, "injection_time_source": source, "suv_factor": factor}

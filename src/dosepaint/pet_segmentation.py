@@ -49,6 +49,7 @@ def _fixed_point(values: np.ndarray, t: float, update, *, tol: float, max_iter: 
 # Thresholds
 # ---------------------------------------------------------------------------------------------
 
+
 def fixed_threshold(suv, region, *, spacing_mm=None, background=None, threshold: float = 2.5) -> np.ndarray:
     """SUV ≥ ``threshold`` (g/mL; 2.5 is the classic FDG malignancy cut-off)."""
     _region_values(suv, region)
@@ -66,8 +67,17 @@ def nestle(suv, region, *, spacing_mm=None, background: float, beta: float = 0.1
     return _above(suv, region, beta * v[v >= 0.7 * v.max()].mean() + background)
 
 
-def black(suv, region, *, spacing_mm=None, background=None, slope: float = 0.307, intercept: float = 0.588,
-          tol: float = 1e-4, max_iter: int = 100) -> np.ndarray:
+def black(
+    suv,
+    region,
+    *,
+    spacing_mm=None,
+    background=None,
+    slope: float = 0.307,
+    intercept: float = 0.588,
+    tol: float = 1e-4,
+    max_iter: int = 100,
+) -> np.ndarray:
     """Black et al. (IJROBP 2004), iterated: T ← slope · mean(SUV ≥ T) + intercept.
 
     Starts at T = 0.5 · SUVmax and stops when T moves by less than ``tol`` (g/mL).
@@ -77,8 +87,7 @@ def black(suv, region, *, spacing_mm=None, background=None, slope: float = 0.307
     return _above(suv, region, t)
 
 
-def adaptive_sbr(suv, region, *, spacing_mm=None, background: float, a: float = 0.5, b: float = 0.5
-                 ) -> np.ndarray:
+def adaptive_sbr(suv, region, *, spacing_mm=None, background: float, a: float = 0.5, b: float = 0.5) -> np.ndarray:
     """Source-to-background adaptive threshold (Daisne et al., Radiother Oncol 2003, form).
 
     T = (a + b / SBR) · S, with S = mean(SUV ≥ 0.7 SUVmax) the source and SBR = S / background.
@@ -91,8 +100,9 @@ def adaptive_sbr(suv, region, *, spacing_mm=None, background: float, a: float = 
     return _above(suv, region, (a + b / sbr) * source)
 
 
-def iterative_background_subtracted(suv, region, *, spacing_mm=None, background: float, fraction: float = 0.5,
-                                    tol: float = 1e-4, max_iter: int = 100) -> np.ndarray:
+def iterative_background_subtracted(
+    suv, region, *, spacing_mm=None, background: float, fraction: float = 0.5, tol: float = 1e-4, max_iter: int = 100
+) -> np.ndarray:
     """Iterative background-subtracted threshold (Jentzen 2007 / van Dalen 2007 form).
 
     T ← background + ``fraction`` · (mean(SUV ≥ T) − background), from
@@ -101,8 +111,13 @@ def iterative_background_subtracted(suv, region, *, spacing_mm=None, background:
     iteration buys.
     """
     v = _region_values(suv, region)
-    t = _fixed_point(v, background + fraction * (v.max() - background),
-                     lambda mean: background + fraction * (mean - background), tol=tol, max_iter=max_iter)
+    t = _fixed_point(
+        v,
+        background + fraction * (v.max() - background),
+        lambda mean: background + fraction * (mean - background),
+        tol=tol,
+        max_iter=max_iter,
+    )
     return _above(suv, region, t)
 
 
@@ -110,8 +125,10 @@ def iterative_background_subtracted(suv, region, *, spacing_mm=None, background:
 # Clustering and watershed
 # ---------------------------------------------------------------------------------------------
 
-def fuzzy_c_means_1d(values, *, n_clusters: int = 2, m: float = 2.0, tol: float = 1e-6, max_iter: int = 300
-                     ) -> tuple[np.ndarray, np.ndarray]:
+
+def fuzzy_c_means_1d(
+    values, *, n_clusters: int = 2, m: float = 2.0, tol: float = 1e-6, max_iter: int = 300
+) -> tuple[np.ndarray, np.ndarray]:
     """Fuzzy C-means (Bezdek) on one feature.
 
     Parameters
@@ -146,8 +163,7 @@ def fuzzy_c_means_1d(values, *, n_clusters: int = 2, m: float = 2.0, tol: float 
     return c[order], u[order]
 
 
-def fuzzy_c_means(suv, region, *, spacing_mm=None, background=None, n_clusters: int = 2, m: float = 2.0
-                  ) -> np.ndarray:
+def fuzzy_c_means(suv, region, *, spacing_mm=None, background=None, n_clusters: int = 2, m: float = 2.0) -> np.ndarray:
     """Voxels whose membership of the hottest of ``n_clusters`` FCM clusters exceeds ½."""
     v = _region_values(suv, region)
     _, u = fuzzy_c_means_1d(v, n_clusters=n_clusters, m=m)
@@ -157,9 +173,18 @@ def fuzzy_c_means(suv, region, *, spacing_mm=None, background=None, n_clusters: 
     return out
 
 
-def gradient_watershed(suv, region, *, spacing_mm, background: float, iterations: int = 10,
-                       conductance: float = 1.0, sigma_mm: float = 2.0, lesion_level: float = 0.7,
-                       background_level: float = 0.2) -> np.ndarray:
+def gradient_watershed(
+    suv,
+    region,
+    *,
+    spacing_mm,
+    background: float,
+    iterations: int = 10,
+    conductance: float = 1.0,
+    sigma_mm: float = 2.0,
+    lesion_level: float = 0.7,
+    background_level: float = 0.2,
+) -> np.ndarray:
     """Marker-controlled watershed on the gradient magnitude after edge-preserving denoising.
 
     SimpleITK: CurvatureAnisotropicDiffusion (``iterations``, ``conductance``), then
@@ -170,9 +195,10 @@ def gradient_watershed(suv, region, *, spacing_mm, background: float, iterations
     _region_values(suv, region)
     img = sitk.GetImageFromArray(np.nan_to_num(suv, nan=0.0).astype(np.float32))
     img.SetSpacing(tuple(float(s) for s in spacing_mm))
-    step = 0.95 * min(spacing_mm) / 2 ** 4  # below ITK's stability limit min(spacing)/2^(N+1), N = 3
-    smooth = sitk.CurvatureAnisotropicDiffusion(img, timeStep=step, conductanceParameter=conductance,
-                                                numberOfIterations=iterations)
+    step = 0.95 * min(spacing_mm) / 2**4  # below ITK's stability limit min(spacing)/2^(N+1), N = 3
+    smooth = sitk.CurvatureAnisotropicDiffusion(
+        img, timeStep=step, conductanceParameter=conductance, numberOfIterations=iterations
+    )
     grad = sitk.GradientMagnitudeRecursiveGaussian(smooth, sigma=sigma_mm)
     s = sitk.GetArrayFromImage(smooth)
     top = s[region].max()
@@ -205,16 +231,16 @@ def segment(name: str, suv, region, *, spacing_mm, background: float, params: di
     if name not in METHODS:
         raise ValueError(f"unknown PET segmentation method {name!r}; known: {sorted(METHODS)}")
     fn, defaults = METHODS[name]
-    return fn(suv, region, spacing_mm=spacing_mm, background=background, **{**defaults, **(params or {})})
+    return fn(suv, region, spacing_mm=spacing_mm, background=background, **{**defaults, **(params or {})})  # type: ignore[operator]
 
 
 # ---------------------------------------------------------------------------------------------
 # TG-211 metrics
 # ---------------------------------------------------------------------------------------------
 
+
 def _surface(mask: np.ndarray) -> np.ndarray:
-    return mask & ~ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1),
-                                          border_value=0)
+    return mask & ~ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1), border_value=0)
 
 
 def surface_distances(a: np.ndarray, b: np.ndarray, *, spacing_mm) -> tuple[np.ndarray, np.ndarray]:

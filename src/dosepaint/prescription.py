@@ -20,8 +20,15 @@ def by_contours(target: np.ndarray, boost_volume: np.ndarray, *, base_gy: float,
     return out
 
 
-def by_numbers(intensity: np.ndarray, target: np.ndarray, *, d_min_gy: float, d_max_gy: float,
-               i_min: float | None = None, i_max: float | None = None) -> np.ndarray:
+def by_numbers(
+    intensity: np.ndarray,
+    target: np.ndarray,
+    *,
+    d_min_gy: float,
+    d_max_gy: float,
+    i_min: float | None = None,
+    i_max: float | None = None,
+) -> np.ndarray:
     """Dose painting by numbers, Bentzen's linear mapping.
 
     D_i = D_min + (D_max − D_min)·(I_i − I_min)/(I_max − I_min), clipped to [D_min, D_max], in

@@ -19,8 +19,7 @@ def lq_effect(dose, *, alpha: float, beta: float, n_fractions: int) -> np.ndarra
 def log_surviving_clonogens(clonogens, dose, *, alpha: float, beta: float, n_fractions: int) -> float:
     """L = ln Σ_i N_i e^{−E_i} (logsumexp over voxels with N_i > 0)."""
     n = np.asarray(clonogens, dtype=np.float64).ravel()
-    e = lq_effect(np.asarray(dose, dtype=np.float64).ravel(), alpha=alpha, beta=beta,
-                  n_fractions=n_fractions)
+    e = lq_effect(np.asarray(dose, dtype=np.float64).ravel(), alpha=alpha, beta=beta, n_fractions=n_fractions)
     keep = n > 0
     if not np.any(keep):
         return -np.inf
@@ -41,8 +40,9 @@ def poisson_tcp(clonogens, dose, *, alpha: float, beta: float, n_fractions: int)
     n_fractions : int
         Number of fractions.
     """
-    return float(np.exp(-np.exp(log_surviving_clonogens(clonogens, dose, alpha=alpha, beta=beta,
-                                                          n_fractions=n_fractions))))
+    return float(
+        np.exp(-np.exp(log_surviving_clonogens(clonogens, dose, alpha=alpha, beta=beta, n_fractions=n_fractions)))
+    )
 
 
 def eqd2(dose, *, dose_per_fraction, alpha_beta: float):
@@ -50,9 +50,18 @@ def eqd2(dose, *, dose_per_fraction, alpha_beta: float):
     return np.asarray(dose, float) * (np.asarray(dose_per_fraction, float) + alpha_beta) / (2.0 + alpha_beta)
 
 
-def tcp_optimal_dose(clonogens, *, mean_dose: float, alpha: float, beta: float, n_fractions: int,
-                     lower: float | None = None, upper: float | None = None, volumes=None,
-                     tol: float = 1e-9) -> np.ndarray:
+def tcp_optimal_dose(
+    clonogens,
+    *,
+    mean_dose: float,
+    alpha: float,
+    beta: float,
+    n_fractions: int,
+    lower: float | None = None,
+    upper: float | None = None,
+    volumes=None,
+    tol: float = 1e-9,
+) -> np.ndarray:
     """The TCP-optimal dose distribution at a fixed (volume-weighted) mean dose: water-filling.
 
     Minimises Σ_i N_i e^{−E_i} subject to Σ v_i D_i / Σ v_i = ``mean_dose`` and

@@ -20,7 +20,7 @@ class RigidResult:
     """Outcome of :func:`register_rigid`."""
 
     transform: sitk.Euler3DTransform
-    metric: float            # final Mattes MI (negative; lower is better)
+    metric: float  # final Mattes MI (negative; lower is better)
     sampling_fraction: float  # fraction of the fixed mask sampled by the metric
     iterations: int
     stop: str
@@ -38,8 +38,7 @@ def _body_mask(image: sitk.Image, threshold: float | None) -> sitk.Image:
         threshold = 0.05 * float(np.percentile(arr, 99))
         if not threshold > 0:
             raise RegistrationError("no body found in an image without signal (99th percentile ≤ 0)")
-    fg = sitk.BinaryThreshold(image, lowerThreshold=threshold, upperThreshold=1e12, insideValue=1,
-                              outsideValue=0)
+    fg = sitk.BinaryThreshold(image, lowerThreshold=threshold, upperThreshold=1e12, insideValue=1, outsideValue=0)
     cc = sitk.RelabelComponent(sitk.ConnectedComponent(fg), sortByObjectSize=True)
     return sitk.BinaryFillhole(sitk.Cast(cc == 1, sitk.sitkUInt8))
 
@@ -48,12 +47,28 @@ class RegistrationError(RuntimeError):
     """A registration ITK could not run (no overlap, no body): the problem in words, ITK's text kept."""
 
 
-def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, fixed_threshold: float | None = None,
-                   moving_threshold: float | None = None, bins: int = 50, sampling: float = 0.05,
-                   min_samples: int = 100_000, sampling_strategy: str = "regular", shrink=(4, 2),
-                   smoothing_mm=(4.0, 2.0), iterations: int = 100, seed: int = 7, initial: str = "auto",
-                   z_step_mm: float = 10.0, keep: int = 1, swap_below: float = 0.6, refine: bool = True,
-                   refine_sampling: float = 0.1, threads: int | None = 1) -> RigidResult:
+def register_rigid(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    *,
+    fixed_threshold: float | None = None,
+    moving_threshold: float | None = None,
+    bins: int = 50,
+    sampling: float = 0.05,
+    min_samples: int = 100_000,
+    sampling_strategy: str = "regular",
+    shrink=(4, 2),
+    smoothing_mm=(4.0, 2.0),
+    iterations: int = 100,
+    seed: int = 7,
+    initial: str | sitk.Transform = "auto",
+    z_step_mm: float = 10.0,
+    keep: int = 1,
+    swap_below: float = 0.6,
+    refine: bool = True,
+    refine_sampling: float = 0.1,
+    threads: int | None = 1,
+) -> RigidResult:
     """Rigid (6-dof) registration of ``moving`` onto ``fixed`` by mutual information.
 
     Initial transforms (``initial``, see :func:`initial_transforms`):
@@ -109,27 +124,58 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, fixed_threshold: fl
             # start 1 mm from the truth). With the slab as the fixed image every sample lies inside.
             # A start transform (the QC's second run) is inverted with the roles, so it runs the same way.
             start = sitk.Euler3DTransform(initial.GetInverse()) if isinstance(initial, sitk.Transform) else initial
-            swapped = register_rigid(moving, fixed, fixed_threshold=moving_threshold,
-                                     moving_threshold=fixed_threshold, bins=bins, sampling=sampling,
-                                     min_samples=min_samples, sampling_strategy=sampling_strategy, shrink=shrink,
-                                     smoothing_mm=smoothing_mm, iterations=iterations, seed=seed, initial=start,
-                                     z_step_mm=z_step_mm, keep=keep, swap_below=0.0, refine=refine,
-                                     refine_sampling=refine_sampling, threads=None)
+            swapped = register_rigid(
+                moving,
+                fixed,
+                fixed_threshold=moving_threshold,
+                moving_threshold=fixed_threshold,
+                bins=bins,
+                sampling=sampling,
+                min_samples=min_samples,
+                sampling_strategy=sampling_strategy,
+                shrink=shrink,
+                smoothing_mm=smoothing_mm,
+                iterations=iterations,
+                seed=seed,
+                initial=start,
+                z_step_mm=z_step_mm,
+                keep=keep,
+                swap_below=0.0,
+                refine=refine,
+                refine_sampling=refine_sampling,
+                threads=None,
+            )
             inverse = sitk.Euler3DTransform(swapped.transform.GetInverse())
-            return RigidResult(inverse, swapped.metric, swapped.sampling_fraction, swapped.iterations,
-                               f"fixed and moving swapped (partial field of view) | {swapped.stop}",
-                               swapped.initial_translation_mm)
+            return RigidResult(
+                inverse,
+                swapped.metric,
+                swapped.sampling_fraction,
+                swapped.iterations,
+                f"fixed and moving swapped (partial field of view) | {swapped.stop}",
+                swapped.initial_translation_mm,
+            )
         if isinstance(initial, sitk.Transform):
             starts = [sitk.Euler3DTransform(initial)]
         else:
             starts = initial_transforms(fmask, mmask, initial=initial, z_step_mm=z_step_mm)
         if len(starts) > keep:
-            scores = [_coarse_metric(fixed, moving, fmask, t, bins=bins, shrink=shrink[0],
-                                     smoothing_mm=smoothing_mm[0]) for t in starts]
+            scores = [
+                _coarse_metric(fixed, moving, fmask, t, bins=bins, shrink=shrink[0], smoothing_mm=smoothing_mm[0])
+                for t in starts
+            ]
             starts = [starts[i] for i in np.argsort(scores, kind="stable")[:keep]]
-        kw = dict(bins=bins, sampling=sampling, min_samples=min_samples, sampling_strategy=sampling_strategy,
-                  shrink=shrink, smoothing_mm=smoothing_mm, iterations=iterations, seed=seed, refine=refine,
-                  refine_sampling=refine_sampling)
+        kw = dict(
+            bins=bins,
+            sampling=sampling,
+            min_samples=min_samples,
+            sampling_strategy=sampling_strategy,
+            shrink=shrink,
+            smoothing_mm=smoothing_mm,
+            iterations=iterations,
+            seed=seed,
+            refine=refine,
+            refine_sampling=refine_sampling,
+        )
         results, errors = [], []
         for init in starts:
             try:
@@ -137,8 +183,9 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, fixed_threshold: fl
             except RuntimeError as exc:  # ITK: "All samples map outside moving image buffer", …
                 errors.append(_itk_message(exc))
         if not results:
-            raise RegistrationError(f"the registration failed from every start ({len(starts)}); "
-                                    f"no overlap of the images? ITK: {errors[-1]}")
+            raise RegistrationError(
+                f"the registration failed from every start ({len(starts)}); no overlap of the images? ITK: {errors[-1]}"
+            )
         return min(results, key=lambda r: r.metric)
 
 
@@ -166,8 +213,9 @@ def body_mask(image: sitk.Image, threshold: float | None) -> sitk.Image:
     return _body_mask(image, threshold)
 
 
-def initial_transforms(fmask: sitk.Image, mmask: sitk.Image, *, initial: str, z_step_mm: float = 10.0
-                       ) -> list[sitk.Euler3DTransform]:
+def initial_transforms(
+    fmask: sitk.Image, mmask: sitk.Image, *, initial: str, z_step_mm: float = 10.0
+) -> list[sitk.Euler3DTransform]:
     """Rotation-free starting transforms (fixed → moving) from the two body masks.
 
     ``"auto"`` gives the identity, the moments (centroid onto centroid) and a sweep: the moving
@@ -193,7 +241,7 @@ def initial_transforms(fmask: sitk.Image, mmask: sitk.Image, *, initial: str, z_
     below, above = mc[2] - mz.min(), mz.max() - mc[2]  # moving body's extent around its centroid
     lo, hi = fpts[:, 2].min() + below, fpts[:, 2].max() - above
     out = [identity, start(fc)]
-    for z in (np.arange(lo, hi + 1e-6, z_step_mm) if hi > lo else []):
+    for z in np.arange(lo, hi + 1e-6, z_step_mm) if hi > lo else []:
         window = fpts[(fpts[:, 2] >= z - below) & (fpts[:, 2] <= z + above)]
         if len(window):
             out.append(start(np.array([*window[:, :2].mean(axis=0), z])))
@@ -224,6 +272,7 @@ def _mask_points(mask: sitk.Image, max_points: int = 200_000) -> np.ndarray:
 
 def _coarse_metric(fixed, moving, fmask, transform, *, bins, shrink, smoothing_mm) -> float:
     """Mattes MI of one start on the coarsest pyramid level (inf where ITK cannot evaluate it)."""
+
     def coarse(img):
         img = sitk.SmoothingRecursiveGaussian(img, smoothing_mm) if smoothing_mm > 0 else img
         return sitk.Shrink(img, [shrink] * 3) if shrink > 1 else img
@@ -240,8 +289,23 @@ def _coarse_metric(fixed, moving, fmask, transform, *, bins, shrink, smoothing_m
         return float("inf")
 
 
-def _register_from(fixed, moving, fmask, init, *, bins, sampling, min_samples, sampling_strategy, shrink,
-                   smoothing_mm, iterations, seed, refine, refine_sampling) -> RigidResult:
+def _register_from(
+    fixed,
+    moving,
+    fmask,
+    init,
+    *,
+    bins,
+    sampling,
+    min_samples,
+    sampling_strategy,
+    shrink,
+    smoothing_mm,
+    iterations,
+    seed,
+    refine,
+    refine_sampling,
+) -> RigidResult:
     """One multi-resolution registration from the start ``init`` (see :func:`register_rigid`)."""
     metric_mask = sitk.BinaryDilate(fmask, [3, 3, 1])
     n_mask = int(np.count_nonzero(sitk.GetArrayViewFromImage(metric_mask)))
@@ -260,8 +324,9 @@ def _register_from(fixed, moving, fmask, init, *, bins, sampling, min_samples, s
     fraction = reg.GetMetricSamplingPercentagePerLevel()[0]
     # Line-search gradient descent: regular-step descent stalls ~2 mm short of the
     # optimum on these shallow MI landscapes (measured on the synthetic cohort).
-    reg.SetOptimizerAsGradientDescentLineSearch(learningRate=1.0, numberOfIterations=iterations,
-                                                convergenceMinimumValue=1e-7, convergenceWindowSize=10)
+    reg.SetOptimizerAsGradientDescentLineSearch(
+        learningRate=1.0, numberOfIterations=iterations, convergenceMinimumValue=1e-7, convergenceWindowSize=10
+    )
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetShrinkFactorsPerLevel(list(shrink))
     reg.SetSmoothingSigmasPerLevel(list(smoothing_mm))
@@ -271,12 +336,16 @@ def _register_from(fixed, moving, fmask, init, *, bins, sampling, min_samples, s
     if isinstance(out, sitk.CompositeTransform) or out.GetName() == "CompositeTransform":
         out = sitk.CompositeTransform(out).GetNthTransform(0)
     result = sitk.Euler3DTransform(out)
-    metric, iters, stop = float(reg.GetMetricValue()), int(reg.GetOptimizerIteration()), \
-        reg.GetOptimizerStopConditionDescription()
+    metric, iters, stop = (
+        float(reg.GetMetricValue()),
+        int(reg.GetOptimizerIteration()),
+        reg.GetOptimizerStopConditionDescription(),
+    )
     if refine:
         fine = mi_method(refine_sampling)
-        fine.SetOptimizerAsPowell(numberOfIterations=20, maximumLineIterations=30, stepLength=1.0,
-                                  stepTolerance=0.01, valueTolerance=1e-6)
+        fine.SetOptimizerAsPowell(
+            numberOfIterations=20, maximumLineIterations=30, stepLength=1.0, stepTolerance=0.01, valueTolerance=1e-6
+        )
         fine.SetOptimizerScalesFromPhysicalShift()
         fine.SetInitialTransform(result, inPlace=True)
         fine.Execute(fixed, moving)

@@ -45,9 +45,15 @@ def _inside(points: np.ndarray, image: sitk.Image) -> np.ndarray:
     return np.all((idx >= -0.5) & (idx <= size - 0.5), axis=1)
 
 
-def registration_qc(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, *,
-                    fixed_threshold: float | None, moving_threshold: float | None,
-                    second: sitk.Transform | None = None) -> dict:
+def registration_qc(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    transform: sitk.Transform,
+    *,
+    fixed_threshold: float | None,
+    moving_threshold: float | None,
+    second: sitk.Transform | None = None,
+) -> dict:
     """QC measures of ``transform`` (fixed → moving points, SimpleITK's convention).
 
     Parameters
@@ -88,12 +94,15 @@ def registration_qc(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Trans
         a2, b2 = affine_of(second)
         pts = fpts[in_fov]
         tre = float(np.mean(np.linalg.norm(pts @ (a - a2).T + (b - b2), axis=1)))
-    return {"inside_fraction": inside, "body_dice": float(dice), "tre_proxy_mm": tre,
-            "overlap_fraction": float(np.mean(in_fov))}
+    return {
+        "inside_fraction": inside,
+        "body_dice": float(dice),
+        "tre_proxy_mm": tre,
+        "overlap_fraction": float(np.mean(in_fov)),
+    }
 
 
-def qc_failures(qc: dict, *, min_inside_fraction: float, min_body_dice: float, max_tre_proxy_mm: float
-                ) -> list[str]:
+def qc_failures(qc: dict, *, min_inside_fraction: float, min_body_dice: float, max_tre_proxy_mm: float) -> list[str]:
     """The QC measures that miss their threshold, each as 'measure value (threshold)'."""
     out = []
     if qc["inside_fraction"] < min_inside_fraction:

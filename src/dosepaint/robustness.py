@@ -28,7 +28,7 @@ def _fmt(v: float) -> str:
 class Scenario:
     """One physical scenario: an isocentre shift (mm, patient LPS) and a range error (%)."""
 
-    shift_mm: tuple[float, float, float]
+    shift_mm: tuple[float, ...]
     range_pct: float
 
     @property
@@ -68,8 +68,9 @@ def scenario_grid(setup_shifts_mm, range_errors_pct) -> list[Scenario]:
     list of stopping-power errors in %.  The study: 7 shifts (0, ±3 mm on each axis) × 3 range
     errors (0, ±3 %) = 21.
     """
-    scen = [Scenario(tuple(float(v) for v in s), float(r))
-            for s, r in itertools.product(setup_shifts_mm, range_errors_pct)]
+    scen = [
+        Scenario(tuple(float(v) for v in s), float(r)) for s, r in itertools.product(setup_shifts_mm, range_errors_pct)
+    ]
     names = [s.name for s in scen]
     if len(set(names)) != len(names):
         raise ValueError("the scenario grid repeats a scenario")
@@ -91,18 +92,21 @@ def shift_to_voxels(shift_mm, *, direction: np.ndarray, spacing_zyx) -> np.ndarr
 def rigid_shift(dose: np.ndarray, shift_vox) -> np.ndarray:
     """Dose moved rigidly by ``shift_vox`` voxels along the array axes (linear interpolation, edge
     values repeated): the labelled fast approximation of a setup error, exact for a dose that
-    moves with the beams (it ignores the change of the radiological path through the patient)."""
+    moves with the beams (it ignores the change of the radiological path through the patient).
+    """
     # SciPy's ndimage.shift: what we would otherwise write by hand.
     return ndi.shift(np.asarray(dose, np.float64), np.asarray(shift_vox, float), order=1, mode="nearest")
 
 
 # -- cell-count scenarios (SCIENCE.md §3) ------------------------------------------------------------
 
+
 def rmse_spread(rmse_values, *, centring: str = "zero") -> tuple[float, float]:
     """Centre and σ of the cell-count scenario weights from RMSE values of the fitting population.
 
     ``centring``: ``"zero"`` (weights of r_i) or ``"mean"`` (of r_i − mean). σ is the SD of
-    the RMSE values (ddof = 1). Returns (centre, σ)."""
+    the RMSE values (ddof = 1). Returns (centre, σ).
+    """
     r = np.asarray(rmse_values, float)
     r = r[np.isfinite(r)]
     if r.size < 2:
@@ -128,20 +132,22 @@ def cell_count_weights(rmse: np.ndarray, *, sigma: float, centre: float = 0.0) -
 
 # -- ΔTCP (SCIENCE.md §2, Eq. 5) --------------------------------------------------------------------
 
+
 def voxel_survivors(clonogens, dose, *, alpha: float, beta: float, n_fractions: int) -> np.ndarray:
     """Expected surviving clonogens per voxel, N_i·exp(−αD_i − βD_i²/n) (float64)."""
     d = np.asarray(dose, np.float64)
     return np.asarray(clonogens, np.float64) * np.exp(-(alpha * d + beta * d * d / n_fractions))
 
 
-def delta_tcp_voxels(clonogens, dose_painted, dose_uniform, *, alpha: float, beta: float,
-                     n_fractions: int) -> tuple[np.ndarray, np.ndarray]:
+def delta_tcp_voxels(
+    clonogens, dose_painted, dose_uniform, *, alpha: float, beta: float, n_fractions: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Voxel-wise ΔTCP of a painted plan against the uniform one, in both forms of Eq. 5.
 
     Returns (ΔTCP_i, Δln TCP_i): ΔTCP_i = exp(−s_i^P) − exp(−s_i^U) with s_i = N_i e^{−E_i}, and the
     additive Δln TCP_i = −(s_i^P − s_i^U), whose sum over the ROI is Δ ln TCP.
     """
-    kw = {"alpha": alpha, "beta": beta, "n_fractions": n_fractions}
+    kw: dict = {"alpha": alpha, "beta": beta, "n_fractions": n_fractions}
     sp_, su = voxel_survivors(clonogens, dose_painted, **kw), voxel_survivors(clonogens, dose_uniform, **kw)
     return np.exp(-sp_) - np.exp(-su), -(sp_ - su)
 
@@ -182,10 +188,12 @@ def delta_tcp_by_tertile(survivors_painted, survivors_uniform, tertile) -> dict[
 
 # -- DVH bands and worst case -----------------------------------------------------------------------
 
+
 def dvh_band(doses_by_scenario: np.ndarray, *, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cumulative DVH (volume fraction ≥ each bin, %) min and max over scenarios.
 
-    ``doses_by_scenario``: (n_scenario, n_voxel) doses of one structure."""
+    ``doses_by_scenario``: (n_scenario, n_voxel) doses of one structure.
+    """
     d = np.asarray(doses_by_scenario, float)
     curves = 100.0 * (d[:, :, None] >= np.asarray(bins, float)[None, None, :]).mean(axis=1)
     return curves.min(axis=0), curves.max(axis=0)
@@ -194,14 +202,16 @@ def dvh_band(doses_by_scenario: np.ndarray, *, bins: np.ndarray) -> tuple[np.nda
 def worst_case_dose(doses_by_scenario: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Voxel-wise worst case over scenarios: the minimum in target voxels, the maximum elsewhere.
 
-    ``doses_by_scenario``: (n_scenario, ...) doses; ``target``: bool mask of the trailing shape."""
+    ``doses_by_scenario``: (n_scenario, ...) doses; ``target``: bool mask of the trailing shape.
+    """
     d = np.asarray(doses_by_scenario, float)
     return np.where(np.asarray(target, bool), d.min(axis=0), d.max(axis=0))
 
 
 def scenario_folder(scenario: Scenario, *, setup_method: str) -> str:
     """Where a scenario's doses come from: ``"scenarios"`` (nominal or recalculated) or
-    ``"shifted"`` (a setup shift by the rigid-shift approximation)."""
+    ``"shifted"`` (a setup shift by the rigid-shift approximation).
+    """
     if setup_method not in ("recalculate", "rigid_shift"):
         raise ValueError(f"setup_method must be 'recalculate' or 'rigid_shift', not {setup_method!r}")
     return "shifted" if scenario.shifted and setup_method == "rigid_shift" else "scenarios"

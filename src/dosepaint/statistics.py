@@ -40,8 +40,9 @@ def format_median_iqr(med: float, q25: float, q75: float, *, digits: int = 1) ->
     return f"{med:.{digits}f} [{q25:.{digits}f}–{q75:.{digits}f}]"
 
 
-def table1(metrics: pd.DataFrame, *, plans, regions=TABLE1_REGIONS, dose_metrics=TABLE1_DOSE,
-           let_metrics=TABLE1_LET) -> pd.DataFrame:
+def table1(
+    metrics: pd.DataFrame, *, plans, regions=TABLE1_REGIONS, dose_metrics=TABLE1_DOSE, let_metrics=TABLE1_LET
+) -> pd.DataFrame:
     """Table 1 of the study: median [25th–75th percentile] over patients, per region, metric and plan.
 
     Parameters
@@ -65,18 +66,30 @@ def table1(metrics: pd.DataFrame, *, plans, regions=TABLE1_REGIONS, dose_metrics
                 v = metrics.loc[metrics["plan"] == plan, col] if col in metrics else pd.Series(dtype=float)
                 v = v.to_numpy(float)
                 med, q25, q75 = median_iqr(v)
-                rows.append({"region": region, "metric": metric, "unit": unit, "plan": plan,
-                             "n": int(np.isfinite(v).sum()), "median": med, "q25": q25, "q75": q75})
+                rows.append(
+                    {
+                        "region": region,
+                        "metric": metric,
+                        "unit": unit,
+                        "plan": plan,
+                        "n": int(np.isfinite(v).sum()),
+                        "median": med,
+                        "q25": q25,
+                        "q75": q75,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def table1_wide(long: pd.DataFrame, *, digits: int = 1) -> pd.DataFrame:
     """Table 1 as printed: one row per (region, metric), one ``median [IQR]`` column per plan."""
-    long = long.assign(cell=[format_median_iqr(m, a, b, digits=digits)
-                             for m, a, b in zip(long["median"], long["q25"], long["q75"])])
+    long = long.assign(
+        cell=[format_median_iqr(m, a, b, digits=digits) for m, a, b in zip(long["median"], long["q25"], long["q75"])]
+    )
     plans = list(dict.fromkeys(long["plan"]))
-    wide = long.pivot_table(index=["region", "metric", "unit"], columns="plan", values="cell", aggfunc="first",
-                            sort=False)
+    wide = long.pivot_table(
+        index=["region", "metric", "unit"], columns="plan", values="cell", aggfunc="first", sort=False
+    )
     wide = wide[plans].reset_index()
     wide["region"] = wide["region"].map(lambda r: REGION_LABELS.get(r, r))
     wide.columns.name = None
@@ -92,19 +105,35 @@ def to_markdown(wide: pd.DataFrame) -> str:
 
 
 def _latex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
-                 ("−", "$-$"), ("–", "--"), ("µ", r"$\mu$")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("%", r"\%"),
+        ("&", r"\&"),
+        ("#", r"\#"),
+        ("−", "$-$"),
+        ("–", "--"),
+        ("µ", r"$\mu$"),
+    ):
         s = s.replace(a, b)
     return s
 
 
 def to_latex(wide: pd.DataFrame, *, caption: str, label: str) -> str:
     """A booktabs LaTeX table (written by hand: pandas' ``to_latex`` needs jinja2 styling and escapes
-    neither the minus sign nor µ)."""
+    neither the minus sign nor µ).
+    """
     cols = list(wide.columns)
-    out = [r"\begin{table}", r"\centering", rf"\caption{{{_latex_escape(caption)}}}", rf"\label{{{label}}}",
-           r"\begin{tabular}{" + "l" * 3 + "c" * (len(cols) - 3) + "}", r"\toprule",
-           " & ".join(_latex_escape(str(c)) for c in cols) + r" \\", r"\midrule"]
+    out = [
+        r"\begin{table}",
+        r"\centering",
+        rf"\caption{{{_latex_escape(caption)}}}",
+        rf"\label{{{label}}}",
+        r"\begin{tabular}{" + "l" * 3 + "c" * (len(cols) - 3) + "}",
+        r"\toprule",
+        " & ".join(_latex_escape(str(c)) for c in cols) + r" \\",
+        r"\midrule",
+    ]
     out += [" & ".join(_latex_escape(str(v)) for v in row) + r" \\" for row in wide.itertuples(index=False)]
     out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(out) + "\n"
@@ -182,14 +211,26 @@ def compare_plans(metrics: pd.DataFrame, *, columns, comparisons) -> pd.DataFram
             a, b = paired(metrics, col, ref, other)
             u, p_mw = mann_whitney(a, b)
             w, p_w, method = wilcoxon_paired(a, b)
-            rows.append({"comparison": f"{other} vs {ref}", "reference": ref, "plan": other, "metric": col,
-                         "n_pairs": int(a.size), "median_reference": float(np.median(a)) if a.size else np.nan,
-                         "median_plan": float(np.median(b)) if b.size else np.nan,
-                         "median_difference": float(np.median(b - a)) if a.size else np.nan,
-                         "shapiro_p_reference": shapiro(a)[1], "shapiro_p_plan": shapiro(b)[1],
-                         "shapiro_p_difference": shapiro(b - a)[1],
-                         "mann_whitney_u": u, "mann_whitney_p": p_mw,
-                         "wilcoxon_w": w, "wilcoxon_p": p_w, "wilcoxon_method": method})
+            rows.append(
+                {
+                    "comparison": f"{other} vs {ref}",
+                    "reference": ref,
+                    "plan": other,
+                    "metric": col,
+                    "n_pairs": int(a.size),
+                    "median_reference": float(np.median(a)) if a.size else np.nan,
+                    "median_plan": float(np.median(b)) if b.size else np.nan,
+                    "median_difference": float(np.median(b - a)) if a.size else np.nan,
+                    "shapiro_p_reference": shapiro(a)[1],
+                    "shapiro_p_plan": shapiro(b)[1],
+                    "shapiro_p_difference": shapiro(b - a)[1],
+                    "mann_whitney_u": u,
+                    "mann_whitney_p": p_mw,
+                    "wilcoxon_w": w,
+                    "wilcoxon_p": p_w,
+                    "wilcoxon_method": method,
+                }
+            )
     table = pd.DataFrame(rows)
     for test in ("mann_whitney", "wilcoxon"):
         table[f"{test}_p_holm"] = np.nan
@@ -220,8 +261,13 @@ def tcp_by_scenario(tcp: pd.DataFrame, *, reference: str = "uniform") -> pd.Data
         wide = wide[[p for p in order if p in wide] + [p for p in wide.columns if p not in order]]
         for plan in wide.columns:
             m, s = mean_sd(100.0 * wide[plan])
-            row = {"cell_count": scen, "plan": plan, "n_patients": int(wide[plan].notna().sum()),
-                   "tcp_mean_pct": m, "tcp_sd_pct": s}
+            row = {
+                "cell_count": scen,
+                "plan": plan,
+                "n_patients": int(wide[plan].notna().sum()),
+                "tcp_mean_pct": m,
+                "tcp_sd_pct": s,
+            }
             if plan != reference and reference in wide:
                 d = 100.0 * (wide[plan] - wide[reference]).dropna()
                 row["delta_vs_reference_mean_pp"], row["delta_vs_reference_sd_pp"] = mean_sd(d)
@@ -235,20 +281,37 @@ def tcp_by_scenario(tcp: pd.DataFrame, *, reference: str = "uniform") -> pd.Data
 
 def tertile_summary(tertiles: pd.DataFrame, *, value: str = "delta_tcp_subvolume_pp") -> pd.DataFrame:
     """Mean ± SD over patients of ΔTCP (pp) per plan and cell-count tertile (low / medium / high), and
-    the paired Wilcoxon test of high against low."""
+    the paired Wilcoxon test of high against low.
+    """
     rows = []
     for plan, g in tertiles.groupby("plan", sort=False):
         wide = g.pivot(index="patient_id", columns="tertile", values=value)
         for label in ("low", "medium", "high"):
             if label in wide:
                 m, s = mean_sd(wide[label])
-                rows.append({"plan": plan, "tertile": label, "n_patients": int(wide[label].notna().sum()),
-                             "delta_tcp_mean_pp": m, "delta_tcp_sd_pp": s})
+                rows.append(
+                    {
+                        "plan": plan,
+                        "tertile": label,
+                        "n_patients": int(wide[label].notna().sum()),
+                        "delta_tcp_mean_pp": m,
+                        "delta_tcp_sd_pp": s,
+                    }
+                )
         if {"low", "high"} <= set(wide.columns):
             both = wide[["low", "high"]].dropna()
             _, p, method = wilcoxon_paired(both["low"], both["high"])
             d = both["high"] - both["low"]
             m, s = mean_sd(d)
-            rows.append({"plan": plan, "tertile": "high − low", "n_patients": int(d.size), "delta_tcp_mean_pp": m,
-                         "delta_tcp_sd_pp": s, "wilcoxon_p": p, "wilcoxon_method": method})
+            rows.append(
+                {
+                    "plan": plan,
+                    "tertile": "high − low",
+                    "n_patients": int(d.size),
+                    "delta_tcp_mean_pp": m,
+                    "delta_tcp_sd_pp": s,
+                    "wilcoxon_p": p,
+                    "wilcoxon_method": method,
+                }
+            )
     return pd.DataFrame(rows)

@@ -38,14 +38,61 @@ DEFAULT_ALIASES: dict[str, list[str]] = {
 #: normalised fragments: an unmapped ROI name containing one gets that structure *suggested* as an
 #: alias (never mapped without the user's word). Longer fragments are tried first.
 SUGGESTIONS: dict[str, list[str]] = {
-    "BOWEL": ["bowel", "intestin", "intestino", "intestine", "darm", "duenndarm", "dunndarm", "grele",
-              "ileum", "jejun", "colon", "kolon", "tenue", "delgado", "ansas", "anse", "bag"],
+    "BOWEL": [
+        "bowel",
+        "intestin",
+        "intestino",
+        "intestine",
+        "darm",
+        "duenndarm",
+        "dunndarm",
+        "grele",
+        "ileum",
+        "jejun",
+        "colon",
+        "kolon",
+        "tenue",
+        "delgado",
+        "ansas",
+        "anse",
+        "bag",
+    ],
     "RECTUM": ["rect", "rett", "rekt", "enddarm"],
     "SIGMA": ["sigm", "sigmoid", "sigmoide"],
-    "NERVES": ["nerv", "radic", "radici", "wurzel", "racine", "raiz", "raices", "plexus", "plesso", "plexo",
-               "cauda", "sacral", "sacrale", "sacre", "sacro", "sakral"],
-    "BODY": ["body", "extern", "esterno", "koerper", "korper", "corps", "cuerpo", "corpo", "contorno",
-             "contour", "kontur", "outline", "patient", "paziente"],
+    "NERVES": [
+        "nerv",
+        "radic",
+        "radici",
+        "wurzel",
+        "racine",
+        "raiz",
+        "raices",
+        "plexus",
+        "plesso",
+        "plexo",
+        "cauda",
+        "sacral",
+        "sacrale",
+        "sacre",
+        "sacro",
+        "sakral",
+    ],
+    "BODY": [
+        "body",
+        "extern",
+        "esterno",
+        "koerper",
+        "korper",
+        "corps",
+        "cuerpo",
+        "corpo",
+        "contorno",
+        "contour",
+        "kontur",
+        "outline",
+        "patient",
+        "paziente",
+    ],
     "SKIN": ["skin", "cute", "pelle", "haut", "peau", "piel"],
     "GTV": ["gtv"],
     "CTV_HD": ["ctvhd", "ctvhigh", "ctvboost", "ctvalto", "ctvhoch"],
@@ -68,8 +115,7 @@ def normalise_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def map_roi_names(roi_names, aliases: dict[str, list[str]] | None = None, *, patient=None, path=None
-                  ) -> dict[str, str]:
+def map_roi_names(roi_names, aliases: dict[str, list[str]] | None = None, *, patient=None, path=None) -> dict[str, str]:
     """Map clinic ROI names to canonical structures.
 
     Parameters
@@ -88,18 +134,22 @@ def map_roi_names(roi_names, aliases: dict[str, list[str]] | None = None, *, pat
     table = {k: list(v) for k, v in DEFAULT_ALIASES.items()}
     for key, names in (aliases or {}).items():
         table.setdefault(key, []).extend(names)
-    lookup = {}
+    lookup: dict[str, str] = {}
     for canon, names in table.items():
         for n in [canon, *names]:
             lookup.setdefault(normalise_name(n), canon)
     found: dict[str, str] = {}
     for roi in roi_names:
-        canon = lookup.get(normalise_name(roi))
-        if canon is None:
+        hit = lookup.get(normalise_name(roi))
+        if hit is None:
             continue
+        canon = hit
         if canon in found:
-            raise DosepaintInputError(f"ROIs {found[canon]!r} and {roi!r} both map to {canon}; "
-                                      "make the aliases unambiguous", patient=patient, path=path)
+            raise DosepaintInputError(
+                f"ROIs {found[canon]!r} and {roi!r} both map to {canon}; make the aliases unambiguous",
+                patient=patient,
+                path=path,
+            )
         found[canon] = roi
     return found
 
@@ -128,8 +178,9 @@ def mask_to_contours(mask: np.ndarray, grid: Grid) -> list[np.ndarray]:
     return out
 
 
-def contours_to_mask(contours, grid: Grid, *, patient=None, path=None, name="ROI",
-                     plane_tolerance: float = 0.25) -> np.ndarray:
+def contours_to_mask(
+    contours, grid: Grid, *, patient=None, path=None, name="ROI", plane_tolerance: float = 0.25
+) -> np.ndarray:
     """Fill closed planar contours on ``grid`` (pixel centre inside polygon, even-odd).
 
     Parameters
@@ -153,16 +204,24 @@ def contours_to_mask(contours, grid: Grid, *, patient=None, path=None, name="ROI
         ijk = ((np.asarray(pts, float) - origin) @ inv.T) / sp
         k_float = ijk[:, 2]
         if np.ptp(k_float) > 2 * plane_tolerance:
-            raise DosepaintInputError(f"ROI {name!r}: contour is not planar in the image slice direction "
-                                      f"(spans {np.ptp(k_float) * sp[2]:.2f} mm)", patient=patient, path=path)
+            raise DosepaintInputError(
+                f"ROI {name!r}: contour is not planar in the image slice direction "
+                f"(spans {np.ptp(k_float) * sp[2]:.2f} mm)",
+                patient=patient,
+                path=path,
+            )
         k = int(round(float(np.mean(k_float))))
         if abs(np.mean(k_float) - k) > plane_tolerance:
-            raise DosepaintInputError(f"ROI {name!r}: contour at {np.mean(k_float) * sp[2]:.2f} mm is between "
-                                      "image slices; RTSTRUCT references another image grid?",
-                                      patient=patient, path=path)
+            raise DosepaintInputError(
+                f"ROI {name!r}: contour at {np.mean(k_float) * sp[2]:.2f} mm is between "
+                "image slices; RTSTRUCT references another image grid?",
+                patient=patient,
+                path=path,
+            )
         if not 0 <= k < nz:
-            raise DosepaintInputError(f"ROI {name!r}: contour outside the image (slice index {k})",
-                                      patient=patient, path=path)
+            raise DosepaintInputError(
+                f"ROI {name!r}: contour outside the image (slice index {k})", patient=patient, path=path
+            )
         poly = np.column_stack([ijk[:, 1], ijk[:, 0]])  # (row, column)
         mask[k] ^= polygon2mask((ny, nx), poly)
     return mask

@@ -38,11 +38,19 @@ def kaplan_meier(time, event, groups) -> pd.DataFrame:
         sf = km.survival_function_.iloc[:, 0]
         ci = km.confidence_interval_survival_function_
         table = km.event_table
-        frames.append(pd.DataFrame({
-            "group": str(g), "time": sf.index.to_numpy(float), "survival": sf.to_numpy(float),
-            "ci_lower": ci.iloc[:, 0].to_numpy(float), "ci_upper": ci.iloc[:, 1].to_numpy(float),
-            "at_risk": table["at_risk"].reindex(sf.index).to_numpy(float),
-            "events": table["observed"].reindex(sf.index).to_numpy(float)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "group": str(g),
+                    "time": sf.index.to_numpy(float),
+                    "survival": sf.to_numpy(float),
+                    "ci_lower": ci.iloc[:, 0].to_numpy(float),
+                    "ci_upper": ci.iloc[:, 1].to_numpy(float),
+                    "at_risk": table["at_risk"].reindex(sf.index).to_numpy(float),
+                    "events": table["observed"].reindex(sf.index).to_numpy(float),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -85,15 +93,25 @@ def cox(table: pd.DataFrame, *, duration: str, event: str, covariates, penalizer
             return {**out, "converged": False, "message": str(err).splitlines()[0]}
     conv = [str(w.message).splitlines()[0] for w in caught if issubclass(w.category, ConvergenceWarning)]
     s = cph.summary
-    summary = pd.DataFrame({
-        "covariate": s.index, "coef": s["coef"].to_numpy(), "hazard_ratio": s["exp(coef)"].to_numpy(),
-        "se": s["se(coef)"].to_numpy(), "z": s["z"].to_numpy(), "p": s["p"].to_numpy(),
-        "hazard_ratio_ci95_lower": s["exp(coef) lower 95%"].to_numpy(),
-        "hazard_ratio_ci95_upper": s["exp(coef) upper 95%"].to_numpy()})
+    summary = pd.DataFrame(
+        {
+            "covariate": s.index,
+            "coef": s["coef"].to_numpy(),
+            "hazard_ratio": s["exp(coef)"].to_numpy(),
+            "se": s["se(coef)"].to_numpy(),
+            "z": s["z"].to_numpy(),
+            "p": s["p"].to_numpy(),
+            "hazard_ratio_ci95_lower": s["exp(coef) lower 95%"].to_numpy(),
+            "hazard_ratio_ci95_upper": s["exp(coef) upper 95%"].to_numpy(),
+        }
+    )
     lr = cph.log_likelihood_ratio_test()
-    out.update(summary=summary, concordance=float(cph.concordance_index_), converged=not conv,
-               log_likelihood_ratio={"chi2": float(lr.test_statistic), "df": int(lr.degrees_freedom),
-                                     "p": float(lr.p_value)})
+    out.update(
+        summary=summary,
+        concordance=float(cph.concordance_index_),
+        converged=not conv,
+        log_likelihood_ratio={"chi2": float(lr.test_statistic), "df": int(lr.degrees_freedom), "p": float(lr.p_value)},
+    )
     if conv:
         out["message"] = "; ".join(conv)
     return out

@@ -33,8 +33,7 @@ class PatientDose:
     bed_gy: np.ndarray
 
     @classmethod
-    def from_arrays(cls, cells, dose, *, alpha_beta: float, n_fractions: int,
-                    bin_gy: float = 0.05) -> "PatientDose":
+    def from_arrays(cls, cells, dose, *, alpha_beta: float, n_fractions: int, bin_gy: float = 0.05) -> PatientDose:
         """From cells per voxel ρ_i v_i (any shape; voxels ≤ 0 or non-finite are skipped) and total dose
         D_i (Gy(RBE), same shape) in ``n_fractions`` fractions with the fixed ``alpha_beta`` (Gy).
 
@@ -55,13 +54,14 @@ class PatientDose:
             _, k = np.unique(np.floor(b / bin_gy), return_inverse=True)
             w = np.bincount(k, weights=m)
             b = np.bincount(k, weights=m * b) / w
-            m = w
+            m = w  # type: ignore[assignment]
         return cls(np.log(m), b)
 
 
 class _Stack:
     """Several patients' bins in one array, so that L_p(α) of all patients is a few vector operations
-    (segment max and sums by ``np.*.reduceat``; scipy's logsumexp has no segmented form)."""
+    (segment max and sums by ``np.*.reduceat``; scipy's logsumexp has no segmented form).
+    """
 
     def __init__(self, patients):
         self.lc = np.concatenate([p.log_cells for p in patients])
@@ -113,7 +113,8 @@ def bernoulli_nll(patients, outcome, *, alpha: float, log10_fc: float) -> tuple[
 
 def _starts(stack: _Stack, outcome, *, alpha_bounds, log10_fc_bounds, n_grid: int = 25):
     """A start on each of ``n_grid`` α values: the log10 f_c whose mean predicted TCP equals the
-    observed control rate (clipped to the bounds)."""
+    observed control rate (clipped to the bounds).
+    """
     rate = float(np.clip(np.mean(outcome), 0.02, 0.98))
     lo, hi = log10_fc_bounds
     starts = []
@@ -122,6 +123,7 @@ def _starts(stack: _Stack, outcome, *, alpha_bounds, log10_fc_bounds, n_grid: in
 
         def gap(lf, lg=lg):
             return float(np.mean(np.exp(-np.exp(lg + lf * np.log(10.0))))) - rate
+
         if gap(lo) * gap(hi) < 0:
             starts.append((a, brentq(gap, lo, hi, xtol=1e-6)))
         else:
@@ -141,11 +143,12 @@ class TcpFit:
 
     @property
     def clonogenic_fraction(self) -> float:
-        return float(10.0 ** self.log10_fc)
+        return float(10.0**self.log10_fc)
 
 
-def fit(patients, outcome, *, estimator: str = "least_squares", alpha_bounds=(0.01, 1.0),
-        log10_fc_bounds=(-6.0, 0.0)) -> TcpFit:
+def fit(
+    patients, outcome, *, estimator: str = "least_squares", alpha_bounds=(0.01, 1.0), log10_fc_bounds=(-6.0, 0.0)
+) -> TcpFit:
     """Fit θ = (α, log10 f_c) to outcomes y_p (1 = local control, 0 = relapse).
 
     Parameters
@@ -188,26 +191,43 @@ def fit(patients, outcome, *, estimator: str = "least_squares", alpha_bounds=(0.
 
     # Multi-start: (α, f_c) are strongly correlated (only the D50 is well determined by a small
     # cohort), so a single start can stop on the flat valley's edge. Run from the three best starts.
-    starts = sorted(_starts(stack, y, alpha_bounds=alpha_bounds, log10_fc_bounds=log10_fc_bounds),
-                    key=lambda x: score(np.asarray(x)))[:3]
-    best = None
+    starts = sorted(
+        _starts(stack, y, alpha_bounds=alpha_bounds, log10_fc_bounds=log10_fc_bounds),
+        key=lambda x: score(np.asarray(x)),
+    )[:3]
+    best: TcpFit | None = None
     for x0 in starts:
         x0 = np.clip(np.asarray(x0, float), lb, ub)
         if estimator == "least_squares":
-            r = least_squares(resid, x0, jac=resid_jac, bounds=(lb, ub), method="trf", x_scale="jac",
-                              xtol=1e-10, ftol=1e-12, gtol=1e-12)
+            r = least_squares(
+                resid,
+                x0,
+                jac=resid_jac,
+                bounds=(lb, ub),
+                method="trf",
+                x_scale="jac",
+                xtol=1e-10,
+                ftol=1e-12,
+                gtol=1e-12,
+            )
             cand = TcpFit(float(r.x[0]), float(r.x[1]), float(r.cost), bool(r.success), str(r.message))
         else:
-            r = minimize(nll, x0, jac=True, method="L-BFGS-B", bounds=list(zip(lb, ub)),
-                         options={"ftol": 1e-14, "gtol": 1e-10, "maxiter": 1000})
+            r = minimize(
+                nll,
+                x0,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=list(zip(lb, ub)),
+                options={"ftol": 1e-14, "gtol": 1e-10, "maxiter": 1000},
+            )
             cand = TcpFit(float(r.x[0]), float(r.x[1]), float(r.fun), bool(r.success), str(r.message))
         if best is None or cand.objective < best.objective:
             best = cand
+    assert best is not None  # starts is never empty
     return best
 
 
-def bootstrap(patients, outcome, *, rng: np.random.Generator, n_boot: int, level: float = 0.95,
-              **fit_kwargs) -> dict:
+def bootstrap(patients, outcome, *, rng: np.random.Generator, n_boot: int, level: float = 0.95, **fit_kwargs) -> dict:
     """Percentile bootstrap over patients: CIs of α and log10 f_c.
 
     Resamples where every patient has the same outcome are redrawn (the fit is undefined there).
@@ -217,7 +237,7 @@ def bootstrap(patients, outcome, *, rng: np.random.Generator, n_boot: int, level
     if y.min() == y.max():
         raise ValueError("every patient has the same outcome: nothing to bootstrap")
     n = y.size
-    out = []
+    out: list = []
     while len(out) < n_boot:
         idx = rng.integers(0, n, n)
         if y[idx].min() == y[idx].max():
@@ -226,13 +246,13 @@ def bootstrap(patients, outcome, *, rng: np.random.Generator, n_boot: int, level
         out.append((f.alpha, f.log10_fc))
     s = np.asarray(out, float)
     q = [(1.0 - level) / 2.0 * 100.0, (1.0 + level) / 2.0 * 100.0]
-    return {"alpha": tuple(np.percentile(s[:, 0], q)), "log10_fc": tuple(np.percentile(s[:, 1], q)),
-            "samples": s}
+    return {"alpha": tuple(np.percentile(s[:, 0], q)), "log10_fc": tuple(np.percentile(s[:, 1], q)), "samples": s}
 
 
 def auc(predicted, outcome) -> float:
     """Area under the ROC curve of ``predicted`` (TCP) for ``outcome`` = 1 (control), ties counted ½:
-    the Mann–Whitney U of the controlled vs relapsed predictions over n₁n₀; NaN without both classes."""
+    the Mann–Whitney U of the controlled vs relapsed predictions over n₁n₀; NaN without both classes.
+    """
     p = np.asarray(predicted, float)
     y = np.asarray(outcome, float)
     if y.min() == y.max():

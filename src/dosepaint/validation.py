@@ -42,8 +42,12 @@ def ingest_errors(ingest: str | Path, truth_dir: str | Path, *, subsample: int =
     truth = files.read_json(truth_dir / "truth.json")
     gtv, grid = files.read_array(ingest / "masks_ct" / "GTV.nii.gz")
     vol = float(gtv.sum() * grid.voxel_volume / 1000.0)
-    out = {"patient_id": truth["patient_id"], "gtv_volume_cc": vol, "gtv_volume_truth_cc": truth["gtv_volume_cc"],
-           "gtv_volume_error_pct": 100.0 * (vol - truth["gtv_volume_cc"]) / truth["gtv_volume_cc"]}
+    out = {
+        "patient_id": truth["patient_id"],
+        "gtv_volume_cc": vol,
+        "gtv_volume_truth_cc": truth["gtv_volume_cc"],
+        "gtv_volume_error_pct": 100.0 * (vol - truth["gtv_volume_cc"]) / truth["gtv_volume_cc"],
+    }
     gtv_true, tgrid = files.read_array(truth_dir / "masks" / "GTV.nii.gz")
     x, y, z = tgrid.world()
     pts = np.stack([c[gtv_true > 0] for c in (x, y, z)], axis=1)[::subsample]
@@ -93,7 +97,10 @@ def dwi_errors(ingest: str | Path, dwi: str | Path, truth_dir: str | Path) -> di
         "patient_id": truth["patient_id"],
         "spearman_rho_gtv": float(spearmanr(est[ok], true[ok])[0]),
         "median_rel_error_rho_gtv": float(np.median(np.abs(est[ok] / true[ok] - 1))),
-        "clonogens_est": float(n_est.sum()), "clonogens_true": float(n_true.sum()),
+        "clonogens_est": float(n_est.sum()),
+        "clonogens_true": float(n_true.sum()),
         "clonogens_error_pct": float(100 * (n_est.sum() / n_true.sum() - 1)),
-        "tcp_est": tcp_est, "tcp_true": tcp_true, "tcp_diff_pp": 100 * (tcp_est - tcp_true),
+        "tcp_est": tcp_est,
+        "tcp_true": tcp_true,
+        "tcp_diff_pp": 100 * (tcp_est - tcp_true),
     }

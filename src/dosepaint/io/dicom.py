@@ -21,7 +21,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
-from pydicom.uid import PYDICOM_ROOT_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_ROOT_UID, UID, ExplicitVRLittleEndian, generate_uid
 
 from ..errors import DosepaintInputError
 from ..geometry import Grid
@@ -50,10 +50,10 @@ def uid(*parts) -> str:
 
 def _new_dataset(sop_class: str, sop_uid: str, *, patient: dict, study: dict, series: dict) -> Dataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = uid("dosepaint", "implementation")
+    meta.ImplementationClassUID = UID(uid("dosepaint", "implementation"))
     ds = Dataset()
     ds.file_meta = meta
     ds.SpecificCharacterSet = "ISO_IR 100"
@@ -70,10 +70,23 @@ def _save(ds: Dataset, path: Path) -> None:
         ds.save_as(tmp, enforce_file_format=True)
 
 
-def write_image_series(volume: np.ndarray, grid: Grid, folder, *, modality: str, sop_class: str,
-                       patient: dict, study: dict, series: dict, file_pattern: str = "{index:04d}.dcm",
-                       dtype=np.uint16, rescale: str = "global", extra_per_slice=None,
-                       instance_offset: int = 0, per_slice_tags=None) -> list[tuple[str, Path]]:
+def write_image_series(
+    volume: np.ndarray,
+    grid: Grid,
+    folder,
+    *,
+    modality: str,
+    sop_class: str,
+    patient: dict,
+    study: dict,
+    series: dict,
+    file_pattern: str = "{index:04d}.dcm",
+    dtype=np.uint16,
+    rescale: str = "global",
+    extra_per_slice=None,
+    instance_offset: int = 0,
+    per_slice_tags=None,
+) -> list[tuple[str, Path]]:
     """Write a 3-D volume (z, y, x) as single-frame DICOM slices.
 
     Parameters
@@ -149,8 +162,9 @@ def add_private_pgse_timing(ds: Dataset, *, delta_ms: float, Delta_ms: float) ->
     block.add_new(0x11, "DS", f"{Delta_ms:.4g}")
 
 
-def radiopharmaceutical_sequence(*, name: str, total_dose_bq: float, half_life_s: float, start_time: str,
-                                 start_datetime: str | None = None) -> Sequence:
+def radiopharmaceutical_sequence(
+    *, name: str, total_dose_bq: float, half_life_s: float, start_time: str, start_datetime: str | None = None
+) -> Sequence:
     """RadiopharmaceuticalInformationSequence with the attributes SUVbw needs."""
     rp = Dataset()
     rp.Radiopharmaceutical = name
@@ -162,8 +176,17 @@ def radiopharmaceutical_sequence(*, name: str, total_dose_bq: float, half_life_s
     return Sequence([rp])
 
 
-def write_rtstruct(path, *, structures: dict, ct_refs: list[tuple[str, float]], ct_normal,
-                   frame_of_reference: str, patient: dict, study: dict, series: dict) -> None:
+def write_rtstruct(
+    path,
+    *,
+    structures: dict,
+    ct_refs: list[tuple[str, float]],
+    ct_normal,
+    frame_of_reference: str,
+    patient: dict,
+    study: dict,
+    series: dict,
+) -> None:
     """Write an RTSTRUCT with CLOSED_PLANAR contours.
 
     Parameters
@@ -224,8 +247,18 @@ def write_rtstruct(path, *, structures: dict, ct_refs: list[tuple[str, float]], 
     _save(ds, Path(path))
 
 
-def write_rtdose(path, dose: np.ndarray, grid: Grid, *, frame_of_reference: str, patient: dict,
-                 study: dict, series: dict, dose_type: str = "EFFECTIVE", summation: str = "PLAN") -> None:
+def write_rtdose(
+    path,
+    dose: np.ndarray,
+    grid: Grid,
+    *,
+    frame_of_reference: str,
+    patient: dict,
+    study: dict,
+    series: dict,
+    dose_type: str = "EFFECTIVE",
+    summation: str = "PLAN",
+) -> None:
     """Write a multi-frame RTDOSE (Gy or Gy(RBE) for EFFECTIVE), uint32 with DoseGridScaling.
 
     GridFrameOffsetVector is relative to ImagePositionPatient (first value 0).
@@ -262,39 +295,82 @@ def write_rtdose(path, dose: np.ndarray, grid: Grid, *, frame_of_reference: str,
 #: place; an exported file may carry PatientName/PatientID only as the pseudonym and StudyID only as
 #: a dummy value, and none of the others (dates and times included: action Z/X/D of the profile).
 BASIC_PROFILE_IDENTITY = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "PatientSex", "PatientAge",
-    "PatientSize", "PatientWeight", "PatientAddress", "PatientTelephoneNumbers", "PatientMotherBirthName",
-    "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "EthnicGroup", "PatientComments",
-    "MedicalRecordLocator", "IssuerOfPatientID", "AccessionNumber", "StudyID", "StudyDate", "StudyTime",
-    "SeriesDate", "SeriesTime", "AcquisitionDate", "AcquisitionTime", "ContentDate", "ContentTime",
-    "InstanceCreationDate", "InstanceCreationTime", "InstitutionName", "InstitutionAddress",
-    "InstitutionalDepartmentName", "ReferringPhysicianName", "ReferringPhysicianAddress",
-    "PerformingPhysicianName", "NameOfPhysiciansReadingStudy", "OperatorsName", "PhysiciansOfRecord",
-    "RequestingPhysician", "StationName", "DeviceSerialNumber", "StudyDescription", "RequestAttributesSequence",
-    "ReferencedPatientSequence", "ReferencedStudySequence", "ReferencedPerformedProcedureStepSequence",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "PatientSex",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "PatientMotherBirthName",
+    "OtherPatientIDs",
+    "OtherPatientIDsSequence",
+    "OtherPatientNames",
+    "EthnicGroup",
+    "PatientComments",
+    "MedicalRecordLocator",
+    "IssuerOfPatientID",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "SeriesDate",
+    "SeriesTime",
+    "AcquisitionDate",
+    "AcquisitionTime",
+    "ContentDate",
+    "ContentTime",
+    "InstanceCreationDate",
+    "InstanceCreationTime",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "ReferringPhysicianName",
+    "ReferringPhysicianAddress",
+    "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy",
+    "OperatorsName",
+    "PhysiciansOfRecord",
+    "RequestingPhysician",
+    "StationName",
+    "DeviceSerialNumber",
+    "StudyDescription",
+    "RequestAttributesSequence",
+    "ReferencedPatientSequence",
+    "ReferencedStudySequence",
+    "ReferencedPerformedProcedureStepSequence",
 )
 
 
 def deidentification_attributes() -> dict:
     """Attributes that declare an exported file de-identified (PS3.15 E.1.1): Patient Identity
     Removed YES and the methods applied — the Basic Application Level Confidentiality Profile
-    (DCM 113100) with the Clean Descriptors Option (113105: our SeriesDescription is generated text)."""
+    (DCM 113100) with the Clean Descriptors Option (113105: our SeriesDescription is generated text).
+    """
     codes = []
-    for value, meaning in (("113100", "Basic Application Confidentiality Profile"),
-                           ("113105", "Clean Descriptors Option")):
+    for value, meaning in (
+        ("113100", "Basic Application Confidentiality Profile"),
+        ("113105", "Clean Descriptors Option"),
+    ):
         c = Dataset()
         c.CodeValue, c.CodingSchemeDesignator, c.CodeMeaning = value, "DCM", meaning
         codes.append(c)
-    return {"PatientIdentityRemoved": "YES",
-            "DeidentificationMethod": "dosepaint export: pseudonymous ids, generated UIDs, no dates",
-            "DeidentificationMethodCodeSequence": Sequence(codes)}
+    return {
+        "PatientIdentityRemoved": "YES",
+        "DeidentificationMethod": "dosepaint export: pseudonymous ids, generated UIDs, no dates",
+        "DeidentificationMethodCodeSequence": Sequence(codes),
+    }
 
 
 def basic_profile_violations(ds: Dataset, *, pseudonym: str) -> list[str]:
     """What in ``ds`` breaks the Basic Profile for a file exported under ``pseudonym``: identity
     attributes other than the pseudonym (PatientName/PatientID) and a dummy StudyID, a missing
     Patient Identity Removed = YES, and UIDs not generated by dosepaint (pydicom's UID root;
-    action U of the profile: no UID of the source files survives)."""
+    action U of the profile: no UID of the source files survives).
+    """
     problems = []
     for key in BASIC_PROFILE_IDENTITY:
         if key not in ds:
@@ -314,8 +390,16 @@ def basic_profile_violations(ds: Dataset, *, pseudonym: str) -> list[str]:
     return problems
 
 
-def export_rtdose(path, dose: np.ndarray, grid: Grid, *, patient_id: str, frame_of_reference: str | None,
-                  description: str, dose_type: str = "EFFECTIVE") -> None:
+def export_rtdose(
+    path,
+    dose: np.ndarray,
+    grid: Grid,
+    *,
+    patient_id: str,
+    frame_of_reference: str | None,
+    description: str,
+    dose_type: str = "EFFECTIVE",
+) -> None:
     """Export a computed dose (Gy(RBE) for EFFECTIVE) as RTDOSE for TPS viewers and DVH tools.
 
     Only the pseudonymous ``patient_id`` (from the patient sheet) identifies the patient: no
@@ -323,11 +407,16 @@ def export_rtdose(path, dose: np.ndarray, grid: Grid, *, patient_id: str, frame_
     planning CT when known; otherwise a new UID is derived from the pseudonym.
     """
     series_uid = uid("dosepaint", patient_id, description)
-    write_rtdose(path, dose, grid, frame_of_reference=frame_of_reference or uid("dosepaint", patient_id, "frame"),
-                 patient={"PatientID": patient_id, "PatientName": patient_id, **deidentification_attributes()},
-                 study={"StudyInstanceUID": uid("dosepaint", patient_id, "study"), "StudyID": "dosepaint"},
-                 series={"SeriesInstanceUID": series_uid, "SeriesDescription": description[:64], "SeriesNumber": 1},
-                 dose_type=dose_type)
+    write_rtdose(
+        path,
+        dose,
+        grid,
+        frame_of_reference=frame_of_reference or uid("dosepaint", patient_id, "frame"),
+        patient={"PatientID": patient_id, "PatientName": patient_id, **deidentification_attributes()},
+        study={"StudyInstanceUID": uid("dosepaint", patient_id, "study"), "StudyID": "dosepaint"},
+        series={"SeriesInstanceUID": series_uid, "SeriesDescription": description[:64], "SeriesNumber": 1},
+        dose_type=dose_type,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -364,8 +453,7 @@ class SeriesInfo:
             return self.modality
         if self.modality == "MR":
             desc = self.description.lower()
-            if self.bvalues or "DIFFUSION" in self.image_types or any(
-                    t in desc for t in ("dwi", "diff", "ep2d_diff")):
+            if self.bvalues or "DIFFUSION" in self.image_types or any(t in desc for t in ("dwi", "diff", "ep2d_diff")):
                 return "DWI"
             if "t2" in desc:
                 return "T2W"
@@ -375,7 +463,8 @@ class SeriesInfo:
 
 def dcmread(path, *, stop_before_pixels: bool = False) -> Dataset:
     """Read a DICOM file; files without the 128-byte preamble / file meta are accepted
-    when they still parse to a dataset with a SOPClassUID (older exports)."""
+    when they still parse to a dataset with a SOPClassUID (older exports).
+    """
     try:
         return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError:
@@ -414,10 +503,13 @@ def scan_folder(folder, *, patient: str | None = None) -> tuple[list[SeriesInfo]
             s = series.get(ds.SeriesInstanceUID)
             if s is None:
                 s = series[ds.SeriesInstanceUID] = SeriesInfo(
-                    uid=str(ds.SeriesInstanceUID), modality=str(ds.get("Modality", "")),
-                    sop_class=str(ds.SOPClassUID), frame_of_reference=ds.get("FrameOfReferenceUID"),
+                    uid=str(ds.SeriesInstanceUID),
+                    modality=str(ds.get("Modality", "")),
+                    sop_class=str(ds.SOPClassUID),
+                    frame_of_reference=ds.get("FrameOfReferenceUID"),
                     description=str(ds.get("SeriesDescription", "")),
-                    number=str(ds.get("SeriesNumber", "") or ""))
+                    number=str(ds.get("SeriesNumber", "") or ""),
+                )
             s.files.append(path)
             for image in _frame_headers(ds, patient=patient) if s.modality == "MR" else [ds]:
                 b = bvalue_of(image) if s.modality == "MR" else None
@@ -446,8 +538,9 @@ def _frame_headers(ds: Dataset, *, patient) -> list[Dataset]:
     try:
         return diffusion.frames(ds)
     except (KeyError, AttributeError) as exc:
-        raise DosepaintInputError(f"Enhanced MR object without frame geometry ({exc})", patient=patient,
-                                  path=getattr(ds, "filename", None)) from exc
+        raise DosepaintInputError(
+            f"Enhanced MR object without frame geometry ({exc})", patient=patient, path=getattr(ds, "filename", None)
+        ) from exc
 
 
 def _expand_frames(datasets: list[Dataset], *, patient) -> list[Dataset]:
@@ -470,8 +563,9 @@ def _stored_pixels(ds: Dataset, *, patient) -> np.ndarray:
     try:
         return ds.pixel_array
     except Exception as exc:  # pydicom raises several types for truncated, odd or undecodable pixel data
-        raise DosepaintInputError(f"unreadable pixel data ({exc})", patient=patient,
-                                  path=getattr(ds, "filename", None)) from exc
+        raise DosepaintInputError(
+            f"unreadable pixel data ({exc})", patient=patient, path=getattr(ds, "filename", None)
+        ) from exc
 
 
 def _pixels(ds: Dataset, *, patient) -> np.ndarray:
@@ -482,8 +576,9 @@ def _pixels(ds: Dataset, *, patient) -> np.ndarray:
     try:
         arr = ds.pixel_array.astype(np.float64)
     except Exception as exc:  # pydicom raises several types for truncated or odd pixel data
-        raise DosepaintInputError(f"unreadable pixel data ({exc})", patient=patient,
-                                  path=getattr(ds, "filename", None)) from exc
+        raise DosepaintInputError(
+            f"unreadable pixel data ({exc})", patient=patient, path=getattr(ds, "filename", None)
+        ) from exc
     slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
     return arr * slope + intercept
@@ -517,8 +612,11 @@ def _stack_slices(datasets: list[Dataset], *, patient, tolerance_mm: float, what
     """Sort single-frame slices along their normal and check the geometry."""
     iops = {tuple(np.round(np.asarray(d.ImageOrientationPatient, float), 4)) for d in datasets}
     if len(iops) != 1:
-        raise DosepaintInputError(f"{what}: slices with different ImageOrientationPatient {sorted(iops)}",
-                                  patient=patient, path=Path(datasets[0].filename).parent)
+        raise DosepaintInputError(
+            f"{what}: slices with different ImageOrientationPatient {sorted(iops)}",
+            patient=patient,
+            path=Path(datasets[0].filename).parent,
+        )
     iop = np.asarray(datasets[0].ImageOrientationPatient, float)
     normal = np.cross(iop[:3], iop[3:])
     pos = np.array([np.dot(np.asarray(d.ImagePositionPatient, float), normal) for d in datasets])
@@ -527,15 +625,20 @@ def _stack_slices(datasets: list[Dataset], *, patient, tolerance_mm: float, what
     pos = pos[order]
     shapes = {(int(d.Rows), int(d.Columns)) for d in datasets}
     if len(shapes) != 1:
-        raise DosepaintInputError(f"{what}: slices of different sizes {sorted(shapes)}", patient=patient,
-                                  path=Path(datasets[0].filename).parent)
+        raise DosepaintInputError(
+            f"{what}: slices of different sizes {sorted(shapes)}",
+            patient=patient,
+            path=Path(datasets[0].filename).parent,
+        )
     if len(datasets) > 1:
         gaps = np.diff(pos)
         if np.any(gaps < 1e-3):
             dup = Path(datasets[int(np.argmin(gaps)) + 1].filename)
-            raise DosepaintInputError(f"{what}: two slices at the same position "
-                                      f"({pos[int(np.argmin(gaps))]:.2f} mm); mixed series?",
-                                      patient=patient, path=dup)
+            raise DosepaintInputError(
+                f"{what}: two slices at the same position ({pos[int(np.argmin(gaps))]:.2f} mm); mixed series?",
+                patient=patient,
+                path=dup,
+            )
         step = float(np.median(gaps))
         bad = np.flatnonzero(np.abs(gaps - step) > tolerance_mm)
         if bad.size:
@@ -543,13 +646,19 @@ def _stack_slices(datasets: list[Dataset], *, patient, tolerance_mm: float, what
             kind = "missing slice(s)" if gaps[i] > step else "inconsistent slice spacing"
             raise DosepaintInputError(
                 f"{what}: {kind}: gap of {gaps[i]:.3f} mm between slices at {pos[i]:.2f} and {pos[i + 1]:.2f} mm "
-                f"(expected {step:.3f} mm)", patient=patient, path=Path(datasets[i + 1].filename))
+                f"(expected {step:.3f} mm)",
+                patient=patient,
+                path=Path(datasets[i + 1].filename),
+            )
     else:
         step = float(datasets[0].get("SliceThickness", 1.0) or 1.0)
     ps = [float(v) for v in datasets[0].PixelSpacing]
-    grid = Grid.from_orientation(shape=(len(datasets), int(datasets[0].Rows), int(datasets[0].Columns)),
-                                 spacing=(ps[1], ps[0], step),
-                                 origin=np.asarray(datasets[0].ImagePositionPatient, float), iop=iop)
+    grid = Grid.from_orientation(
+        shape=(len(datasets), int(datasets[0].Rows), int(datasets[0].Columns)),
+        spacing=(ps[1], ps[0], step),
+        origin=np.asarray(datasets[0].ImagePositionPatient, float),
+        iop=iop,
+    )
     return datasets, grid
 
 
@@ -600,19 +709,25 @@ def read_volume(files, *, patient=None, what="image series", tolerance_mm: float
 
 def _signal_images(datasets: list[Dataset], notes: list | None) -> list[Dataset]:
     """The diffusion-weighted signals of a DWI series: derived maps (ADC, exponential, FA, calculated b)
-    dropped, and trace-weighted images where the directional images of the same b-value are there."""
+    dropped, and trace-weighted images where the directional images of the same b-value are there.
+    """
     derived = [d for d in datasets if diffusion.is_derived_map(d)]
     kept = [d for d in datasets if not diffusion.is_derived_map(d)]
     directional = {round(bvalue_of(d) or 0.0, 1) for d in kept if not diffusion.is_trace(d)}
-    trace = [d for d in kept if diffusion.is_trace(d) and round(bvalue_of(d) or 0.0, 1) in directional
-             and (bvalue_of(d) or 0.0) > 0]
+    trace = [
+        d
+        for d in kept
+        if diffusion.is_trace(d) and round(bvalue_of(d) or 0.0, 1) in directional and (bvalue_of(d) or 0.0) > 0
+    ]
     kept = [d for d in kept if not any(d is t for t in trace)]
     if notes is not None and derived:
         kinds = sorted({t for d in derived for t in diffusion.image_types(d) & diffusion.DERIVED_MAPS})
         notes.append(f"{len(derived)} derived diffusion map image(s) ({', '.join(kinds)}) in the DWI series skipped")
     if notes is not None and trace:
-        notes.append(f"{len(trace)} trace-weighted image(s) skipped: the directional images of the same b-values "
-                     "are combined instead")
+        notes.append(
+            f"{len(trace)} trace-weighted image(s) skipped: the directional images of the same b-values "
+            "are combined instead"
+        )
     return kept
 
 
@@ -633,11 +748,13 @@ def read_dwi(files, *, patient=None, tolerance_mm: float = 0.05, notes: list | N
     grid : Grid
     first : pydicom.Dataset
     """
-    datasets = _signal_images(_expand_frames([_read_full(f, patient=patient) for f in files], patient=patient),
-                              notes)
+    datasets = _signal_images(_expand_frames([_read_full(f, patient=patient) for f in files], patient=patient), notes)
     if not datasets:
-        raise DosepaintInputError("the DWI series holds derived maps only (ADC/trace/exponential), no "
-                                  "diffusion-weighted images", patient=patient, path=Path(files[0]).parent)
+        raise DosepaintInputError(
+            "the DWI series holds derived maps only (ADC/trace/exponential), no diffusion-weighted images",
+            patient=patient,
+            path=Path(files[0]).parent,
+        )
     groups: dict[float, list] = defaultdict(list)
     volumes: dict[float, list] = defaultdict(list)
     grid = None
@@ -651,9 +768,12 @@ def read_dwi(files, *, patient=None, tolerance_mm: float = 0.05, notes: list | N
             continue
         b = bvalue_of(ds)
         if b is None:
-            raise DosepaintInputError("DWI image without a b-value (no DiffusionBValue (0018,9087), MR Diffusion "
-                                      "sequence, Siemens (0019,100C), Philips (2001,1003) nor GE (0043,1039))",
-                                      patient=patient, path=ds.filename)
+            raise DosepaintInputError(
+                "DWI image without a b-value (no DiffusionBValue (0018,9087), MR Diffusion "
+                "sequence, Siemens (0019,100C), Philips (2001,1003) nor GE (0043,1039))",
+                patient=patient,
+                path=ds.filename,
+            )
         groups[round(b, 1)].append(ds)
     for b, group in groups.items():
         by_pos = defaultdict(list)
@@ -661,20 +781,28 @@ def read_dwi(files, *, patient=None, tolerance_mm: float = 0.05, notes: list | N
             by_pos[tuple(np.round(np.asarray(ds.ImagePositionPatient, float), 2))].append(ds)
         n_rep = {len(v) for v in by_pos.values()}
         if len(n_rep) != 1:
-            raise DosepaintInputError(f"DWI b={b:g}: unequal number of images per slice position {sorted(n_rep)}",
-                                      patient=patient, path=group[0].filename)
+            raise DosepaintInputError(
+                f"DWI b={b:g}: unequal number of images per slice position {sorted(n_rep)}",
+                patient=patient,
+                path=group[0].filename,
+            )
         for rep in range(n_rep.pop()):
-            sl, g = _stack_slices([v[rep] for v in by_pos.values()], patient=patient,
-                                  tolerance_mm=tolerance_mm, what=f"DWI b={b:g}")
+            sl, g = _stack_slices(
+                [v[rep] for v in by_pos.values()], patient=patient, tolerance_mm=tolerance_mm, what=f"DWI b={b:g}"
+            )
             vol = np.stack([_pixels(d, patient=patient) for d in sl])
             if grid is not None and (g.shape != grid.shape or not np.allclose(g.origin, grid.origin, atol=0.1)):
-                raise DosepaintInputError(f"DWI b={b:g}: geometry differs from the other b-values",
-                                          patient=patient, path=sl[0].filename)
+                raise DosepaintInputError(
+                    f"DWI b={b:g}: geometry differs from the other b-values", patient=patient, path=sl[0].filename
+                )
             grid = grid or g
             volumes[b].append(vol)
     if len(volumes) < 2:
-        raise DosepaintInputError(f"DWI series has {len(volumes)} distinct b-value(s) {sorted(volumes)}; "
-                                  "an ADC needs at least two", patient=patient, path=Path(files[0]).parent)
+        raise DosepaintInputError(
+            f"DWI series has {len(volumes)} distinct b-value(s) {sorted(volumes)}; an ADC needs at least two",
+            patient=patient,
+            path=Path(files[0]).parent,
+        )
     bvals = np.array(sorted(volumes))
     signals = []
     for b in bvals:
@@ -721,8 +849,7 @@ def _decimal_strings(ds: Dataset, keyword: str, *, patient=None, path=None) -> n
     try:
         return np.array([float(v) for v in text.split("\\")])
     except ValueError:
-        raise DosepaintInputError(f"{keyword} is not a list of decimal numbers", patient=patient,
-                                  path=path) from None
+        raise DosepaintInputError(f"{keyword} is not a list of decimal numbers", patient=patient, path=path) from None
 
 
 def read_rtstruct(path, *, patient=None) -> tuple[dict[str, list[np.ndarray]], str | None]:
@@ -756,11 +883,11 @@ def read_rtstruct(path, *, patient=None) -> tuple[dict[str, list[np.ndarray]], s
                 continue
             pts = _decimal_strings(c, "ContourData", patient=patient, path=path).reshape(-1, 3)
             if kind != "CLOSED_PLANAR":
-                raise DosepaintInputError(f"ROI {name!r}: {kind} contour; only CLOSED_PLANAR can be filled",
-                                          patient=patient, path=path)
+                raise DosepaintInputError(
+                    f"ROI {name!r}: {kind} contour; only CLOSED_PLANAR can be filled", patient=patient, path=path
+                )
             if len(pts) < 3:
-                raise DosepaintInputError(f"ROI {name!r}: contour with {len(pts)} point(s)",
-                                          patient=patient, path=path)
+                raise DosepaintInputError(f"ROI {name!r}: contour with {len(pts)} point(s)", patient=patient, path=path)
             polys.append(pts)
         out[name] = polys
     return out, for_uid
@@ -794,8 +921,9 @@ def read_rtdose(path, *, patient=None):
     ipp = np.asarray(ds.ImagePositionPatient, float)
     offsets = np.asarray(ds.get("GridFrameOffsetVector", [0.0]), float)
     if len(offsets) != arr.shape[0]:
-        raise DosepaintInputError(f"GridFrameOffsetVector has {len(offsets)} values for {arr.shape[0]} frames",
-                                  patient=patient, path=path)
+        raise DosepaintInputError(
+            f"GridFrameOffsetVector has {len(offsets)} values for {arr.shape[0]} frames", patient=patient, path=path
+        )
     if offsets[0] != 0 and np.isclose(offsets[0], np.dot(ipp, normal)):
         offsets = offsets - offsets[0]  # absolute (type-B) offsets
     order = np.argsort(offsets)

@@ -118,8 +118,9 @@ def frames(ds: Dataset, pixels: np.ndarray | None = None) -> list[Dataset]:
         pos, ori = _group(shared, frame, "PlanePositionSequence"), _group(shared, frame, "PlaneOrientationSequence")
         meas = _group(shared, frame, "PixelMeasuresSequence")
         if pos is None or ori is None or meas is None:
-            missing = [n for n, g in (("PlanePosition", pos), ("PlaneOrientation", ori), ("PixelMeasures", meas))
-                       if g is None]
+            missing = [
+                n for n, g in (("PlanePosition", pos), ("PlaneOrientation", ori), ("PixelMeasures", meas)) if g is None
+            ]
             raise KeyError(f"frame {i + 1} has no {', '.join(missing)} functional group")
         f.ImagePositionPatient = pos.ImagePositionPatient
         f.ImageOrientationPatient = ori.ImageOrientationPatient
@@ -128,8 +129,9 @@ def frames(ds: Dataset, pixels: np.ndarray | None = None) -> list[Dataset]:
         f.Rows, f.Columns = ds.Rows, ds.Columns
         rescale = _group(shared, frame, "PixelValueTransformationSequence")
         f.RescaleSlope = rescale.get("RescaleSlope", 1.0) if rescale is not None else ds.get("RescaleSlope", 1.0)
-        f.RescaleIntercept = rescale.get("RescaleIntercept", 0.0) if rescale is not None else \
-            ds.get("RescaleIntercept", 0.0)
+        f.RescaleIntercept = (
+            rescale.get("RescaleIntercept", 0.0) if rescale is not None else ds.get("RescaleIntercept", 0.0)
+        )
         diffusion = _group(shared, frame, "MRDiffusionSequence")
         b = None if diffusion is None else _number(diffusion.get("DiffusionBValue"))
         if b is not None:

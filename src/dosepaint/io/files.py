@@ -22,7 +22,8 @@ from ..geometry import Grid
 
 def as_paths(x) -> list:
     """A rule input that may be one path or a list of them (Snakemake passes a one-file input as a
-    string), always as a list."""
+    string), always as a list.
+    """
     return [x] if isinstance(x, (str, Path)) else list(x)
 
 
@@ -37,8 +38,7 @@ def atomic_path(path, suffix=""):
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*"):
         stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or "".join(path.suffixes),
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or "".join(path.suffixes), dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -80,7 +80,7 @@ def _voxels(path, img: sitk.Image) -> np.ndarray:
     if _is_nifti(path) and arr.dtype.kind == "f":
         import nibabel as nib
 
-        arr = np.asarray(nib.load(str(path)).dataobj, dtype=arr.dtype).T  # (x, y, z[, t]) → (…, z, y, x)
+        arr = np.asarray(nib.load(str(path)).dataobj, dtype=arr.dtype).T  # type: ignore[attr-defined]  # (x, y, z[, t]) → (…, z, y, x)
     return arr
 
 
@@ -101,18 +101,22 @@ def read_array(path) -> tuple[np.ndarray, Grid]:
     if img.GetDimension() == 4:
         size = img.GetSize()
         d4 = np.asarray(img.GetDirection()).reshape(4, 4)
-        grid = Grid((size[2], size[1], size[0]), tuple(img.GetSpacing()[:3]), tuple(img.GetOrigin()[:3]),
-                    tuple(d4[:3, :3].ravel()))
+        grid = Grid(
+            (size[2], size[1], size[0]),
+            tuple(img.GetSpacing()[:3]),
+            tuple(img.GetOrigin()[:3]),
+            tuple(d4[:3, :3].ravel()),
+        )
         return arr, grid
     return arr, Grid.from_image(img)
 
 
-def read_masks(folder, names, *, pid: str, needed_by: str, required=None) -> tuple[dict, Grid | None]:
+def read_masks(folder, names, *, pid: str, needed_by: str, required=None) -> tuple[dict, Grid]:
     """Read ``{name}.nii.gz`` masks (bool (z, y, x)) from an ingest mask folder.
 
     ``required`` (default: all ``names``) must exist, else a :class:`DosepaintInputError` names the
     patient, the file and the stage (``needed_by``) that needs it; other missing names are skipped.
-    Returns the masks and the grid of the last one read.
+    Returns the masks and the grid of the last one read; none read is an error too.
     """
     from ..errors import DosepaintInputError
 
@@ -122,11 +126,16 @@ def read_masks(folder, names, *, pid: str, needed_by: str, required=None) -> tup
         path = Path(folder) / f"{name}.nii.gz"
         if not path.exists():
             if name in required:
-                raise DosepaintInputError(f"structure {name} is needed by {needed_by} but was not ingested",
-                                          patient=pid, path=path)
+                raise DosepaintInputError(
+                    f"structure {name} is needed by {needed_by} but was not ingested", patient=pid, path=path
+                )
             continue
         arr, grid = read_array(path)
         out[name] = arr > 0
+    if grid is None:
+        raise DosepaintInputError(
+            f"none of the structures {list(names)} needed by {needed_by} was ingested", patient=pid, path=folder
+        )
     return out, grid
 
 
@@ -180,10 +189,16 @@ def read_tsv(path) -> pd.DataFrame:
 
 def write_spot_weights(path, *, phase1: np.ndarray, phase2: np.ndarray, n_ld: int, n_hd: int) -> None:
     """Spot weights of one plan's two phases (per fraction, in the order of the cached influence's
-    columns), so that a plan can be recalculated under setup/range scenarios."""
+    columns), so that a plan can be recalculated under setup/range scenarios.
+    """
     with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, phase1=np.asarray(phase1, np.float64), phase2=np.asarray(phase2, np.float64),
-                            n_ld=int(n_ld), n_hd=int(n_hd))
+        np.savez_compressed(
+            tmp,
+            phase1=np.asarray(phase1, np.float64),
+            phase2=np.asarray(phase2, np.float64),
+            n_ld=int(n_ld),
+            n_hd=int(n_hd),
+        )
 
 
 def read_spot_weights(path) -> dict:

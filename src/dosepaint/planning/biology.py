@@ -48,7 +48,7 @@ class RowBlocks:
         self.shape, self.nnz = m.shape, m.nnz
         n = m.shape[0]
         k = max(1, min(int(threads), n))
-        cuts = np.searchsorted(m.indptr, np.linspace(0, m.nnz, k + 1)[1:-1]) if k > 1 else []
+        cuts: np.ndarray | list = np.searchsorted(m.indptr, np.linspace(0, m.nnz, k + 1)[1:-1]) if k > 1 else []
         bounds = np.unique(np.clip(np.r_[0, cuts, n], 0, n)).astype(np.int64)
         self.blocks = []
         for a, b in itertools.pairwise(bounds):
@@ -69,7 +69,7 @@ class RowBlocks:
 
     def rmatvec(self, y):
         """``m.T @ y`` (length n_cols)."""
-        parts = self._map(lambda blk: blk[2].T @ y[blk[0]:blk[1]])
+        parts = self._map(lambda blk: blk[2].T @ y[blk[0] : blk[1]])
         out = parts[0]
         for q in parts[1:]:
             out = out + q
@@ -91,8 +91,17 @@ class RbeModel:
         Threads for the matrix products (:class:`RowBlocks`).
     """
 
-    def __init__(self, *, physical, alpha_dose=None, sqrt_beta_dose=None, alpha_x=0.1, beta_x=0.05,
-                 constant_rbe: float | None = None, threads: int = 1):
+    def __init__(
+        self,
+        *,
+        physical,
+        alpha_dose=None,
+        sqrt_beta_dose=None,
+        alpha_x=0.1,
+        beta_x=0.05,
+        constant_rbe: float | None = None,
+        threads: int = 1,
+    ):
         self.constant_rbe = constant_rbe
         if constant_rbe is None and (alpha_dose is None or sqrt_beta_dose is None):
             raise ValueError("a variable-RBE model needs α-dose and √β-dose matrices")
@@ -100,18 +109,20 @@ class RbeModel:
         self.P = sp.csr_array(physical)
         self.A = None if constant_rbe is not None else sp.csr_array(alpha_dose)
         self.B = None if constant_rbe is not None else sp.csr_array(sqrt_beta_dose)
-        self._ops = {k: RowBlocks(m, self.threads) for k, m in (("P", self.P), ("A", self.A), ("B", self.B))
-                     if m is not None}
+        self._ops = {
+            k: RowBlocks(m, self.threads) for k, m in (("P", self.P), ("A", self.A), ("B", self.B)) if m is not None
+        }
         self.alpha_x, self.beta_x = float(alpha_x), float(beta_x)
 
-    def subset(self, *, rows=None, cols=None) -> "RbeModel":
+    def subset(self, *, rows=None, cols=None) -> RbeModel:
         """The same model on some voxels (rows) and/or spots (columns)."""
         if self.constant_rbe is not None:
             (p,) = subset_shared([self.P], rows=rows, cols=cols)
             return RbeModel(physical=p, constant_rbe=self.constant_rbe, threads=self.threads)
         p, a, b = subset_shared([self.P, self.A, self.B], rows=rows, cols=cols)
-        return RbeModel(physical=p, alpha_dose=a, sqrt_beta_dose=b, alpha_x=self.alpha_x, beta_x=self.beta_x,
-                        threads=self.threads)
+        return RbeModel(
+            physical=p, alpha_dose=a, sqrt_beta_dose=b, alpha_x=self.alpha_x, beta_x=self.beta_x, threads=self.threads
+        )
 
     def dose(self, w: np.ndarray) -> tuple[np.ndarray, object]:
         """D_RBE per fraction (float64, Gy(RBE)) and a context for :meth:`vjp`."""
@@ -157,8 +168,9 @@ _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(3)
 _GH_W = _GH_W / _GH_W.sum()
 
 
-def primary_let(residual_range_mm, *, a: float, p: float, mass_number: int, voxel_mm: float,
-                straggling=0.0) -> np.ndarray:
+def primary_let(
+    residual_range_mm, *, a: float, p: float, mass_number: int, voxel_mm: float, straggling=0.0
+) -> np.ndarray:
     """Dose-averaged primary-ion LET (keV/µm) at residual ranges r (mm water); 0 beyond the range.
 
     LET(r) = A·dε/dr = A·ε(r)^{1−p}/(a p).  Dose-averaged (∑L²/∑L) over the voxel's
@@ -183,8 +195,9 @@ def primary_let(residual_range_mm, *, a: float, p: float, mass_number: int, voxe
         return np.where(den > 0, num / den, 0.0)
 
 
-def residual_range_let_dose(influence, *, voxel_mm: float, straggling_fraction: float = 0.012, rows=None,
-                            chunk: int = 1_000_000) -> sp.csr_array:
+def residual_range_let_dose(
+    influence, *, voxel_mm: float, straggling_fraction: float = 0.012, rows=None, chunk: int = 1_000_000
+) -> sp.csr_array:
     """LET·dose matrix (keV/µm·Gy per unit weight) from the residual-range approximation.
 
     ``influence`` needs ``radiological_depth`` (n_beam, n_vox), ``spot_range_mm``, ``spot_energy``.
@@ -202,14 +215,15 @@ def residual_range_let_dose(influence, *, voxel_mm: float, straggling_fraction: 
     row_of = np.repeat(np.arange(P.shape[0]), np.diff(P.indptr))
     out = np.empty(P.nnz, np.float32)
     for s in range(0, P.nnz, chunk):
-        cols = P.indices[s:s + chunk]
-        z = depth[influence.spot_beam[cols], row_of[s:s + chunk]]
+        cols = P.indices[s : s + chunk]
+        z = depth[influence.spot_beam[cols], row_of[s : s + chunk]]
         r = influence.spot_range_mm[cols] - z
         rng = influence.spot_range_mm[cols]
-        let = primary_let(r, a=a, p=p, mass_number=m_num, voxel_mm=voxel_mm,
-                          straggling=straggling_fraction / np.sqrt(m_num) * rng)
+        let = primary_let(
+            r, a=a, p=p, mass_number=m_num, voxel_mm=voxel_mm, straggling=straggling_fraction / np.sqrt(m_num) * rng
+        )
         let[~np.isfinite(z)] = 0.0
-        out[s:s + chunk] = let * P.data[s:s + chunk]
+        out[s : s + chunk] = let * P.data[s : s + chunk]
     return sp.csr_array((out, P.indices.copy(), P.indptr.copy()), shape=P.shape)
 
 

@@ -39,10 +39,19 @@ class DoseEngine(Protocol):
         ``ct_hu`` is the CT (HU) on the dose grid; masks are ``(z, y, x)`` arrays on that grid.
         """
 
-    def forward(self, ct_hu: sitk.Image, influence: DoseInfluence, weights: np.ndarray,
-                *, body: np.ndarray, shift_mm=(0.0, 0.0, 0.0), range_scale: float = 1.0) -> dict[str, np.ndarray]:
+    def forward(
+        self,
+        ct_hu: sitk.Image,
+        influence: DoseInfluence,
+        weights: np.ndarray,
+        *,
+        body: np.ndarray,
+        shift_mm=(0.0, 0.0, 0.0),
+        range_scale: float = 1.0,
+    ) -> dict[str, np.ndarray]:
         """Per-fraction quantities on the whole dose grid for spot ``weights``, optionally with the
-        isocentre moved by ``shift_mm`` (patient LPS) and the stopping powers × ``range_scale``."""
+        isocentre moved by ``shift_mm`` (patient LPS) and the stopping powers × ``range_scale``.
+        """
 
 
 def _to_lps(image: sitk.Image) -> sitk.Image:
@@ -82,9 +91,17 @@ class PyRadPlanEngine:
         pyRadPlan machine name.
     """
 
-    def __init__(self, *, modality: str = "carbon", gantry_angles_deg=(90.0, 180.0, 270.0),
-                 couch_angles_deg=None, bixel_width_mm: float = 5.0, layer_spacing_mm: float = 5.0,
-                 lateral_cutoff: float = 0.99, machine: str = "Generic"):
+    def __init__(
+        self,
+        *,
+        modality: str = "carbon",
+        gantry_angles_deg=(90.0, 180.0, 270.0),
+        couch_angles_deg=None,
+        bixel_width_mm: float = 5.0,
+        layer_spacing_mm: float = 5.0,
+        lateral_cutoff: float = 0.99,
+        machine: str = "Generic",
+    ):
         if modality not in ("carbon", "protons"):
             raise ValueError(f"modality must be 'carbon' or 'protons', not {modality!r}")
         self.modality = modality
@@ -98,12 +115,18 @@ class PyRadPlanEngine:
         self.machine = machine
 
     @classmethod
-    def from_influence(cls, influence: DoseInfluence) -> "PyRadPlanEngine":
+    def from_influence(cls, influence: DoseInfluence) -> PyRadPlanEngine:
         """The engine set up as the one that computed ``influence`` (from its meta)."""
         m = influence.meta
-        return cls(modality=influence.modality, gantry_angles_deg=m["gantry_angles_deg"],
-                   couch_angles_deg=m["couch_angles_deg"], bixel_width_mm=m["bixel_width_mm"],
-                   layer_spacing_mm=m["layer_spacing_mm"], lateral_cutoff=m["lateral_cutoff"], machine=m["machine"])
+        return cls(
+            modality=influence.modality,
+            gantry_angles_deg=m["gantry_angles_deg"],
+            couch_angles_deg=m["couch_angles_deg"],
+            bixel_width_mm=m["bixel_width_mm"],
+            layer_spacing_mm=m["layer_spacing_mm"],
+            lateral_cutoff=m["lateral_cutoff"],
+            machine=m["machine"],
+        )
 
     # -- pyRadPlan objects ------------------------------------------------------------------
     def _plan(self, ct, beams=None):
@@ -111,14 +134,20 @@ class PyRadPlanEngine:
 
         beams = range(len(self.gantry)) if beams is None else beams
         pln = IonPlan(radiation_mode=self.modality, machine=self.machine)
-        pln.prop_stf = {"gantry_angles": [self.gantry[b] for b in beams],
-                        "couch_angles": [self.couch[b] for b in beams],
-                        "bixel_width": self.bixel_width_mm,
-                        "longitudinal_spot_spacing": self.layer_spacing_mm}
-        pln.prop_dose_calc = {"calc_bio_dose": self.modality == "carbon", "calc_let": self.modality == "protons",
-                              "dose_grid": ct.grid, "dosimetric_lateral_cutoff": self.lateral_cutoff,
-                              # Voxels outside the computed subset still stop particles.
-                              "ignore_outside_densities": False}
+        pln.prop_stf = {
+            "gantry_angles": [self.gantry[b] for b in beams],
+            "couch_angles": [self.couch[b] for b in beams],
+            "bixel_width": self.bixel_width_mm,
+            "longitudinal_spot_spacing": self.layer_spacing_mm,
+        }
+        pln.prop_dose_calc = {
+            "calc_bio_dose": self.modality == "carbon",
+            "calc_let": self.modality == "protons",
+            "dose_grid": ct.grid,
+            "dosimetric_lateral_cutoff": self.lateral_cutoff,
+            # Voxels outside the computed subset still stop particles.
+            "ignore_outside_densities": False,
+        }
         return pln
 
     def _ct_cst(self, ct_hu: sitk.Image, *, target: np.ndarray, helper: np.ndarray):
@@ -160,7 +189,8 @@ class PyRadPlanEngine:
     def influence(self, ct_hu: sitk.Image, *, target: np.ndarray, calc_voxels: np.ndarray) -> DoseInfluence:
         """See :class:`DoseEngine`.  One pyRadPlan call per beam (spots are placed per beam, so the
         result is the same as one call for all beams), which keeps its peak memory — float64 triplets
-        of every non-zero before the float32 row subset is taken — to a single beam's."""
+        of every non-zero before the float32 row subset is taken — to a single beam's.
+        """
         from pyRadPlan import calc_dose_influence, generate_stf
 
         target = np.asarray(target, bool)
@@ -179,11 +209,17 @@ class PyRadPlanEngine:
             if q is None:
                 return None
             m = sp.csc_array(q.flat[0] if isinstance(q, np.ndarray) and q.dtype == object else q)[rows]
-            return sp.csc_array((m.data.astype(np.float32, copy=False), m.indices.astype(np.int32, copy=False),
-                                 m.indptr.astype(np.int64, copy=False)), shape=m.shape)
+            return sp.csc_array(
+                (
+                    m.data.astype(np.float32, copy=False),
+                    m.indices.astype(np.int32, copy=False),
+                    m.indptr.astype(np.int64, copy=False),
+                ),
+                shape=m.shape,
+            )
 
         t_stf = t_dij = 0.0
-        parts = {k: [] for k in ("physical_dose", "alpha_dose", "sqrt_beta_dose", "let_dose")}
+        parts: dict[str, list] = {k: [] for k in ("physical_dose", "alpha_dose", "sqrt_beta_dose", "let_dose")}
         spot_beam, energy, spot_range, depth = [], [], [], []
         a_x, b_x = 0.1, 0.05
         for b in range(len(self.gantry)):
@@ -197,8 +233,9 @@ class PyRadPlanEngine:
                 v.append(take(getattr(dij, k, None)))
             e, r = self._spot_table(stf)
             if parts["physical_dose"][-1].shape[1] != e.size:
-                raise RuntimeError(f"pyRadPlan returned {parts['physical_dose'][-1].shape[1]} columns for "
-                                   f"{e.size} spots of beam {b}")
+                raise RuntimeError(
+                    f"pyRadPlan returned {parts['physical_dose'][-1].shape[1]} columns for {e.size} spots of beam {b}"
+                )
             spot_beam.append(np.full(e.size, b, np.int32))
             energy.append(e)
             spot_range.append(r)
@@ -211,27 +248,57 @@ class PyRadPlanEngine:
         phys = mats["physical_dose"]
         for k, m in mats.items():
             # α-dose, √β-dose (and LET·dose) have the physical dose's sparsity pattern: share it.
-            if m is not None and m is not phys and np.array_equal(m.indptr, phys.indptr) \
-                    and np.array_equal(m.indices, phys.indices):
+            if (
+                m is not None
+                and m is not phys
+                and np.array_equal(m.indptr, phys.indptr)
+                and np.array_equal(m.indices, phys.indices)
+            ):
                 mats[k] = sp.csr_array((m.data, phys.indices, phys.indptr), shape=m.shape)
-        spot_beam = np.concatenate(spot_beam)
+        spot_beam_all = np.concatenate(spot_beam)
         return DoseInfluence(
-            voxels=voxels, grid_shape=target.shape, physical=phys, alpha_dose=mats["alpha_dose"],
-            sqrt_beta_dose=mats["sqrt_beta_dose"], let_dose=mats["let_dose"],
-            spot_beam=spot_beam, spot_energy=np.concatenate(energy), spot_range_mm=np.concatenate(spot_range),
+            voxels=voxels,
+            grid_shape=target.shape,
+            physical=phys,
+            alpha_dose=mats["alpha_dose"],
+            sqrt_beta_dose=mats["sqrt_beta_dose"],
+            let_dose=mats["let_dose"],
+            spot_beam=spot_beam_all,
+            spot_energy=np.concatenate(energy),
+            spot_range_mm=np.concatenate(spot_range),
             radiological_depth=np.concatenate(depth),
             target_rows=np.searchsorted(voxels, np.flatnonzero(target.ravel())),
-            modality=self.modality, alpha_x=a_x, beta_x=b_x,
-            meta={"engine": "pyRadPlan", "pyradplan_version": _version(), "machine": self.machine,
-                  "gantry_angles_deg": self.gantry, "couch_angles_deg": self.couch,
-                  "bixel_width_mm": self.bixel_width_mm, "layer_spacing_mm": self.layer_spacing_mm,
-                  "lateral_cutoff": self.lateral_cutoff, "n_spots": int(spot_beam.size),
-                  "n_voxels": int(voxels.size), "nnz": int(phys.nnz), "stf_s": t_stf, "dij_s": t_dij,
-                  "peak_rss_mb": _peak_rss_mb()},
+            modality=self.modality,
+            alpha_x=a_x,
+            beta_x=b_x,
+            meta={
+                "engine": "pyRadPlan",
+                "pyradplan_version": _version(),
+                "machine": self.machine,
+                "gantry_angles_deg": self.gantry,
+                "couch_angles_deg": self.couch,
+                "bixel_width_mm": self.bixel_width_mm,
+                "layer_spacing_mm": self.layer_spacing_mm,
+                "lateral_cutoff": self.lateral_cutoff,
+                "n_spots": int(spot_beam_all.size),
+                "n_voxels": int(voxels.size),
+                "nnz": int(phys.nnz),
+                "stf_s": t_stf,
+                "dij_s": t_dij,
+                "peak_rss_mb": _peak_rss_mb(),
+            },
         )
 
-    def forward(self, ct_hu: sitk.Image, influence: DoseInfluence, weights: np.ndarray,
-                *, body: np.ndarray, shift_mm=(0.0, 0.0, 0.0), range_scale: float = 1.0) -> dict[str, np.ndarray]:
+    def forward(
+        self,
+        ct_hu: sitk.Image,
+        influence: DoseInfluence,
+        weights: np.ndarray,
+        *,
+        body: np.ndarray,
+        shift_mm=(0.0, 0.0, 0.0),
+        range_scale: float = 1.0,
+    ) -> dict[str, np.ndarray]:
         """Per-fraction physical dose, α-dose and √β-dose (or LET·dose) on the whole grid.
 
         pyRadPlan recomputes the spots (same set-up, so the same spots as ``influence``) with
@@ -264,12 +331,22 @@ class PyRadPlanEngine:
             pln.prop_dose_calc = {**pln.prop_dose_calc, "use_given_eq_density_cube": True}
         res = calc_dose_forward(ct, cst, stf, pln, weights[kept])
         lps_to_ours = _index_map(ct_hu)
-        return {key: _from_lps(_cube_values(res[key]), lps_to_ours, influence.grid_shape)
-                for key in ("physical_dose", "alpha_dose", "sqrt_beta_dose", "let_dose", "effect", "let")
-                if key in res and res[key] is not None}
+        return {
+            key: _from_lps(_cube_values(res[key]), lps_to_ours, influence.grid_shape)
+            for key in ("physical_dose", "alpha_dose", "sqrt_beta_dose", "let_dose", "effect", "let")
+            if key in res and res[key] is not None
+        }
 
-    def forward_many(self, ct_hu: sitk.Image, influence: DoseInfluence, weights: list,
-                     *, body: np.ndarray, shift_mm=(0.0, 0.0, 0.0), range_scale: float = 1.0) -> list[dict]:
+    def forward_many(
+        self,
+        ct_hu: sitk.Image,
+        influence: DoseInfluence,
+        weights: list,
+        *,
+        body: np.ndarray,
+        shift_mm=(0.0, 0.0, 0.0),
+        range_scale: float = 1.0,
+    ) -> list[dict]:
         """:meth:`forward` for several spot-weight vectors of one scenario at the price of about one.
 
         pyRadPlan's forward calculation computes every spot of its steering information once per
@@ -299,7 +376,7 @@ class PyRadPlanEngine:
             pln = self._plan(ct, beams=[b])
             stf = generate_stf(ct, cst, pln)  # spots placed on the nominal CT, as planned
             n_b = stf.total_number_of_bixels
-            w_b = W[start:start + n_b]
+            w_b = W[start : start + n_b]
             start += n_b
             stf, kept = _prune(stf, np.any(w_b > 0, axis=1))
             _move_isocentres(stf, shift_mm)
@@ -337,9 +414,10 @@ class PyRadPlanEngine:
         return results
 
     def _forward_ct_cst(self, ct_hu: sitk.Image, influence: DoseInfluence, body: np.ndarray):
-        """pyRadPlan CT and structures of a forward calculation: the target of ``influence`` (spot
+        """PyRadPlan CT and structures of a forward calculation: the target of ``influence`` (spot
         placement depends on it only, so the spots are rebuilt exactly as in :meth:`influence`) and
-        ``body`` as the voxels to compute."""
+        ``body`` as the voxels to compute.
+        """
         tmask = np.zeros(int(np.prod(influence.grid_shape)), bool)
         tmask[influence.voxels[influence.target_rows]] = True
         tmask = tmask.reshape(influence.grid_shape)
@@ -348,7 +426,8 @@ class PyRadPlanEngine:
     @staticmethod
     def _scaled_wet_ct(ct, scale: float):
         """A pyRadPlan CT whose cube is the water-equivalent density (its own HLUT) × ``scale``,
-        for ``use_given_eq_density_cube`` (the engine then skips its HU conversion)."""
+        for ``use_given_eq_density_cube`` (the engine then skips its HU conversion).
+        """
         from pyRadPlan import CT
         from pyRadPlan.ct import default_hlut
 
@@ -369,9 +448,9 @@ def _prune(stf, keep: np.ndarray):
     keep = np.asarray(keep, bool).copy()
     i = 0
     for beam in stf.beams:
-        rays = []
+        rays: list = []
         for ray in beam.rays:
-            k = keep[i:i + len(ray.beamlets)]  # a view into ``keep``
+            k = keep[i : i + len(ray.beamlets)]  # a view into ``keep``
             i += len(ray.beamlets)
             if np.any(k) or (not rays and ray is beam.rays[-1]):
                 k[:] = True

@@ -54,8 +54,7 @@ def tcp_metrics(clonogens, dose, *, alpha: float, beta: float, n_fractions: int)
     d = np.asarray(dose, float).ravel()
     keep = n > 0
     L = log_surviving_clonogens(n[keep], d[keep], alpha=alpha, beta=beta, n_fractions=n_fractions)
-    return {"tcp": float(np.exp(-np.exp(L))), "log_s_roi": float(L - np.log(np.sum(n[keep]))),
-            "ln_surviving": float(L)}
+    return {"tcp": float(np.exp(-np.exp(L))), "log_s_roi": float(L - np.log(np.sum(n[keep]))), "ln_surviving": float(L)}
 
 
 def clinical_goals(metrics: dict, *, prescription_gy: float, oar_limits: dict, escalated: bool) -> dict[str, bool]:

@@ -52,7 +52,7 @@ class DoseInfluence:
     """
 
     voxels: np.ndarray
-    grid_shape: tuple[int, int, int]
+    grid_shape: tuple[int, ...]
     physical: sp.csr_array
     spot_beam: np.ndarray
     spot_energy: np.ndarray
@@ -92,11 +92,16 @@ class DoseInfluence:
 
     def save(self, path) -> None:
         """Write an uncompressed ``.npz`` (fast to reload; the matrices dominate the size)."""
-        arrays = {"voxels": self.voxels, "grid_shape": np.asarray(self.grid_shape),
-                  "spot_beam": self.spot_beam, "spot_energy": self.spot_energy,
-                  "spot_range_mm": self.spot_range_mm,
-                  "scalars": np.asarray([self.alpha_x, self.beta_x]),
-                  "modality": np.asarray(self.modality), "meta": np.asarray(_json(self.meta))}
+        arrays = {
+            "voxels": self.voxels,
+            "grid_shape": np.asarray(self.grid_shape),
+            "spot_beam": self.spot_beam,
+            "spot_energy": self.spot_energy,
+            "spot_range_mm": self.spot_range_mm,
+            "scalars": np.asarray([self.alpha_x, self.beta_x]),
+            "modality": np.asarray(self.modality),
+            "meta": np.asarray(_json(self.meta)),
+        }
         if self.target_rows is not None:
             arrays["target_rows"] = self.target_rows
         if self.radiological_depth is not None:
@@ -110,18 +115,23 @@ class DoseInfluence:
                 arrays[f"{name}_shape"] = np.asarray(m.shape)
                 # α-dose, √β-dose (and usually LET·dose) share the physical dose's sparsity
                 # pattern: store it once.
-                if name != "physical" and m.nnz == ref.nnz and np.array_equal(m.indptr, ref.indptr) \
-                        and np.array_equal(m.indices, ref.indices):
+                if (
+                    name != "physical"
+                    and m.nnz == ref.nnz
+                    and np.array_equal(m.indptr, ref.indptr)
+                    and np.array_equal(m.indices, ref.indices)
+                ):
                     continue
                 arrays[f"{name}_indices"] = m.indices.astype(np.int32, copy=False)
                 arrays[f"{name}_indptr"] = m.indptr.astype(np.int64, copy=False)
         with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
 
     @classmethod
-    def load(cls, path, *, matrices: bool = True) -> "DoseInfluence":
+    def load(cls, path, *, matrices: bool = True) -> DoseInfluence:
         """Read a cached influence; ``matrices=False`` reads the geometry and spots only (the
-        matrices are empty with the right shape: enough for a forward calculation)."""
+        matrices are empty with the right shape: enough for a forward calculation).
+        """
         import json
 
         with np.load(path, allow_pickle=False) as z:
@@ -135,14 +145,20 @@ class DoseInfluence:
                     indptr = z[f"{name}_indptr"] if own else mats["physical"].indptr
                     mats[name] = csr(z[f"{name}_data"], indices, indptr, tuple(int(v) for v in z[f"{name}_shape"]))
             a_x, b_x = z["scalars"]
-            return cls(voxels=z["voxels"], grid_shape=tuple(int(v) for v in z["grid_shape"]),
-                       spot_beam=z["spot_beam"], spot_energy=z["spot_energy"],
-                       spot_range_mm=z["spot_range_mm"], modality=str(z["modality"]),
-                       alpha_x=float(a_x), beta_x=float(b_x),
-                       radiological_depth=z["radiological_depth"].astype(np.float64)
-                       if "radiological_depth" in z else None,
-                       target_rows=z["target_rows"] if "target_rows" in z else None,
-                       meta=json.loads(str(z["meta"])), **mats)
+            return cls(
+                voxels=z["voxels"],
+                grid_shape=tuple(int(v) for v in z["grid_shape"]),
+                spot_beam=z["spot_beam"],
+                spot_energy=z["spot_energy"],
+                spot_range_mm=z["spot_range_mm"],
+                modality=str(z["modality"]),
+                alpha_x=float(a_x),
+                beta_x=float(b_x),
+                radiological_depth=z["radiological_depth"].astype(np.float64) if "radiological_depth" in z else None,
+                target_rows=z["target_rows"] if "target_rows" in z else None,
+                meta=json.loads(str(z["meta"])),
+                **mats,
+            )
 
 
 def csr(data, indices, indptr, shape) -> sp.csr_array:
@@ -166,7 +182,7 @@ def row_block(m: sp.csr_array, a: int, b: int) -> sp.csr_array:
     """
     s, e = int(m.indptr[a]), int(m.indptr[b])
     blk = sp.csr_array((b - a, m.shape[1]), dtype=m.dtype)
-    blk.indptr = (m.indptr[a:b + 1] - m.indptr[a]).astype(m.indices.dtype)
+    blk.indptr = (m.indptr[a : b + 1] - m.indptr[a]).astype(m.indices.dtype)
     blk.indices, blk.data = m.indices[s:e], m.data[s:e]
     return blk
 
@@ -196,8 +212,13 @@ def subset_shared(matrices, *, rows=None, cols=None, chunk: int = 1 << 23) -> li
 
 def _pattern_key(m) -> tuple:
     """Identifies a sparsity pattern by the memory of its index arrays (shared arrays, same key)."""
-    return (m.indices.__array_interface__["data"][0], m.indices.size,
-            m.indptr.__array_interface__["data"][0], m.indptr.size, m.shape)
+    return (
+        m.indices.__array_interface__["data"][0],
+        m.indices.size,
+        m.indptr.__array_interface__["data"][0],
+        m.indptr.size,
+        m.shape,
+    )
 
 
 def _subset_group(group, *, rows, cols, chunk):
@@ -212,8 +233,9 @@ def _subset_group(group, *, rows, cols, chunk):
         remap = np.full(n_cols, -1, np.int32)
         remap[np.asarray(cols, np.int64)] = np.arange(len(cols), dtype=np.int32)
     csum = np.cumsum(lengths)
-    bounds = np.unique(np.r_[0, np.searchsorted(csum, np.arange(chunk, csum[-1] if csum.size else 0, chunk)),
-                             rows.size])
+    bounds = np.unique(
+        np.r_[0, np.searchsorted(csum, np.arange(chunk, csum[-1] if csum.size else 0, chunk)), rows.size]
+    )
 
     def entries(a, b):
         """Input entry positions and new column indices kept, and kept counts, of rows[a:b]."""
@@ -232,8 +254,11 @@ def _subset_group(group, *, rows, cols, chunk):
     # With a column selection the kept count of each row is known only after its entries are
     # looked at: a first pass counts (chunk temporaries only), a second fills the preallocated
     # arrays; holding every chunk's selection between the passes would cost what this saves.
-    counts = lengths if remap is None else np.concatenate(
-        [entries(a, b)[2] for a, b in zip(bounds[:-1], bounds[1:])] or [np.zeros(0, np.int64)])
+    counts = (
+        lengths
+        if remap is None
+        else np.concatenate([entries(a, b)[2] for a, b in zip(bounds[:-1], bounds[1:])] or [np.zeros(0, np.int64)])
+    )
     new_ptr = np.zeros(rows.size + 1, np.int64)
     np.cumsum(counts, out=new_ptr[1:])
     n_new = int(new_ptr[-1])
@@ -253,7 +278,8 @@ def _subset_group(group, *, rows, cols, chunk):
 
 def column_max(m, *, chunk: int = 1 << 23) -> np.ndarray:
     """Largest entry of each column of a non-negative CSR matrix (0 for empty columns), in row
-    blocks of about ``chunk`` entries: SciPy's ``max(axis=0)`` converts the whole matrix to CSC."""
+    blocks of about ``chunk`` entries: SciPy's ``max(axis=0)`` converts the whole matrix to CSC.
+    """
     m = sp.csr_array(m)
     peak = np.zeros(m.shape[1], np.float64)
     cuts = np.unique(np.r_[0, np.searchsorted(m.indptr, np.arange(chunk, m.nnz, chunk)), m.shape[0]])

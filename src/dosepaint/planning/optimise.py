@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -90,8 +91,8 @@ class LetTerm:
     LETd_i = (F_i + n·(LD w)_i) / (G_i + n·(P w)_i) with F, G the fixed phases' LET·dose and dose.
     """
 
-    let_dose: object  # sparse, rows already restricted
-    physical: object
+    let_dose: Any  # scipy.sparse, rows already restricted
+    physical: Any
     fixed_let_dose: np.ndarray
     fixed_dose: np.ndarray
     n_fx: int
@@ -111,8 +112,10 @@ class LetTerm:
         dl = -self.weight * 2.0 * short / (n * self.l_min)  # ∂val/∂LETd
         gnum = dl / den
         gden = -dl * num / den**2
-        grad = self.n_fx * ((self.let_dose.T @ gnum.astype(np.float32)).astype(np.float64)
-                            + (self.physical.T @ gden.astype(np.float32)).astype(np.float64))
+        grad = self.n_fx * (
+            (self.let_dose.T @ gnum.astype(np.float32)).astype(np.float64)
+            + (self.physical.T @ gden.astype(np.float32)).astype(np.float64)
+        )
         return val, grad
 
 
@@ -178,8 +181,17 @@ class PhaseProblem:
         returns weights of all spots.
     """
 
-    def __init__(self, model: RbeModel, *, n_fx: int, fixed_dose: np.ndarray, terms, let_term=None,
-                 constraints: Constraints | None = None, cols: np.ndarray | None = None):
+    def __init__(
+        self,
+        model: RbeModel,
+        *,
+        n_fx: int,
+        fixed_dose: np.ndarray,
+        terms,
+        let_term=None,
+        constraints: Constraints | None = None,
+        cols: np.ndarray | None = None,
+    ):
         self.model, self.n_fx, self.cols = model, int(n_fx), cols
         self.fixed = np.asarray(fixed_dose, np.float64)
         self.terms, self.let_term, self.cons = list(terms), let_term, constraints
@@ -187,12 +199,11 @@ class PhaseProblem:
         # Only the rows some term or constraint reads and the allowed spots are computed while
         # optimising (the matrix products dominate the cost), in one restricted copy of the
         # matrices; the other rows of D keep the fixed dose until the end.
-        used = [np.asarray(t.rows) for t in self.terms] + ([np.asarray(constraints.rows)] if constraints else [])
-        used = np.unique(np.concatenate(used)) if used else np.arange(0)
+        reads = [np.asarray(t.rows) for t in self.terms] + ([np.asarray(constraints.rows)] if constraints else [])
+        used = np.unique(np.concatenate(reads)) if reads else np.arange(0)
         restrict = 0 < used.size < 0.9 * self.fixed.size
         self.used = used if restrict else np.arange(self.fixed.size)
-        self.sub = model.subset(rows=used if restrict else None, cols=cols) if restrict or cols is not None \
-            else model
+        self.sub = model.subset(rows=used if restrict else None, cols=cols) if restrict or cols is not None else model
 
     def _all_spots(self, w):
         if self.cols is None:
@@ -252,13 +263,15 @@ class PhaseProblem:
     def mean_multiplier(self, w) -> float:
         """Least-squares estimate of the mean-dose constraint's Lagrange multiplier at ``w``
         (weights of the allowed spots): λ = −⟨∇f, ∇c⟩ / ⟨∇c, ∇c⟩ over the spots with non-zero
-        weight (stationarity ∇f + λ∇c = 0 of the Lagrangian, c = mean(D_GTV)/D_P − m)."""
+        weight (stationarity ∇f + λ∇c = 0 of the Lagrangian, c = mean(D_GTV)/D_P − m).
+        """
         D, ctx = self._used_dose(w)
         _, g = self._terms_on(D)
         gf = self.n_fx * self.sub.vjp(g[self.used], ctx)
         if self.let_term is not None:
             gf = gf + self.let_term.value_grad_w(w)[1]
         gd = np.zeros_like(D)
+        assert self.cons is not None  # only called with constraints
         gd[self.cons.rows] = 1.0 / (self.cons.rows.size * self.cons.reference)
         gc = self.n_fx * self.sub.vjp(gd[self.used], ctx)
         free = np.asarray(w) > 0
@@ -286,17 +299,28 @@ class PhaseProblem:
         iters = 0
         n_outer = outer if self.cons is not None else 1
         for k in range(n_outer):
-            res = minimize(self._objective, w, args=(lam, mu), jac=True, method="L-BFGS-B",
-                           bounds=[(0.0, None)] * w.size,
-                           options={"maxiter": max_iter, "maxcor": 20, "ftol": 1e-10, "gtol": 1e-8})
+            res = minimize(
+                self._objective,
+                w,
+                args=(lam, mu),
+                jac=True,
+                method="L-BFGS-B",
+                bounds=[(0.0, None)] * w.size,
+                options={"maxiter": max_iter, "maxcor": 20, "ftol": 1e-10, "gtol": 1e-8},
+            )
             w, iters = res.x, iters + int(res.nit)
             if self.cons is None:
                 break
             D, _ = self._used_dose(w)
             r = self.cons.residuals(D)
             v = self.cons.violations(D)
-            log.info("augmented Lagrangian round %d: mean residual %.2e, max bound violation %.2e, mu %.0f",
-                     k + 1, v["mean"], v["bound"], mu)
+            log.info(
+                "augmented Lagrangian round %d: mean residual %.2e, max bound violation %.2e, mu %.0f",
+                k + 1,
+                v["mean"],
+                v["bound"],
+                mu,
+            )
             if v["mean"] <= self.cons.tol_mean and v["bound"] <= self.cons.tol_bound:
                 break
             if "mean" in r:
@@ -312,8 +336,16 @@ class PhaseProblem:
         if self.let_term is not None:
             terms["let"] = self.let_term.value_grad_w(w)[0]
         viol = self.cons.violations(D) if self.cons is not None else {}
-        return OptResult(weights=self._all_spots(w), dose=D, objective=float(sum(terms.values())), terms=terms, iterations=iters,
-                         evaluations=self.n_eval, seconds=time.perf_counter() - t0, constraint_violation=viol)
+        return OptResult(
+            weights=self._all_spots(w),
+            dose=D,
+            objective=float(sum(terms.values())),
+            terms=terms,
+            iterations=iters,
+            evaluations=self.n_eval,
+            seconds=time.perf_counter() - t0,
+            constraint_violation=viol,
+        )
 
 
 def scale_to_mean(model: RbeModel, w: np.ndarray, rows: np.ndarray, *, dose_per_fraction: float) -> np.ndarray:

@@ -38,15 +38,22 @@ class CourseSolution:
 def rbe_model(inf: DoseInfluence, *, constant_rbe: float, threads: int = 1) -> RbeModel:
     """The influence's RBE model: LEM α/√β for carbon, a constant RBE otherwise."""
     if inf.alpha_dose is not None and inf.sqrt_beta_dose is not None:
-        return RbeModel(physical=inf.physical, alpha_dose=inf.alpha_dose, sqrt_beta_dose=inf.sqrt_beta_dose,
-                        alpha_x=inf.alpha_x, beta_x=inf.beta_x, threads=threads)
+        return RbeModel(
+            physical=inf.physical,
+            alpha_dose=inf.alpha_dose,
+            sqrt_beta_dose=inf.sqrt_beta_dose,
+            alpha_x=inf.alpha_x,
+            beta_x=inf.beta_x,
+            threads=threads,
+        )
     return RbeModel(physical=inf.physical, constant_rbe=constant_rbe, threads=threads)
 
 
 def let_dose_matrix(inf: DoseInfluence, *, voxel_mm: float, rows: np.ndarray):
     """LET·dose on some influence ``rows`` (increasing): pyRadPlan's (protons) or the residual-range
     approximation (carbon; computing it costs about as much as a few hundred products, so only the
-    rows that LET is reported or optimised on)."""
+    rows that LET is reported or optimised on).
+    """
     if inf.let_dose is not None:
         return sp.csr_array(inf.let_dose[rows])
     if inf.radiological_depth is None:
@@ -54,22 +61,31 @@ def let_dose_matrix(inf: DoseInfluence, *, voxel_mm: float, rows: np.ndarray):
     return residual_range_let_dose(inf, voxel_mm=voxel_mm, rows=rows)
 
 
-def oar_terms(rows: dict, limits: dict, *, margin: float, fraction_of_course: float, weight: float,
-              scale: float) -> list[DoseTerm]:
+def oar_terms(
+    rows: dict, limits: dict, *, margin: float, fraction_of_course: float, weight: float, scale: float
+) -> list[DoseTerm]:
     """OAR overdose terms: every voxel of each OAR in ``rows`` above ``margin`` × its near-max limit
     (Gy(RBE), × ``fraction_of_course`` for a phase that delivers part of the course).
 
     Per voxel, so stricter than the D2 goal; the margin (< 1) absorbs what a soft penalty lets
     through at its threshold (SYN032 SIGMA D2 62.3 Gy(RBE) for a 62.0 limit with margin 1).
     """
-    return [DoseTerm(rows[o], "overdose", float(lim) * margin * fraction_of_course, weight, scale,
-                     name=f"{o}_overdose")
-            for o, lim in limits.items() if o in rows and rows[o].size]
+    return [
+        DoseTerm(rows[o], "overdose", float(lim) * margin * fraction_of_course, weight, scale, name=f"{o}_overdose")
+        for o, lim in limits.items()
+        if o in rows and rows[o].size
+    ]
 
 
 def _oar_terms(rows: dict, params: dict, *, fraction_of_course: float, scale: float) -> list[DoseTerm]:
-    return oar_terms(rows, params["oar_limits_gy"], margin=float(params["oar_margin_fraction"]),
-                     fraction_of_course=fraction_of_course, weight=params["weights"]["oar"], scale=scale)
+    return oar_terms(
+        rows,
+        params["oar_limits_gy"],
+        margin=float(params["oar_margin_fraction"]),
+        fraction_of_course=fraction_of_course,
+        weight=params["weights"]["oar"],
+        scale=scale,
+    )
 
 
 def uniform_course(inf: DoseInfluence, model: RbeModel, rows: dict, *, params: dict) -> CourseSolution:
@@ -80,35 +96,43 @@ def uniform_course(inf: DoseInfluence, model: RbeModel, rows: dict, *, params: d
     wts = params["weights"]
     zero = np.zeros(inf.n_voxels)
     d_ld = d_fx * n_ld
-    t1 = [DoseTerm(rows["CTV_LD"], "deviation", d_ld, wts["target"], dp, name="CTV_LD_deviation"),
-          DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * d_ld, wts["ring"], dp, name="ring"),
-          DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * d_ld, wts["body"], dp, name="body")]
+    t1 = [
+        DoseTerm(rows["CTV_LD"], "deviation", d_ld, wts["target"], dp, name="CTV_LD_deviation"),
+        DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * d_ld, wts["ring"], dp, name="ring"),
+        DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * d_ld, wts["body"], dp, name="body"),
+    ]
     t1 += _oar_terms(rows, params, fraction_of_course=n_ld / n, scale=dp)
     w0 = scale_to_mean(model, np.ones(inf.n_spots), rows["CTV_LD"], dose_per_fraction=d_fx)
     r1 = PhaseProblem(model, n_fx=n_ld, fixed_dose=zero, terms=t1).solve(w0, max_iter=params["max_iter"])
     d1 = r1.dose
-    t2 = [DoseTerm(rows["CTV_HD"], "deviation", dp, wts["target"], dp, name="CTV_HD_deviation"),
-          *_goal_terms(rows["CTV_HD"], params),
-          DoseTerm(rows["LD_ONLY"], "overdose", d_ld * params["ld_max_fraction"], wts["ring"], dp, name="ld_only"),
-          DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * dp, wts["ring"], dp, name="ring"),
-          DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * d_ld, wts["body"], dp, name="body")]
+    t2 = [
+        DoseTerm(rows["CTV_HD"], "deviation", dp, wts["target"], dp, name="CTV_HD_deviation"),
+        *_goal_terms(rows["CTV_HD"], params),
+        DoseTerm(rows["LD_ONLY"], "overdose", d_ld * params["ld_max_fraction"], wts["ring"], dp, name="ld_only"),
+        DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * dp, wts["ring"], dp, name="ring"),
+        DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * d_ld, wts["body"], dp, name="body"),
+    ]
     t2 += _oar_terms(rows, params, fraction_of_course=1.0, scale=dp)
     cols = _spots_reaching(inf, rows["CTV_HD"])  # the boost only needs spots reaching CTV_HD
     w0 = np.zeros(inf.n_spots)
     w0[cols] = 1.0
     w0 = scale_to_mean(model, w0, rows["CTV_HD"], dose_per_fraction=d_fx)
     r2 = PhaseProblem(model, n_fx=n_hd, fixed_dose=d1, terms=t2, cols=cols).solve(w0, max_iter=params["max_iter"])
-    return CourseSolution(phase1=r1.weights, phase2=r2.weights, dose=r2.dose, results={"phase1": r1, "phase2": r2},
-                          boost_spots=cols)
+    return CourseSolution(
+        phase1=r1.weights, phase2=r2.weights, dose=r2.dose, results={"phase1": r1, "phase2": r2}, boost_spots=cols
+    )
 
 
 def _goal_terms(rows: np.ndarray, params: dict) -> list[DoseTerm]:
     """Guards of the clinical goals on non-escalated target rows: underdose below
     ``coverage_fraction``·D_P (for D95 > 0.95 D_P) and overdose above ``hotspot_fraction``·D_P (for
-    D1 < 1.05 D_P), at the target weight; a squared deviation alone tolerates both tails."""
+    D1 < 1.05 D_P), at the target weight; a squared deviation alone tolerates both tails.
+    """
     dp, w = float(params["prescription_gy"]), params["weights"]["target"]
-    return [DoseTerm(rows, "underdose", params["coverage_fraction"] * dp, w, dp, name="coverage"),
-            DoseTerm(rows, "overdose", params["hotspot_fraction"] * dp, w, dp, name="hotspot")]
+    return [
+        DoseTerm(rows, "underdose", params["coverage_fraction"] * dp, w, dp, name="coverage"),
+        DoseTerm(rows, "overdose", params["hotspot_fraction"] * dp, w, dp, name="hotspot"),
+    ]
 
 
 def _spots_reaching(inf: DoseInfluence, target_rows: np.ndarray, frac: float = 0.2) -> np.ndarray:
@@ -119,9 +143,18 @@ def _spots_reaching(inf: DoseInfluence, target_rows: np.ndarray, frac: float = 0
     return np.flatnonzero(peak_t >= frac * np.maximum(peak, 1e-30))
 
 
-def painted_course(inf: DoseInfluence, model: RbeModel, rows: dict, uniform: CourseSolution, *,
-                   clonogens_gtv: np.ndarray, mean_fraction: float, let_dose=None, let_rows=None,
-                   params: dict) -> CourseSolution:
+def painted_course(
+    inf: DoseInfluence,
+    model: RbeModel,
+    rows: dict,
+    uniform: CourseSolution,
+    *,
+    clonogens_gtv: np.ndarray,
+    mean_fraction: float,
+    let_dose=None,
+    let_rows=None,
+    params: dict,
+) -> CourseSolution:
     """DE (``mean_fraction`` 1.03) or DR (1.00): re-optimise the boost for TCP under constraints.
 
     ``let_dose`` is LET·dose on the influence rows ``let_rows`` (all rows if None), which must hold the GTV's.
@@ -131,15 +164,24 @@ def painted_course(inf: DoseInfluence, model: RbeModel, rows: dict, uniform: Cou
     wts = params["weights"]
     tcp = params["tcp"]
     d1 = uniform.results["phase1"].dose
-    terms = [TcpTerm(rows["GTV"], clonogens_gtv, alpha=tcp["alpha"], beta=tcp["alpha"] / tcp["alpha_beta"],
-                     n_fractions=n, weight=wts["tcp"], name="log_s_roi"),
-             DoseTerm(rows["CTV_HD_minus_GTV"], "deviation", dp, wts["target"], dp, name="CTV_HD_minus_GTV_deviation"),
-             *_goal_terms(rows["CTV_HD_minus_GTV"], params),
-             DoseTerm(rows["LD_ONLY"], "overdose", dp / n * n_ld * params["ld_max_fraction"], wts["ring"], dp,
-                      name="ld_only"),
-             DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * dp, wts["ring"], dp, name="ring"),
-             DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * dp / n * n_ld, wts["body"], dp,
-                      name="body")]
+    terms = [
+        TcpTerm(
+            rows["GTV"],
+            clonogens_gtv,
+            alpha=tcp["alpha"],
+            beta=tcp["alpha"] / tcp["alpha_beta"],
+            n_fractions=n,
+            weight=wts["tcp"],
+            name="log_s_roi",
+        ),
+        DoseTerm(rows["CTV_HD_minus_GTV"], "deviation", dp, wts["target"], dp, name="CTV_HD_minus_GTV_deviation"),
+        *_goal_terms(rows["CTV_HD_minus_GTV"], params),
+        DoseTerm(
+            rows["LD_ONLY"], "overdose", dp / n * n_ld * params["ld_max_fraction"], wts["ring"], dp, name="ld_only"
+        ),
+        DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * dp, wts["ring"], dp, name="ring"),
+        DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * dp / n * n_ld, wts["body"], dp, name="body"),
+    ]
     terms += _oar_terms(rows, params, fraction_of_course=1.0, scale=dp)
     cols = uniform.boost_spots if uniform.boost_spots is not None else np.arange(inf.n_spots)
     let_term = None
@@ -148,18 +190,33 @@ def painted_course(inf: DoseInfluence, model: RbeModel, rows: dict, uniform: Cou
         ld = let_dose[g if let_rows is None else np.searchsorted(let_rows, g)]
         ph = inf.physical[g]
         w1 = uniform.phase1.astype(np.float32)
-        let_term = LetTerm(sp.csr_array(ld[:, cols]), sp.csr_array(ph[:, cols]),
-                           fixed_let_dose=n_ld * (ld @ w1).astype(np.float64),
-                           fixed_dose=n_ld * (ph @ w1).astype(np.float64), n_fx=n_hd,
-                           l_min=float(params["let_min_kev_um"]), weight=wts["let"])
+        let_term = LetTerm(
+            sp.csr_array(ld[:, cols]),
+            sp.csr_array(ph[:, cols]),
+            fixed_let_dose=n_ld * (ld @ w1).astype(np.float64),
+            fixed_dose=n_ld * (ph @ w1).astype(np.float64),
+            n_fx=n_hd,
+            l_min=float(params["let_min_kev_um"]),
+            weight=wts["let"],
+        )
     cons = Constraints(rows["GTV"], dp, lower=params["gtv_lower"], upper=params["gtv_upper"], mean=mean_fraction)
     prob = PhaseProblem(model, n_fx=n_hd, fixed_dose=d1, terms=terms, let_term=let_term, constraints=cons, cols=cols)
     r2 = prob.solve(uniform.phase2, max_iter=params["max_iter"], outer=params["outer_iterations"])
-    return CourseSolution(phase1=uniform.phase1, phase2=r2.weights, dose=r2.dose,
-                          results={"phase1": uniform.results["phase1"], "phase2": r2}, boost_spots=cols)
+    return CourseSolution(
+        phase1=uniform.phase1,
+        phase2=r2.weights,
+        dose=r2.dose,
+        results={"phase1": uniform.results["phase1"], "phase2": r2},
+        boost_spots=cols,
+    )
 
 
 def result_summary(r: OptResult) -> dict:
-    return {"iterations": r.iterations, "evaluations": r.evaluations, "seconds": round(r.seconds, 3),
-            "objective": r.objective, **{f"term_{k}": float(v) for k, v in r.terms.items()},
-            **{f"violation_{k}": float(v) for k, v in r.constraint_violation.items()}}
+    return {
+        "iterations": r.iterations,
+        "evaluations": r.evaluations,
+        "seconds": round(r.seconds, 3),
+        "objective": r.objective,
+        **{f"term_{k}": float(v) for k, v in r.terms.items()},
+        **{f"violation_{k}": float(v) for k, v in r.constraint_violation.items()},
+    }

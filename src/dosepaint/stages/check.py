@@ -40,8 +40,11 @@ def check_export(folder, *, patient: str, params: dict) -> dict:
     if ex.pet is not None and "PT" in params["required_modalities"]:
         record = suv_record(ex.pet[2])
         if record["suv_error"]:
-            raise DosepaintInputError(f"no SUV can be computed from the PET header: {record['suv_error']}",
-                                      patient=patient, path=ex.chosen["PT"].files[0])
+            raise DosepaintInputError(
+                f"no SUV can be computed from the PET header: {record['suv_error']}",
+                patient=patient,
+                path=ex.chosen["PT"].files[0],
+            )
     return registration
 
 
@@ -72,8 +75,9 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         if params["on_input_error"] == "stop":
             raise
         log.error("EXCLUDED %s", exc)
-        record.update(status="excluded", file=export_relative(exc.path, folder) if exc.path else None,
-                      problem=exc.problem)
+        record.update(
+            status="excluded", file=export_relative(exc.path, folder) if exc.path else None, problem=exc.problem
+        )
     else:
         log.info("%s: the export passes every input check", pid)
     files.write_json(record, outputs["check"])

@@ -32,8 +32,14 @@ def run_library(inputs: dict, outputs: dict, *, params: dict) -> dp_dwi.Library:
     """Build the library of one protocol (``params``: protocol, b_min, adc_weighting, grid)."""
     bvalues, delta_ms, Delta_ms = dp_dwi.parse_protocol_key(params["protocol"])
     grid = {k: tuple(v) for k, v in params["grid"].items()}
-    lib = dp_dwi.build_library(bvalues, delta=delta_ms / 1e3, Delta=Delta_ms / 1e3, b_min=params["b_min"],
-                               grid=grid, weighting=params.get("adc_weighting", "signal"))
+    lib = dp_dwi.build_library(
+        bvalues,
+        delta=delta_ms / 1e3,
+        Delta=Delta_ms / 1e3,
+        b_min=params["b_min"],
+        grid=grid,
+        weighting=params.get("adc_weighting", "signal"),
+    )
     with files.atomic_path(outputs["library"], suffix=".npz") as tmp:
         np.savez_compressed(tmp, **lib.arrays())
     log.info("library %s: %d entries", params["protocol"], lib.signals.shape[0])
@@ -53,15 +59,25 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     with np.load(inputs["library"]) as d:
         lib = dp_dwi.Library.from_arrays(d)
     if not np.allclose(np.sort(lib.bvalues), bvals):
-        raise DosepaintInputError(f"library b-values {lib.bvalues} differ from the DWI's {bvals}", patient=pid,
-                                  path=inputs["library"])
+        raise DosepaintInputError(
+            f"library b-values {lib.bvalues} differ from the DWI's {bvals}", patient=pid, path=inputs["library"]
+        )
     weighting = params.get("adc_weighting", "signal")
     if (lib.b_min, lib.weighting) != (params["b_min"], weighting):
-        raise DosepaintInputError(f"library ADC fit (b_min {lib.b_min}, weighting {lib.weighting}) differs from "
-                                  f"the configured one (b_min {params['b_min']}, weighting {weighting})",
-                                  patient=pid, path=inputs["library"])
-    fit = dp_dwi.fit_adc(signals, bvals, b_min=params["b_min"], min_points=params["min_points"],
-                         adc_max=params["adc_max"], weighting=weighting)
+        raise DosepaintInputError(
+            f"library ADC fit (b_min {lib.b_min}, weighting {lib.weighting}) differs from "
+            f"the configured one (b_min {params['b_min']}, weighting {weighting})",
+            patient=pid,
+            path=inputs["library"],
+        )
+    fit = dp_dwi.fit_adc(
+        signals,
+        bvals,
+        b_min=params["b_min"],
+        min_points=params["min_points"],
+        adc_max=params["adc_max"],
+        weighting=weighting,
+    )
     flags = fit.flags.copy()
     use = bvals >= lib.b_min
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -72,8 +88,14 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
         match = dp_dwi.match_signals(np.where(fit.valid[None], sn, np.nan), lib, k=params["knn_k"])
     flags[fit.valid & ~np.isfinite(match.cell_density)] |= dp_dwi.FLAG_OUT_OF_LIBRARY
 
-    for name, arr in (("adc", fit.adc), ("s0", fit.s0), ("cell_radius", match.radius), ("vf", match.vf),
-                      ("cell_density", match.cell_density), ("rmse", match.rmse)):
+    for name, arr in (
+        ("adc", fit.adc),
+        ("s0", fit.s0),
+        ("cell_radius", match.radius),
+        ("vf", match.vf),
+        ("cell_density", match.cell_density),
+        ("rmse", match.rmse),
+    ):
         files.write_array(arr, grid, outputs[name])
     files.write_array(flags, grid, outputs["flags"], dtype=np.uint8)
 
@@ -83,8 +105,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     ok = np.isfinite(match.cell_density)
     coverage = resample_array(ok.astype(np.float32), grid, dgrid, transform=ct_to_dwi)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rho_dose = resample_array(np.where(ok, match.cell_density, 0.0), grid, dgrid,
-                                  transform=ct_to_dwi) / coverage
+        rho_dose = resample_array(np.where(ok, match.cell_density, 0.0), grid, dgrid, transform=ct_to_dwi) / coverage
         rmse_dose = resample_array(np.where(ok, match.rmse, 0.0), grid, dgrid, transform=ct_to_dwi) / coverage
     valid_dose = coverage >= 0.5
     rho_dose = np.where(valid_dose, rho_dose, np.nan)
@@ -94,27 +115,40 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     if missing > params.get("max_flagged_fraction_gtv", 0.5):
         # A DWI whose field of view misses the tumour, or whose signal is unusable there: the GTV's
         # clonogens would be counted on the part that is left, biasing every TCP of this patient.
-        raise DosepaintInputError(f"{100 * missing:.0f} % of the GTV has no cell density from the DWI (flagged "
-                                  "voxels or outside the DWI field of view); at most "
-                                  f"{100 * params.get('max_flagged_fraction_gtv', 0.5):.0f} % allowed "
-                                  "(dwi.max_flagged_fraction_gtv)", patient=pid, path=inputs["dwi"])
-    n = dp_dwi.clonogens(np.where(gtv, rho_dose, 0.0), voxel_volume_mm3=dgrid.voxel_volume,
-                         clonogenic_fraction=params["clonogenic_fraction"])
+        raise DosepaintInputError(
+            f"{100 * missing:.0f} % of the GTV has no cell density from the DWI (flagged "
+            "voxels or outside the DWI field of view); at most "
+            f"{100 * params.get('max_flagged_fraction_gtv', 0.5):.0f} % allowed "
+            "(dwi.max_flagged_fraction_gtv)",
+            patient=pid,
+            path=inputs["dwi"],
+        )
+    n = dp_dwi.clonogens(
+        np.where(gtv, rho_dose, 0.0),
+        voxel_volume_mm3=dgrid.voxel_volume,
+        clonogenic_fraction=params["clonogenic_fraction"],
+    )
     files.write_array(rho_dose, dgrid, outputs["cell_density_dose"])
     files.write_array(rmse_dose, dgrid, outputs["rmse_dose"])
     files.write_array(n, dgrid, outputs["clonogens"])
 
     adc_dose = resample_array(np.nan_to_num(fit.adc), grid, dgrid, transform=ct_to_dwi)
-    qc = pd.DataFrame([{
-        "patient_id": pid, "method": params["method"], "library_entries": int(lib.signals.shape[0]),
-        "median_adc_gtv": float(np.median(adc_dose[gtv & valid_dose])) if (gtv & valid_dose).any() else np.nan,
-        "median_cell_density_gtv": float(np.nanmedian(rho_dose[gtv])) if gtv.any() else np.nan,
-        "total_clonogens_gtv": float(n.sum()),
-        # GTV voxels on the dose grid without a matched density (flagged DWI voxels under them).
-        "flagged_fraction_gtv": float(np.mean(~valid_dose[gtv])) if gtv.any() else np.nan,
-        # All flagged voxels of the native DWI volume, air included.
-        "flagged_fraction_dwi": float(np.mean(flags != 0)),
-        "median_rmse_gtv": float(np.nanmedian(rmse_dose[gtv])) if gtv.any() else np.nan,
-    }])
+    qc = pd.DataFrame(
+        [
+            {
+                "patient_id": pid,
+                "method": params["method"],
+                "library_entries": int(lib.signals.shape[0]),
+                "median_adc_gtv": float(np.median(adc_dose[gtv & valid_dose])) if (gtv & valid_dose).any() else np.nan,
+                "median_cell_density_gtv": float(np.nanmedian(rho_dose[gtv])) if gtv.any() else np.nan,
+                "total_clonogens_gtv": float(n.sum()),
+                # GTV voxels on the dose grid without a matched density (flagged DWI voxels under them).
+                "flagged_fraction_gtv": float(np.mean(~valid_dose[gtv])) if gtv.any() else np.nan,
+                # All flagged voxels of the native DWI volume, air included.
+                "flagged_fraction_dwi": float(np.mean(flags != 0)),
+                "median_rmse_gtv": float(np.nanmedian(rmse_dose[gtv])) if gtv.any() else np.nan,
+            }
+        ]
+    )
     files.write_tsv(qc, outputs["qc"])
     return qc

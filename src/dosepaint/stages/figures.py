@@ -24,9 +24,11 @@ from .heldout import check_heldout
 
 log = logging.getLogger(__name__)
 
+
 def representative(metrics: pd.DataFrame, choice: str) -> str:
     """``choice`` itself, or for ``auto`` the patient whose DE TCP gain over uniform is the median one
-    (the lower middle for an even count)."""
+    (the lower middle for an even count).
+    """
     if choice != "auto":
         if choice not in set(metrics["patient_id"]):
             raise ValueError(f"statistics.representative_patient {choice!r} is not a held-out patient with plans")
@@ -54,21 +56,40 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
 
     pid = representative(metrics, params["representative"])
     k = ids.index(pid)
-    pick = {key: files.as_paths(inputs[key])[k] for key in ("uniform_dose", "de_dose", "de_letd", "cell_density", "rmse",
-                                                      "masks_dose", "robustness_qc")}
+    pick = {
+        key: files.as_paths(inputs[key])[k]
+        for key in ("uniform_dose", "de_dose", "de_letd", "cell_density", "rmse", "masks_dose", "robustness_qc")
+    }
     masks, grid = files.read_masks(pick["masks_dose"], ["GTV", "CTV_HD"], pid=pid, needed_by="the figures")
     rho, _ = files.read_array(pick["cell_density"])
     qc = files.read_json(pick["robustness_qc"])
     tcp = qc["tcp_model"]
     alpha = float(tcp["alpha"])
     beta = alpha / float(tcp["alpha_beta"])
-    clon = np.where(masks["GTV"], dwi.clonogens(np.nan_to_num(rho), voxel_volume_mm3=grid.voxel_volume,
-                                                clonogenic_fraction=float(tcp["clonogenic_fraction"])), 0.0)
+    clon = np.where(
+        masks["GTV"],
+        dwi.clonogens(
+            np.nan_to_num(rho),
+            voxel_volume_mm3=grid.voxel_volume,
+            clonogenic_fraction=float(tcp["clonogenic_fraction"]),
+        ),
+        0.0,
+    )
     de_dose, _ = files.read_array(pick["de_dose"])
-    _save(fg.representative_slices(dose_uniform=files.read_array(pick["uniform_dose"])[0], dose_de=de_dose,
-                                   letd_de=files.read_array(pick["de_letd"])[0], cells=clon, gtv=masks["GTV"],
-                                   ctv_hd=masks["CTV_HD"], spacing=grid.spacing, patient=pid),
-          outputs, "fig1c_slices")
+    _save(
+        fg.representative_slices(
+            dose_uniform=files.read_array(pick["uniform_dose"])[0],
+            dose_de=de_dose,
+            letd_de=files.read_array(pick["de_letd"])[0],
+            cells=clon,
+            gtv=masks["GTV"],
+            ctv_hd=masks["CTV_HD"],
+            spacing=grid.spacing,
+            patient=pid,
+        ),
+        outputs,
+        "fig1c_slices",
+    )
 
     cc = files.read_tsv(inputs["cell_count_tcp"])
     _save(fg.tcp_per_patient(cc), outputs, "fig2a_tcp")
@@ -78,22 +99,42 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     cell = qc["cell_count"]
     best, worst = rob.cell_count_weights(rmse, sigma=float(cell["sigma"]), centre=float(cell["centre"]))
     n_fx = int(params["n_fractions"])
-    _save(fg.scenario_maps(dose=de_dose, cells=clon, weights={"nominal": np.ones_like(best), "best": best,
-                                                              "worst": worst},
-                           alpha=alpha, beta=beta, n_fractions=n_fx, gtv=masks["GTV"], spacing=grid.spacing,
-                           patient=pid), outputs, "fig3_scenarios")
+    _save(
+        fg.scenario_maps(
+            dose=de_dose,
+            cells=clon,
+            weights={"nominal": np.ones_like(best), "best": best, "worst": worst},
+            alpha=alpha,
+            beta=beta,
+            n_fractions=n_fx,
+            gtv=masks["GTV"],
+            spacing=grid.spacing,
+            patient=pid,
+        ),
+        outputs,
+        "fig3_scenarios",
+    )
 
     surv = files.read_json(inputs["survival"])
-    _save(fg.kaplan_meier_plot(files.read_tsv(inputs["km"]), logrank=surv["logrank"], threshold=surv["tcp_threshold"],
-                               population=surv["population"]), outputs, "km")
+    _save(
+        fg.kaplan_meier_plot(
+            files.read_tsv(inputs["km"]),
+            logrank=surv["logrank"],
+            threshold=surv["tcp_threshold"],
+            population=surv["population"],
+        ),
+        outputs,
+        "km",
+    )
 
     fit = files.read_json(inputs["fit"])
     est = fit["model"]["estimator"]
     tables = {}
     for split in ("train", "test"):
         t = files.read_tsv(inputs[split])
-        tables[split] = pd.DataFrame({"patient_id": t["patient_id"], "tcp_predicted": t[f"tcp_{est}"],
-                                      "local_control": t["local_control"]})
+        tables[split] = pd.DataFrame(
+            {"patient_id": t["patient_id"], "tcp_predicted": t[f"tcp_{est}"], "local_control": t["local_control"]}
+        )
     recovery = files.as_paths(inputs.get("recovery") or [])
     if recovery:
         truth = files.read_tsv(recovery[0]).set_index("patient_id")["tcp_true"]

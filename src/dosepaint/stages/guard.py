@@ -43,7 +43,8 @@ def _problem(exc: BaseException) -> tuple[str, str | None]:
 
 def _relative(path: str | None, patient: str) -> str | None:
     """A file named without the user's folders: from ``patients/{pid}/`` for a results file, relative to
-    the working directory below it, else the file name alone."""
+    the working directory below it, else the file name alone.
+    """
     if not path:
         return None
     parts = Path(path).parts
@@ -109,8 +110,10 @@ def run_guarded(run, inputs: dict, outputs: dict, *, params: dict, stage: str) -
             log.warning("%s: %s not run: %s %s", record["patient_id"], stage, up["stage"], up["status"])
             _placeholders(outputs)
             origin = up.get("origin", up["stage"])
-            return _write(status_path, {**record, "status": "skipped", "origin": origin,
-                                        "problem": f"not run: the {origin} stage failed"})
+            return _write(
+                status_path,
+                {**record, "status": "skipped", "origin": origin, "problem": f"not run: the {origin} stage failed"},
+            )
     try:
         run(inputs, outputs, params=params)
     except Exception as exc:  # a patient's failure of any kind is recorded, never fatal to the cohort

@@ -10,6 +10,7 @@ fit's own training table on purpose and labels every row with its split.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,16 +29,23 @@ log = logging.getLogger(__name__)
 
 def check_heldout(pids, *, split_path, fit: dict | None = None) -> pd.DataFrame:
     """Refuse any patient that is not ``test`` in the split or that the TCP fit used; returns the split
-    table indexed by patient_id."""
+    table indexed by patient_id.
+    """
     split = files.read_tsv(split_path).set_index("patient_id")
     used = set(fit["train_ids"]) if fit is not None else set()
     for pid in pids:
         if pid not in split.index or split.loc[pid, "split"] != "test":
-            raise DosepaintInputError("held-out statistics read test patients only; this one is not in the "
-                                      "test split", patient=pid, path=split_path)
+            raise DosepaintInputError(
+                "held-out statistics read test patients only; this one is not in the test split",
+                patient=pid,
+                path=split_path,
+            )
         if pid in used:
-            raise DosepaintInputError("held-out statistics read patients the TCP fit did not use; the fit "
-                                      "used this one", patient=pid, path=split_path)
+            raise DosepaintInputError(
+                "held-out statistics read patients the TCP fit did not use; the fit used this one",
+                patient=pid,
+                path=split_path,
+            )
     return split
 
 
@@ -60,24 +68,46 @@ def run_tcp(inputs: dict, outputs: dict, *, params: dict) -> dict:
     split = check_heldout(ids, split_path=inputs["split"], fit=fit)
     times = _sheet_times(inputs["sheet"])
     model = fit["model"]
-    patients, table = patient_doses(ids, inputs, split, alpha_beta=float(model["alpha_beta"]),
-                                    n_fractions=int(model["n_fractions_delivered"]), bin_gy=float(fit["bin_gy"]))
+    patients, table = patient_doses(
+        ids,
+        inputs,
+        split,
+        alpha_beta=float(model["alpha_beta"]),
+        n_fractions=int(model["n_fractions_delivered"]),
+        bin_gy=float(fit["bin_gy"]),
+    )
     table.insert(1, "split", "test")
     table.insert(4, "time_months", table["patient_id"].map(times).astype(float))
     y = table["local_control"].to_numpy(float)
-    evaluation = {"test_ids": ids, "n_test": len(ids), "n_local_control": int(y.sum()),
-                  "estimator_used": model["estimator"], "estimates": {}}
+    evaluation = {
+        "test_ids": ids,
+        "n_test": len(ids),
+        "n_local_control": int(y.sum()),
+        "estimator_used": model["estimator"],
+        "estimates": {},
+    }
     for est, e in fit["estimates"].items():
         pred = tf.predict(patients, alpha=e["alpha"], log10_fc=e["log10_fc"])
         table[f"tcp_{est}"] = pred
         evaluation["estimates"][est] = {
-            "alpha": e["alpha"], "log10_fc": e["log10_fc"],
-            "train_auc": e["train_auc"], "train_brier": e["train_brier"],
-            "test_auc": tf.auc(pred, y), "test_brier": tf.brier(pred, y),
-            "test_mean_tcp": float(pred.mean()), "test_local_control_rate": float(y.mean())}
-        log.info("%s on %d held-out patients: AUC %.3f, Brier %.3f (train %.3f, %.3f)", est, len(ids),
-                 evaluation["estimates"][est]["test_auc"], evaluation["estimates"][est]["test_brier"],
-                 e["train_auc"], e["train_brier"])
+            "alpha": e["alpha"],
+            "log10_fc": e["log10_fc"],
+            "train_auc": e["train_auc"],
+            "train_brier": e["train_brier"],
+            "test_auc": tf.auc(pred, y),
+            "test_brier": tf.brier(pred, y),
+            "test_mean_tcp": float(pred.mean()),
+            "test_local_control_rate": float(y.mean()),
+        }
+        log.info(
+            "%s on %d held-out patients: AUC %.3f, Brier %.3f (train %.3f, %.3f)",
+            est,
+            len(ids),
+            evaluation["estimates"][est]["test_auc"],
+            evaluation["estimates"][est]["test_brier"],
+            e["train_auc"],
+            e["train_brier"],
+        )
     table["tcp"] = table[f"tcp_{model['estimator']}"]
     table["clonogens"] = table["gtv_cells"] * model["clonogenic_fraction"]
     files.write_tsv(table, outputs["patients"])
@@ -110,25 +140,40 @@ def run_recovery(inputs: dict, outputs: dict, *, params: dict) -> dict:
         row = {}
         for k in ("alpha", "log10_fc"):
             ci = e.get(f"{k}_ci95")
-            row[k] = {"estimate": e[k], "truth": true[k], "error": e[k] - true[k],
-                      "ci95": ci, "truth_inside_ci95": None if ci is None else bool(ci[0] <= true[k] <= ci[1])}
+            row[k] = {
+                "estimate": e[k],
+                "truth": true[k],
+                "error": e[k] - true[k],
+                "ci95": ci,
+                "truth_inside_ci95": None if ci is None else bool(ci[0] <= true[k] <= ci[1]),
+            }
         # the quantity a small cohort pins down: the dose of 50 % TCP for the median training GTV
         out["estimates"][est] = row
     tables = []
     for split_name, key in (("train", "train"), ("test", "test")):
         t = files.read_tsv(inputs[key])
         est = fit["model"]["estimator"]
-        tables.append(pd.DataFrame({"patient_id": t["patient_id"], "split": split_name,
-                                    "local_control": t["local_control"], "tcp_predicted": t[f"tcp_{est}"],
-                                    "tcp_true": [truth.get(p, {}).get("tcp", np.nan) for p in t["patient_id"]]}))
+        tables.append(
+            pd.DataFrame(
+                {
+                    "patient_id": t["patient_id"],
+                    "split": split_name,
+                    "local_control": t["local_control"],
+                    "tcp_predicted": t[f"tcp_{est}"],
+                    "tcp_true": [truth.get(p, {}).get("tcp", np.nan) for p in t["patient_id"]],
+                }
+            )
+        )
     pts = pd.concat(tables, ignore_index=True)
     for s, g in pts.groupby("split"):
         d = g["tcp_predicted"] - g["tcp_true"]
-        out[f"{s}_tcp_error"] = {"mean": float(d.mean()), "mean_abs": float(d.abs().mean()),
-                                 "correlation": float(np.corrcoef(g["tcp_predicted"], g["tcp_true"])[0, 1])
-                                 if len(g) > 2 else None,
-                                 "mean_true_tcp": float(g["tcp_true"].mean()),
-                                 "local_control_rate": float(g["local_control"].mean())}
+        out[f"{s}_tcp_error"] = {
+            "mean": float(d.mean()),
+            "mean_abs": float(d.abs().mean()),
+            "correlation": float(np.corrcoef(g["tcp_predicted"], g["tcp_true"])[0, 1]) if len(g) > 2 else None,
+            "mean_true_tcp": float(g["tcp_true"].mean()),
+            "local_control_rate": float(g["local_control"].mean()),
+        }
     files.write_tsv(pts, outputs["patients"])
     files.write_json(out, outputs["recovery"])
     return out
@@ -136,7 +181,8 @@ def run_recovery(inputs: dict, outputs: dict, *, params: dict) -> dict:
 
 def _table1_metrics(pid, plan, dose_path, letd_path, masks) -> dict:
     """Table 1's DVH and LETd metrics of one plan; LETd metrics of a region are NaN unless LETd was
-    computed on (almost) all of it (carbon LETd is computed on GTV ∪ CTV_HD only)."""
+    computed on (almost) all of it (carbon LETd is computed on GTV ∪ CTV_HD only).
+    """
     dose, _ = files.read_array(dose_path)
     letd, _ = files.read_array(letd_path)
     row = {"patient_id": pid, "plan": plan}
@@ -165,8 +211,10 @@ def run_statistics(inputs: dict, outputs: dict, *, params: dict) -> dict:
     cc = files.read_tsv(inputs["cell_count_tcp"])
     tert_in = files.read_tsv(inputs["tertiles"])
     # every patient of every table read here, checked against the split once
-    check_heldout(list(dict.fromkeys([*ids, *plan_metrics["patient_id"], *cc["patient_id"], *tert_in["patient_id"]])),
-                  split_path=inputs["split"])
+    check_heldout(
+        list(dict.fromkeys([*ids, *plan_metrics["patient_id"], *cc["patient_id"], *tert_in["patient_id"]])),
+        split_path=inputs["split"],
+    )
     rows = []
     per_plan = {plan: files.as_paths(inputs[f"{plan}_dose"]) for plan in PLAN_NAMES}
     per_plan_let = {plan: files.as_paths(inputs[f"{plan}_letd"]) for plan in PLAN_NAMES}
@@ -181,8 +229,9 @@ def run_statistics(inputs: dict, outputs: dict, *, params: dict) -> dict:
     long = st.table1(t1, plans=PLAN_NAMES)
     wide = st.table1_wide(long, digits=int(params.get("digits", 1)))
     files.write_tsv(long, outputs["table1"])
-    caption = (f"Dose and LETd of the {len(ids)} held-out patients: median [25th–75th percentile]; "
-               "D in Gy(RBE), L in keV/µm")
+    caption = (
+        f"Dose and LETd of the {len(ids)} held-out patients: median [25th–75th percentile]; D in Gy(RBE), L in keV/µm"
+    )
     files.write_text(st.to_markdown(wide), outputs["table1_md"])
     files.write_text(st.to_latex(wide, caption=caption, label="tab:dosimetry"), outputs["table1_tex"])
 
@@ -196,25 +245,29 @@ def run_statistics(inputs: dict, outputs: dict, *, params: dict) -> dict:
     files.write_tsv(tert, outputs["tertiles"])
 
     nominal = scen[scen["cell_count"] == "nominal"].set_index("plan")
-    summary = {"patient_ids": ids, "n_patients": len(ids), "tcp_pct": {}, "cell_count_range_pp": {}}
+    summary: dict[str, Any] = {"patient_ids": ids, "n_patients": len(ids), "tcp_pct": {}, "cell_count_range_pp": {}}
     for plan in PLAN_NAMES:
         r = nominal.loc[plan]
         summary["tcp_pct"][plan] = {"mean": r["tcp_mean_pct"], "sd": r["tcp_sd_pct"]}
         if plan != "uniform":
-            summary["tcp_pct"][plan] |= {"delta_mean_pp": r["delta_vs_reference_mean_pp"],
-                                         "delta_sd_pp": r["delta_vs_reference_sd_pp"],
-                                         "n_improved": int(r["n_improved"]),
-                                         "wilcoxon_p": r["wilcoxon_p_vs_reference"],
-                                         "mann_whitney_p": r["mann_whitney_p_vs_reference"]}
+            summary["tcp_pct"][plan] |= {
+                "delta_mean_pp": r["delta_vs_reference_mean_pp"],
+                "delta_sd_pp": r["delta_vs_reference_sd_pp"],
+                "n_improved": int(r["n_improved"]),
+                "wilcoxon_p": r["wilcoxon_p_vs_reference"],
+                "mann_whitney_p": r["mann_whitney_p_vs_reference"],
+            }
         w = cc[cc["plan"] == plan].pivot(index="patient_id", columns="cell_count", values="tcp")
         if {"best", "worst", "nominal"} <= set(w.columns):
             summary["cell_count_range_pp"][plan] = {
                 "worst_minus_nominal_mean": float(100 * (w["worst"] - w["nominal"]).mean()),
                 "best_minus_nominal_mean": float(100 * (w["best"] - w["nominal"]).mean()),
                 "worst_minus_nominal_min": float(100 * (w["worst"] - w["nominal"]).min()),
-                "best_minus_nominal_max": float(100 * (w["best"] - w["nominal"]).max())}
-    summary["tertiles"] = {f"{r.plan} {r.tertile}": {"mean_pp": r.delta_tcp_mean_pp, "sd_pp": r.delta_tcp_sd_pp}
-                           for r in tert.itertuples()}
+                "best_minus_nominal_max": float(100 * (w["best"] - w["nominal"]).max()),
+            }
+    summary["tertiles"] = {
+        f"{r.plan} {r.tertile}": {"mean_pp": r.delta_tcp_mean_pp, "sd_pp": r.delta_tcp_sd_pp} for r in tert.itertuples()
+    }
     files.write_json(summary, outputs["summary"])
     return summary
 
@@ -250,18 +303,33 @@ def run_survival(inputs: dict, outputs: dict, *, params: dict) -> dict:
     # TCP enters the Cox model per 10 percentage points, so that its hazard ratio reads on a clinical scale
     table["tcp_per_10pp"] = 10.0 * table["tcp"]
     covariates = ["tcp_per_10pp" if c == "tcp" else c for c in params["covariates"]]
-    cox = sv.cox(table, duration="time_months", event="event", covariates=covariates,
-                 penalizer=float(params["penalizer"]))
+    cox = sv.cox(
+        table, duration="time_months", event="event", covariates=covariates, penalizer=float(params["penalizer"])
+    )
     c_tcp = sv.concordance(table["time_months"], table["tcp"], table["event"])
-    out = {"population": params["population"], "n": int(len(table)), "events": int(table["event"].sum()),
-           "patients": table[["patient_id", "split", "tcp", "tcp_group", "time_months", "event"]]
-           .to_dict(orient="records"),
-           "split": params["split"], "tcp_threshold": threshold, "logrank": lr, "concordance_tcp": c_tcp,
-           "cox": {k: v for k, v in cox.items() if k != "summary"}}
+    out = {
+        "population": params["population"],
+        "n": int(len(table)),
+        "events": int(table["event"].sum()),
+        "patients": table[["patient_id", "split", "tcp", "tcp_group", "time_months", "event"]].to_dict(
+            orient="records"
+        ),
+        "split": params["split"],
+        "tcp_threshold": threshold,
+        "logrank": lr,
+        "concordance_tcp": c_tcp,
+        "cox": {k: v for k, v in cox.items() if k != "summary"},
+    }
     if params["population"] == "all":
         out["note"] = "training patients' TCP is in-sample (the model was fitted on their outcomes)"
-    log.info("survival on %d patients (%d relapses): log-rank chi2 %.3f p %.3f, C(TCP) %.3f", out["n"],
-             out["events"], lr["chi2"], lr["p"], c_tcp)
+    log.info(
+        "survival on %d patients (%d relapses): log-rank chi2 %.3f p %.3f, C(TCP) %.3f",
+        out["n"],
+        out["events"],
+        lr["chi2"],
+        lr["p"],
+        c_tcp,
+    )
     files.write_tsv(km, outputs["km"])
     summary = cox.get("summary")
     files.write_tsv(summary if summary is not None else pd.DataFrame({"covariate": covariates}), outputs["cox"])

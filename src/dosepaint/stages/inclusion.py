@@ -16,7 +16,7 @@ from ..io import files
 EXCLUDED_COLUMNS = ["patient_id", "stage", "file", "problem"]
 
 
-def excluded_table(records: list[dict], statuses: list[dict] = ()) -> pd.DataFrame:
+def excluded_table(records: list[dict], statuses: list[dict] | tuple = ()) -> pd.DataFrame:
     """One row per patient left out, in the order of ``records`` / ``statuses``.
 
     ``records``: input-check records (``stages.check``), ``excluded`` ones listed; ``statuses``: stage
@@ -26,8 +26,9 @@ def excluded_table(records: list[dict], statuses: list[dict] = ()) -> pd.DataFra
     rows, seen = [], set()
     for r in records:
         if r["status"] == "excluded":
-            rows.append({"patient_id": r["patient_id"], "stage": "input check", "file": r["file"],
-                         "problem": r["problem"]})
+            rows.append(
+                {"patient_id": r["patient_id"], "stage": "input check", "file": r["file"], "problem": r["problem"]}
+            )
             seen.add(r["patient_id"])
     for r in statuses:
         if r["status"] == "failed" and r["patient_id"] not in seen:

@@ -22,6 +22,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,14 +32,7 @@ from ..io import dicom as dcm
 from ..io import files
 from ..pet import SuvError, suv_factor_from_metadata
 from ..registration import compose
-from ..structures import (
-    CANONICAL,
-    contours_to_mask,
-    derived_structures,
-    map_roi_names,
-    shell,
-    suggest_canonical,
-)
+from ..structures import CANONICAL, contours_to_mask, derived_structures, map_roi_names, shell, suggest_canonical
 from .register import register_export, transform_from
 
 log = logging.getLogger(__name__)
@@ -52,13 +46,15 @@ def _select(series, kind, *, patient, folder, required, prefer=None):
     if not cands:
         if required:
             found = sorted({s.kind for s in series})
-            raise DosepaintInputError(f"no {kind} series found (found: {', '.join(found) or 'nothing'})",
-                                      patient=patient, path=folder)
+            raise DosepaintInputError(
+                f"no {kind} series found (found: {', '.join(found) or 'nothing'})", patient=patient, path=folder
+            )
         return None
     if len(cands) > 1:
         desc = "; ".join(f"{s.description or '?'} ({len(s.files)} files)" for s in cands)
-        raise DosepaintInputError(f"{len(cands)} candidate {kind} series, cannot choose: {desc}",
-                                  patient=patient, path=folder)
+        raise DosepaintInputError(
+            f"{len(cands)} candidate {kind} series, cannot choose: {desc}", patient=patient, path=folder
+        )
     return cands[0]
 
 
@@ -84,8 +80,14 @@ def discover(folder, *, patient, required_modalities) -> tuple[dict, list[str], 
         _, ct_for = dcm.read_rtstruct(rtstruct.files[0], patient=patient)
     chosen = {
         "RTSTRUCT": rtstruct,
-        "CT": _select(series, "CT", patient=patient, folder=folder, required="CT" in req,
-                      prefer=lambda s: ct_for is not None and s.frame_of_reference == ct_for),
+        "CT": _select(
+            series,
+            "CT",
+            patient=patient,
+            folder=folder,
+            required="CT" in req,
+            prefer=lambda s: ct_for is not None and s.frame_of_reference == ct_for,
+        ),
         "T2W": _select(series, "T2W", patient=patient, folder=folder, required="T2W" in req),
         "DWI": _select(series, "DWI", patient=patient, folder=folder, required="DWI" in req),
         "PT": _select(series, "PT", patient=patient, folder=folder, required="PT" in req),
@@ -107,7 +109,8 @@ def dose_grid_for(body: np.ndarray, ct_grid: Grid, *, spacing_mm: float, margin_
 
 def check_oars(masks: dict, params: dict, *, patient: str, path, rois: list[str], suggestions: dict) -> list[str]:
     """The planned OARs (``planned_oars``) absent after alias mapping: an error, unless each is in
-    ``optional_oars``, then returned (and logged as a warning) so the plan says it lacks the constraint."""
+    ``optional_oars``, then returned (and logged as a warning) so the plan says it lacks the constraint.
+    """
     missing = [o for o in params.get("planned_oars", []) if o not in masks]
     hint = "".join(f"; {roi!r} may be {canon}" for roi, canon in suggestions.items())
     required = [o for o in missing if o not in params.get("optional_oars", [])]
@@ -115,10 +118,14 @@ def check_oars(masks: dict, params: dict, *, patient: str, path, rois: list[str]
         raise DosepaintInputError(
             f"OAR(s) {required} constrained by planning (planning.oar_limits_gy) not found among ROIs {rois}{hint}; "
             "map them in ingest.structure_aliases, or list them in planning.optional_oars to plan without "
-            "their constraint", patient=patient, path=path)
+            "their constraint",
+            patient=patient,
+            path=path,
+        )
     if missing:
-        log.warning("%s: OAR(s) %s absent: the plans will have NO constraint on them (optional_oars)%s", patient,
-                    missing, hint)
+        log.warning(
+            "%s: OAR(s) %s absent: the plans will have NO constraint on them (optional_oars)%s", patient, missing, hint
+        )
     return missing
 
 
@@ -144,7 +151,7 @@ class Export:
     all_series: list
     ct: np.ndarray
     ct_grid: Grid
-    ct_hdr: object
+    ct_hdr: Any
     mapping: dict
     unmapped_rois: list
     masks: dict
@@ -189,8 +196,12 @@ def read_export(folder, *, patient: str, params: dict) -> Export:
 
     for kind in ("CT", "RTSTRUCT"):  # whatever required_modalities says: the dose grid is built from them
         if chosen[kind] is None:
-            raise DosepaintInputError(f"no {kind} series found; the ingest needs the planning CT and its "
-                                      "RTSTRUCT (BODY defines the dose grid)", patient=pid, path=folder)
+            raise DosepaintInputError(
+                f"no {kind} series found; the ingest needs the planning CT and its "
+                "RTSTRUCT (BODY defines the dose grid)",
+                patient=pid,
+                path=folder,
+            )
     t = time.perf_counter()
     ct_series = chosen["CT"]
     ct, ct_grid, ct_hdr = dcm.read_volume(ct_series.files, patient=pid, what="CT", tolerance_mm=tol)
@@ -200,13 +211,18 @@ def read_export(folder, *, patient: str, params: dict) -> Export:
     rs_path = chosen["RTSTRUCT"].files[0]
     contours, rs_for = dcm.read_rtstruct(rs_path, patient=pid)
     if rs_for and ct_series.frame_of_reference and rs_for != ct_series.frame_of_reference:
-        raise DosepaintInputError("RTSTRUCT references another frame of reference than the planning CT",
-                                  patient=pid, path=rs_path)
+        raise DosepaintInputError(
+            "RTSTRUCT references another frame of reference than the planning CT", patient=pid, path=rs_path
+        )
     mapping = map_roi_names(contours, params.get("structure_aliases"), patient=pid, path=rs_path)
     missing = [s for s in params["required_structures"] if s not in mapping]
     if missing:
-        raise DosepaintInputError(f"required structure(s) {missing} not found among ROIs {sorted(contours)}; "
-                                  "add aliases in config ingest.structure_aliases", patient=pid, path=rs_path)
+        raise DosepaintInputError(
+            f"required structure(s) {missing} not found among ROIs {sorted(contours)}; "
+            "add aliases in config ingest.structure_aliases",
+            patient=pid,
+            path=rs_path,
+        )
     masks = {}
     for canon, roi in mapping.items():
         if not contours[roi]:
@@ -220,22 +236,35 @@ def read_export(folder, *, patient: str, params: dict) -> Export:
         notes.append("SKIN derived as the 3 mm inner shell of BODY")
     unmapped = sorted(set(contours) - set(mapping.values()))
     suggestions = {roi: suggest_canonical(roi) for roi in unmapped if suggest_canonical(roi)}
-    missing_oars = check_oars(masks, params, patient=pid, path=rs_path, rois=sorted(contours),
-                              suggestions=suggestions)
+    missing_oars = check_oars(masks, params, patient=pid, path=rs_path, rois=sorted(contours), suggestions=suggestions)
     if missing_oars:
         notes.append(f"OAR(s) {missing_oars} absent: planned WITHOUT their constraint (planning.optional_oars)")
     masks.update(derived_structures(masks))
     timings["structures_s"] = time.perf_counter() - t
-    export = Export(folder=folder, chosen=chosen, skipped=skipped, all_series=all_series, ct=ct, ct_grid=ct_grid,
-                    ct_hdr=ct_hdr, mapping=mapping, unmapped_rois=unmapped, masks=masks, notes=notes,
-                    timings=timings, alias_suggestions=suggestions, missing_oars=missing_oars)
+    export = Export(
+        folder=folder,
+        chosen=chosen,
+        skipped=skipped,
+        all_series=all_series,
+        ct=ct,
+        ct_grid=ct_grid,
+        ct_hdr=ct_hdr,
+        mapping=mapping,
+        unmapped_rois=unmapped,
+        masks=masks,
+        notes=notes,
+        timings=timings,
+        alias_suggestions=suggestions,
+        missing_oars=missing_oars,
+    )
 
     if chosen["RTDOSE"] is not None:
         rd_path = chosen["RTDOSE"].files[0]
         dose, rd_grid, rd_meta = dcm.read_rtdose(rd_path, patient=pid)
         if ct_series.frame_of_reference and rd_meta["FrameOfReferenceUID"] not in ("", ct_series.frame_of_reference):
-            raise DosepaintInputError("RTDOSE is on another frame of reference than the planning CT",
-                                      patient=pid, path=rd_path)
+            raise DosepaintInputError(
+                "RTDOSE is on another frame of reference than the planning CT", patient=pid, path=rd_path
+            )
         export.rtdose = (dose, rd_grid, rd_meta)
 
     if chosen["T2W"] is not None:
@@ -246,9 +275,10 @@ def read_export(folder, *, patient: str, params: dict) -> Export:
 
     if chosen["DWI"] is not None:
         t = time.perf_counter()
-        dwi_notes = []
-        signals, bvals, dwi_grid, dwi_hdr = dcm.read_dwi(chosen["DWI"].files, patient=pid, tolerance_mm=tol,
-                                                         notes=dwi_notes)
+        dwi_notes: list[str] = []
+        signals, bvals, dwi_grid, dwi_hdr = dcm.read_dwi(
+            chosen["DWI"].files, patient=pid, tolerance_mm=tol, notes=dwi_notes
+        )
         notes.extend(f"DWI: {n}" for n in dwi_notes)
         dwi_folder = chosen["DWI"].files[0].parent
         if np.any(~np.isfinite(signals)):
@@ -256,11 +286,14 @@ def read_export(folder, *, patient: str, params: dict) -> Export:
         negative = [float(b) for b, s in zip(bvals, signals) if np.any(s < 0)]
         if negative:
             # Magnitude images are never negative: a wrong rescale (or phase data) would corrupt the ADC.
-            raise DosepaintInputError(f"DWI has negative signal at b = {negative} s/mm² (magnitude images "
-                                      "expected; check RescaleSlope/RescaleIntercept)", patient=pid, path=dwi_folder)
+            raise DosepaintInputError(
+                f"DWI has negative signal at b = {negative} s/mm² (magnitude images "
+                "expected; check RescaleSlope/RescaleIntercept)",
+                patient=pid,
+                path=dwi_folder,
+            )
         if export.t2w is None:
-            raise DosepaintInputError("DWI needs a T2w series to be registered to the CT", patient=pid,
-                                      path=folder)
+            raise DosepaintInputError("DWI needs a T2w series to be registered to the CT", patient=pid, path=folder)
         export.dwi = (signals, bvals, dwi_grid, dwi_hdr)
         timings["dwi_read_s"] = time.perf_counter() - t
 
@@ -268,9 +301,11 @@ def read_export(folder, *, patient: str, params: dict) -> Export:
         t = time.perf_counter()
         pet, pet_grid, pet_hdr = dcm.read_volume(chosen["PT"].files, patient=pid, what="PET", tolerance_mm=tol)
         if chosen["PT"].frame_of_reference != ct_series.frame_of_reference:
-            raise DosepaintInputError("PET is on another frame of reference than the planning CT; "
-                                      "PET-to-CT registration is not supported", patient=pid,
-                                      path=chosen["PT"].files[0])
+            raise DosepaintInputError(
+                "PET is on another frame of reference than the planning CT; PET-to-CT registration is not supported",
+                patient=pid,
+                path=chosen["PT"].files[0],
+            )
         export.pet = (pet, pet_grid, pet_hdr)
         timings["pet_read_s"] = time.perf_counter() - t
     return export
@@ -303,16 +338,30 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     folder, chosen, ct, ct_grid, masks = ex.folder, ex.chosen, ex.ct, ex.ct_grid, ex.masks
     timings = dict(ex.timings)
     ct_series = chosen["CT"]
-    qc = {"patient_id": pid, "skipped_non_dicom_files": len(ex.skipped),
-          "series": [{"kind": s.kind, "modality": s.modality, "description": s.description, "files": len(s.files),
-                      "used": any(s is c for c in chosen.values())} for s in ex.all_series]}
+    qc = {
+        "patient_id": pid,
+        "skipped_non_dicom_files": len(ex.skipped),
+        "series": [
+            {
+                "kind": s.kind,
+                "modality": s.modality,
+                "description": s.description,
+                "files": len(s.files),
+                "used": any(s is c for c in chosen.values()),
+            }
+            for s in ex.all_series
+        ],
+    }
 
     # --- CT and structures ----------------------------------------------------------------
     t = time.perf_counter()
     files.write_array(np.round(ct).astype(np.int16), ct_grid, outputs["ct"], dtype=np.int16)
-    qc["ct"] = {"shape_zyx": ct_grid.shape, "spacing_mm": ct_grid.spacing,
-                "direction": [round(v, 6) for v in ct_grid.direction],
-                "patient_position": str(ex.ct_hdr.get("PatientPosition", "")) or None}
+    qc["ct"] = {
+        "shape_zyx": ct_grid.shape,
+        "spacing_mm": ct_grid.spacing,
+        "direction": [round(v, 6) for v in ct_grid.direction],
+        "patient_position": str(ex.ct_hdr.get("PatientPosition", "")) or None,
+    }
     Path(outputs["masks_ct"]).mkdir(parents=True, exist_ok=True)
     for name, m in masks.items():
         files.write_array(m.astype(np.uint8), ct_grid, Path(outputs["masks_ct"]) / f"{name}.nii.gz", dtype=np.uint8)
@@ -328,10 +377,12 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     timings["write_ct_structures_s"] = time.perf_counter() - t
 
     # --- dose grid ------------------------------------------------------------------------
-    dgrid = dose_grid_for(masks["BODY"], ct_grid, spacing_mm=params["dose_grid_mm"],
-                          margin_mm=params["dose_grid_margin_mm"])
-    files.write_array(np.round(resample_array(ct, ct_grid, dgrid)).astype(np.int16), dgrid, outputs["ct_dose"],
-                      dtype=np.int16)
+    dgrid = dose_grid_for(
+        masks["BODY"], ct_grid, spacing_mm=params["dose_grid_mm"], margin_mm=params["dose_grid_margin_mm"]
+    )
+    files.write_array(
+        np.round(resample_array(ct, ct_grid, dgrid)).astype(np.int16), dgrid, outputs["ct_dose"], dtype=np.int16
+    )
     Path(outputs["masks_dose"]).mkdir(parents=True, exist_ok=True)
     for name, m in masks.items():
         md = resample_array(m.astype(np.float32), ct_grid, dgrid) >= 0.5
@@ -354,9 +405,12 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         ct_to_t2 = transform_from(regs["t2w_to_ct"]["transform"])
         files.write_transform(ct_to_t2, outputs["t2w_to_ct"])
         files.write_array(resample_array(t2, t2_grid, ct_grid, transform=ct_to_t2), ct_grid, outputs["t2w"])
-        qc["t2w"] = {"shape_zyx": t2_grid.shape, "spacing_mm": t2_grid.spacing,
-                     "same_frame_as_ct": chosen["T2W"].frame_of_reference == ct_series.frame_of_reference,
-                     "registration": {k: v for k, v in regs["t2w_to_ct"].items() if k != "transform"}}
+        qc["t2w"] = {
+            "shape_zyx": t2_grid.shape,
+            "spacing_mm": t2_grid.spacing,
+            "same_frame_as_ct": chosen["T2W"].frame_of_reference == ct_series.frame_of_reference,
+            "registration": {k: v for k, v in regs["t2w_to_ct"].items() if k != "transform"},
+        }
 
     # --- DWI → T2w → CT ----------------------------------------------------------------------------
     if ex.dwi is not None:
@@ -369,16 +423,29 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         t2_to_dwi = transform_from(regs["dwi_to_t2w"]["transform"])
         files.write_transform(t2_to_dwi, outputs["dwi_to_t2w"])
         ct_to_dwi = compose(ct_to_t2, t2_to_dwi)
-        files.write_array(resample_array(signals[0], dwi_grid, ct_grid, transform=ct_to_dwi), ct_grid,
-                          outputs["dwi_b0_ct"])
+        files.write_array(
+            resample_array(signals[0], dwi_grid, ct_grid, transform=ct_to_dwi), ct_grid, outputs["dwi_b0_ct"]
+        )
         dwi_dose = np.stack([resample_array(s, dwi_grid, dgrid, transform=ct_to_dwi) for s in signals])
         files.write_array(dwi_dose, dgrid, outputs["dwi_dose"])
-        files.write_json({"bvalues_s_per_mm2": bvals, "pgse_delta_ms": timing[0], "pgse_Delta_ms": timing[1],
-                          "timing_source": timing_source, "shape_bzyx": signals.shape,
-                          "spacing_mm": dwi_grid.spacing}, outputs["dwi_json"])
-        qc["dwi"] = {"bvalues": bvals, "shape_zyx": dwi_grid.shape, "spacing_mm": dwi_grid.spacing,
-                     "timing_source": timing_source,
-                     "registration_to_t2w": {k: v for k, v in regs["dwi_to_t2w"].items() if k != "transform"}}
+        files.write_json(
+            {
+                "bvalues_s_per_mm2": bvals,
+                "pgse_delta_ms": timing[0],
+                "pgse_Delta_ms": timing[1],
+                "timing_source": timing_source,
+                "shape_bzyx": signals.shape,
+                "spacing_mm": dwi_grid.spacing,
+            },
+            outputs["dwi_json"],
+        )
+        qc["dwi"] = {
+            "bvalues": bvals,
+            "shape_zyx": dwi_grid.shape,
+            "spacing_mm": dwi_grid.spacing,
+            "timing_source": timing_source,
+            "registration_to_t2w": {k: v for k, v in regs["dwi_to_t2w"].items() if k != "transform"},
+        }
         timings["dwi_s"] = time.perf_counter() - t
 
     # --- PET -----------------------------------------------------------------------------------------
@@ -408,7 +475,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
 
 def registrations(ex, inputs: dict, *, patient: str, reg: dict) -> dict:
     """The export's registrations: from the input check's record when it has them (the check registers
-    with the same config), else computed here (:func:`dosepaint.stages.register.register_export`)."""
+    with the same config), else computed here (:func:`dosepaint.stages.register.register_export`).
+    """
     if inputs.get("check"):
         record = files.read_json(inputs["check"])
         if record.get("status") == "included" and record.get("registration") is not None:

@@ -55,8 +55,12 @@ def suv_factor(pet_json: dict, *, pid: str, path) -> float:
     """The SUV factor from ``pet.json``, or the ingest's reason why there is none, as an input error."""
     if pet_json.get("suv_factor") is None:
         header = pet_json.get("header_file", "?")
-        raise DosepaintInputError(f"no SUV can be computed from the PET header (DICOM file {header}): "
-                                  f"{pet_json.get('suv_error', 'no SUV factor recorded')}", patient=pid, path=path)
+        raise DosepaintInputError(
+            f"no SUV can be computed from the PET header (DICOM file {header}): "
+            f"{pet_json.get('suv_error', 'no SUV factor recorded')}",
+            patient=pid,
+            path=path,
+        )
     return float(pet_json["suv_factor"])
 
 
@@ -82,13 +86,19 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     body, _ = _mask(inputs["masks_ct"], "BODY", pid=pid)
     search_struct, _ = _mask(inputs["masks_ct"], params["search_structure"], pid=pid)
     if not search_struct.any():
-        raise DosepaintInputError(f"{params['search_structure']} is empty: no PET search region", patient=pid,
-                                  path=Path(inputs["masks_ct"]) / f"{params['search_structure']}.nii.gz")
+        raise DosepaintInputError(
+            f"{params['search_structure']} is empty: no PET search region",
+            patient=pid,
+            path=Path(inputs["masks_ct"]) / f"{params['search_structure']}.nii.gz",
+        )
     region = expand(search_struct, ct_grid, margin_mm=params["search_margin_mm"]) & body
     if not np.nanmax(suv[region]) > 0:
-        raise DosepaintInputError(f"the PET has no uptake in the search region ({params['search_structure']} + "
-                                  f"{params['search_margin_mm']} mm): SUVmax 0, nothing to segment", patient=pid,
-                                  path=inputs["pet_json"])
+        raise DosepaintInputError(
+            f"the PET has no uptake in the search region ({params['search_structure']} + "
+            f"{params['search_margin_mm']} mm): SUVmax 0, nothing to segment",
+            patient=pid,
+            path=inputs["pet_json"],
+        )
     outer = expand(region, ct_grid, margin_mm=params["background_shell_mm"]) & body & ~region
     background = float(np.nanmedian(suv[outer])) if outer.any() else float(np.nanmedian(suv[region]))
 
@@ -111,15 +121,28 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     rows, masks, seconds = [], {}, {}
     for name in params["methods"]:
         t = time.perf_counter()
-        m_box = seg.segment(name, suv[box], region[box], spacing_mm=spacing, background=background,
-                            params=params.get("method_params", {}).get(name))
+        m_box = seg.segment(
+            name,
+            suv[box],
+            region[box],
+            spacing_mm=spacing,
+            background=background,
+            params=params.get("method_params", {}).get(name),
+        )
         mask = np.zeros(suv.shape, bool)
         mask[box] = m_box
         masks[name] = mask
         files.write_array(mask, ct_grid, mask_dir / f"{name}.nii.gz", dtype=np.uint8)
         metrics = seg.overlap_metrics(m_box, reference[box], spacing_mm=spacing)
-        rows.append({"patient_id": pid, "method": name, "reference": reference_name, **metrics,
-                     "suv_mean": float(suv[mask].mean()) if mask.any() else np.nan})
+        rows.append(
+            {
+                "patient_id": pid,
+                "method": name,
+                "reference": reference_name,
+                **metrics,
+                "suv_mean": float(suv[mask].mean()) if mask.any() else np.nan,
+            }
+        )
         # timings go to qc.json, not to the metrics table, which must reproduce byte for byte
         seconds[name] = time.perf_counter() - t
     table = pd.DataFrame(rows)
@@ -127,27 +150,48 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
 
     rx = params["prescription"]
     if rx["btv_method"] not in masks:
-        raise DosepaintInputError(f"prescription.btv_method {rx['btv_method']!r} is not among the methods run "
-                                  f"({params['methods']})", patient=pid)
+        raise DosepaintInputError(
+            f"prescription.btv_method {rx['btv_method']!r} is not among the methods run ({params['methods']})",
+            patient=pid,
+        )
     target, _ = _mask(inputs["masks_dose"], rx["target"], pid=pid)
     btv_dose = _on_grid(masks[rx["btv_method"]], ct_grid, dose_grid)
     files.write_array(btv_dose, dose_grid, outputs["btv_dose"], dtype=np.uint8)
-    files.write_array(prescription.by_contours(target, btv_dose, base_gy=rx["base_gy"], boost_gy=rx["boost_gy"]),
-                      dose_grid, outputs["prescription_contours"])
-    files.write_array(prescription.by_numbers(suv_dose, target, d_min_gy=rx["d_min_gy"], d_max_gy=rx["d_max_gy"]),
-                      dose_grid, outputs["prescription_numbers"])
+    files.write_array(
+        prescription.by_contours(target, btv_dose, base_gy=rx["base_gy"], boost_gy=rx["boost_gy"]),
+        dose_grid,
+        outputs["prescription_contours"],
+    )
+    files.write_array(
+        prescription.by_numbers(suv_dose, target, d_min_gy=rx["d_min_gy"], d_max_gy=rx["d_max_gy"]),
+        dose_grid,
+        outputs["prescription_numbers"],
+    )
 
     v = suv[region]
-    qc = {"patient_id": pid, "suv_factor": factor, "background_suv": background,
-          "suv_max_region": float(np.nanmax(v)), "suv_mean_region": float(np.nanmean(v)),
-          "region_volume_ml": float(region.sum() * ct_grid.voxel_volume / 1000.0),
-          "reference": reference_name, "reference_volume_ml": float(reference.sum() * ct_grid.voxel_volume / 1000.0),
-          "btv_method": rx["btv_method"], "btv_volume_in_target_ml":
-              float((btv_dose & target).sum() * dose_grid.voxel_volume / 1000.0),
-          "method_seconds": seconds, "seconds": time.perf_counter() - t0}
+    qc = {
+        "patient_id": pid,
+        "suv_factor": factor,
+        "background_suv": background,
+        "suv_max_region": float(np.nanmax(v)),
+        "suv_mean_region": float(np.nanmean(v)),
+        "region_volume_ml": float(region.sum() * ct_grid.voxel_volume / 1000.0),
+        "reference": reference_name,
+        "reference_volume_ml": float(reference.sum() * ct_grid.voxel_volume / 1000.0),
+        "btv_method": rx["btv_method"],
+        "btv_volume_in_target_ml": float((btv_dose & target).sum() * dose_grid.voxel_volume / 1000.0),
+        "method_seconds": seconds,
+        "seconds": time.perf_counter() - t0,
+    }
     files.write_json(qc, outputs["qc"])
-    log.info("PET %s: SUVmax %.2f, background %.2f, %d methods in %.1f s", pid, qc["suv_max_region"], background,
-             len(rows), qc["seconds"])
+    log.info(
+        "PET %s: SUVmax %.2f, background %.2f, %d methods in %.1f s",
+        pid,
+        qc["suv_max_region"],
+        background,
+        len(rows),
+        qc["seconds"],
+    )
     return table
 
 
@@ -166,6 +210,7 @@ def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     ``summary`` (TSV), ``figure`` (PNG).
     """
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -174,8 +219,9 @@ def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     table = pd.concat([files.read_tsv(p) for p in paths], ignore_index=True)
     files.write_tsv(table, outputs["metrics"])
     order = list(dict.fromkeys(table["method"]))
-    summary = pd.DataFrame({m: table.groupby("method", sort=False)[m].apply(median_iqr) for m in SUMMARY_METRICS}
-                           ).reindex(order)
+    summary = pd.DataFrame(
+        {m: table.groupby("method", sort=False)[m].apply(median_iqr) for m in SUMMARY_METRICS}
+    ).reindex(order)
     summary.insert(0, "patients", table.groupby("method", sort=False)["patient_id"].nunique().reindex(order))
     summary = summary.reset_index().rename(columns={"index": "method"})
     files.write_tsv(summary, outputs["summary"])
@@ -188,8 +234,9 @@ def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
         ax.set_xticks(range(1, len(order) + 1), order, rotation=45, ha="right")
         ax.set_title(metric)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"PET segmentation vs {', '.join(sorted(set(table['reference'])))} "
-                 f"({table['patient_id'].nunique()} patients)")
+    fig.suptitle(
+        f"PET segmentation vs {', '.join(sorted(set(table['reference'])))} ({table['patient_id'].nunique()} patients)"
+    )
     Path(outputs["figure"]).parent.mkdir(parents=True, exist_ok=True)
     with files.atomic_path(outputs["figure"], suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120)

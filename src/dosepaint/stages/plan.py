@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import SimpleITK as sitk
 from threadpoolctl import threadpool_limits
 
 from .. import dwi
@@ -30,11 +31,12 @@ from .. import radiobiology as rb
 from ..errors import DosepaintInputError
 from ..geometry import Grid
 from ..io import files
-from ..layout import PLAN_NAMES
 from ..io.dicom import export_rtdose
+from ..layout import PLAN_NAMES
 from ..logs import timed
 from ..planning import evaluate as ev
-from ..planning.biology import letd as letd_of, rbe_dose_from_effect
+from ..planning.biology import letd as letd_of
+from ..planning.biology import rbe_dose_from_effect
 from ..planning.engine import PyRadPlanEngine
 from ..planning.influence import DoseInfluence
 from ..planning.plans import let_dose_matrix, painted_course, rbe_model, result_summary, uniform_course
@@ -47,7 +49,8 @@ STRUCTURES = ("GTV", "CTV_HD", "CTV_LD", "CTV_HD_minus_GTV", "CTV_LD_minus_GTV",
 
 def calc_voxels(masks: dict, grid: Grid, *, oars, ring_mm: float, body_step: int):
     """The voxels that matter (targets, OARs, a ring of ``ring_mm`` around CTV_LD, every
-    ``body_step``-th BODY voxel along each axis), the ring itself and that BODY sample."""
+    ``body_step``-th BODY voxel along each axis), the ring itself and that BODY sample.
+    """
     ctv = masks["CTV_LD"]
     body = masks["BODY"]
     ring = expand(ctv, grid, margin_mm=ring_mm) & ~ctv & body
@@ -68,7 +71,8 @@ MEM_MB_BEFORE_INPUTS = 4000
 
 def ctv_ld_voxels(masks_dir) -> tuple[float, float] | None:
     """CTV_LD volume (cm³) and the dose grid's voxels per cm³ relative to a 3 mm grid (1 at 3 mm,
-    0.216 at 5 mm): memory per spot scales with the voxels a spot reaches. None before the ingest."""
+    0.216 at 5 mm): memory per spot scales with the voxels a spot reaches. None before the ingest.
+    """
     import SimpleITK as sitk
 
     path = Path(masks_dir) / "CTV_LD.nii.gz"
@@ -83,7 +87,8 @@ def ctv_ld_voxels(masks_dir) -> tuple[float, float] | None:
 def influence_mem_mb(masks_dir) -> int:
     """Memory (MB) to declare for the dose influence of one patient: 500 MB + 6.5 MB per cm³ of
     CTV_LD on a 3 mm grid, scaled by the voxel density (default cohort, 3 mm grid, 6 mm spots,
-    carbon: 2.4 GB at 330 cm³, 15 GB at the largest CTV_LD; 5 mm grid: 1.2 GB for a 466 cm³ GTV)."""
+    carbon: 2.4 GB at 330 cm³, 15 GB at the largest CTV_LD; 5 mm grid: 1.2 GB for a 466 cm³ GTV).
+    """
     known = ctv_ld_voxels(masks_dir)
     if known is None:
         return MEM_MB_BEFORE_INPUTS
@@ -108,25 +113,42 @@ def run_influence(inputs: dict, outputs: dict, *, params: dict) -> dict:
     """Dose influence of one patient (``params``: patient_id, engine{…}, oars, ring_mm, body_step)."""
     pid = params["patient_id"]
     ct = files.read_image(inputs["ct_dose"])
-    masks, grid = files.read_masks(inputs["masks_dose"], ["CTV_LD", "BODY", *params["oars"]], pid=pid,
-                                   needed_by="planning", required=("CTV_LD", "BODY"))
-    calc, _, _ = calc_voxels(masks, grid, oars=params["oars"], ring_mm=params["ring_mm"],
-                             body_step=params["body_step"])
+    masks, grid = files.read_masks(
+        inputs["masks_dose"],
+        ["CTV_LD", "BODY", *params["oars"]],
+        pid=pid,
+        needed_by="planning",
+        required=("CTV_LD", "BODY"),
+    )
+    calc, _, _ = calc_voxels(masks, grid, oars=params["oars"], ring_mm=params["ring_mm"], body_step=params["body_step"])
     e = params["engine"]
-    engine = PyRadPlanEngine(modality=e["modality"], gantry_angles_deg=e["gantry_angles_deg"],
-                             couch_angles_deg=e.get("couch_angles_deg"), bixel_width_mm=e["bixel_width_mm"],
-                             layer_spacing_mm=e["layer_spacing_mm"], lateral_cutoff=e["lateral_cutoff"])
+    engine = PyRadPlanEngine(
+        modality=e["modality"],
+        gantry_angles_deg=e["gantry_angles_deg"],
+        couch_angles_deg=e.get("couch_angles_deg"),
+        bixel_width_mm=e["bixel_width_mm"],
+        layer_spacing_mm=e["layer_spacing_mm"],
+        lateral_cutoff=e["lateral_cutoff"],
+    )
     inf = engine.influence(ct, target=masks["CTV_LD"], calc_voxels=calc)
     with files.atomic_path(outputs["influence"], suffix=".npz") as tmp:
         inf.save(tmp)
-    log.info("%s: %d spots × %d voxels, %d non-zeros; stf %.1f s, dose influence %.1f s", pid, inf.n_spots,
-             inf.n_voxels, inf.physical.nnz, inf.meta["stf_s"], inf.meta["dij_s"])
+    log.info(
+        "%s: %d spots × %d voxels, %d non-zeros; stf %.1f s, dose influence %.1f s",
+        pid,
+        inf.n_spots,
+        inf.n_voxels,
+        inf.physical.nnz,
+        inf.meta["stf_s"],
+        inf.meta["dij_s"],
+    )
     return inf.meta
 
 
 def structure_rows(inf: DoseInfluence, masks: dict, *, ring: np.ndarray, body_sample: np.ndarray) -> dict:
     """Influence rows of each structure (its voxels that have rows), of the ring, of CTV_LD−CTV_HD
-    (``LD_ONLY``) and of the BODY sample outside CTV_LD (``BODY``), as the planner's terms use them."""
+    (``LD_ONLY``) and of the BODY sample outside CTV_LD (``BODY``), as the planner's terms use them.
+    """
     calc = inf.scatter(np.ones(inf.n_voxels), fill=0.0) > 0
     rows = {name: inf.rows_of(m & calc) for name, m in masks.items()}
     rows["RING"] = inf.rows_of(ring & calc)
@@ -137,12 +159,15 @@ def structure_rows(inf: DoseInfluence, masks: dict, *, ring: np.ndarray, body_sa
 
 def tcp_model(inputs: dict, tcp: dict) -> dict:
     """The TCP model: fitted on the training split (``inputs["tcp_model"]``, cohort/tcp_fit.json) when
-    ``tcp["source"]`` is ``fit``, else the configured α, α/β and f_c."""
+    ``tcp["source"]`` is ``fit``, else the configured α, α/β and f_c.
+    """
     if tcp.get("source", "config") == "config":
         return {"source": "config", **{k: float(tcp[k]) for k in ("alpha", "alpha_beta", "clonogenic_fraction")}}
     model = files.read_json(inputs["tcp_model"])["model"]
-    return {"source": f"fit ({model['estimator']})",
-            **{k: float(model[k]) for k in ("alpha", "alpha_beta", "clonogenic_fraction")}}
+    return {
+        "source": f"fit ({model['estimator']})",
+        **{k: float(model[k]) for k in ("alpha", "alpha_beta", "clonogenic_fraction")},
+    }
 
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
@@ -159,12 +184,13 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
 @dataclass
 class _Patient:
     """What one patient's planning reads: dose influence, CT and masks on the dose grid, the influence
-    rows of each structure and the clonogens (per voxel, and per GTV influence row)."""
+    rows of each structure and the clonogens (per voxel, and per GTV influence row).
+    """
 
     pid: str
     tcp: dict
     inf: DoseInfluence
-    ct: object
+    ct: sitk.Image
     masks: dict
     grid: Grid
     rows: dict
@@ -178,23 +204,30 @@ def _load(inputs: dict, params: dict) -> _Patient:
     inf = DoseInfluence.load(inputs["influence"])
     ct = files.read_image(inputs["ct_dose"])
     names = list(dict.fromkeys([*STRUCTURES, *params["oar_limits_gy"]]))
-    masks, grid = files.read_masks(inputs["masks_dose"], names, pid=pid, needed_by="planning",
-                                   required=STRUCTURES)
+    masks, grid = files.read_masks(inputs["masks_dose"], names, pid=pid, needed_by="planning", required=STRUCTURES)
     if tuple(grid.shape) != tuple(inf.grid_shape):
-        raise DosepaintInputError(f"dose influence grid {inf.grid_shape} differs from the dose grid {grid.shape}",
-                                  patient=pid, path=inputs["influence"])
-    _, ring, sample = calc_voxels(masks, grid, oars=params["oar_limits_gy"], ring_mm=params["ring_mm"],
-                                  body_step=params["body_step"])
+        raise DosepaintInputError(
+            f"dose influence grid {inf.grid_shape} differs from the dose grid {grid.shape}",
+            patient=pid,
+            path=inputs["influence"],
+        )
+    _, ring, sample = calc_voxels(
+        masks, grid, oars=params["oar_limits_gy"], ring_mm=params["ring_mm"], body_step=params["body_step"]
+    )
     rows = structure_rows(inf, masks, ring=ring, body_sample=sample)
     rho, rgrid = files.read_array(inputs["cell_density"])
     if tuple(rgrid.shape) != tuple(grid.shape):
         raise DosepaintInputError("cell density is not on the dose grid", patient=pid, path=inputs["cell_density"])
-    clonogens = dwi.clonogens(np.where(masks["GTV"], rho, 0.0), voxel_volume_mm3=grid.voxel_volume,
-                              clonogenic_fraction=float(tcp["clonogenic_fraction"]))
+    clonogens = dwi.clonogens(
+        np.where(masks["GTV"], rho, 0.0),
+        voxel_volume_mm3=grid.voxel_volume,
+        clonogenic_fraction=float(tcp["clonogenic_fraction"]),
+    )
     n_gtv = clonogens.ravel()[inf.voxels[rows["GTV"]]]
     if not np.any(n_gtv > 0):
-        raise DosepaintInputError("no clonogens in the GTV (empty cell-density map)", patient=pid,
-                                  path=inputs["cell_density"])
+        raise DosepaintInputError(
+            "no clonogens in the GTV (empty cell-density map)", patient=pid, path=inputs["cell_density"]
+        )
     return _Patient(pid, tcp, inf, ct, masks, grid, rows, clonogens, n_gtv)
 
 
@@ -205,14 +238,24 @@ def _optimise(pt: _Patient, *, params: dict, p: dict) -> tuple[dict, object, np.
     let_dose = let_dose_matrix(pt.inf, voxel_mm=float(np.mean(pt.grid.spacing)), rows=let_rows)
     courses = {"uniform": uniform_course(pt.inf, model, pt.rows, params=p)}
     for name, m in (("de", params["de_mean_fraction"]), ("dr", params["dr_mean_fraction"])):
-        courses[name] = painted_course(pt.inf, model, pt.rows, courses["uniform"], clonogens_gtv=pt.n_gtv,
-                                       mean_fraction=float(m), let_dose=let_dose, let_rows=let_rows, params=p)
+        courses[name] = painted_course(
+            pt.inf,
+            model,
+            pt.rows,
+            courses["uniform"],
+            clonogens_gtv=pt.n_gtv,
+            mean_fraction=float(m),
+            let_dose=let_dose,
+            let_rows=let_rows,
+            params=p,
+        )
     return courses, let_dose, let_rows
 
 
 def _course_letd(phase1: dict, phase2: dict, weights: np.ndarray, pt: _Patient, let_dose, let_rows) -> np.ndarray:
     """LETd of a course (keV/µm): pyRadPlan's (protons, whole grid) or our approximation (influence
-    rows; LET·dose and dose are linear in the weights, so the course is one weight vector)."""
+    rows; LET·dose and dose are linear in the weights, so the course is one weight vector).
+    """
     if "let" in phase1 and "let" in phase2:
         num = phase1["let"] * phase1["physical_total"] + phase2["let"] * phase2["physical_total"]
         den = phase1["physical_total"] + phase2["physical_total"]
@@ -232,40 +275,48 @@ def _write_plan(name: str, dose, letd, course, pt: _Patient, outputs: dict, *, p
     files.write_array(letd, pt.grid, outputs[f"{name}_letd"])
     # Ingest does not record the planning CT's FrameOfReferenceUID yet: a UID derived from the
     # pseudonym is used (DVH tools pair dose and RTSTRUCT without it; TPS import needs it).
-    export_rtdose(outputs[f"{name}_rtdose"], body_dose, pt.grid, patient_id=pt.pid, frame_of_reference=None,
-                  description=f"dosepaint {name} plan")
+    export_rtdose(
+        outputs[f"{name}_rtdose"],
+        body_dose,
+        pt.grid,
+        patient_id=pt.pid,
+        frame_of_reference=None,
+        description=f"dosepaint {name} plan",
+    )
     bins = ev.dvh_bins(prescription_gy=params["prescription_gy"], bin_gy=params["dvh_bin_gy"])
     dvh = pd.DataFrame({"dose_gy": bins})
     for s in (*STRUCTURES, *[o for o in params["oar_limits_gy"] if o in pt.masks]):
         dvh[s] = ev.dvh_curve(dose, pt.masks[s], bins=bins)
     files.write_tsv(dvh, outputs[f"{name}_dvh"])
-    files.write_spot_weights(outputs[f"{name}_weights"], phase1=course.phase1, phase2=course.phase2,
-                             n_ld=params["n_ld"], n_hd=params["n_hd"])
+    files.write_spot_weights(
+        outputs[f"{name}_weights"], phase1=course.phase1, phase2=course.phase2, n_ld=params["n_ld"], n_hd=params["n_hd"]
+    )
 
 
-def _forward_and_write(pt: _Patient, courses: dict, let_dose, let_rows, outputs: dict, *, params: dict,
-                       radio: dict) -> tuple[list, dict]:
+def _forward_and_write(
+    pt: _Patient, courses: dict, let_dose, let_rows, outputs: dict, *, params: dict, radio: dict
+) -> tuple[list, dict]:
     """Whole-grid doses by forward calculation of each phase's spots (phase 1 is shared: all four
-    weight vectors from one pyRadPlan calculation per beam); each plan written and evaluated."""
+    weight vectors from one pyRadPlan calculation per beam); each plan written and evaluated.
+    """
     engine = PyRadPlanEngine.from_influence(pt.inf)
-    fwd = engine.forward_many(pt.ct, pt.inf, [courses["uniform"].phase1, *(courses[k].phase2 for k in PLAN_NAMES)],
-                              body=pt.masks["BODY"])
+    fwd = engine.forward_many(
+        pt.ct, pt.inf, [courses["uniform"].phase1, *(courses[k].phase2 for k in PLAN_NAMES)], body=pt.masks["BODY"]
+    )
     phase1 = course_doses(fwd[0], pt.inf, n_fx=params["n_ld"], constant_rbe=params["constant_rbe"])
     rows_out, plans_qc = [], {}
     for i, name in enumerate(PLAN_NAMES, start=1):
         c = courses[name]
         ph2 = course_doses(fwd[i], pt.inf, n_fx=params["n_hd"], constant_rbe=params["constant_rbe"])
         dose = phase1["rbe_total"] + ph2["rbe_total"]
-        letd = _course_letd(phase1, ph2, params["n_ld"] * c.phase1 + params["n_hd"] * c.phase2, pt, let_dose,
-                            let_rows)
+        letd = _course_letd(phase1, ph2, params["n_ld"] * c.phase1 + params["n_hd"] * c.phase2, pt, let_dose, let_rows)
         _write_plan(name, dose, letd, c, pt, outputs, params=params)
         row = _evaluate(name, dose, letd, pt.masks, pt.clonogens, params=params, **radio)
         for k, v in result_summary(c.results["phase2"]).items():
             if k != "seconds":  # timings stay in qc.json: the metrics table reproduces byte for byte
                 row[f"opt_{k}"] = v
         rows_out.append(row)
-        plans_qc[name] = {"phase1": result_summary(c.results["phase1"]),
-                          "phase2": result_summary(c.results["phase2"])}
+        plans_qc[name] = {"phase1": result_summary(c.results["phase1"]), "phase2": result_summary(c.results["phase2"])}
     return rows_out, plans_qc
 
 
@@ -274,16 +325,23 @@ def _references(pt: _Patient, inputs: dict, *, params: dict, p: dict, radio: dic
     g, dp, rows_out = pt.masks["GTV"], float(params["prescription_gy"]), []
     for name, m in (("ideal_de", params["de_mean_fraction"]), ("ideal_dr", params["dr_mean_fraction"])):
         d = np.full(pt.grid.shape, np.nan)
-        d[g] = rb.tcp_optimal_dose(pt.clonogens[g], mean_dose=float(m) * dp, alpha=radio["alpha"],
-                                   beta=radio["beta"], n_fractions=radio["n"], lower=p["gtv_lower"] * dp,
-                                   upper=p["gtv_upper"] * dp)
+        d[g] = rb.tcp_optimal_dose(
+            pt.clonogens[g],
+            mean_dose=float(m) * dp,
+            alpha=radio["alpha"],
+            beta=radio["beta"],
+            n_fractions=radio["n"],
+            lower=p["gtv_lower"] * dp,
+            upper=p["gtv_upper"] * dp,
+        )
         rows_out.append(_evaluate(name, d, None, {"GTV": g}, pt.clonogens, params=params, **radio))
     for name in ("prescription_contours", "prescription_numbers"):
         if inputs.get(name):
             d, _ = files.read_array(inputs[name])
             d = np.where(g, np.asarray(d, float), np.nan)
-            rows_out.append(_evaluate(f"pet_{name.split('_')[1]}", d, None, {"GTV": g}, pt.clonogens,
-                                      params=params, **radio))
+            rows_out.append(
+                _evaluate(f"pet_{name.split('_')[1]}", d, None, {"GTV": g}, pt.clonogens, params=params, **radio)
+            )
     return rows_out
 
 
@@ -291,25 +349,40 @@ def _run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     seconds: dict = {}
     with timed(seconds, "total_s"):
         pt = _load(inputs, params)
-        p = params["optimisation"] | {"prescription_gy": params["prescription_gy"], "n_ld": params["n_ld"],
-                                       "n_hd": params["n_hd"], "tcp": pt.tcp, "oar_limits_gy": params["oar_limits_gy"]}
+        p = params["optimisation"] | {
+            "prescription_gy": params["prescription_gy"],
+            "n_ld": params["n_ld"],
+            "n_hd": params["n_hd"],
+            "tcp": pt.tcp,
+            "oar_limits_gy": params["oar_limits_gy"],
+        }
         alpha = float(pt.tcp["alpha"])
-        radio = {"alpha": alpha, "beta": alpha / float(pt.tcp["alpha_beta"]),
-                 "n": int(params["n_ld"]) + int(params["n_hd"])}
+        radio = {
+            "alpha": alpha,
+            "beta": alpha / float(pt.tcp["alpha_beta"]),
+            "n": int(params["n_ld"]) + int(params["n_hd"]),
+        }
         with timed(seconds, "optimisation_s"):
             courses, let_dose, let_rows = _optimise(pt, params=params, p=p)
         with timed(seconds, "forward_and_export_s"):
-            rows_out, plans_qc = _forward_and_write(pt, courses, let_dose, let_rows, outputs, params=params,
-                                                    radio=radio)
+            rows_out, plans_qc = _forward_and_write(
+                pt, courses, let_dose, let_rows, outputs, params=params, radio=radio
+            )
         rows_out += _references(pt, inputs, params=params, p=p, radio=radio)
         table = pd.DataFrame(rows_out)
         table.insert(0, "patient_id", pt.pid)
         files.write_tsv(table, outputs["metrics"])
-    qc = {"patient_id": pt.pid, "plans": plans_qc,
-          "timings": {k: seconds[k] for k in ("optimisation_s", "forward_and_export_s", "total_s")},
-          "influence": {k: pt.inf.meta[k] for k in ("n_spots", "n_voxels", "nnz", "dij_s", "stf_s", "peak_rss_mb")
-                        if k in pt.inf.meta},
-          "tcp_model": pt.tcp}
+    qc = {
+        "patient_id": pt.pid,
+        "plans": plans_qc,
+        "timings": {k: seconds[k] for k in ("optimisation_s", "forward_and_export_s", "total_s")},
+        "influence": {
+            k: pt.inf.meta[k]
+            for k in ("n_spots", "n_voxels", "nnz", "dij_s", "stf_s", "peak_rss_mb")
+            if k in pt.inf.meta
+        },
+        "tcp_model": pt.tcp,
+    }
     files.write_json(qc, outputs["qc"])
     log.info("%s: plans done in %.1f s (optimisation %.1f s)", pt.pid, seconds["total_s"], seconds["optimisation_s"])
     return table
@@ -318,7 +391,8 @@ def _run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
 def course_doses(q: dict, inf, *, n_fx: int, constant_rbe: float) -> dict:
     """Total doses of ``n_fx`` fractions from one per-fraction forward result ``q``: physical
     (``physical_total``), RBE-weighted (``rbe_total``: from the carbon effect, or the constant RBE)
-    and, when the engine gives it, the LETd (``let``)."""
+    and, when the engine gives it, the LETd (``let``).
+    """
     out = {"physical_total": n_fx * q["physical_dose"]}
     if "effect" in q:
         out["rbe_total"] = n_fx * rbe_dose_from_effect(q["effect"], alpha_x=inf.alpha_x, beta_x=inf.beta_x)
@@ -344,8 +418,9 @@ def _evaluate(name, dose, letd, masks, clonogens, *, params, alpha, beta, n) -> 
     row.update(metrics)
     row.update(ev.tcp_metrics(clonogens[masks["GTV"]], dose[masks["GTV"]], alpha=alpha, beta=beta, n_fractions=n))
     if name in PLAN_NAMES:  # beam-free references have no whole-body dose to check goals on
-        goals = ev.clinical_goals(metrics, prescription_gy=dp, oar_limits=params["oar_limits_gy"],
-                                  escalated=name in ("de", "dr"))
+        goals = ev.clinical_goals(
+            metrics, prescription_gy=dp, oar_limits=params["oar_limits_gy"], escalated=name in ("de", "dr")
+        )
         row.update({f"goal_{k}": v for k, v in goals.items()})
         row["goals_met"] = int(sum(goals.values()))
         row["goals_total"] = len(goals)
@@ -355,7 +430,8 @@ def _evaluate(name, dose, letd, masks, clonogens, *, params, alpha, beta, n) -> 
 
 def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """Cohort table of plan metrics (``plan_metrics.tsv``) and a per-plan summary (``plan_summary.tsv``):
-    TCP mean ± SD (%), ΔTCP against the uniform plan (pp), GTV mean dose, clinical goals met."""
+    TCP mean ± SD (%), ΔTCP against the uniform plan (pp), GTV mean dose, clinical goals met.
+    """
     table = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["metrics"])], ignore_index=True)
     files.write_tsv(table, outputs["metrics"])
     uni = table[table["plan"] == "uniform"].set_index("patient_id")["tcp"]
@@ -363,11 +439,15 @@ def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     for plan, g in table.groupby("plan", sort=False):
         t = g.set_index("patient_id")["tcp"]
         delta = 100.0 * (t - uni.reindex(t.index))
-        row = {"plan": plan, "n_patients": int(t.size),
-               "tcp_mean_pct": 100.0 * t.mean(), "tcp_sd_pct": 100.0 * t.std(ddof=1) if t.size > 1 else np.nan,
-               "delta_tcp_vs_uniform_mean_pp": delta.mean(),
-               "delta_tcp_vs_uniform_sd_pp": delta.std(ddof=1) if t.size > 1 else np.nan,
-               "gtv_dmean_gy_median": g["GTV_Dmean"].median()}
+        row = {
+            "plan": plan,
+            "n_patients": int(t.size),
+            "tcp_mean_pct": 100.0 * t.mean(),
+            "tcp_sd_pct": 100.0 * t.std(ddof=1) if t.size > 1 else np.nan,
+            "delta_tcp_vs_uniform_mean_pp": delta.mean(),
+            "delta_tcp_vs_uniform_sd_pp": delta.std(ddof=1) if t.size > 1 else np.nan,
+            "gtv_dmean_gy_median": g["GTV_Dmean"].median(),
+        }
         if "goals_met" in g and g["goals_total"].notna().any():
             row["goals_met_fraction"] = float(g["goals_met"].sum() / g["goals_total"].sum())
         rows.append(row)

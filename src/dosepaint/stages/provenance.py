@@ -18,8 +18,22 @@ from pathlib import Path
 
 from ..io import files
 
-PACKAGES = ("dosepaint", "numpy", "scipy", "pandas", "pydicom", "SimpleITK", "scikit-image", "nibabel",
-            "matplotlib", "pyradplan", "lifelines", "statsmodels", "snakemake", "jsonschema")
+PACKAGES = (
+    "dosepaint",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pydicom",
+    "SimpleITK",
+    "scikit-image",
+    "nibabel",
+    "matplotlib",
+    "pyradplan",
+    "lifelines",
+    "statsmodels",
+    "snakemake",
+    "jsonschema",
+)
 
 
 def sha256_file(path, *, chunk: int = 1 << 20) -> str:
@@ -44,7 +58,8 @@ def digest(checksums: dict[str, str]) -> str:
 
 def config_hash(config: dict) -> str:
     """SHA-256 of the validated configuration as canonical JSON (sorted keys), without ``results``: where
-    the outputs go does not change the analysis, so two runs of one analysis hash alike."""
+    the outputs go does not change the analysis, so two runs of one analysis hash alike.
+    """
     analysis = {k: v for k, v in config.items() if k != "results"}
     return hashlib.sha256(json.dumps(analysis, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -62,7 +77,7 @@ def find_seeds(config: dict, prefix: str = "") -> dict:
 
 
 def package_versions(names=PACKAGES) -> dict:
-    out = {}
+    out: dict[str, str | None] = {}
     for name in names:
         try:
             out[name] = metadata.version(name)
@@ -74,8 +89,12 @@ def package_versions(names=PACKAGES) -> dict:
 def git_commit(folder) -> str | None:
     """The commit of the workflow checkout (with ``-dirty`` for local changes), or None."""
     try:
-        rev = subprocess.run(["git", "-C", str(folder), "describe", "--always", "--dirty", "--abbrev=40"],
-                             capture_output=True, text=True, timeout=20)
+        rev = subprocess.run(
+            ["git", "-C", str(folder), "describe", "--always", "--dirty", "--abbrev=40"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return rev.stdout.strip() or None if rev.returncode == 0 else None
@@ -83,22 +102,28 @@ def git_commit(folder) -> str | None:
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     """``inputs``: ``sheet`` and ``dicom`` (one folder per patient, order of ``params["patient_ids"]``);
-    ``params``: patient_ids, config (validated), workflow_dir."""
+    ``params``: patient_ids, config (validated), workflow_dir.
+    """
     ids = list(params["patient_ids"])
     folders = files.as_paths(inputs["dicom"])
     if len(folders) != len(ids):
         raise ValueError(f"{len(folders)} DICOM folders for {len(ids)} patients")
-    patients = {}
+    patients: dict[str, dict] = {}
     for pid, folder in zip(ids, folders):
         sums = folder_checksums(folder)
         patients[pid] = {"n_files": len(sums), "sha256": digest(sums), "files": sums}
     config = params["config"]
     record = {
-        "config": config, "config_sha256": config_hash(config), "seeds": find_seeds(config),
-        "python": platform.python_version(), "platform": platform.platform(), "packages": package_versions(),
+        "config": config,
+        "config_sha256": config_hash(config),
+        "seeds": find_seeds(config),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
         "workflow_commit": git_commit(params["workflow_dir"]),
         "sheet_sha256": sha256_file(inputs["sheet"]),
-        "inputs_sha256": digest({pid: p["sha256"] for pid, p in patients.items()}), "patients": patients,
+        "inputs_sha256": digest({pid: p["sha256"] for pid, p in patients.items()}),
+        "patients": patients,
     }
     files.write_json(record, outputs["provenance"])
     return record

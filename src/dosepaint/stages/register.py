@@ -18,16 +18,35 @@ from ..registration_qc import perturbed, qc_failures, registration_qc
 
 def registration_kwargs(reg: dict) -> dict:
     """:func:`dosepaint.registration.register_rigid`'s keywords from the config's ``ingest.registration``."""
-    return dict(bins=reg["histogram_bins"], sampling=reg["sampling_fraction"],
-                sampling_strategy=reg["sampling_strategy"], min_samples=reg["min_samples"],
-                shrink=reg["shrink_factors"], smoothing_mm=reg["smoothing_mm"], iterations=reg["iterations"],
-                seed=reg["seed"], refine=reg["refine"], refine_sampling=reg["refine_sampling_fraction"],
-                threads=reg.get("threads", 1), z_step_mm=reg["z_step_mm"], keep=reg["keep_starts"],
-                swap_below=reg["swap_below"])
+    return dict(
+        bins=reg["histogram_bins"],
+        sampling=reg["sampling_fraction"],
+        sampling_strategy=reg["sampling_strategy"],
+        min_samples=reg["min_samples"],
+        shrink=reg["shrink_factors"],
+        smoothing_mm=reg["smoothing_mm"],
+        iterations=reg["iterations"],
+        seed=reg["seed"],
+        refine=reg["refine"],
+        refine_sampling=reg["refine_sampling_fraction"],
+        threads=reg.get("threads", 1),
+        z_step_mm=reg["z_step_mm"],
+        keep=reg["keep_starts"],
+        swap_below=reg["swap_below"],
+    )
 
 
-def register_checked(fixed: sitk.Image, moving: sitk.Image, *, reg: dict, patient: str, series, what: str,
-                     initial: str, fixed_threshold: float | None = None) -> tuple[RigidResult, dict]:
+def register_checked(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    *,
+    reg: dict,
+    patient: str,
+    series,
+    what: str,
+    initial: str,
+    fixed_threshold: float | None = None,
+) -> tuple[RigidResult, dict]:
     """Register ``moving`` (the series ``series``) onto ``fixed`` and check the result.
 
     Parameters
@@ -52,21 +71,29 @@ def register_checked(fixed: sitk.Image, moving: sitk.Image, *, reg: dict, patien
         qc_cfg = reg["qc"]
         second = None
         if qc_cfg["second_run"]:
-            restart = perturbed(result.transform, shift_mm=qc_cfg["perturbation_mm"],
-                                angle_deg=qc_cfg["perturbation_deg"])
+            restart = perturbed(
+                result.transform, shift_mm=qc_cfg["perturbation_mm"], angle_deg=qc_cfg["perturbation_deg"]
+            )
             second = register_rigid(fixed, moving, fixed_threshold=fixed_threshold, initial=restart, **kw).transform
-        qc = registration_qc(fixed, moving, result.transform, fixed_threshold=fixed_threshold,
-                             moving_threshold=None, second=second)
+        qc = registration_qc(
+            fixed, moving, result.transform, fixed_threshold=fixed_threshold, moving_threshold=None, second=second
+        )
     except RegistrationError as exc:
-        raise DosepaintInputError(f"{what} registration of {series.label} failed: {exc}", patient=patient,
-                                  path=series.files[0]) from exc
+        raise DosepaintInputError(
+            f"{what} registration of {series.label} failed: {exc}", patient=patient, path=series.files[0]
+        ) from exc
     thresholds = {k: qc_cfg[k] for k in ("min_inside_fraction", "min_body_dice", "max_tre_proxy_mm")}
     failures = qc_failures(qc, **thresholds)
     if qc_cfg["max_metric"] is not None and result.metric > qc_cfg["max_metric"]:
         failures.append(f"final Mattes MI {result.metric:.3f} (maximum {qc_cfg['max_metric']})")
     if failures:
-        raise DosepaintInputError(f"{what} registration of {series.label} fails its QC: " + "; ".join(failures)
-                                  + " (thresholds: ingest.registration.qc)", patient=patient, path=series.files[0])
+        raise DosepaintInputError(
+            f"{what} registration of {series.label} fails its QC: "
+            + "; ".join(failures)
+            + " (thresholds: ingest.registration.qc)",
+            patient=patient,
+            path=series.files[0],
+        )
     return result, {**qc, "metric_mattes_mi": result.metric, "initial": initial, "thresholds": thresholds}
 
 
@@ -94,25 +121,50 @@ def register_export(ex, *, patient: str, reg: dict) -> dict:
     (``t2w_to_ct``, ``dwi_to_t2w``: the transform, its QC and how it ended), absent where the export
     has no such series. Raises :class:`DosepaintInputError` on a failure or a QC miss.
     """
-    out = {}
+    out: dict = {}
     if ex.t2w is None:
         return out
     t2, t2_grid = ex.t2w
     t2_img = t2_grid.image(t2)
-    r, qc = register_checked(ex.ct_grid.image(ex.ct), t2_img, reg=reg, patient=patient, series=ex.chosen["T2W"],
-                             what="T2w → CT", initial=reg["initial"], fixed_threshold=-400.0)
-    out["t2w_to_ct"] = {"transform": transform_record(r.transform), "metric_mattes_mi": r.metric,
-                        "iterations": r.iterations, "stop": r.stop,
-                        "sampling_fraction": r.sampling_fraction, "angles_deg": angles_deg(r.transform),
-                        "translation_mm": list(r.transform.GetTranslation()), "qc": qc}
+    r, qc = register_checked(
+        ex.ct_grid.image(ex.ct),
+        t2_img,
+        reg=reg,
+        patient=patient,
+        series=ex.chosen["T2W"],
+        what="T2w → CT",
+        initial=reg["initial"],
+        fixed_threshold=-400.0,
+    )
+    out["t2w_to_ct"] = {
+        "transform": transform_record(r.transform),
+        "metric_mattes_mi": r.metric,
+        "iterations": r.iterations,
+        "stop": r.stop,
+        "sampling_fraction": r.sampling_fraction,
+        "angles_deg": angles_deg(r.transform),
+        "translation_mm": list(r.transform.GetTranslation()),
+        "qc": qc,
+    }
     if ex.dwi is not None:
         signals, _, dwi_grid, _ = ex.dwi
         same_frame = ex.chosen["DWI"].frame_of_reference == ex.chosen["T2W"].frame_of_reference
-        r, qc = register_checked(t2_img, dwi_grid.image(signals[0]), reg=reg, patient=patient,
-                                 series=ex.chosen["DWI"], what="DWI → T2w",
-                                 initial="identity" if same_frame else reg["initial"])
-        out["dwi_to_t2w"] = {"transform": transform_record(r.transform), "metric_mattes_mi": r.metric,
-                             "iterations": r.iterations,
-                             "stop": r.stop, "sampling_fraction": r.sampling_fraction,
-                             "translation_mm": list(r.transform.GetTranslation()), "qc": qc}
+        r, qc = register_checked(
+            t2_img,
+            dwi_grid.image(signals[0]),
+            reg=reg,
+            patient=patient,
+            series=ex.chosen["DWI"],
+            what="DWI → T2w",
+            initial="identity" if same_frame else reg["initial"],
+        )
+        out["dwi_to_t2w"] = {
+            "transform": transform_record(r.transform),
+            "metric_mattes_mi": r.metric,
+            "iterations": r.iterations,
+            "stop": r.stop,
+            "sampling_fraction": r.sampling_fraction,
+            "translation_mm": list(r.transform.GetTranslation()),
+            "qc": qc,
+        }
     return out

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,7 @@ TARGETS = ("GTV", "CTV_HD", "CTV_LD")
 
 # -- σ of the cell-count weights -----------------------------------------------------------------------
 
+
 def _gtv_rmse(rmse_path, masks_dir, *, pid: str) -> np.ndarray:
     rmse, grid = files.read_array(rmse_path)
     masks, mgrid = files.read_masks(masks_dir, ["GTV"], pid=pid, needed_by="robustness", required=("GTV",))
@@ -69,15 +71,27 @@ def run_sigma(inputs: dict, outputs: dict, *, params: dict) -> dict:
         raise ValueError("one RMSE map and one masks folder per training patient are needed")
     values = np.concatenate([_gtv_rmse(r, m, pid=p) for p, r, m in zip(pids, rmse, masks)])
     centre, sigma = rob.rmse_spread(values, centring=params["centring"])
-    out = {"centring": params["centring"], "centre": centre, "sigma": sigma, "n_voxels": int(values.size),
-           "patient_ids": pids, "scope": "training GTV voxels, pooled"}
+    out = {
+        "centring": params["centring"],
+        "centre": centre,
+        "sigma": sigma,
+        "n_voxels": int(values.size),
+        "patient_ids": pids,
+        "scope": "training GTV voxels, pooled",
+    }
     files.write_json(out, outputs["sigma"])
-    log.info("σ of the GTV RMSE over %d training patients (%d voxels): %.4g (centre %.4g)", len(pids),
-             values.size, sigma, centre)
+    log.info(
+        "σ of the GTV RMSE over %d training patients (%d voxels): %.4g (centre %.4g)",
+        len(pids),
+        values.size,
+        sigma,
+        centre,
+    )
     return out
 
 
 # -- physical scenarios ----------------------------------------------------------------------------------
+
 
 def eval_mask(masks: dict, grid, *, margin_mm: float) -> np.ndarray:
     """Voxels whose scenario doses are kept: targets and OARs expanded by ``margin_mm``, in BODY."""
@@ -101,7 +115,8 @@ def _read_plan_masks(inputs, params, pid):
 def scenario_mem_mb(masks_dir) -> int:
     """Memory (MB) to declare for one recalculated scenario: 1 GB + 2.5 MB per cm³ of CTV_LD on a
     3 mm grid, scaled by the voxel density (one beam's influence on the evaluation voxels is held,
-    :meth:`PyRadPlanEngine.forward_many`; 1.4 GB peak measured on a 5 mm grid for a 466 cm³ GTV)."""
+    :meth:`PyRadPlanEngine.forward_many`; 1.4 GB peak measured on a 5 mm grid for a 466 cm³ GTV).
+    """
     known = ctv_ld_voxels(masks_dir)
     if known is None:
         return MEM_MB_BEFORE_INPUTS
@@ -113,7 +128,8 @@ def run_scenario(inputs: dict, outputs: dict, *, params: dict) -> dict:
     """Doses of the plans in one physical scenario (``params["scenario"]``, a scenario name).
 
     Nominal: the plan stage's doses.  Otherwise a pyRadPlan forward calculation of both phases of
-    every plan (phase 1 is shared) with the isocentre shift and the stopping-power scale."""
+    every plan (phase 1 is shared) with the isocentre shift and the stopping-power scale.
+    """
     pid, scen = params["patient_id"], rob.Scenario.from_name(params["scenario"])
     t0 = time.perf_counter()
     masks, grid = _read_plan_masks(inputs, params, pid)
@@ -134,13 +150,16 @@ def run_scenario(inputs: dict, outputs: dict, *, params: dict) -> dict:
         weights = {plan: files.read_spot_weights(inputs[f"{plan}_weights"]) for plan in PLAN_NAMES}
         for plan, w in weights.items():
             if w["phase1"].size != inf.n_spots or w["phase2"].size != inf.n_spots:
-                raise DosepaintInputError(f"{plan} spot weights do not match the cached dose influence "
-                                          f"({w['phase1'].size} vs {inf.n_spots} spots)", patient=pid,
-                                          path=inputs[f"{plan}_weights"])
+                raise DosepaintInputError(
+                    f"{plan} spot weights do not match the cached dose influence "
+                    f"({w['phase1'].size} vs {inf.n_spots} spots)",
+                    patient=pid,
+                    path=inputs[f"{plan}_weights"],
+                )
 
         # Every distinct weight vector (DE/DR keep the uniform phase 1) from one pyRadPlan
         # calculation per beam.
-        vectors, index = [], {}
+        vectors, index = [], {}  # type: list, dict
         for plan, w in weights.items():
             for phase in ("phase1", "phase2"):
                 j = next((i for i, v in enumerate(vectors) if np.array_equal(v, w[phase])), None)
@@ -151,8 +170,10 @@ def run_scenario(inputs: dict, outputs: dict, *, params: dict) -> dict:
         fwd = engine.forward_many(ct, inf, vectors, body=keep, shift_mm=scen.shift_mm, range_scale=scen.range_scale)
         rbe = float(params["constant_rbe"])
         for plan, w in weights.items():
-            parts = [course_doses(fwd[index[plan, phase]], inf, n_fx=w[n_key], constant_rbe=rbe)["rbe_total"]
-                     for phase, n_key in (("phase1", "n_ld"), ("phase2", "n_hd"))]
+            parts = [
+                course_doses(fwd[index[plan, phase]], inf, n_fx=w[n_key], constant_rbe=rbe)["rbe_total"]
+                for phase, n_key in (("phase1", "n_ld"), ("phase2", "n_hd"))
+            ]
             doses[plan] = (parts[0] + parts[1]).ravel()[voxels]
         method = "recalculated"
     _write_scenario(outputs["doses"], voxels, grid, doses, method=method, scenario=scen.name)
@@ -163,16 +184,25 @@ def run_scenario(inputs: dict, outputs: dict, *, params: dict) -> dict:
 
 def _write_scenario(path, voxels, grid, doses, *, method, scenario):
     with files.atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, voxels=voxels.astype(np.int64), grid_shape=np.asarray(grid.shape),
-                            method=method, scenario=scenario,
-                            **{f"dose_{k}": np.asarray(v, np.float32) for k, v in doses.items()})
+        np.savez_compressed(
+            tmp,
+            voxels=voxels.astype(np.int64),
+            grid_shape=np.asarray(grid.shape),
+            method=method,
+            scenario=scenario,
+            **{f"dose_{k}": np.asarray(v, np.float32) for k, v in doses.items()},
+        )
 
 
 def _read_scenario(path) -> dict:
     with np.load(path, allow_pickle=False) as z:
-        return {"voxels": z["voxels"], "grid_shape": tuple(int(v) for v in z["grid_shape"]),
-                "method": str(z["method"]), "scenario": str(z["scenario"]),
-                "doses": {k[5:]: z[k].astype(np.float64) for k in z.files if k.startswith("dose_")}}
+        return {
+            "voxels": z["voxels"],
+            "grid_shape": tuple(int(v) for v in z["grid_shape"]),
+            "method": str(z["method"]),
+            "scenario": str(z["scenario"]),
+            "doses": {k[5:]: z[k].astype(np.float64) for k in z.files if k.startswith("dose_")},
+        }
 
 
 def run_shift(inputs: dict, outputs: dict, *, params: dict) -> dict:
@@ -200,18 +230,22 @@ def run_shift(inputs: dict, outputs: dict, *, params: dict) -> dict:
         scen = rob.Scenario.from_name(name)
         base_name = scen.base().name
         if base_name not in bases:
-            raise DosepaintInputError(f"no doses of scenario {base_name} to shift for {name}", patient=pid,
-                                      path=inputs["bases"])
+            raise DosepaintInputError(
+                f"no doses of scenario {base_name} to shift for {name}", patient=pid, path=inputs["bases"]
+            )
         base = bases[base_name]
         vox = rob.shift_to_voxels(scen.shift_mm, direction=grid.matrix, spacing_zyx=tuple(grid.spacing)[::-1])
-        doses = {plan: rob.rigid_shift(_full(d, base["voxels"], grid), vox).ravel()[base["voxels"]]
-                 for plan, d in base["doses"].items()}
+        doses = {
+            plan: rob.rigid_shift(_full(d, base["voxels"], grid), vox).ravel()[base["voxels"]]
+            for plan, d in base["doses"].items()
+        }
         _write_scenario(target, base["voxels"], grid, doses, method="rigid_shift", scenario=scen.name)
         shifts[name] = vox.tolist()
     return {"method": "rigid_shift", "shift_vox": shifts}
 
 
 # -- per patient -------------------------------------------------------------------------------------------
+
 
 def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """Scenario metrics, DVH bands, worst case, cell-count TCPs and ΔTCP maps of one patient."""
@@ -224,12 +258,13 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     rho, rgrid = files.read_array(inputs["cell_density"])
     rmse, egrid = files.read_array(inputs["rmse"])
     if tuple(rgrid.shape) != tuple(grid.shape) or tuple(egrid.shape) != tuple(grid.shape):
-        raise DosepaintInputError("cell density or RMSE is not on the dose grid", patient=pid,
-                                  path=inputs["cell_density"])
+        raise DosepaintInputError(
+            "cell density or RMSE is not on the dose grid", patient=pid, path=inputs["cell_density"]
+        )
     g = masks["GTV"]
     cells = dwi.clonogens(rho[g], voxel_volume_mm3=grid.voxel_volume, clonogenic_fraction=1.0)  # cells per voxel
     clon = float(tcp["clonogenic_fraction"]) * cells
-    kw = {"alpha": alpha, "beta": beta, "n_fractions": n}
+    kw: dict[str, Any] = {"alpha": alpha, "beta": beta, "n_fractions": n}
 
     # Physical scenarios.
     names = list(params["scenarios"])
@@ -237,8 +272,9 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     scen = [_read_scenario(p) for p in paths]
     for path, s, name in zip(paths, scen, names, strict=True):
         if s["scenario"] != name:
-            raise DosepaintInputError(f"scenario file holds {s['scenario']!r}, expected {name!r}", patient=pid,
-                                      path=path)
+            raise DosepaintInputError(
+                f"scenario file holds {s['scenario']!r}, expected {name!r}", patient=pid, path=path
+            )
     voxels = scen[0]["voxels"]
     pos = np.full(int(np.prod(grid.shape)), -1, np.int64)
     pos[voxels] = np.arange(voxels.size)
@@ -247,8 +283,12 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     structs = {s: m for s, m in masks.items() if s != "BODY" and m.any()}
     for s, m in structs.items():
         if np.any(pos[np.flatnonzero(m.ravel())] < 0):
-            raise DosepaintInputError(f"{s} is not inside the scenario evaluation voxels (masks changed after "
-                                      "the scenario doses were computed?)", patient=pid, path=paths[0])
+            raise DosepaintInputError(
+                f"{s} is not inside the scenario evaluation voxels (masks changed after "
+                "the scenario doses were computed?)",
+                patient=pid,
+                path=paths[0],
+            )
     target_any = np.zeros(voxels.size, bool)
     for t in TARGETS:
         target_any |= masks[t].ravel()[voxels]
@@ -260,18 +300,37 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
             for st, m in structs.items():
                 for key, v in ev.dvh_metrics(dose, m).items():
                     metrics[f"{st}_{key}"] = v
-            goals = ev.clinical_goals(metrics, prescription_gy=dp, oar_limits=params["oar_limits_gy"],
-                                      escalated=plan in ("de", "dr"))
-            rows.append({"patient_id": pid, "plan": plan, "scenario": s["scenario"], "method": s["method"],
-                         **metrics, "tcp": ev.tcp_metrics(clon, dose[g], **kw)["tcp"],
-                         "goals_met": int(sum(goals.values())), "goals_total": len(goals)})
+            goals = ev.clinical_goals(
+                metrics, prescription_gy=dp, oar_limits=params["oar_limits_gy"], escalated=plan in ("de", "dr")
+            )
+            rows.append(
+                {
+                    "patient_id": pid,
+                    "plan": plan,
+                    "scenario": s["scenario"],
+                    "method": s["method"],
+                    **metrics,
+                    "tcp": ev.tcp_metrics(clon, dose[g], **kw)["tcp"],
+                    "goals_met": int(sum(goals.values())),
+                    "goals_total": len(goals),
+                }
+            )
         nominal_dose = _full(stack[0], voxels, grid)
         for st, m in structs.items():
             sel = pos[np.flatnonzero(m.ravel())]
             lo, hi = rob.dvh_band(stack[:, sel], bins=bins)
-            bands.append(pd.DataFrame({"plan": plan, "structure": st, "dose_gy": bins, "volume_min_pct": lo,
-                                       "volume_max_pct": hi,
-                                       "volume_nominal_pct": ev.dvh_curve(nominal_dose, m, bins=bins)}))
+            bands.append(
+                pd.DataFrame(
+                    {
+                        "plan": plan,
+                        "structure": st,
+                        "dose_gy": bins,
+                        "volume_min_pct": lo,
+                        "volume_max_pct": hi,
+                        "volume_nominal_pct": ev.dvh_curve(nominal_dose, m, bins=bins),
+                    }
+                )
+            )
         worst = _full(rob.worst_case_dose(stack, target_any), voxels, grid)
         files.write_array(np.where(masks["BODY"], worst, 0.0), grid, outputs[f"{plan}_worst_dose"])
     table = pd.DataFrame(rows)
@@ -289,26 +348,42 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     cc = []
     for plan in PLAN_NAMES:
         for name, w in (("nominal", 1.0), ("best", best), ("worst", worst_w)):
-            cc.append({"patient_id": pid, "plan": plan, "cell_count": name,
-                       "tcp": ev.tcp_metrics(clon * w, nominal[plan], **kw)["tcp"]})
+            cc.append(
+                {
+                    "patient_id": pid,
+                    "plan": plan,
+                    "cell_count": name,
+                    "tcp": ev.tcp_metrics(clon * w, nominal[plan], **kw)["tcp"],
+                }
+            )
     files.write_tsv(pd.DataFrame(cc), outputs["cell_count_tcp"])
 
     # ΔTCP maps (Eq. 5, both forms) and the GTV voxel arrays for the cohort tertiles.
-    arrays = {"cells_per_voxel": cells}
+    arrays: dict[str, Any] = {"cells_per_voxel": cells}
     for plan in PLAN_NAMES:
         arrays[f"survivors_{plan}"] = rob.voxel_survivors(clon, nominal[plan], **kw)
     for plan in ("de", "dr"):
         dtcp, dln = rob.delta_tcp_voxels(clon, nominal[plan], nominal["uniform"], **kw)
-        for key, v in (("dtcp", dtcp), ("dlntcp", dln)):
+        for key, values in (("dtcp", dtcp), ("dlntcp", dln)):
             m = np.full(grid.shape, np.nan)
-            m[g] = v
+            m[g] = values
             files.write_array(m, grid, outputs[f"{plan}_{key}"])
     with files.atomic_path(outputs["voxels"], suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
-    files.write_json({"patient_id": pid, "tcp_model": tcp, "cell_count": {"centre": centre, "sigma": sigma,
-                                                                           "scope": params["sigma_scope"],
-                                                                           "centring": params["centring"]},
-                      "scenarios": {s["scenario"]: s["method"] for s in scen}}, outputs["qc"])
+    files.write_json(
+        {
+            "patient_id": pid,
+            "tcp_model": tcp,
+            "cell_count": {
+                "centre": centre,
+                "sigma": sigma,
+                "scope": params["sigma_scope"],
+                "centring": params["centring"],
+            },
+            "scenarios": {s["scenario"]: s["method"] for s in scen},
+        },
+        outputs["qc"],
+    )
     return table
 
 
@@ -320,23 +395,33 @@ def _full(values, voxels, grid):
 
 # -- cohort (held-out patients) ----------------------------------------------------------------------------
 
+
 def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """Tertile ΔTCP, TCP range under cell-count uncertainty and worst-case GTV D95 over the
-    held-out patients (``params["patient_ids"]``, in the order of the input lists)."""
+    held-out patients (``params["patient_ids"]``, in the order of the input lists).
+    """
     pids = list(params["patient_ids"])
     vox = [dict(np.load(p)) for p in files.as_paths(inputs["voxels"])]
-    thresholds = rob.tertile_thresholds(np.concatenate([v["cells_per_voxel"] for v in vox]),
-                                        percentiles=tuple(params["tertile_percentiles"]))
+    thresholds = rob.tertile_thresholds(
+        np.concatenate([v["cells_per_voxel"] for v in vox]), percentiles=tuple(params["tertile_percentiles"])
+    )
     trows = []
     for pid, v in zip(pids, vox):
         t = rob.tertile_of(v["cells_per_voxel"], thresholds)
         for plan in ("de", "dr"):
             out = rob.delta_tcp_by_tertile(v[f"survivors_{plan}"], v["survivors_uniform"], t)
             for k, label in enumerate(("low", "medium", "high")):
-                trows.append({"patient_id": pid, "plan": plan, "tertile": label, "n_voxels": int(np.sum(t == k)),
-                              "delta_tcp_subvolume_pp": 100.0 * out["subvolume"][k],
-                              "delta_tcp_voxel_mean_pp": 100.0 * out["voxel_mean"][k],
-                              "delta_ln_tcp": out["dlntcp"][k]})
+                trows.append(
+                    {
+                        "patient_id": pid,
+                        "plan": plan,
+                        "tertile": label,
+                        "n_voxels": int(np.sum(t == k)),
+                        "delta_tcp_subvolume_pp": 100.0 * out["subvolume"][k],
+                        "delta_tcp_voxel_mean_pp": 100.0 * out["voxel_mean"][k],
+                        "delta_ln_tcp": out["dlntcp"][k],
+                    }
+                )
     tert = pd.DataFrame(trows)
     files.write_tsv(tert, outputs["tertiles"])
 
@@ -351,16 +436,20 @@ def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
         s = scen[scen["plan"] == plan]
         worst_d95 = s.groupby("patient_id")["GTV_D95"].min()
         nominal_d95 = s[s["scenario"] == s["scenario"].iloc[0]].set_index("patient_id")["GTV_D95"]
-        row = {"plan": plan, "n_patients": int(c.shape[0]), "tcp_nominal_mean_pct": 100 * c["nominal"].mean(),
-               "tcp_best_minus_nominal_pp_mean": 100 * (c["best"] - c["nominal"]).mean(),
-               "tcp_best_minus_nominal_pp_max": 100 * (c["best"] - c["nominal"]).max(),
-               "tcp_worst_minus_nominal_pp_mean": 100 * (c["worst"] - c["nominal"]).mean(),
-               "tcp_worst_minus_nominal_pp_min": 100 * (c["worst"] - c["nominal"]).min(),
-               "gtv_d95_nominal_median_gy": nominal_d95.median(),
-               "gtv_d95_worst_scenario_median_gy": worst_d95.median(),
-               "gtv_d95_worst_scenario_min_gy": worst_d95.min(),
-               "n_scenarios": int(s["scenario"].nunique()),
-               "scenario_goals_met_fraction": float(s["goals_met"].sum() / s["goals_total"].sum())}
+        row = {
+            "plan": plan,
+            "n_patients": int(c.shape[0]),
+            "tcp_nominal_mean_pct": 100 * c["nominal"].mean(),
+            "tcp_best_minus_nominal_pp_mean": 100 * (c["best"] - c["nominal"]).mean(),
+            "tcp_best_minus_nominal_pp_max": 100 * (c["best"] - c["nominal"]).max(),
+            "tcp_worst_minus_nominal_pp_mean": 100 * (c["worst"] - c["nominal"]).mean(),
+            "tcp_worst_minus_nominal_pp_min": 100 * (c["worst"] - c["nominal"]).min(),
+            "gtv_d95_nominal_median_gy": nominal_d95.median(),
+            "gtv_d95_worst_scenario_median_gy": worst_d95.median(),
+            "gtv_d95_worst_scenario_min_gy": worst_d95.min(),
+            "n_scenarios": int(s["scenario"].nunique()),
+            "scenario_goals_met_fraction": float(s["goals_met"].sum() / s["goals_total"].sum()),
+        }
         if plan != "uniform":
             for label in ("low", "medium", "high"):
                 sub = tert[(tert["plan"] == plan) & (tert["tertile"] == label)]["delta_tcp_subvolume_pp"]
@@ -369,7 +458,12 @@ def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
         rows.append(row)
     summary = pd.DataFrame(rows)
     files.write_tsv(summary, outputs["summary"])
-    files.write_json({"tertile_thresholds_cells_per_voxel": list(thresholds),
-                      "tertile_percentiles": list(params["tertile_percentiles"]), "patient_ids": pids},
-                     outputs["tertile_thresholds"])
+    files.write_json(
+        {
+            "tertile_thresholds_cells_per_voxel": list(thresholds),
+            "tertile_percentiles": list(params["tertile_percentiles"]),
+            "patient_ids": pids,
+        },
+        outputs["tertile_thresholds"],
+    )
     return summary

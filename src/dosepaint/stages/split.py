@@ -1,5 +1,6 @@
 """Train/test split stage: over the patients that passed the input check, from the sheet or seeded and
-stratified by outcome."""
+stratified by outcome.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     Excluded patients are left out before the split is drawn (as ineligible patients are left out
     before allocation): the split is that of the included patients.
     """
-    sheet = read_sheet(inputs["sheet"], schema=params["schema"], clinical_columns=params["clinical_columns"],
-                       dicom_root=params["dicom_root"])
+    sheet = read_sheet(
+        inputs["sheet"],
+        schema=params["schema"],
+        clinical_columns=params["clinical_columns"],
+        dicom_root=params["dicom_root"],
+    )
     excluded = files.read_tsv(inputs["excluded"])
     sheet = sheet[~sheet["patient_id"].isin(excluded["patient_id"])]
     note = f" ({len(excluded)} excluded at the input check: see excluded.tsv)" if len(excluded) else ""
@@ -40,7 +45,13 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     sides = set(split.values())
     if not {"train", "test"} <= sides:
         raise ConfigError(f"the split has no {'test' if 'test' not in sides else 'training'} patient{note}")
-    out = pd.DataFrame({"patient_id": sheet["patient_id"], "split": [split[p] for p in sheet["patient_id"]],
-                        "event": sheet["event"], "source": source})
+    out = pd.DataFrame(
+        {
+            "patient_id": sheet["patient_id"],
+            "split": [split[p] for p in sheet["patient_id"]],
+            "event": sheet["event"],
+            "source": source,
+        }
+    )
     files.write_tsv(out, outputs["split"])
     return out

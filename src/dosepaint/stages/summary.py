@@ -53,12 +53,16 @@ def headline(stats: dict, tertiles: pd.DataFrame) -> pd.DataFrame:
         "TCP DE (%)": (tcp["de"]["mean"], tcp["de"]["sd"]),
         "ΔTCP DE − uniform (pp)": (tcp["de"]["delta_mean_pp"], tcp["de"]["delta_sd_pp"]),
         "ΔTCP DR − uniform (pp)": (tcp["dr"]["delta_mean_pp"], tcp["dr"]["delta_sd_pp"]),
-        "p (uniform vs DE)": (f"Wilcoxon {tcp['de']['wilcoxon_p']:.3g}; Mann–Whitney {tcp['de']['mann_whitney_p']:.3g}",
-                              None),
+        "p (uniform vs DE)": (
+            f"Wilcoxon {tcp['de']['wilcoxon_p']:.3g}; Mann–Whitney {tcp['de']['mann_whitney_p']:.3g}",
+            None,
+        ),
         "cell-count uncertainty, TCP change (pp)": (
-            f"DE mean {cc.get('worst_minus_nominal_mean', np.nan):+.1f} / {cc.get('best_minus_nominal_mean', np.nan):+.1f}"
-            f" (range {cc.get('worst_minus_nominal_min', np.nan):+.1f} to {cc.get('best_minus_nominal_max', np.nan):+.1f})",
-            None),
+            f"DE mean {cc.get('worst_minus_nominal_mean', np.nan):+.1f} / "
+            f"{cc.get('best_minus_nominal_mean', np.nan):+.1f} (range "
+            f"{cc.get('worst_minus_nominal_min', np.nan):+.1f} to {cc.get('best_minus_nominal_max', np.nan):+.1f})",
+            None,
+        ),
         "ΔTCP high − low tertile, DE (pp)": tert("de", "high − low"),
         "ΔTCP DR, low-count tertile (pp)": tert("dr", "low"),
         "ΔTCP DR, high-count tertile (pp)": tert("dr", "high"),
@@ -67,22 +71,26 @@ def headline(stats: dict, tertiles: pd.DataFrame) -> pd.DataFrame:
 
 
 def _table(df: pd.DataFrame, digits: int = 3) -> str:
-    return df.to_html(index=False, border=0, na_rep="–", float_format=lambda v: f"{v:.{digits}g}",
-                      classes="dp")
+    return df.to_html(index=False, border=0, na_rep="–", float_format=lambda v: f"{v:.{digits}g}", classes="dp")
 
 
 def exclusions_html(excluded: pd.DataFrame | None, planning: pd.DataFrame | None = None) -> str:
     """The report's lists of patients left out, with the stage and the reason (or that there were none)."""
     out = ""
     if excluded is not None:
-        out += ("<h2>Excluded patients</h2><p>None: every patient of the sheet passed the input check and "
-                "the imaging stages.</p>" if excluded.empty else
-                f"<h2>Excluded patients ({len(excluded)})</h2><p>Left out before the split, with the stage, the "
-                "file and the problem; no cohort number below includes them.</p>" + _table(excluded))
+        out += (
+            "<h2>Excluded patients</h2><p>None: every patient of the sheet passed the input check and "
+            "the imaging stages.</p>"
+            if excluded.empty
+            else f"<h2>Excluded patients ({len(excluded)})</h2><p>Left out before the split, with the stage, the "
+            "file and the problem; no cohort number below includes them.</p>" + _table(excluded)
+        )
     if planning is not None and not planning.empty:
-        out += (f"<h2>Planning failures ({len(planning)})</h2><p>Planned patients whose plans or robustness "
-                "evaluation failed, with the stage and the problem; they are left out of every statistic over "
-                "plans below.</p>" + _table(planning))
+        out += (
+            f"<h2>Planning failures ({len(planning)})</h2><p>Planned patients whose plans or robustness "
+            "evaluation failed, with the stage and the problem; they are left out of every statistic over "
+            "plans below.</p>" + _table(planning)
+        )
     return out
 
 
@@ -93,15 +101,18 @@ def structures_html(ingest: pd.DataFrame | None) -> str:
     out = ""
     unconstrained = ingest[ingest.get("oars_unconstrained", pd.Series("", index=ingest.index)).fillna("") != ""]
     if not unconstrained.empty:
-        out += (f"<h2>WARNING: plans without an OAR constraint ({len(unconstrained)} patients)</h2><p>These "
-                "OARs were absent after alias mapping and are listed in planning.optional_oars: the plans of "
-                "these patients do not limit their dose.</p>" + _table(unconstrained[["patient_id",
-                                                                                     "oars_unconstrained"]]))
+        out += (
+            f"<h2>WARNING: plans without an OAR constraint ({len(unconstrained)} patients)</h2><p>These "
+            "OARs were absent after alias mapping and are listed in planning.optional_oars: the plans of "
+            "these patients do not limit their dose.</p>" + _table(unconstrained[["patient_id", "oars_unconstrained"]])
+        )
     unmapped = ingest[ingest.get("unmapped_rois", pd.Series("", index=ingest.index)).fillna("") != ""]
     if not unmapped.empty:
-        out += ("<h2>ROI names not mapped to a structure</h2><p>Add the ones you mean to "
-                "ingest.structure_aliases (a suggestion in brackets).</p>"
-                + _table(unmapped[["patient_id", "unmapped_rois"]]))
+        out += (
+            "<h2>ROI names not mapped to a structure</h2><p>Add the ones you mean to "
+            "ingest.structure_aliases (a suggestion in brackets).</p>"
+            + _table(unmapped[["patient_id", "unmapped_rois"]])
+        )
     return out
 
 
@@ -116,51 +127,101 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     files.write_tsv(head, outputs["headline"])
     t1 = st.table1_wide(files.read_tsv(inputs["table1"]), digits=int(params.get("digits", 1)))
     tests = files.read_tsv(inputs["tests"])
-    tests = tests[tests["metric"] == "tcp_pct"][["comparison", "n_pairs", "median_difference", "shapiro_p_difference",
-                                                 "mann_whitney_p", "wilcoxon_p", "wilcoxon_method"]]
+    tests = tests[tests["metric"] == "tcp_pct"][
+        [
+            "comparison",
+            "n_pairs",
+            "median_difference",
+            "shapiro_p_difference",
+            "mann_whitney_p",
+            "wilcoxon_p",
+            "wilcoxon_method",
+        ]
+    ]
     scen = files.read_tsv(inputs["tcp_scenarios"])
     ev = files.read_json(inputs["evaluation"])
     fit = files.read_json(inputs["fit"])
-    est = pd.DataFrame([{"estimator": k, "alpha (1/Gy)": e["alpha"],
-                         "alpha 95% CI": fit["estimates"][k].get("alpha_ci95"), "log10 f_c": e["log10_fc"],
-                         "log10 f_c 95% CI": fit["estimates"][k].get("log10_fc_ci95"),
-                         "train AUC": e["train_auc"], "test AUC": e["test_auc"], "train Brier": e["train_brier"],
-                         "test Brier": e["test_brier"]} for k, e in ev["estimates"].items()])
+    est = pd.DataFrame(
+        [
+            {
+                "estimator": k,
+                "alpha (1/Gy)": e["alpha"],
+                "alpha 95% CI": fit["estimates"][k].get("alpha_ci95"),
+                "log10 f_c": e["log10_fc"],
+                "log10 f_c 95% CI": fit["estimates"][k].get("log10_fc_ci95"),
+                "train AUC": e["train_auc"],
+                "test AUC": e["test_auc"],
+                "train Brier": e["train_brier"],
+                "test Brier": e["test_brier"],
+            }
+            for k, e in ev["estimates"].items()
+        ]
+    )
     surv = files.read_json(inputs["survival"])
     cox = files.read_tsv(inputs["cox"])
     excluded = files.read_tsv(inputs["excluded"]) if inputs.get("excluded") else None
     planning = files.read_tsv(inputs["planning_failures"]) if inputs.get("planning_failures") else None
     n_failed = 0 if planning is None else len(planning)
     ingest = files.read_tsv(inputs["ingest_summary"]) if inputs.get("ingest_summary") else None
-    degenerate = ("<h2>WARNING: the TCP model is degenerate</h2><p>The training data do not identify it ("
-                  + "; ".join(fit["warnings"]) + "). Planning used it anyway: read every TCP below as "
-                  "conditional on it.</p>") if fit.get("degenerate") else ""
-    parts = [exclusions_html(excluded, planning), structures_html(ingest), degenerate,
-             "<h2>Held-out cohort against the study</h2>",
-             f"<p>n = {stats['n_patients']} held-out patients with plans"
-             + (f" ({n_failed} planned patient(s) left out: planning failures above)" if n_failed else "")
-             + f"; TCP model fitted on {fit['n_train']} training patients ({fit['model']['estimator']}).</p>",
-             _table(head),
-             "<h2>Table 1: median [25th–75th percentile]</h2>", _table(t1),
-             "<h2>TCP: uniform against DE and DR (paired per patient)</h2>", _table(tests),
-             "<h2>TCP per plan and cell-count scenario (%)</h2>", _table(scen),
-             "<h2>ΔTCP by cell-count tertile (pp)</h2>", _table(tert),
-             "<h2>TCP model</h2>", _table(est)]
+    degenerate = (
+        (
+            "<h2>WARNING: the TCP model is degenerate</h2><p>The training data do not identify it ("
+            + "; ".join(fit["warnings"])
+            + "). Planning used it anyway: read every TCP below as "
+            "conditional on it.</p>"
+        )
+        if fit.get("degenerate")
+        else ""
+    )
+    parts = [
+        exclusions_html(excluded, planning),
+        structures_html(ingest),
+        degenerate,
+        "<h2>Held-out cohort against the study</h2>",
+        f"<p>n = {stats['n_patients']} held-out patients with plans"
+        + (f" ({n_failed} planned patient(s) left out: planning failures above)" if n_failed else "")
+        + f"; TCP model fitted on {fit['n_train']} training patients ({fit['model']['estimator']}).</p>",
+        _table(head),
+        "<h2>Table 1: median [25th–75th percentile]</h2>",
+        _table(t1),
+        "<h2>TCP: uniform against DE and DR (paired per patient)</h2>",
+        _table(tests),
+        "<h2>TCP per plan and cell-count scenario (%)</h2>",
+        _table(scen),
+        "<h2>ΔTCP by cell-count tertile (pp)</h2>",
+        _table(tert),
+        "<h2>TCP model</h2>",
+        _table(est),
+    ]
     recovery = files.as_paths(inputs.get("recovery") or [])
     if recovery:
         rec = files.read_json(recovery[0])
-        rows = [{"estimator": k, "parameter": p, "estimate": v["estimate"], "truth": v["truth"],
-                 "95% CI": v["ci95"], "truth inside CI": v["truth_inside_ci95"]}
-                for k, e in rec["estimates"].items() for p, v in e.items()]
+        rows = [
+            {
+                "estimator": k,
+                "parameter": p,
+                "estimate": v["estimate"],
+                "truth": v["truth"],
+                "95% CI": v["ci95"],
+                "truth inside CI": v["truth_inside_ci95"],
+            }
+            for k, e in rec["estimates"].items()
+            for p, v in e.items()
+        ]
         parts += ["<h3>Parameter recovery (synthetic truth)</h3>", _table(pd.DataFrame(rows))]
     lr = surv["logrank"]
-    parts += ["<h2>Survival (local control)</h2>",
-              f"<p>{surv['n']} patients ({html.escape(surv['population'])}), {surv['events']} relapses; "
-              f"median-split log-rank χ² = {lr['chi2']:.3g} (p = {lr['p']:.3g}); Harrell's C of TCP = "
-              f"{surv['concordance_tcp']:.3g}.</p>", _table(cox)]
-    style = ("<style>body{font-family:sans-serif;margin:1em}table.dp{border-collapse:collapse;font-size:90%}"
-             "table.dp td,table.dp th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
-             "table.dp td:first-child{text-align:left}</style>")
+    parts += [
+        "<h2>Survival (local control)</h2>",
+        f"<p>{surv['n']} patients ({html.escape(surv['population'])}), {surv['events']} relapses; "
+        f"median-split log-rank χ² = {lr['chi2']:.3g} (p = {lr['p']:.3g}); Harrell's C of TCP = "
+        f"{surv['concordance_tcp']:.3g}.</p>",
+        _table(cox),
+    ]
+    style = (
+        "<style>body{font-family:sans-serif;margin:1em}table.dp{border-collapse:collapse;font-size:90%}"
+        "table.dp td,table.dp th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+        "table.dp td:first-child{text-align:left}</style>"
+    )
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'>{style}</head><body>{''.join(parts)}</body></html>"
     files.write_text(page, outputs["html"])
     return head

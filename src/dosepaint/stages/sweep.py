@@ -35,8 +35,11 @@ def read_points(path) -> pd.DataFrame:
     """The sweep table: exactly the columns of :data:`SWEEP_COLUMNS`, positive numbers, no duplicates."""
     t = pd.read_csv(path, sep="\t")
     if tuple(t.columns) != SWEEP_COLUMNS:
-        raise DosepaintInputError(f"sweep table columns must be {', '.join(SWEEP_COLUMNS)} (in that order), "
-                                  f"not {', '.join(map(str, t.columns))}", path=path)
+        raise DosepaintInputError(
+            f"sweep table columns must be {', '.join(SWEEP_COLUMNS)} (in that order), "
+            f"not {', '.join(map(str, t.columns))}",
+            path=path,
+        )
     t = t.astype(float)
     if not np.all(np.isfinite(t.to_numpy())) or (t.to_numpy() <= 0).any():
         raise DosepaintInputError("every sweep value must be a positive number", path=path)
@@ -67,13 +70,24 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     dose, _ = files.read_array(inputs["uniform_dose"])
     rho, _ = files.read_array(inputs["cell_density"])
     rmse, _ = files.read_array(inputs["rmse"])
-    clon = dwi.clonogens(np.where(g, rho, 0.0), voxel_volume_mm3=grid.voxel_volume,
-                         clonogenic_fraction=float(model["clonogenic_fraction"]))[g]
+    clon = dwi.clonogens(
+        np.where(g, rho, 0.0),
+        voxel_volume_mm3=grid.voxel_volume,
+        clonogenic_fraction=float(model["clonogenic_fraction"]),
+    )[g]
     sig = files.read_json(inputs["sigma"])
-    best, worst = rob.cell_count_weights(rmse[g], sigma=point["sigma_scale"] * float(sig["sigma"]),
-                                         centre=float(sig["centre"]))
-    de = rb.tcp_optimal_dose(clon, mean_dose=point["de_mean_fraction"] * dp, alpha=alpha, beta=beta, n_fractions=n,
-                             lower=float(params["gtv_lower"]) * dp, upper=float(params["gtv_upper"]) * dp)
+    best, worst = rob.cell_count_weights(
+        rmse[g], sigma=point["sigma_scale"] * float(sig["sigma"]), centre=float(sig["centre"])
+    )
+    de = rb.tcp_optimal_dose(
+        clon,
+        mean_dose=point["de_mean_fraction"] * dp,
+        alpha=alpha,
+        beta=beta,
+        n_fractions=n,
+        lower=float(params["gtv_lower"]) * dp,
+        upper=float(params["gtv_upper"]) * dp,
+    )
     row = {"patient_id": pid, **point, "alpha": alpha, "clonogenic_fraction": model["clonogenic_fraction"]}
     for plan, d in (("uniform", np.asarray(dose, float)[g]), ("ideal_de", de)):
         for scen, w in (("nominal", 1.0), ("best", best), ("worst", worst)):
@@ -85,15 +99,21 @@ def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
 
 def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """Per point: mean ± SD over patients of TCP (uniform, ideal DE) and of the DE gain (pp), and the
-    cell-count range of the gain; a figure of the gain against each swept parameter."""
+    cell-count range of the gain; a figure of the gain against each swept parameter.
+    """
     rows = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["rows"])], ignore_index=True)
     for scen in ("nominal", "best", "worst"):
         rows[f"gain_{scen}_pp"] = 100.0 * (rows[f"tcp_ideal_de_{scen}"] - rows[f"tcp_uniform_{scen}"])
-    agg = {"n_patients": ("patient_id", "nunique"), "alpha": ("alpha", "first"),
-           "tcp_uniform_mean_pct": ("tcp_uniform_nominal", lambda s: 100 * s.mean()),
-           "tcp_de_mean_pct": ("tcp_ideal_de_nominal", lambda s: 100 * s.mean()),
-           "gain_mean_pp": ("gain_nominal_pp", "mean"), "gain_sd_pp": ("gain_nominal_pp", "std"),
-           "gain_worst_mean_pp": ("gain_worst_pp", "mean"), "gain_best_mean_pp": ("gain_best_pp", "mean")}
+    agg = {
+        "n_patients": ("patient_id", "nunique"),
+        "alpha": ("alpha", "first"),
+        "tcp_uniform_mean_pct": ("tcp_uniform_nominal", lambda s: 100 * s.mean()),
+        "tcp_de_mean_pct": ("tcp_ideal_de_nominal", lambda s: 100 * s.mean()),
+        "gain_mean_pp": ("gain_nominal_pp", "mean"),
+        "gain_sd_pp": ("gain_nominal_pp", "std"),
+        "gain_worst_mean_pp": ("gain_worst_pp", "mean"),
+        "gain_best_mean_pp": ("gain_best_pp", "mean"),
+    }
     summary = rows.groupby(list(SWEEP_COLUMNS), sort=True).agg(**agg).reset_index()
     files.write_tsv(summary, outputs["summary"])
     files.write_tsv(rows, outputs["rows"])

@@ -24,18 +24,26 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     ident = truth["identity"]
     birth = dt.datetime.strptime(ident["PatientBirthDate"], "%Y%m%d").date()
     # What a clinic's research sheet would hold: outcome and a few clinical covariates.
-    row = pd.DataFrame([{
-        "patient_id": params["patient_id"],
-        "dicom_dir": f"dicom/{params['patient_id']}",
-        "event": truth["outcome"]["event"],
-        "time_months": truth["outcome"]["time_months"],
-        "split": "",
-        "age": int((dt.date(2020, 1, 1) - birth).days // 365.25),
-        "sex": ident["PatientSex"],
-    }])
+    row = pd.DataFrame(
+        [
+            {
+                "patient_id": params["patient_id"],
+                "dicom_dir": f"dicom/{params['patient_id']}",
+                "event": truth["outcome"]["event"],
+                "time_months": truth["outcome"]["time_months"],
+                "split": "",
+                "age": int((dt.date(2020, 1, 1) - birth).days // 365.25),
+                "sex": ident["PatientSex"],
+            }
+        ]
+    )
     files.write_tsv(row, outputs["row"])
-    log.info("synthesized %s: GTV %.1f cm3, true TCP %.3f", params["patient_id"], truth["gtv_volume_cc"],
-             truth["model"]["tcp"])
+    log.info(
+        "synthesized %s: GTV %.1f cm3, true TCP %.3f",
+        params["patient_id"],
+        truth["gtv_volume_cc"],
+        truth["model"]["tcp"],
+    )
     return truth
 
 

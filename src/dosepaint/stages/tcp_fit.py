@@ -15,6 +15,7 @@ patients only, and this stage refuses anything else.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,10 +28,12 @@ from ..io import files
 log = logging.getLogger(__name__)
 
 
-def patient_dose(pid: str, rtdose, cell_density, masks_dose, *, alpha_beta: float, n_fractions: int,
-                 bin_gy: float) -> tuple[tf.PatientDose, dict]:
+def patient_dose(
+    pid: str, rtdose, cell_density, masks_dose, *, alpha_beta: float, n_fractions: int, bin_gy: float
+) -> tuple[tf.PatientDose, dict]:
     """One patient's GTV cells (f_c = 1) and delivered dose, binned for the fit, and a row of GTV
-    figures (cells, volume, mean cell density, dose mean and minimum)."""
+    figures (cells, volume, mean cell density, dose mean and minimum).
+    """
     dose, grid = files.read_array(rtdose)
     rho, rgrid = files.read_array(cell_density)
     masks, mgrid = files.read_masks(masks_dose, ["GTV"], pid=pid, needed_by="the TCP fit")
@@ -44,18 +47,23 @@ def patient_dose(pid: str, rtdose, cell_density, masks_dose, *, alpha_beta: floa
         raise DosepaintInputError("no cells in the GTV (empty cell-density map)", patient=pid, path=cell_density)
     d = np.asarray(dose, np.float64)[gtv]
     volume_mm3 = float(gtv.sum()) * grid.voxel_volume
-    row = {"gtv_cells": float(cells.sum()), "gtv_cc": volume_mm3 / 1000.0,
-           "gtv_cell_density_mean": float(cells.sum()) / volume_mm3,
-           "gtv_dose_mean_gy": float(d.mean()), "gtv_dose_min_gy": float(d.min())}
-    return tf.PatientDose.from_arrays(cells[gtv], d, alpha_beta=alpha_beta, n_fractions=n_fractions,
-                                      bin_gy=bin_gy), row
+    row = {
+        "gtv_cells": float(cells.sum()),
+        "gtv_cc": volume_mm3 / 1000.0,
+        "gtv_cell_density_mean": float(cells.sum()) / volume_mm3,
+        "gtv_dose_mean_gy": float(d.mean()),
+        "gtv_dose_min_gy": float(d.min()),
+    }
+    return tf.PatientDose.from_arrays(cells[gtv], d, alpha_beta=alpha_beta, n_fractions=n_fractions, bin_gy=bin_gy), row
 
 
-def patient_doses(ids, inputs: dict, split: pd.DataFrame, *, alpha_beta: float, n_fractions: int,
-                  bin_gy: float) -> tuple[list, pd.DataFrame]:
+def patient_doses(
+    ids, inputs: dict, split: pd.DataFrame, *, alpha_beta: float, n_fractions: int, bin_gy: float
+) -> tuple[list, pd.DataFrame]:
     """:func:`patient_dose` of each patient of ``ids`` from the lists ``inputs["rtdose"]``,
     ``["cell_density"]``, ``["masks_dose"]`` (same order), and their table with the outcome from ``split``
-    (indexed by patient_id): patient_id, event, local_control, then the GTV figures."""
+    (indexed by patient_id): patient_id, event, local_control, then the GTV figures.
+    """
     lists = {key: files.as_paths(inputs[key]) for key in ("rtdose", "cell_density", "masks_dose")}
     for key, paths in lists.items():
         if len(paths) != len(ids):
@@ -71,55 +79,87 @@ def patient_doses(ids, inputs: dict, split: pd.DataFrame, *, alpha_beta: float, 
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     """Fit and write; ``params``: patient_ids, alpha_beta, n_fractions, estimator, alpha_bounds,
-    log10_fc_bounds, bootstrap, seed, bin_gy (see ``config/README.md``, tcp_fit)."""
+    log10_fc_bounds, bootstrap, seed, bin_gy (see ``config/README.md``, tcp_fit).
+    """
     ids = list(params["patient_ids"])
     split = files.read_tsv(inputs["split"]).set_index("patient_id")
     for pid in ids:
         if pid not in split.index or split.loc[pid, "split"] != "train":
-            raise DosepaintInputError("the TCP fit reads training patients only; this one is not in the "
-                                      "training split", patient=pid, path=inputs["split"])
+            raise DosepaintInputError(
+                "the TCP fit reads training patients only; this one is not in the training split",
+                patient=pid,
+                path=inputs["split"],
+            )
     ab, n, bin_gy = float(params["alpha_beta"]), int(params["n_fractions"]), float(params["bin_gy"])
     patients, table = patient_doses(ids, inputs, split, alpha_beta=ab, n_fractions=n, bin_gy=bin_gy)
     y = table["local_control"].to_numpy(float)
     if y.min() == y.max():
-        raise DosepaintInputError("every training patient has the same outcome: the TCP model cannot be "
-                                  "fitted", path=inputs["split"])
-    bounds = {"alpha_bounds": tuple(params["alpha_bounds"]), "log10_fc_bounds": tuple(params["log10_fc_bounds"])}
+        raise DosepaintInputError(
+            "every training patient has the same outcome: the TCP model cannot be fitted", path=inputs["split"]
+        )
+    bounds: dict[str, Any] = {
+        "alpha_bounds": tuple(params["alpha_bounds"]),
+        "log10_fc_bounds": tuple(params["log10_fc_bounds"]),
+    }
     rng = np.random.default_rng(params["seed"])
-    estimates = {}
+    estimates: dict[str, dict[str, Any]] = {}
     for est in tf.ESTIMATORS:
         f = tf.fit(patients, y, estimator=est, **bounds)
         pred = tf.predict(patients, alpha=f.alpha, log10_fc=f.log10_fc)
         table[f"tcp_{est}"] = pred
-        boot = tf.bootstrap(patients, y, rng=rng, n_boot=int(params["bootstrap"]), estimator=est, **bounds) \
-            if params["bootstrap"] else None
+        boot = (
+            tf.bootstrap(patients, y, rng=rng, n_boot=int(params["bootstrap"]), estimator=est, **bounds)
+            if params["bootstrap"]
+            else None
+        )
         estimates[est] = {
-            "alpha": f.alpha, "log10_fc": f.log10_fc, "clonogenic_fraction": f.clonogenic_fraction,
-            "objective": f.objective, "converged": f.success, "message": f.message,
+            "alpha": f.alpha,
+            "log10_fc": f.log10_fc,
+            "clonogenic_fraction": f.clonogenic_fraction,
+            "objective": f.objective,
+            "converged": f.success,
+            "message": f.message,
             "alpha_ci95": None if boot is None else list(boot["alpha"]),
             "log10_fc_ci95": None if boot is None else list(boot["log10_fc"]),
-            "train_auc": tf.auc(pred, y), "train_brier": tf.brier(pred, y),
+            "train_auc": tf.auc(pred, y),
+            "train_brier": tf.brier(pred, y),
             "train_mean_tcp": float(pred.mean()),
         }
-        log.info("%s: alpha %.4f Gy^-1, log10 f_c %.2f, train AUC %.3f, Brier %.3f", est, f.alpha, f.log10_fc,
-                 estimates[est]["train_auc"], estimates[est]["train_brier"])
-    for est, e in estimates.items():
+        log.info(
+            "%s: alpha %.4f Gy^-1, log10 f_c %.2f, train AUC %.3f, Brier %.3f",
+            est,
+            f.alpha,
+            f.log10_fc,
+            estimates[est]["train_auc"],
+            estimates[est]["train_brier"],
+        )
+    for e in estimates.values():
         e["identifiability_flags"] = tf.identifiability_flags(e, **bounds)
     chosen = estimates[params["estimator"]]
     flags = chosen["identifiability_flags"]
     if flags:
-        log.warning("DEGENERATE TCP MODEL (%s): %s; planning uses it, the report says so", params["estimator"],
-                    "; ".join(flags))
+        log.warning(
+            "DEGENERATE TCP MODEL (%s): %s; planning uses it, the report says so", params["estimator"], "; ".join(flags)
+        )
     table["clonogens"] = table["gtv_cells"] * chosen["clonogenic_fraction"]
     result = {
-        "model": {"estimator": params["estimator"], "alpha": chosen["alpha"], "alpha_beta": ab,
-                  "beta": chosen["alpha"] / ab, "clonogenic_fraction": chosen["clonogenic_fraction"],
-                  "n_fractions_delivered": n},
+        "model": {
+            "estimator": params["estimator"],
+            "alpha": chosen["alpha"],
+            "alpha_beta": ab,
+            "beta": chosen["alpha"] / ab,
+            "clonogenic_fraction": chosen["clonogenic_fraction"],
+            "n_fractions_delivered": n,
+        },
         "estimates": estimates,
         "bootstrap": {"n": int(params["bootstrap"]), "seed": params["seed"], "level": 0.95},
-        "degenerate": bool(flags), "warnings": flags,
-        "train_ids": ids, "n_train": len(ids), "n_local_control": int(y.sum()),
-        "bounds": bounds, "bin_gy": bin_gy,
+        "degenerate": bool(flags),
+        "warnings": flags,
+        "train_ids": ids,
+        "n_train": len(ids),
+        "n_local_control": int(y.sum()),
+        "bounds": bounds,
+        "bin_gy": bin_gy,
     }
     files.write_tsv(table, outputs["patients"])
     files.write_json(result, outputs["fit"])

@@ -38,11 +38,11 @@ class RandomField:
     Defined everywhere in space, so it can be evaluated on any grid.
     """
 
-    k: np.ndarray      # (m, 3) wave vectors, rad/mm
+    k: np.ndarray  # (m, 3) wave vectors, rad/mm
     phase: np.ndarray  # (m,)
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, *, length_mm: float, n_modes: int = 48) -> "RandomField":
+    def draw(cls, rng: np.random.Generator, *, length_mm: float, n_modes: int = 48) -> RandomField:
         directions = rng.normal(size=(n_modes, 3))
         directions /= np.linalg.norm(directions, axis=1, keepdims=True)
         wavelengths = length_mm * rng.uniform(0.6, 1.6, n_modes)
@@ -68,8 +68,8 @@ class Anatomy:
     gtv_center: np.ndarray
     gtv_r0: float
     gtv_axes: np.ndarray
-    gtv_lobes: np.ndarray          # (k, 3) unit vectors
-    gtv_lobe_amp: np.ndarray       # (k,)
+    gtv_lobes: np.ndarray  # (k, 3) unit vectors
+    gtv_lobe_amp: np.ndarray  # (k,)
     gtv_lobe_width: float
     rectum_radius: float
     fields: dict = field(default_factory=dict)
@@ -77,7 +77,7 @@ class Anatomy:
 
     # -- construction -------------------------------------------------------
     @classmethod
-    def draw(cls, rng: np.random.Generator, *, gtv_volume_cc: float) -> "Anatomy":
+    def draw(cls, rng: np.random.Generator, *, gtv_volume_cc: float) -> Anatomy:
         n_lobes = int(rng.integers(3, 6))
         lobes = rng.normal(size=(n_lobes, 3))
         lobes /= np.linalg.norm(lobes, axis=1, keepdims=True)
@@ -92,8 +92,13 @@ class Anatomy:
             sacrum_y0=float(rng.uniform(70, 80)),
             sacrum_curv=float(rng.uniform(0.0025, 0.0045)),
             sacrum_thickness=float(rng.uniform(24, 32)),
-            gtv_center=np.zeros(3), gtv_r0=1.0, gtv_axes=axes, gtv_lobes=lobes, gtv_lobe_amp=amp,
-            gtv_lobe_width=width, rectum_radius=float(rng.uniform(13, 17)),
+            gtv_center=np.zeros(3),
+            gtv_r0=1.0,
+            gtv_axes=axes,
+            gtv_lobes=lobes,
+            gtv_lobe_amp=amp,
+            gtv_lobe_width=width,
+            rectum_radius=float(rng.uniform(13, 17)),
         )
         # Radius scale for the requested volume: V = 4π/3 · mean(r(u)³) (star-shaped body).
         u = _fibonacci_sphere(4000)
@@ -101,9 +106,18 @@ class Anatomy:
         z0 = float(rng.uniform(-45, 0))
         ys = a.sacrum_center_y(z0)
         a.gtv_center = np.array([rng.normal(0, 6), ys - 0.5 * a.sacrum_thickness - 0.35 * a.gtv_r0 * axes[1], z0])
-        a.fields = {name: RandomField.draw(rng, length_mm=length) for name, length in
-                    (("radius", 30.0), ("myxoid", 40.0), ("vf", 20.0), ("d_in", 30.0), ("pet", 35.0),
-                     ("pet_het", 15.0), ("bias", 250.0))}
+        a.fields = {
+            name: RandomField.draw(rng, length_mm=length)
+            for name, length in (
+                ("radius", 30.0),
+                ("myxoid", 40.0),
+                ("vf", 20.0),
+                ("d_in", 30.0),
+                ("pet", 35.0),
+                ("pet_het", 15.0),
+                ("bias", 250.0),
+            )
+        }
         low_contrast = rng.random() < 0.2
         a.pet = {
             "suv_active": float(rng.uniform(2.2, 2.8) if low_contrast else rng.uniform(3.5, 7.0)),
@@ -123,19 +137,29 @@ class Anatomy:
 
     def gtv_level(self, x, y, z) -> np.ndarray:
         """< 1 inside the GTV: |q| / r(q̂) with q the scaled offset from the centre."""
-        q = np.stack([(x - self.gtv_center[0]) / self.gtv_axes[0], (y - self.gtv_center[1]) / self.gtv_axes[1],
-                      (z - self.gtv_center[2]) / self.gtv_axes[2]], axis=-1)
+        q = np.stack(
+            [
+                (x - self.gtv_center[0]) / self.gtv_axes[0],
+                (y - self.gtv_center[1]) / self.gtv_axes[1],
+                (z - self.gtv_center[2]) / self.gtv_axes[2],
+            ],
+            axis=-1,
+        )
         norm = np.linalg.norm(q, axis=-1)
         u = q / np.maximum(norm, 1e-9)[..., None]
         return norm / (self.gtv_r0 * self._radial(u))
 
     def in_gtv(self, x, y, z) -> np.ndarray:
         """``gtv_level < 1``, evaluated only inside the GTV's bounding box (r(u)/r0 ≤ 1 + Σ lobe
-        amplitudes; the level is the generator's main cost on a whole grid)."""
+        amplitudes; the level is the generator's main cost on a whole grid).
+        """
         x, y, z = (np.asarray(v, float) for v in (x, y, z))
         reach = self.gtv_r0 * (1.0 + float(np.sum(self.gtv_lobe_amp))) * np.asarray(self.gtv_axes) + 1e-6
-        near = ((np.abs(x - self.gtv_center[0]) <= reach[0]) & (np.abs(y - self.gtv_center[1]) <= reach[1])
-                & (np.abs(z - self.gtv_center[2]) <= reach[2]))
+        near = (
+            (np.abs(x - self.gtv_center[0]) <= reach[0])
+            & (np.abs(y - self.gtv_center[1]) <= reach[1])
+            & (np.abs(z - self.gtv_center[2]) <= reach[2])
+        )
         out = np.zeros(x.shape, bool)
         out[near] = self.gtv_level(x[near], y[near], z[near]) < 1.0
         return out
@@ -155,8 +179,14 @@ class Anatomy:
         lab[inside] = MUSCLE
         lab[inside & (depth < self.fat_thickness)] = FAT
         # Pelvic fat (mesorectum / presacral), anterior to the sacrum.
-        lab[inside & (depth >= self.fat_thickness) & (np.abs(x) < 45) & (y < self.sacrum_center_y(z) - 20)
-            & (y > self.sacrum_center_y(z) - 70) & (z < 40)] = FAT
+        lab[
+            inside
+            & (depth >= self.fat_thickness)
+            & (np.abs(x) < 45)
+            & (y < self.sacrum_center_y(z) - 20)
+            & (y > self.sacrum_center_y(z) - 70)
+            & (z < 40)
+        ] = FAT
         # Sacrum: curved slab tapering caudally; cortical rim 3 mm.
         ys = self.sacrum_center_y(z)
         half_w = np.clip(20.0 + 0.35 * (z + 90.0), 12.0, 58.0)
@@ -219,7 +249,7 @@ class Anatomy:
                 # Only points within the segment's bounding box (+ the 4 mm radius) can be in it.
                 lo = np.minimum(p0, p0 + 60.0 * d) - 4.0
                 hi = np.maximum(p0, p0 + 60.0 * d) + 4.0
-                near = ((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2]))
+                near = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
                 rel = np.stack([x[near] - p0[0], y[near] - p0[1], z[near] - p0[2]], axis=-1)
                 t = np.clip(rel @ d, 0, 60.0)
                 dist = np.linalg.norm(rel - t[..., None] * d, axis=-1)
@@ -241,8 +271,14 @@ class Anatomy:
         d_free = 2.2e-3 + 0.7e-3 * myx
         rho = cell_density(radius=radius, vf=vf)
         in_gtv = self.in_gtv(x, y, z)
-        return {"radius": radius, "vf": vf, "d_in": d_in, "d_free": d_free, "myxoid": myx,
-                "cell_density": np.where(in_gtv, rho, 0.0)}
+        return {
+            "radius": radius,
+            "vf": vf,
+            "d_in": d_in,
+            "d_free": d_free,
+            "myxoid": myx,
+            "cell_density": np.where(in_gtv, rho, 0.0),
+        }
 
 
 def structure_masks(anatomy: Anatomy, grid: Grid, labels: np.ndarray | None = None) -> dict[str, np.ndarray]:

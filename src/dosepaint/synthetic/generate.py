@@ -50,19 +50,43 @@ class Preset:
 
 PRESETS = {
     "default": Preset(
-        n_patients=37, gtv_volume_range_cc=(60.0, 1300.0), ct_spacing=(2.0, 2.0, 3.0),
-        ct_box=((-200, 200), (-150, 150), (-150, 150)), t2_spacing=(1.5, 1.5, 4.0),
-        mr_box=((-170, 170), (-140, 140), (-130, 130)), dwi_spacing=(1.5, 1.5, 6.0), pet_spacing=4.0,
-        rtdose_spacing=3.0, bvalues=(0, 50, 100, 200, 400, 600, 800, 1000)),
+        n_patients=37,
+        gtv_volume_range_cc=(60.0, 1300.0),
+        ct_spacing=(2.0, 2.0, 3.0),
+        ct_box=((-200, 200), (-150, 150), (-150, 150)),
+        t2_spacing=(1.5, 1.5, 4.0),
+        mr_box=((-170, 170), (-140, 140), (-130, 130)),
+        dwi_spacing=(1.5, 1.5, 6.0),
+        pet_spacing=4.0,
+        rtdose_spacing=3.0,
+        bvalues=(0, 50, 100, 200, 400, 600, 800, 1000),
+    ),
     "tiny": Preset(
-        n_patients=4, gtv_volume_range_cc=(60.0, 300.0), ct_spacing=(3.0, 3.0, 4.0),
-        ct_box=((-190, 190), (-140, 140), (-100, 100)), t2_spacing=(2.5, 2.5, 5.0),
-        mr_box=((-170, 170), (-130, 130), (-90, 90)), dwi_spacing=(3.0, 3.0, 6.0), pet_spacing=5.0,
-        rtdose_spacing=4.0, bvalues=(0, 50, 100, 400, 700, 1000)),
+        n_patients=4,
+        gtv_volume_range_cc=(60.0, 300.0),
+        ct_spacing=(3.0, 3.0, 4.0),
+        ct_box=((-190, 190), (-140, 140), (-100, 100)),
+        t2_spacing=(2.5, 2.5, 5.0),
+        mr_box=((-170, 170), (-130, 130), (-90, 90)),
+        dwi_spacing=(3.0, 3.0, 6.0),
+        pet_spacing=5.0,
+        rtdose_spacing=4.0,
+        bvalues=(0, 50, 100, 400, 700, 1000),
+    ),
 }
 
-SURNAMES = ("Quillfeather", "Brannigan", "Okonkwo-Test", "Vasquez-Fake", "Lindqvist", "Moreau", "Takahashi",
-            "Abernathy", "Castellano", "Nakamura")
+SURNAMES = (
+    "Quillfeather",
+    "Brannigan",
+    "Okonkwo-Test",
+    "Vasquez-Fake",
+    "Lindqvist",
+    "Moreau",
+    "Takahashi",
+    "Abernathy",
+    "Castellano",
+    "Nakamura",
+)
 
 ROI_VARIANTS = {
     "GTV": ["GTV", "GTV_primary", "GTVp", "GTV 1"],
@@ -89,8 +113,9 @@ def box_grid(box, spacing, iop) -> Grid:
     lo, hi = local.min(0), local.max(0)
     n = np.floor((hi - lo) / np.asarray(spacing)).astype(int) + 1
     lo = lo + 0.5 * ((hi - lo) - (n - 1) * np.asarray(spacing))  # centre the grid in the box
-    return Grid((int(n[2]), int(n[1]), int(n[0])), tuple(float(s) for s in spacing), tuple(mat @ lo),
-                tuple(mat.ravel()))
+    return Grid(
+        (int(n[2]), int(n[1]), int(n[0])), tuple(float(s) for s in spacing), tuple(mat @ lo), tuple(mat.ravel())
+    )
 
 
 def rigid(angles_deg, translation_mm) -> sitk.Euler3DTransform:
@@ -100,7 +125,7 @@ def rigid(angles_deg, translation_mm) -> sitk.Euler3DTransform:
     return t
 
 
-def _apply(transform: sitk.Transform, x, y, z):
+def _apply(transform: sitk.Euler3DTransform, x, y, z):
     """Apply a rigid transform to LPS coordinate arrays."""
     mat = np.asarray(transform.GetMatrix()).reshape(3, 3)
     centre = np.asarray(transform.GetCenter())
@@ -111,25 +136,87 @@ def _apply(transform: sitk.Transform, x, y, z):
 
 
 def _transform_record(t: sitk.Euler3DTransform) -> dict:
-    return {"matrix": list(t.GetMatrix()), "translation_mm": list(t.GetTranslation()),
-            "center_mm": list(t.GetCenter()),
-            "angles_deg": list(np.rad2deg([t.GetAngleX(), t.GetAngleY(), t.GetAngleZ()]))}
+    return {
+        "matrix": list(t.GetMatrix()),
+        "translation_mm": list(t.GetTranslation()),
+        "center_mm": list(t.GetCenter()),
+        "angles_deg": list(np.rad2deg([t.GetAngleX(), t.GetAngleY(), t.GetAngleZ()])),
+    }
 
 
 # --- per-modality signal models -------------------------------------------------
 
-HU = {an.AIR: -1000, an.FAT: -95, an.MUSCLE: 45, an.BONE_CORTEX: 1100, an.BONE_MARROW: 280, an.GTV: 30,
-      an.RECTUM: 35, an.SIGMA: 35, an.BOWEL: 25, an.NERVE: 40, an.BOWEL_GAS: -850, an.RECTAL_GAS: -850}
-T2W = {an.AIR: 0, an.FAT: 900, an.MUSCLE: 260, an.BONE_CORTEX: 30, an.BONE_MARROW: 650, an.GTV: 1300,
-       an.RECTUM: 420, an.SIGMA: 420, an.BOWEL: 700, an.NERVE: 500, an.BOWEL_GAS: 10, an.RECTAL_GAS: 10}
+HU = {
+    an.AIR: -1000,
+    an.FAT: -95,
+    an.MUSCLE: 45,
+    an.BONE_CORTEX: 1100,
+    an.BONE_MARROW: 280,
+    an.GTV: 30,
+    an.RECTUM: 35,
+    an.SIGMA: 35,
+    an.BOWEL: 25,
+    an.NERVE: 40,
+    an.BOWEL_GAS: -850,
+    an.RECTAL_GAS: -850,
+}
+T2W = {
+    an.AIR: 0,
+    an.FAT: 900,
+    an.MUSCLE: 260,
+    an.BONE_CORTEX: 30,
+    an.BONE_MARROW: 650,
+    an.GTV: 1300,
+    an.RECTUM: 420,
+    an.SIGMA: 420,
+    an.BOWEL: 700,
+    an.NERVE: 500,
+    an.BOWEL_GAS: 10,
+    an.RECTAL_GAS: 10,
+}
 # DWI b=0 signal (fat suppressed) and apparent diffusivity (mm²/s) of non-tumour tissue.
-DWI_S0 = {an.AIR: 0, an.FAT: 60, an.MUSCLE: 380, an.BONE_CORTEX: 20, an.BONE_MARROW: 120, an.GTV: 1000,
-          an.RECTUM: 450, an.SIGMA: 450, an.BOWEL: 600, an.NERVE: 420, an.BOWEL_GAS: 5, an.RECTAL_GAS: 5}
-DWI_ADC = {an.AIR: 0.0, an.FAT: 0.3e-3, an.MUSCLE: 1.45e-3, an.BONE_CORTEX: 0.2e-3, an.BONE_MARROW: 0.5e-3,
-           an.GTV: 0.0, an.RECTUM: 1.6e-3, an.SIGMA: 1.6e-3, an.BOWEL: 1.9e-3, an.NERVE: 1.3e-3,
-           an.BOWEL_GAS: 0.0, an.RECTAL_GAS: 0.0}
-SUV = {an.AIR: 0.0, an.FAT: 0.35, an.MUSCLE: 0.85, an.BONE_CORTEX: 0.6, an.BONE_MARROW: 1.4, an.GTV: 1.5,
-       an.RECTUM: 1.6, an.SIGMA: 1.6, an.BOWEL: 1.9, an.NERVE: 0.9, an.BOWEL_GAS: 0.0, an.RECTAL_GAS: 0.0}
+DWI_S0 = {
+    an.AIR: 0,
+    an.FAT: 60,
+    an.MUSCLE: 380,
+    an.BONE_CORTEX: 20,
+    an.BONE_MARROW: 120,
+    an.GTV: 1000,
+    an.RECTUM: 450,
+    an.SIGMA: 450,
+    an.BOWEL: 600,
+    an.NERVE: 420,
+    an.BOWEL_GAS: 5,
+    an.RECTAL_GAS: 5,
+}
+DWI_ADC = {
+    an.AIR: 0.0,
+    an.FAT: 0.3e-3,
+    an.MUSCLE: 1.45e-3,
+    an.BONE_CORTEX: 0.2e-3,
+    an.BONE_MARROW: 0.5e-3,
+    an.GTV: 0.0,
+    an.RECTUM: 1.6e-3,
+    an.SIGMA: 1.6e-3,
+    an.BOWEL: 1.9e-3,
+    an.NERVE: 1.3e-3,
+    an.BOWEL_GAS: 0.0,
+    an.RECTAL_GAS: 0.0,
+}
+SUV = {
+    an.AIR: 0.0,
+    an.FAT: 0.35,
+    an.MUSCLE: 0.85,
+    an.BONE_CORTEX: 0.6,
+    an.BONE_MARROW: 1.4,
+    an.GTV: 1.5,
+    an.RECTUM: 1.6,
+    an.SIGMA: 1.6,
+    an.BOWEL: 1.9,
+    an.NERVE: 0.9,
+    an.BOWEL_GAS: 0.0,
+    an.RECTAL_GAS: 0.0,
+}
 
 
 def _lut(labels, table):
@@ -152,15 +239,17 @@ def dwi_signals(a: an.Anatomy, x, y, z, *, bvalues, delta_s, Delta_s, ivim_f=0.0
     tumour = lab == an.GTV
     if tumour.any():
         m = a.microstructure(x[tumour], y[tumour], z[tumour])
-        sig[tumour] = two_compartment_signal(b, radius=m["radius"], vf=m["vf"], d_in=m["d_in"],
-                                             d_free=m["d_free"], delta=delta_s, Delta=Delta_s)
+        sig[tumour] = two_compartment_signal(
+            b, radius=m["radius"], vf=m["vf"], d_in=m["d_in"], d_free=m["d_free"], delta=delta_s, Delta=Delta_s
+        )
     perf = ivim_f * np.exp(-b * ivim_dstar)
     return s0[..., None] * ((1 - ivim_f) * sig + perf)
 
 
 class _ExportLayout:
     """Where a patient's files go: nested by series with readable names, or flat with UID names,
-    as different clinics' exports do; ingest must not depend on either."""
+    as different clinics' exports do; ingest must not depend on either.
+    """
 
     def __init__(self, root: Path, *, nested: bool, key):
         self.root, self.nested, self.key = Path(root), nested, key
@@ -175,8 +264,19 @@ class _ExportLayout:
         return self.folder(series) / name if self.nested else self.root / f"{dcm.uid(*self.key, name)}.dcm"
 
 
-def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, preset: str, seed: int,
-                     n_patients: int, alpha: float, alpha_beta: float, clonogenic_fraction: float) -> dict:
+def generate_patient(
+    out_dicom,
+    out_truth,
+    *,
+    patient_id: str,
+    index: int,
+    preset: str,
+    seed: int,
+    n_patients: int,
+    alpha: float,
+    alpha_beta: float,
+    clonogenic_fraction: float,
+) -> dict:
     """Generate one synthetic patient.
 
     Parameters
@@ -219,27 +319,41 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
     identity = {
         "PatientName": f"{surname}^Zelda^{index:03d}",
         "PatientID": f"MRN{int(rng.integers(10**6, 10**7))}",
-        "PatientBirthDate": f"19{int(rng.integers(40, 75))}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 28)):02d}",
+        "PatientBirthDate": (
+            f"19{int(rng.integers(40, 75))}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 28)):02d}"
+        ),
         "PatientSex": str(rng.choice(["F", "M"])),
         "InstitutionName": "Fakeville General Hospital",
         "ReferringPhysicianName": "Nobody^Doctor",
         "AccessionNumber": f"ACC{int(rng.integers(10**5, 10**6))}",
         "OtherPatientIDs": f"ALT{int(rng.integers(10**5, 10**6))}",
     }
-    patient_tags = {k: identity[k] for k in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
-                                             "OtherPatientIDs")}
+    patient_tags = {
+        k: identity[k] for k in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "OtherPatientIDs")
+    }
     study_date = dt.date(2015, 1, 1) + dt.timedelta(days=int(rng.integers(0, 2500)))
-    study = {"StudyInstanceUID": dcm.uid(seed, index, "study"), "StudyDate": study_date.strftime("%Y%m%d"),
-             "StudyTime": "083000", "StudyID": "1", "AccessionNumber": identity["AccessionNumber"],
-             "ReferringPhysicianName": identity["ReferringPhysicianName"],
-             "InstitutionName": identity["InstitutionName"]}
+    study = {
+        "StudyInstanceUID": dcm.uid(seed, index, "study"),
+        "StudyDate": study_date.strftime("%Y%m%d"),
+        "StudyTime": "083000",
+        "StudyID": "1",
+        "AccessionNumber": identity["AccessionNumber"],
+        "ReferringPhysicianName": identity["ReferringPhysicianName"],
+        "InstitutionName": identity["InstitutionName"],
+    }
     ct_for = dcm.uid(seed, index, "for-ct")
     mr_for = dcm.uid(seed, index, "for-mr")
 
     def series(name, number, modality, description, for_uid, **extra):
-        d = {"SeriesInstanceUID": dcm.uid(seed, index, name), "SeriesNumber": number, "Modality": modality,
-             "SeriesDescription": description, "Manufacturer": "dosepaint-synthetic",
-             "PatientPosition": orientation if modality != "MR" else "HFS", **extra}
+        d = {
+            "SeriesInstanceUID": dcm.uid(seed, index, name),
+            "SeriesNumber": number,
+            "Modality": modality,
+            "SeriesDescription": description,
+            "Manufacturer": "dosepaint-synthetic",
+            "PatientPosition": orientation if modality != "MR" else "HFS",
+            **extra,
+        }
         if for_uid:
             d["FrameOfReferenceUID"] = for_uid
         return d
@@ -252,19 +366,36 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
     hu = _lut(labels, HU) + rng.normal(0, 12.0, labels.shape)
     hu = np.where(labels == an.AIR, -1000.0, hu)
     ct_series = series("ct", 2, "CT", "Planning CT pelvis", ct_for, KVP="120")
-    ct_written = dcm.write_image_series(hu, ct_grid, layout.folder("CT"), modality="CT", sop_class=dcm.CT_IMAGE,
-                                        patient=patient_tags, study=study, series=ct_series,
-                                        file_pattern=layout.pattern("CT"), rescale="hu")
+    ct_written = dcm.write_image_series(
+        hu,
+        ct_grid,
+        layout.folder("CT"),
+        modality="CT",
+        sop_class=dcm.CT_IMAGE,
+        patient=patient_tags,
+        study=study,
+        series=ct_series,
+        file_pattern=layout.pattern("CT"),
+        rescale="hu",
+    )
     normal = ct_grid.matrix[:, 2]
-    ct_refs = [(sop, float(np.dot(np.asarray(ct_grid.origin) + normal * ct_grid.spacing[2] * k, normal)))
-               for k, (sop, _) in enumerate(ct_written)]
+    ct_refs = [
+        (sop, float(np.dot(np.asarray(ct_grid.origin) + normal * ct_grid.spacing[2] * k, normal)))
+        for k, (sop, _) in enumerate(ct_written)
+    ]
     masks = an.structure_masks(a, ct_grid, labels)
     roi_names = {canon: str(rng.choice(v)) for canon, v in ROI_VARIANTS.items()}
     structures = {roi_names[c]: mask_to_contours(m, ct_grid) for c, m in masks.items() if m.any()}
-    dcm.write_rtstruct(layout.single("RTSTRUCT", "RS.dcm"),
-                       structures=structures, ct_refs=ct_refs, ct_normal=normal, frame_of_reference=ct_for,
-                       patient=patient_tags, study=study,
-                       series=series("rtstruct", 3, "RTSTRUCT", "Structures", None))
+    dcm.write_rtstruct(
+        layout.single("RTSTRUCT", "RS.dcm"),
+        structures=structures,
+        ct_refs=ct_refs,
+        ct_normal=normal,
+        frame_of_reference=ct_for,
+        patient=patient_tags,
+        study=study,
+        series=series("rtstruct", 3, "RTSTRUCT", "Structures", None),
+    )
 
     # --- truth on the CT grid --------------------------------------------------------
     # Microstructure matters inside the GTV only: evaluated there (the random fields are the
@@ -288,11 +419,26 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
     bias = 1.0 + 0.15 * a.fields["bias"](mx, my, mz)
     t2 = _lut(lab_mr, T2W) * bias
     t2 = _rician(t2, 15.0, rng)
-    dcm.write_image_series(t2, mr_grid, layout.folder("MR_T2"), modality="MR", sop_class=dcm.MR_IMAGE,
-                           patient=patient_tags, study=study,
-                           series=series("t2w", 4, "MR", "T2 TSE axial pelvis", mr_for,
-                                         RepetitionTime="4500", EchoTime="95", MagneticFieldStrength="1.5"),
-                           file_pattern=layout.pattern("T2"))
+    dcm.write_image_series(
+        t2,
+        mr_grid,
+        layout.folder("MR_T2"),
+        modality="MR",
+        sop_class=dcm.MR_IMAGE,
+        patient=patient_tags,
+        study=study,
+        series=series(
+            "t2w",
+            4,
+            "MR",
+            "T2 TSE axial pelvis",
+            mr_for,
+            RepetitionTime="4500",
+            EchoTime="95",
+            MagneticFieldStrength="1.5",
+        ),
+        file_pattern=layout.pattern("T2"),
+    )
 
     # --- DWI: slice-profile supersampling, Rician noise -----------------------------------
     delta_ms, Delta_ms = 20.0, 40.0
@@ -303,14 +449,24 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
     for s in sub:
         qx, qy, qz = _apply(dwi_to_t2, dx + s * nrm[0], dy + s * nrm[1], dz + s * nrm[2])
         qx, qy, qz = _apply(mr_to_ct, qx, qy, qz)
-        sig = sig + dwi_signals(a, qx, qy, qz, bvalues=p.bvalues, delta_s=delta_ms / 1e3,
-                                Delta_s=Delta_ms / 1e3) / len(sub)
+        sig = sig + dwi_signals(a, qx, qy, qz, bvalues=p.bvalues, delta_s=delta_ms / 1e3, Delta_s=Delta_ms / 1e3) / len(
+            sub
+        )
     sigma = DWI_S0[an.GTV] / p.snr_b0
     sig = _rician(sig, sigma, rng)
-    dwi_series = series("dwi", 5, "MR", "ep2d_diff DWI multi-b", mr_for, EchoTime="70", RepetitionTime="5200",
-                        MagneticFieldStrength="1.5")
+    dwi_series = series(
+        "dwi",
+        5,
+        "MR",
+        "ep2d_diff DWI multi-b",
+        mr_for,
+        EchoTime="70",
+        RepetitionTime="5200",
+        MagneticFieldStrength="1.5",
+    )
     n_slices = dwi_grid.shape[0]
     for ib, b in enumerate(p.bvalues):
+
         def tags(k, b=b):
             return {"DiffusionBValue": float(b)}
 
@@ -319,11 +475,21 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
             ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW"]
 
         series_b = dict(dwi_series)
-        dcm.write_image_series(sig[..., ib], dwi_grid, layout.folder("DWI"), modality="MR", sop_class=dcm.MR_IMAGE,
-                               patient=patient_tags, study=study, series=series_b,
-                               file_pattern=layout.pattern(f"DWI_b{int(b)}"),
-                               instance_offset=ib * n_slices, per_slice_tags=tags, extra_per_slice=timing,
-                               rescale="global")
+        dcm.write_image_series(
+            sig[..., ib],
+            dwi_grid,
+            layout.folder("DWI"),
+            modality="MR",
+            sop_class=dcm.MR_IMAGE,
+            patient=patient_tags,
+            study=study,
+            series=series_b,
+            file_pattern=layout.pattern(f"DWI_b{int(b)}"),
+            instance_offset=ib * n_slices,
+            per_slice_tags=tags,
+            extra_per_slice=timing,
+            rescale="global",
+        )
 
     # --- PET (same frame as the planning CT): SUV truth → PSF → noise → Bq/mL ---------------
     suv = _lut(labels, SUV)
@@ -343,25 +509,51 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
     dose_bq = float(np.round(rng.uniform(200e6, 350e6), -5))
     uptake_s = float(rng.uniform(3300, 4200))
     cross_midnight = index % 5 == 3
-    series_start = (dt.datetime.combine(study_date, dt.time(0, 25, 0)) if cross_midnight
-                    else dt.datetime.combine(study_date, dt.time(10, 15, 0)))
+    series_start = (
+        dt.datetime.combine(study_date, dt.time(0, 25, 0))
+        if cross_midnight
+        else dt.datetime.combine(study_date, dt.time(10, 15, 0))
+    )
     injection = series_start - dt.timedelta(seconds=uptake_s)
     a_dec = dose_bq * 2 ** (-uptake_s / F18_HALF_LIFE_S)
     bqml = suv_pet * a_dec / (weight_kg * 1000.0)
     # Only some exports carry the full injection date-time; the others need SeriesDate.
     rp = dcm.radiopharmaceutical_sequence(
-        name="Fluorodeoxyglucose", total_dose_bq=dose_bq, half_life_s=F18_HALF_LIFE_S,
+        name="Fluorodeoxyglucose",
+        total_dose_bq=dose_bq,
+        half_life_s=F18_HALF_LIFE_S,
         start_time=injection.strftime("%H%M%S"),
-        start_datetime=injection.strftime("%Y%m%d%H%M%S") if cross_midnight else None)
-    pet_series = series("pet", 6, "PT", "PET WB FDG AC", ct_for, Units="BQML", DecayCorrection="START",
-                        CorrectedImage=["ATTN", "DECY", "SCAT"], PatientWeight=f"{weight_kg}",
-                        SeriesDate=series_start.strftime("%Y%m%d"), SeriesTime=series_start.strftime("%H%M%S"),
-                        AcquisitionDate=series_start.strftime("%Y%m%d"),
-                        AcquisitionTime=series_start.strftime("%H%M%S"),
-                        RadiopharmaceuticalInformationSequence=rp)
-    dcm.write_image_series(bqml, pet_grid, layout.folder("PET"), modality="PT", sop_class=dcm.PET_IMAGE,
-                           patient=patient_tags, study=study, series=pet_series, file_pattern=layout.pattern("PT"),
-                           dtype=np.int16, rescale="per_slice")
+        start_datetime=injection.strftime("%Y%m%d%H%M%S") if cross_midnight else None,
+    )
+    pet_series = series(
+        "pet",
+        6,
+        "PT",
+        "PET WB FDG AC",
+        ct_for,
+        Units="BQML",
+        DecayCorrection="START",
+        CorrectedImage=["ATTN", "DECY", "SCAT"],
+        PatientWeight=f"{weight_kg}",
+        SeriesDate=series_start.strftime("%Y%m%d"),
+        SeriesTime=series_start.strftime("%H%M%S"),
+        AcquisitionDate=series_start.strftime("%Y%m%d"),
+        AcquisitionTime=series_start.strftime("%H%M%S"),
+        RadiopharmaceuticalInformationSequence=rp,
+    )
+    dcm.write_image_series(
+        bqml,
+        pet_grid,
+        layout.folder("PET"),
+        modality="PT",
+        sop_class=dcm.PET_IMAGE,
+        patient=patient_tags,
+        study=study,
+        series=pet_series,
+        file_pattern=layout.pattern("PT"),
+        dtype=np.int16,
+        rescale="per_slice",
+    )
 
     # --- delivered clinical plan (analytic), RTDOSE EFFECTIVE --------------------------------
     d_ld = PRESCRIPTION_GY * N_FRACTIONS_LD / N_FRACTIONS
@@ -386,9 +578,15 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
     dose_grid = box_grid(tuple(zip(lo, hi)), (p.rtdose_spacing,) * 3, iop)
     dose_img = resample(ct_grid.image(dose.astype(np.float32)), dose_grid)
     dose_arr = sitk.GetArrayFromImage(dose_img)
-    dcm.write_rtdose(layout.single("RTDOSE", "RD.dcm"),
-                     dose_arr, dose_grid, frame_of_reference=ct_for, patient=patient_tags, study=study,
-                     series=series("rtdose", 7, "RTDOSE", "Delivered plan dose", None))
+    dcm.write_rtdose(
+        layout.single("RTDOSE", "RD.dcm"),
+        dose_arr,
+        dose_grid,
+        frame_of_reference=ct_for,
+        patient=patient_tags,
+        study=study,
+        series=series("rtdose", 7, "RTDOSE", "Delivered plan dose", None),
+    )
     files.write_array(dose, ct_grid, truth_dir / "delivered_dose.nii.gz")
 
     # A non-DICOM file, as in real exports.
@@ -404,21 +602,39 @@ def generate_patient(out_dicom, out_truth, *, patient_id: str, index: int, prese
     time_months = float(np.round(rng.lognormal(np.log(28.0), 0.5) if event else rng.uniform(36, 120), 1))
 
     truth = {
-        "patient_id": patient_id, "index": index, "preset": preset, "seed": seed, "orientation": orientation,
+        "patient_id": patient_id,
+        "index": index,
+        "preset": preset,
+        "seed": seed,
+        "orientation": orientation,
         "gtv_volume_cc": float(gtv.sum() * ct_grid.voxel_volume / 1000.0),
         "gtv_volume_target_cc": volume_cc,
         "structure_volumes_cc": {c: float(m.sum() * ct_grid.voxel_volume / 1000.0) for c, m in masks.items()},
         "roi_names": roi_names,
-        "mr_to_ct": _transform_record(mr_to_ct), "dwi_to_t2w": _transform_record(dwi_to_t2),
-        "pgse_ms": {"delta": delta_ms, "Delta": Delta_ms}, "bvalues": list(p.bvalues),
+        "mr_to_ct": _transform_record(mr_to_ct),
+        "dwi_to_t2w": _transform_record(dwi_to_t2),
+        "pgse_ms": {"delta": delta_ms, "Delta": Delta_ms},
+        "bvalues": list(p.bvalues),
         "dwi_noise_sigma": sigma,
-        "pet": {**a.pet, "weight_kg": weight_kg, "dose_bq": dose_bq, "uptake_s": uptake_s,
-                "cross_midnight": cross_midnight, "psf_fwhm_mm": fwhm,
-                "active_volume_cc": float(active.sum() * ct_grid.voxel_volume / 1000.0)},
+        "pet": {
+            **a.pet,
+            "weight_kg": weight_kg,
+            "dose_bq": dose_bq,
+            "uptake_s": uptake_s,
+            "cross_midnight": cross_midnight,
+            "psf_fwhm_mm": fwhm,
+            "active_volume_cc": float(active.sum() * ct_grid.voxel_volume / 1000.0),
+        },
         "plan": {"prescription_gy_rbe": PRESCRIPTION_GY, "n_fractions": N_FRACTIONS, "cold_spot_depth": cold},
-        "model": {"alpha": alpha, "beta": beta, "alpha_beta": alpha_beta,
-                  "clonogenic_fraction": clonogenic_fraction, "n_fractions": N_FRACTIONS,
-                  "clonogens_total": float(clonogens.sum()), "tcp": tcp},
+        "model": {
+            "alpha": alpha,
+            "beta": beta,
+            "alpha_beta": alpha_beta,
+            "clonogenic_fraction": clonogenic_fraction,
+            "n_fractions": N_FRACTIONS,
+            "clonogens_total": float(clonogens.sum()),
+            "tcp": tcp,
+        },
         "outcome": {"event": event, "time_months": time_months},
         "identity": identity,
     }
