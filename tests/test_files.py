@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from dosepaint.geometry import Grid
-from dosepaint.io import files
+from dosepaint.io import files, tables
 
 
 def test_nan_survives_a_nifti_round_trip(tmp_path):
@@ -52,7 +52,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch, name):
         renames.append((Path(src).parent, Path(src).name.startswith(f".{name}."), Path(dst)))
         raise OSError("killed before the rename")
 
-    monkeypatch.setattr(files.os, "replace", crash)
+    monkeypatch.setattr(tables.os, "replace", crash)
     with pytest.raises(OSError, match="killed"):
         WRITERS[name](path, 2.0)
     assert path.read_bytes() == before

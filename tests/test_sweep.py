@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dosepaint.cohort import read_sweep_points
 from dosepaint.errors import DosepaintInputError
 from dosepaint.geometry import Grid
 from dosepaint.io import files
@@ -15,16 +16,16 @@ from dosepaint.stages import sweep
 def test_read_points_validates(tmp_path):
     p = tmp_path / "s.tsv"
     p.write_text("de_mean_fraction\talpha_beta\tsigma_scale\n1.03\t2\t1\n1.05\t2\t1\n")
-    assert sweep.read_points(p)["de_mean_fraction"].tolist() == [1.03, 1.05]
+    assert read_sweep_points(p)["de_mean_fraction"].tolist() == [1.03, 1.05]
     p.write_text("de_mean_fraction\talpha_beta\n1.03\t2\n")
     with pytest.raises(DosepaintInputError, match="columns must be"):
-        sweep.read_points(p)
+        read_sweep_points(p)
     p.write_text("de_mean_fraction\talpha_beta\tsigma_scale\n1.03\t2\t1\n1.03\t2\t1\n")
     with pytest.raises(DosepaintInputError, match="repeats"):
-        sweep.read_points(p)
+        read_sweep_points(p)
     p.write_text("de_mean_fraction\talpha_beta\tsigma_scale\n1.03\t-2\t1\n")
     with pytest.raises(DosepaintInputError, match="positive"):
-        sweep.read_points(p)
+        read_sweep_points(p)
 
 
 def _phantom(tmp_path, *, rmse_value=0.01):

@@ -559,3 +559,20 @@ def check_robustness(results, plans, test_ids, *, train_ids):
     summary = pd.read_csv(results / "cohort" / "robustness_summary.tsv", sep="\t").set_index("plan")
     assert (summary["n_scenarios"] == 21).all()
     assert (summary["gtv_d95_worst_scenario_min_gy"] < summary["gtv_d95_nominal_median_gy"]).all()
+
+
+def test_workflow_parse_imports_no_stage_module_and_nothing_heavy():
+    # Every Snakemake parse (and each job's) runs the .smk files' imports: keep them light.
+    import re
+
+    lines = [
+        line.strip()
+        for path in [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
+        for line in path.read_text().splitlines()
+        if re.match(r"\s*(from|import) dosepaint", line)
+    ]
+    assert lines and not any("stages" in line for line in lines), lines
+    heavy = ["SimpleITK", "pydicom", "matplotlib", "lifelines", "statsmodels", "scipy", "pyRadPlan", "nibabel"]
+    code = "\n".join(lines) + f"\nimport sys\nprint([m for m in {heavy!r} if m in sys.modules])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr[-2000:]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, DosepaintInputError
 
 CORE_COLUMNS = ("patient_id", "dicom_dir", "event", "time_months", "split")
 
@@ -249,3 +249,24 @@ def exclusion_notice(path) -> str | None:
     ]
     lines += [f"  {r.patient_id} ({r.stage}): {r.file or '-'}: {r.problem}" for r in table.itertuples()]
     return "\n".join(lines)
+
+
+SWEEP_COLUMNS = ("de_mean_fraction", "alpha_beta", "sigma_scale")
+"""The columns of a sweep table (``sweep.table``), in this order."""
+
+
+def read_sweep_points(path) -> pd.DataFrame:
+    """The sweep table: exactly the columns of :data:`SWEEP_COLUMNS`, positive numbers, no duplicates."""
+    t = pd.read_csv(path, sep="\t")
+    if tuple(t.columns) != SWEEP_COLUMNS:
+        raise DosepaintInputError(
+            f"sweep table columns must be {', '.join(SWEEP_COLUMNS)} (in that order), "
+            f"not {', '.join(map(str, t.columns))}",
+            path=path,
+        )
+    t = t.astype(float)
+    if not np.all(np.isfinite(t.to_numpy())) or (t.to_numpy() <= 0).any():
+        raise DosepaintInputError("every sweep value must be a positive number", path=path)
+    if t.duplicated().any():
+        raise DosepaintInputError("the sweep table repeats a point", path=path)
+    return t

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .layout import protocol_key  # noqa: F401 (re-exported: the library files' key)
 from .microstructure import cell_density, two_compartment_signal
 
 # Flags of the ADC fit (bit field).
@@ -328,15 +329,6 @@ def clonogens(cell_density, *, voxel_volume_mm3: float, clonogenic_fraction: flo
 
 
 FLAG_OUT_OF_LIBRARY = 8  # ADC outside the range the library can explain
-
-
-def protocol_key(bvalues, *, delta_ms: float, Delta_ms: float) -> str:
-    """Readable, invertible key of an acquisition protocol: ``b0-100-1000_d20_D40``."""
-
-    def num(v):
-        return f"{float(v):g}".replace(".", "p")
-
-    return "b" + "-".join(num(b) for b in sorted(bvalues)) + f"_d{num(delta_ms)}_D{num(Delta_ms)}"
 
 
 def parse_protocol_key(key: str) -> tuple[np.ndarray, float, float]:

@@ -99,3 +99,12 @@ ROBUSTNESS_OUTPUTS = (
 """Outputs of the robustness stage, relative to ``patients/{pid}/robustness``; scenario doses are
 ``robustness/scenarios/{scenario}.npz`` (recalculated or nominal) and
 ``robustness/shifted/{scenario}.npz`` (rigid-shift approximation)."""
+
+
+def protocol_key(bvalues, *, delta_ms: float, Delta_ms: float) -> str:
+    """Readable, invertible key of an acquisition protocol: ``b0-100-1000_d20_D40``."""
+
+    def num(v):
+        return f"{float(v):g}".replace(".", "p")
+
+    return "b" + "-".join(num(b) for b in sorted(bvalues)) + f"_d{num(delta_ms)}_D{num(Delta_ms)}"

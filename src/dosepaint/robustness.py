@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.ndimage as ndi
 
 # -- the physical scenario grid ---------------------------------------------------------------------
 
@@ -95,6 +94,8 @@ def rigid_shift(dose: np.ndarray, shift_vox) -> np.ndarray:
     moves with the beams (it ignores the change of the radiological path through the patient).
     """
     # SciPy's ndimage.shift: what we would otherwise write by hand.
+    import scipy.ndimage as ndi  # here: the workflow imports this module at parse time
+
     return ndi.shift(np.asarray(dose, np.float64), np.asarray(shift_vox, float), order=1, mode="nearest")
 
 

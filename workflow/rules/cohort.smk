@@ -12,7 +12,7 @@ checkpoint exclusions:
             category="Ingest",
         ),
     log:
-        f"{RESULTS}/logs/exclusions.log",
+        logs("exclusions"),
     conda:
         "../../envs/imaging.yaml"
     params:
@@ -28,7 +28,7 @@ checkpoint make_split:
     output:
         split=f"{RESULTS}/cohort/split.tsv",
     log:
-        f"{RESULTS}/logs/make_split.log",
+        logs("make_split"),
     conda:
         "../../envs/imaging.yaml"
     params:
@@ -48,9 +48,9 @@ rule tcp_fit:
         fit=TCP_FIT,
         patients=f"{RESULTS}/cohort/tcp_fit_patients.tsv",
     log:
-        f"{RESULTS}/logs/tcp_fit.log",
+        logs("tcp_fit"),
     benchmark:
-        f"{RESULTS}/benchmarks/tcp_fit.tsv"
+        benchmarks("tcp_fit")
     conda:
         "../../envs/imaging.yaml"
     resources:
@@ -73,7 +73,7 @@ checkpoint planning_failures:
             category="Plans",
         ),
     log:
-        f"{RESULTS}/logs/planning_failures.log",
+        logs("planning_failures"),
     conda:
         "../../envs/imaging.yaml"
     params:
@@ -89,7 +89,7 @@ rule provenance:
     output:
         provenance=f"{RESULTS}/provenance.json",
     log:
-        f"{RESULTS}/logs/provenance.log",
+        logs("provenance"),
     conda:
         "../../envs/imaging.yaml"
     params:

@@ -3,16 +3,13 @@
 import sys
 from pathlib import Path
 
+# Light modules only: every parse imports them (no stage module, no SimpleITK, pydicom, matplotlib).
 from dosepaint import cohort as dp_cohort
-from dosepaint import dwi as dp_dwi
 from dosepaint import layout as dp_layout
+from dosepaint import resources as dp_resources
 from dosepaint import robustness as dp_rob
-from dosepaint.io import files as dp_files
-from dosepaint.stages import plan as dp_plan
-from dosepaint.stages import robustness as dp_rob_stage
-from dosepaint.stages import sweep as dp_sweep
-from dosepaint.synthetic.generate import PRESETS
-from snakemake.utils import Paramspace
+from dosepaint.io import tables as dp_tables
+from dosepaint.synthetic.presets import PRESETS
 
 _SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 CFG = dp_cohort.validate_config(
@@ -93,8 +90,10 @@ def dwi_library(wildcards):
     """The library of the patient's DWI protocol (known once ingest has run; none if it failed)."""
     if not ingest_ok(wildcards.pid):
         return []
-    meta = dp_files.read_json(checkpoints.ingest.get(pid=wildcards.pid).output.dwi_json)
-    key = dp_dwi.protocol_key(
+    meta = dp_tables.read_json(
+        checkpoints.ingest.get(pid=wildcards.pid).output.dwi_json
+    )
+    key = dp_layout.protocol_key(
         meta["bvalues_s_per_mm2"],
         delta_ms=meta["pgse_delta_ms"],
         Delta_ms=meta["pgse_Delta_ms"],
@@ -113,6 +112,18 @@ INPUT_CHECK = f"{RESULTS}/patients/{{pid}}/input_check.json"
 EXCLUDED = f"{RESULTS}/cohort/excluded.tsv"
 PLANNING_FAILURES = f"{RESULTS}/cohort/planning_failures.tsv"
 ON_ERROR = CFG["cohort"]["on_input_error"]
+MASKS_DOSE = f"{RESULTS}/patients/{{pid}}/ingest/masks_dose"
+"""The ingest's masks on the dose grid (a folder of {structure}.nii.gz)."""
+
+
+def logs(name):
+    """A rule's log file, ``results/logs/{name}.log`` (``name`` may hold wildcards, e.g. plan/{pid})."""
+    return f"{RESULTS}/logs/{name}.log"
+
+
+def benchmarks(name):
+    """A rule's benchmark table, ``results/benchmarks/{name}.tsv``."""
+    return f"{RESULTS}/benchmarks/{name}.tsv"
 
 
 def status(stage):
@@ -132,7 +143,7 @@ def imaging_statuses(wildcards):
     passed = []
     for p in PIDS:
         check = checkpoints.check_inputs.get(pid=p).output.check
-        if dp_files.read_json(check)["status"] == "included":
+        if dp_tables.read_json(check)["status"] == "included":
             passed.append(p)
     return [status(s).format(pid=p) for p in passed for s in IMAGING_STAGES]
 
@@ -140,19 +151,19 @@ def imaging_statuses(wildcards):
 def ingest_ok(pid):
     """Whether the patient's ingest completed (known once the ingest checkpoint has run)."""
     path = checkpoints.ingest.get(pid=pid).output.status
-    return dp_files.read_json(path)["status"] == "ok"
+    return dp_tables.read_json(path)["status"] == "ok"
 
 
 def split_patients(which):
     """Patient ids of one side of the split (known once the split checkpoint has run)."""
-    split = dp_files.read_tsv(checkpoints.make_split.get().output.split)
+    split = dp_tables.read_tsv(checkpoints.make_split.get().output.split)
     return split.loc[split["split"] == which, "patient_id"].tolist()
 
 
 def included_patients():
     """Patients that passed the input check and completed the imaging stages, in sheet order
     (known once the exclusions checkpoint has run; the split holds exactly them)."""
-    excluded = dp_files.read_tsv(checkpoints.exclusions.get().output.excluded)
+    excluded = dp_tables.read_tsv(checkpoints.exclusions.get().output.excluded)
     return [p for p in PIDS if p not in set(excluded["patient_id"])]
 
 
@@ -176,7 +187,7 @@ def tcp_fit_inputs(wildcards):
         "split": checkpoints.make_split.get().output.split,
         "rtdose": expand(INGEST_FILES["rtdose"], pid=pids),
         "cell_density": expand(DWI_FILES["cell_density_dose"], pid=pids),
-        "masks_dose": expand(f"{RESULTS}/patients/{{pid}}/ingest/masks_dose", pid=pids),
+        "masks_dose": expand(MASKS_DOSE, pid=pids),
     }
 
 
@@ -211,7 +222,7 @@ def planning_statuses(wildcards):
 
 def failed_planning():
     """Patients whose planning or robustness failed (known once the planning gate has run)."""
-    table = dp_files.read_tsv(checkpoints.planning_failures.get().output.excluded)
+    table = dp_tables.read_tsv(checkpoints.planning_failures.get().output.excluded)
     return set(table["patient_id"])
 
 
@@ -255,91 +266,8 @@ def tcp_heldout_inputs(wildcards):
         "sheet": SHEET,
         "rtdose": expand(INGEST_FILES["rtdose"], pid=pids),
         "cell_density": expand(DWI_FILES["cell_density_dose"], pid=pids),
-        "masks_dose": expand(f"{RESULTS}/patients/{{pid}}/ingest/masks_dose", pid=pids),
+        "masks_dose": expand(MASKS_DOSE, pid=pids),
     }
-
-
-ROB = f"{RESULTS}/patients/{{pid}}/robustness"
-ROB_CFG = CFG["robustness"]
-SCENARIOS = dp_rob.scenario_grid(
-    ROB_CFG["setup_shifts_mm"], ROB_CFG["range_errors_pct"]
-)
-ROBUSTNESS_FILES = {
-    name: f"{ROB}/{rel}" for name, rel in dp_layout.ROBUSTNESS_OUTPUTS.items()
-}
-
-
-def scenario_statuses(wildcards):
-    """The status records of the jobs that make a patient's scenario doses."""
-    recalculated = [
-        s
-        for s in SCENARIOS
-        if dp_rob.scenario_folder(s, setup_method=ROB_CFG["setup_method"]) != "shifted"
-    ]
-    out = [
-        f"{RESULTS}/patients/{wildcards.pid}/status/scenario_dose/{s.name}.json"
-        for s in recalculated
-    ]
-    if SHIFTED:
-        out.append(status("scenario_shift").format(pid=wildcards.pid))
-    return out
-
-
-def shift_base_statuses(wildcards):
-    """The status records of the scenario jobs a rigid-shift job moves."""
-    names = dict.fromkeys(s.base().name for s in SHIFTED)
-    return [
-        f"{RESULTS}/patients/{wildcards.pid}/status/scenario_dose/{n}.json"
-        for n in names
-    ]
-
-
-def scenario_files(wildcards):
-    """Every scenario's doses of one patient, each from the rule that makes it."""
-    return [
-        f"{RESULTS}/patients/{wildcards.pid}/robustness/"
-        f"{dp_rob.scenario_folder(s, setup_method=ROB_CFG['setup_method'])}/{s.name}.npz"
-        for s in SCENARIOS
-    ]
-
-
-SHIFTED = [
-    s
-    for s in SCENARIOS
-    if dp_rob.scenario_folder(s, setup_method=ROB_CFG["setup_method"]) == "shifted"
-]
-"""Setup scenarios made by the rigid-shift approximation (none with ``setup_method: recalculate``)."""
-
-
-def shift_bases(wildcards):
-    """The same-range scenarios that the rigid-shift scenarios of a patient move."""
-    names = dict.fromkeys(s.base().name for s in SHIFTED)
-    return [
-        f"{RESULTS}/patients/{wildcards.pid}/robustness/scenarios/{n}.npz"
-        for n in names
-    ]
-
-
-def rmse_sigma_inputs(wildcards):
-    """σ of the cell-count weights reads training patients only."""
-    pids = training_patients(wildcards)
-    return {
-        "rmse": expand(DWI_FILES["rmse_dose"], pid=pids),
-        "masks_dose": expand(f"{RESULTS}/patients/{{pid}}/ingest/masks_dose", pid=pids),
-    }
-
-
-def robustness_sigma(wildcards):
-    if ROB_CFG["sigma_scope"] == "training":
-        return {"sigma": f"{RESULTS}/cohort/rmse_sigma.json"}
-    return {}
-
-
-def robustness_outputs(name):
-    def inputs(wildcards):
-        return expand(ROBUSTNESS_FILES[name], pid=heldout_planned(wildcards))
-
-    return inputs
 
 
 def survival_inputs(wildcards):
@@ -347,18 +275,6 @@ def survival_inputs(wildcards):
     if CFG["statistics"]["survival"]["population"] == "all":
         return {"train": f"{RESULTS}/cohort/tcp_fit_patients.tsv", "fit": TCP_FIT}
     return {}
-
-
-SWEEP = Paramspace(dp_sweep.read_points(CFG["sweep"]["table"]), filename_params="*")
-
-
-def sweep_rows(wildcards):
-    """Every sweep point's row of every held-out patient with plans."""
-    return expand(
-        f"{RESULTS}/sweeps/{{point}}/{{pid}}.tsv",
-        point=SWEEP.instance_patterns,
-        pid=heldout_planned(wildcards),
-    )
 
 
 def say_exclusions():

@@ -5,9 +5,9 @@ rule dwi_library:
     output:
         library=f"{RESULTS}/libraries/dwi_{{protocol}}.npz",
     log:
-        f"{RESULTS}/logs/dwi_library/{{protocol}}.log",
+        logs("dwi_library/{protocol}"),
     benchmark:
-        f"{RESULTS}/benchmarks/dwi_library/{{protocol}}.tsv"
+        benchmarks("dwi_library/{protocol}")
     wildcard_constraints:
         protocol="b[0-9p-]+_d[0-9p]+_D[0-9p]+",
     conda:
@@ -31,16 +31,16 @@ rule dwi:
         t2w_to_ct=INGEST_FILES["t2w_to_ct"],
         dwi_to_t2w=INGEST_FILES["dwi_to_t2w"],
         ct_dose=INGEST_FILES["ct_dose"],
-        masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+        masks_dose=MASKS_DOSE,
         library=dwi_library,
         upstream=status("ingest"),
     output:
         **DWI_FILES,
         status=status("dwi"),
     log:
-        f"{RESULTS}/logs/dwi/{{pid}}.log",
+        logs("dwi/{pid}"),
     benchmark:
-        f"{RESULTS}/benchmarks/dwi/{{pid}}.tsv"
+        benchmarks("dwi/{pid}")
     conda:
         "../../envs/imaging.yaml"
     resources:
@@ -72,7 +72,7 @@ rule dwi_summary:
             category="DWI",
         ),
     log:
-        f"{RESULTS}/logs/dwi_summary.log",
+        logs("dwi_summary"),
     conda:
         "../../envs/imaging.yaml"
     script:

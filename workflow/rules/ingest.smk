@@ -17,9 +17,9 @@ checkpoint check_inputs:
     output:
         check=INPUT_CHECK,
     log:
-        f"{RESULTS}/logs/check_inputs/{{pid}}.log",
+        logs("check_inputs/{pid}"),
     benchmark:
-        f"{RESULTS}/benchmarks/check_inputs/{{pid}}.tsv"
+        benchmarks("check_inputs/{pid}")
     conda:
         "../../envs/imaging.yaml"
     resources:
@@ -41,12 +41,12 @@ checkpoint ingest:
     output:
         **INGEST_FILES,
         masks_ct=directory(f"{RESULTS}/patients/{{pid}}/ingest/masks_ct"),
-        masks_dose=directory(f"{RESULTS}/patients/{{pid}}/ingest/masks_dose"),
+        masks_dose=directory(MASKS_DOSE),
         status=status("ingest"),
     log:
-        f"{RESULTS}/logs/ingest/{{pid}}.log",
+        logs("ingest/{pid}"),
     benchmark:
-        f"{RESULTS}/benchmarks/ingest/{{pid}}.tsv"
+        benchmarks("ingest/{pid}")
     conda:
         "../../envs/imaging.yaml"
     resources:
@@ -75,7 +75,7 @@ rule ingest_summary:
             category="Ingest",
         ),
     log:
-        f"{RESULTS}/logs/ingest_summary.log",
+        logs("ingest_summary"),
     conda:
         "../../envs/imaging.yaml"
     script:

@@ -8,16 +8,16 @@ rule pet:
         pet_dose=INGEST_FILES["pet_dose"],
         pet_json=INGEST_FILES["pet_json"],
         masks_ct=f"{RESULTS}/patients/{{pid}}/ingest/masks_ct",
-        masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+        masks_dose=MASKS_DOSE,
         upstream=status("ingest"),
     output:
         **PET_FILES,
         masks=directory(f"{RESULTS}/patients/{{pid}}/pet/masks"),
         status=status("pet"),
     log:
-        f"{RESULTS}/logs/pet/{{pid}}.log",
+        logs("pet/{pid}"),
     benchmark:
-        f"{RESULTS}/benchmarks/pet/{{pid}}.tsv"
+        benchmarks("pet/{pid}")
     conda:
         "../../envs/imaging.yaml"
     resources:
@@ -54,7 +54,7 @@ rule pet_summary:
             category="PET",
         ),
     log:
-        f"{RESULTS}/logs/pet_summary.log",
+        logs("pet_summary"),
     conda:
         "../../envs/imaging.yaml"
     script:

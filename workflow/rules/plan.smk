@@ -4,19 +4,19 @@
 rule dose_influence:
     input:
         ct_dose=INGEST_FILES["ct_dose"],
-        masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+        masks_dose=MASKS_DOSE,
         upstream=status("ingest"),
     output:
         influence=PLAN_INFLUENCE,
         status=status("dose_influence"),
     log:
-        f"{RESULTS}/logs/dose_influence/{{pid}}.log",
+        logs("dose_influence/{pid}"),
     benchmark:
-        f"{RESULTS}/benchmarks/dose_influence/{{pid}}.tsv"
+        benchmarks("dose_influence/{pid}")
     conda:
         "../../envs/planning.yaml"
     resources:
-        mem_mb=lambda wc, input: dp_plan.influence_mem_mb(input.masks_dose),
+        mem_mb=lambda wc, input: dp_resources.influence_mem_mb(input.masks_dose),
         runtime=60,
     params:
         patient_id=lambda wc: wc.pid,
@@ -33,7 +33,7 @@ rule plan:
     input:
         unpack(plan_tcp_model),
         ct_dose=INGEST_FILES["ct_dose"],
-        masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+        masks_dose=MASKS_DOSE,
         influence=PLAN_INFLUENCE,
         cell_density=DWI_FILES["cell_density_dose"],
         prescription_contours=PET_FILES["prescription_contours"],
@@ -43,14 +43,14 @@ rule plan:
         **PLAN_FILES,
         status=status("plan"),
     log:
-        f"{RESULTS}/logs/plan/{{pid}}.log",
+        logs("plan/{pid}"),
     benchmark:
-        f"{RESULTS}/benchmarks/plan/{{pid}}.tsv"
+        benchmarks("plan/{pid}")
     conda:
         "../../envs/planning.yaml"
     threads: CFG["planning"]["threads"]
     resources:
-        mem_mb=lambda wc, input: dp_plan.plan_mem_mb(input.influence),
+        mem_mb=lambda wc, input: dp_resources.plan_mem_mb(input.influence),
         runtime=90,
     params:
         patient_id=lambda wc: wc.pid,
@@ -84,7 +84,7 @@ rule plan_summary:
             category="Plans",
         ),
     log:
-        f"{RESULTS}/logs/plan_summary.log",
+        logs("plan_summary"),
     conda:
         "../../envs/planning.yaml"
     script:

@@ -5,13 +5,96 @@ wildcard_constraints:
     scen=dp_rob.SCENARIO_PATTERN,
 
 
+ROB = f"{RESULTS}/patients/{{pid}}/robustness"
+ROB_CFG = CFG["robustness"]
+SCENARIOS = dp_rob.scenario_grid(
+    ROB_CFG["setup_shifts_mm"], ROB_CFG["range_errors_pct"]
+)
+ROBUSTNESS_FILES = {
+    name: f"{ROB}/{rel}" for name, rel in dp_layout.ROBUSTNESS_OUTPUTS.items()
+}
+
+
+def scenario_statuses(wildcards):
+    """The status records of the jobs that make a patient's scenario doses."""
+    recalculated = [
+        s
+        for s in SCENARIOS
+        if dp_rob.scenario_folder(s, setup_method=ROB_CFG["setup_method"]) != "shifted"
+    ]
+    out = [
+        f"{RESULTS}/patients/{wildcards.pid}/status/scenario_dose/{s.name}.json"
+        for s in recalculated
+    ]
+    if SHIFTED:
+        out.append(status("scenario_shift").format(pid=wildcards.pid))
+    return out
+
+
+def shift_base_statuses(wildcards):
+    """The status records of the scenario jobs a rigid-shift job moves."""
+    names = dict.fromkeys(s.base().name for s in SHIFTED)
+    return [
+        f"{RESULTS}/patients/{wildcards.pid}/status/scenario_dose/{n}.json"
+        for n in names
+    ]
+
+
+def scenario_files(wildcards):
+    """Every scenario's doses of one patient, each from the rule that makes it."""
+    return [
+        f"{RESULTS}/patients/{wildcards.pid}/robustness/"
+        f"{dp_rob.scenario_folder(s, setup_method=ROB_CFG['setup_method'])}/{s.name}.npz"
+        for s in SCENARIOS
+    ]
+
+
+SHIFTED = [
+    s
+    for s in SCENARIOS
+    if dp_rob.scenario_folder(s, setup_method=ROB_CFG["setup_method"]) == "shifted"
+]
+"""Setup scenarios made by the rigid-shift approximation (none with ``setup_method: recalculate``)."""
+
+
+def shift_bases(wildcards):
+    """The same-range scenarios that the rigid-shift scenarios of a patient move."""
+    names = dict.fromkeys(s.base().name for s in SHIFTED)
+    return [
+        f"{RESULTS}/patients/{wildcards.pid}/robustness/scenarios/{n}.npz"
+        for n in names
+    ]
+
+
+def rmse_sigma_inputs(wildcards):
+    """σ of the cell-count weights reads training patients only."""
+    pids = training_patients(wildcards)
+    return {
+        "rmse": expand(DWI_FILES["rmse_dose"], pid=pids),
+        "masks_dose": expand(MASKS_DOSE, pid=pids),
+    }
+
+
+def robustness_sigma(wildcards):
+    if ROB_CFG["sigma_scope"] == "training":
+        return {"sigma": f"{RESULTS}/cohort/rmse_sigma.json"}
+    return {}
+
+
+def robustness_outputs(name):
+    def inputs(wildcards):
+        return expand(ROBUSTNESS_FILES[name], pid=heldout_planned(wildcards))
+
+    return inputs
+
+
 rule rmse_sigma:
     input:
         unpack(rmse_sigma_inputs),
     output:
         sigma=f"{RESULTS}/cohort/rmse_sigma.json",
     log:
-        f"{RESULTS}/logs/rmse_sigma.log",
+        logs("rmse_sigma"),
     conda:
         "../../envs/imaging.yaml"
     params:
@@ -29,20 +112,20 @@ rule scenario_dose:
             if k.endswith("_weights") or k.endswith("_dose")
         },
         ct_dose=INGEST_FILES["ct_dose"],
-        masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+        masks_dose=MASKS_DOSE,
         influence=PLAN_INFLUENCE,
         upstream=status("plan"),
     output:
         doses=f"{ROB}/scenarios/{{scen}}.npz",
         status=f"{RESULTS}/patients/{{pid}}/status/scenario_dose/{{scen}}.json",
     log:
-        f"{RESULTS}/logs/scenario_dose/{{pid}}/{{scen}}.log",
+        logs("scenario_dose/{pid}/{scen}"),
     benchmark:
-        f"{RESULTS}/benchmarks/scenario_dose/{{pid}}/{{scen}}.tsv"
+        benchmarks("scenario_dose/{pid}/{scen}")
     conda:
         "../../envs/planning.yaml"
     resources:
-        mem_mb=lambda wc, input: dp_rob_stage.scenario_mem_mb(input.masks_dose),
+        mem_mb=lambda wc, input: dp_resources.scenario_mem_mb(input.masks_dose),
         runtime=60,
     params:
         patient_id=lambda wc: wc.pid,
@@ -64,7 +147,7 @@ rule scenario_shift:
         doses=[f"{ROB}/shifted/{s.name}.npz" for s in SHIFTED],
         status=status("scenario_shift"),
     log:
-        f"{RESULTS}/logs/scenario_shift/{{pid}}.log",
+        logs("scenario_shift/{pid}"),
     conda:
         "../../envs/imaging.yaml"
     resources:
@@ -83,7 +166,7 @@ rule robustness:
         unpack(plan_tcp_model),
         unpack(robustness_sigma),
         scenarios=scenario_files,
-        masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+        masks_dose=MASKS_DOSE,
         cell_density=DWI_FILES["cell_density_dose"],
         rmse=DWI_FILES["rmse_dose"],
         upstream=lambda wc: [status("plan").format(pid=wc.pid)] + scenario_statuses(wc),
@@ -91,9 +174,9 @@ rule robustness:
         **ROBUSTNESS_FILES,
         status=status("robustness"),
     log:
-        f"{RESULTS}/logs/robustness/{{pid}}.log",
+        logs("robustness/{pid}"),
     benchmark:
-        f"{RESULTS}/benchmarks/robustness/{{pid}}.tsv"
+        benchmarks("robustness/{pid}")
     conda:
         "../../envs/imaging.yaml"
     resources:
@@ -130,7 +213,7 @@ rule robustness_summary:
         scenarios=f"{RESULTS}/cohort/robustness_scenarios.tsv",
         cell_count=f"{RESULTS}/cohort/robustness_cell_count_tcp.tsv",
     log:
-        f"{RESULTS}/logs/robustness_summary.log",
+        logs("robustness_summary"),
     conda:
         "../../envs/imaging.yaml"
     params:

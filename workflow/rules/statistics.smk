@@ -18,7 +18,7 @@ rule tcp_heldout:
         ),
         evaluation=f"{RESULTS}/cohort/tcp_evaluation.json",
     log:
-        f"{RESULTS}/logs/tcp_heldout.log",
+        logs("tcp_heldout"),
     conda:
         "../../envs/imaging.yaml"
     params:
@@ -43,7 +43,7 @@ if SYNTHETIC:
                 category="TCP model",
             ),
         log:
-            f"{RESULTS}/logs/tcp_recovery.log",
+            logs("tcp_recovery"),
         conda:
             "../../envs/imaging.yaml"
         script:
@@ -55,7 +55,7 @@ rule heldout_statistics:
         unpack(
             heldout_files(
                 metrics=PLAN_FILES["metrics"],
-                masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+                masks_dose=MASKS_DOSE,
                 **{
                     f"{plan}_{kind}": PLAN_FILES[f"{plan}_{kind}"]
                     for plan in dp_layout.PLAN_NAMES
@@ -91,7 +91,7 @@ rule heldout_statistics:
         ),
         summary=f"{RESULTS}/cohort/statistics.json",
     log:
-        f"{RESULTS}/logs/heldout_statistics.log",
+        logs("heldout_statistics"),
     conda:
         "../../envs/imaging.yaml"
     params:
@@ -116,7 +116,7 @@ rule survival:
         ),
         tests=f"{RESULTS}/cohort/survival.json",
     log:
-        f"{RESULTS}/logs/survival.log",
+        logs("survival"),
     conda:
         "../../envs/imaging.yaml"
     params:
@@ -149,7 +149,7 @@ rule figures:
                 de_letd=PLAN_FILES["de_letd"],
                 cell_density=DWI_FILES["cell_density_dose"],
                 rmse=DWI_FILES["rmse_dose"],
-                masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+                masks_dose=MASKS_DOSE,
                 robustness_qc=ROBUSTNESS_FILES["qc"],
             )
         ),
@@ -173,9 +173,9 @@ rule figures:
         },
         **{f"{name}_pdf": f"{FIG}/{name}.pdf" for name in _FIGURE_CATEGORY},
     log:
-        f"{RESULTS}/logs/figures.log",
+        logs("figures"),
     benchmark:
-        f"{RESULTS}/benchmarks/figures.tsv"
+        benchmarks("figures")
     conda:
         "../../envs/imaging.yaml"
     resources:
@@ -213,7 +213,7 @@ rule cohort_summary:
             category="Summary",
         ),
     log:
-        f"{RESULTS}/logs/cohort_summary.log",
+        logs("cohort_summary"),
     conda:
         "../../envs/imaging.yaml"
     params:

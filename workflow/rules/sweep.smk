@@ -1,3 +1,5 @@
+from snakemake.utils import Paramspace
+
 # Parameter sweeps (config sweep.table, one point per row) over cohort-level parameters; target
 # sweep_all. A point's path names its values, so adding a row runs that point's jobs only, and the
 # TCP model is refitted once per α/β, not once per point.
@@ -10,6 +12,20 @@ wildcard_constraints:
     sigma_scale=r"[0-9]+(\.[0-9]+)?",
 
 
+SWEEP = Paramspace(
+    dp_cohort.read_sweep_points(CFG["sweep"]["table"]), filename_params="*"
+)
+
+
+def sweep_rows(wildcards):
+    """Every sweep point's row of every held-out patient with plans."""
+    return expand(
+        f"{RESULTS}/sweeps/{{point}}/{{pid}}.tsv",
+        point=SWEEP.instance_patterns,
+        pid=heldout_planned(wildcards),
+    )
+
+
 rule sweep_tcp_fit:
     input:
         unpack(tcp_fit_inputs),
@@ -17,7 +33,7 @@ rule sweep_tcp_fit:
         fit=f"{RESULTS}/sweeps/fits/alpha_beta~{{ab}}/tcp_fit.json",
         patients=f"{RESULTS}/sweeps/fits/alpha_beta~{{ab}}/tcp_fit_patients.tsv",
     log:
-        f"{RESULTS}/logs/sweep_tcp_fit/alpha_beta~{{ab}}.log",
+        logs("sweep_tcp_fit/alpha_beta~{ab}"),
     conda:
         "../../envs/imaging.yaml"
     resources:
@@ -39,7 +55,7 @@ rule sweep_patient:
         uniform_dose=PLAN_FILES["uniform_dose"],
         cell_density=DWI_FILES["cell_density_dose"],
         rmse=DWI_FILES["rmse_dose"],
-        masks_dose=f"{RESULTS}/patients/{{pid}}/ingest/masks_dose",
+        masks_dose=MASKS_DOSE,
     output:
         row=f"{RESULTS}/sweeps/{SWEEP.wildcard_pattern}/{{pid}}.tsv",
     log:
@@ -69,7 +85,7 @@ rule sweep_summary:
             category="Sweeps",
         ),
     log:
-        f"{RESULTS}/logs/sweep_summary.log",
+        logs("sweep_summary"),
     conda:
         "../../envs/imaging.yaml"
     params:

@@ -9,9 +9,9 @@ if SYNTHETIC:
             truth=directory(f"{RESULTS}/synthetic/truth/{{pid}}"),
             row=f"{RESULTS}/synthetic/rows/{{pid}}.tsv",
         log:
-            f"{RESULTS}/logs/synthesize_patient/{{pid}}.log",
+            logs("synthesize_patient/{pid}"),
         benchmark:
-            f"{RESULTS}/benchmarks/synthesize_patient/{{pid}}.tsv"
+            benchmarks("synthesize_patient/{pid}")
         conda:
             "../../envs/imaging.yaml"
         resources:
@@ -35,7 +35,7 @@ if SYNTHETIC:
         output:
             sheet=SHEET,
         log:
-            f"{RESULTS}/logs/synthesize_cohort.log",
+            logs("synthesize_cohort"),
         conda:
             "../../envs/imaging.yaml"
         script:

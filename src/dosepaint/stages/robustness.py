@@ -44,7 +44,7 @@ from ..planning import evaluate as ev
 from ..planning.engine import PyRadPlanEngine
 from ..planning.influence import DoseInfluence
 from ..structures import expand
-from .plan import MEM_MB_BEFORE_INPUTS, STRUCTURES, course_doses, ctv_ld_voxels, tcp_model
+from .plan import STRUCTURES, course_doses, tcp_model
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +110,6 @@ def _margin_mm(params: dict, grid) -> float:
 def _read_plan_masks(inputs, params, pid):
     names = list(dict.fromkeys([*STRUCTURES, *params["oar_limits_gy"]]))
     return files.read_masks(inputs["masks_dose"], names, pid=pid, needed_by="robustness", required=STRUCTURES)
-
-
-def scenario_mem_mb(masks_dir) -> int:
-    """Memory (MB) to declare for one recalculated scenario: 1 GB + 2.5 MB per cm³ of CTV_LD on a
-    3 mm grid, scaled by the voxel density (one beam's influence on the evaluation voxels is held,
-    :meth:`PyRadPlanEngine.forward_many`; 1.4 GB peak measured on a 5 mm grid for a 466 cm³ GTV).
-    """
-    known = ctv_ld_voxels(masks_dir)
-    if known is None:
-        return MEM_MB_BEFORE_INPUTS
-    cm3, density = known
-    return int(1000 + 2.5 * cm3 * density)
 
 
 def run_scenario(inputs: dict, outputs: dict, *, params: dict) -> dict:

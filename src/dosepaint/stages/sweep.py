@@ -21,31 +21,12 @@ from .. import dwi
 from .. import figures as fg
 from .. import radiobiology as rb
 from .. import robustness as rob
-from ..errors import DosepaintInputError
+from ..cohort import SWEEP_COLUMNS
 from ..io import files
 from ..planning import evaluate as ev
 from .heldout import check_heldout
 
 log = logging.getLogger(__name__)
-
-SWEEP_COLUMNS = ("de_mean_fraction", "alpha_beta", "sigma_scale")
-
-
-def read_points(path) -> pd.DataFrame:
-    """The sweep table: exactly the columns of :data:`SWEEP_COLUMNS`, positive numbers, no duplicates."""
-    t = pd.read_csv(path, sep="\t")
-    if tuple(t.columns) != SWEEP_COLUMNS:
-        raise DosepaintInputError(
-            f"sweep table columns must be {', '.join(SWEEP_COLUMNS)} (in that order), "
-            f"not {', '.join(map(str, t.columns))}",
-            path=path,
-        )
-    t = t.astype(float)
-    if not np.all(np.isfinite(t.to_numpy())) or (t.to_numpy() <= 0).any():
-        raise DosepaintInputError("every sweep value must be a positive number", path=path)
-    if t.duplicated().any():
-        raise DosepaintInputError("the sweep table repeats a point", path=path)
-    return t
 
 
 def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
