@@ -10,7 +10,9 @@ parameters that pipeline stages never read.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -220,6 +222,338 @@ class _ExportLayout:
         return self.folder(series) / name if self.nested else self.root / f"{dcm.uid(*self.key, name)}.dcm"
 
 
+@dataclass
+class _Draw:
+    """One patient being generated: its preset, random stream, anatomy, geometry, identity and export
+    layout; the CT-grid coordinates, labels and masks once the CT is written.
+    """
+
+    p: Preset
+    rng: np.random.Generator
+    a: an.Anatomy
+    seed: int
+    index: int
+    orientation: str
+    ct_grid: Grid
+    mr_grid: Grid
+    dwi_grid: Grid
+    pet_grid: Grid
+    mr_to_ct: sitk.Euler3DTransform
+    dwi_to_t2: sitk.Euler3DTransform
+    identity: dict
+    study_date: dt.date
+    layout: _ExportLayout
+    truth_dir: Path
+    gtv_volume_target_cc: float
+    coords: tuple = ()
+    labels: Any = None  # int array (z, y, x) once the CT is written
+    masks: dict = field(default_factory=dict)
+
+    @property
+    def patient_tags(self) -> dict:
+        keys = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "OtherPatientIDs")
+        return {k: self.identity[k] for k in keys}
+
+    @property
+    def study(self) -> dict:
+        return {
+            "StudyInstanceUID": dcm.uid(self.seed, self.index, "study"),
+            "StudyDate": self.study_date.strftime("%Y%m%d"),
+            "StudyTime": "083000",
+            "StudyID": "1",
+            "AccessionNumber": self.identity["AccessionNumber"],
+            "ReferringPhysicianName": self.identity["ReferringPhysicianName"],
+            "InstitutionName": self.identity["InstitutionName"],
+        }
+
+    def frame(self, which: str) -> str:
+        """FrameOfReferenceUID of the CT (and PET, RT objects) or of the MR series."""
+        return dcm.uid(self.seed, self.index, f"for-{which}")
+
+    def series(self, name, number, modality, description, for_uid, **extra) -> dict:
+        d = {
+            "SeriesInstanceUID": dcm.uid(self.seed, self.index, name),
+            "SeriesNumber": number,
+            "Modality": modality,
+            "SeriesDescription": description,
+            "Manufacturer": "dosepaint-synthetic",
+            "PatientPosition": self.orientation if modality != "MR" else "HFS",
+            **extra,
+        }
+        if for_uid:
+            d["FrameOfReferenceUID"] = for_uid
+        return d
+
+    def write_series(self, array, grid, folder, prefix, *, modality, sop_class, series, **kw) -> list:
+        return dcm.write_image_series(
+            array,
+            grid,
+            self.layout.folder(folder),
+            modality=modality,
+            sop_class=sop_class,
+            patient=self.patient_tags,
+            study=self.study,
+            series=series,
+            file_pattern=self.layout.pattern(prefix),
+            **kw,
+        )
+
+
+def _identity(rng: np.random.Generator, index: int) -> dict:
+    """A fake identity planted in every header, so that leaks can be tested."""
+    surname = SURNAMES[index % len(SURNAMES)]
+    return {
+        "PatientName": f"{surname}^Zelda^{index:03d}",
+        "PatientID": f"MRN{int(rng.integers(10**6, 10**7))}",
+        "PatientBirthDate": (
+            f"19{int(rng.integers(40, 75))}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 28)):02d}"
+        ),
+        "PatientSex": str(rng.choice(["F", "M"])),
+        "InstitutionName": "Fakeville General Hospital",
+        "ReferringPhysicianName": "Nobody^Doctor",
+        "AccessionNumber": f"ACC{int(rng.integers(10**5, 10**6))}",
+        "OtherPatientIDs": f"ALT{int(rng.integers(10**5, 10**6))}",
+    }
+
+
+def _draw(out_dicom: Path, out_truth: Path, *, preset: str, seed: int, index: int, n_patients: int) -> _Draw:
+    """The patient's anatomy, orientation, image grids, misalignments and identity (the first draws)."""
+    p = PRESETS[preset]
+    rng = np.random.default_rng([seed, index])
+    volumes = np.geomspace(*p.gtv_volume_range_cc, n_patients)
+    volume_cc = float(volumes[np.random.default_rng(seed).permutation(n_patients)[index]])
+    a = an.Anatomy.draw(rng, gtv_volume_cc=volume_cc)
+    orientation = "HFP" if index % 7 != 1 else ("HFS" if index % 2 else "FFP")
+    iop = ORIENTATIONS[orientation]
+    mr_to_ct = rigid(rng.uniform(-3, 3, 3), rng.uniform(-10, 10, 3))
+    dwi_to_t2 = rigid(rng.uniform(-1, 1, 3), rng.uniform(-2.5, 2.5, 3))
+    dwi_box = (p.mr_box[0], (p.mr_box[1][0] + 10, p.mr_box[1][1] - 10), p.mr_box[2])
+    identity = _identity(rng, index)
+    study_date = dt.date(2015, 1, 1) + dt.timedelta(days=int(rng.integers(0, 2500)))
+    return _Draw(
+        p, rng, a, seed, index, orientation,
+        ct_grid=box_grid(p.ct_box, p.ct_spacing, iop),
+        mr_grid=box_grid(p.mr_box, p.t2_spacing, ORIENTATIONS["HFS"]),
+        dwi_grid=box_grid(dwi_box, p.dwi_spacing, ORIENTATIONS["HFS"]),
+        pet_grid=box_grid(p.ct_box, (p.pet_spacing,) * 3, iop),
+        mr_to_ct=mr_to_ct, dwi_to_t2=dwi_to_t2, identity=identity, study_date=study_date,
+        layout=_ExportLayout(out_dicom, nested=index % 3 != 2, key=(seed, index)), truth_dir=out_truth,
+        gtv_volume_target_cc=volume_cc,
+    )  # fmt: skip
+
+
+def _write_ct_and_structures(d: _Draw) -> dict:
+    """The planning CT and the RTSTRUCT (clinic-style ROI names); returns the ROI names chosen."""
+    d.coords = d.ct_grid.world()
+    d.labels = labels = d.a.labels(*d.coords)
+    hu = _lut(labels, HU) + d.rng.normal(0, 12.0, labels.shape)
+    hu = np.where(labels == an.AIR, -1000.0, hu)
+    ct_series = d.series("ct", 2, "CT", "Planning CT pelvis", d.frame("ct"), KVP="120")
+    ct_written = d.write_series(hu, d.ct_grid, "CT", "CT", modality="CT", sop_class=dcm.CT_IMAGE,
+                                series=ct_series, rescale="hu")  # fmt: skip
+    normal = d.ct_grid.matrix[:, 2]
+    ct_refs = [
+        (sop, float(np.dot(np.asarray(d.ct_grid.origin) + normal * d.ct_grid.spacing[2] * k, normal)))
+        for k, (sop, _) in enumerate(ct_written)
+    ]
+    d.masks = an.structure_masks(d.a, d.ct_grid, labels)
+    roi_names = {canon: str(d.rng.choice(v)) for canon, v in ROI_VARIANTS.items()}
+    structures = {roi_names[c]: mask_to_contours(m, d.ct_grid) for c, m in d.masks.items() if m.any()}
+    dcm.write_rtstruct(
+        d.layout.single("RTSTRUCT", "RS.dcm"),
+        structures=structures,
+        ct_refs=ct_refs,
+        ct_normal=normal,
+        frame_of_reference=d.frame("ct"),
+        patient=d.patient_tags,
+        study=d.study,
+        series=d.series("rtstruct", 3, "RTSTRUCT", "Structures", None),
+    )
+    return roi_names
+
+
+def _write_truth_maps(d: _Draw) -> dict:
+    """Microstructure, masks and labels on the CT grid (truth); returns the microstructure maps.
+
+    Microstructure matters inside the GTV only: evaluated there (the random fields are the generator's
+    main cost on the whole CT grid) and zero elsewhere.
+    """
+    cx, cy, cz = d.coords
+    in_gtv = d.masks["GTV"]
+    micro = {}
+    for name, values in d.a.microstructure(cx[in_gtv], cy[in_gtv], cz[in_gtv]).items():
+        micro[name] = np.zeros(d.labels.shape)
+        micro[name][in_gtv] = values
+    for name in ("radius", "vf", "d_in", "d_free", "cell_density"):
+        files.write_array(micro[name], d.ct_grid, d.truth_dir / f"{name}.nii.gz")
+    for c, m in d.masks.items():
+        files.write_array(m.astype(np.uint8), d.ct_grid, d.truth_dir / "masks" / f"{c}.nii.gz", dtype=np.uint8)
+    files.write_array(d.labels, d.ct_grid, d.truth_dir / "labels.nii.gz", dtype=np.uint8)
+    return micro
+
+
+def _write_t2w(d: _Draw) -> None:
+    """T2w MR on its own frame of reference: bias field and Rician noise."""
+    mx, my, mz = d.mr_grid.world()
+    lab_mr = d.a.labels(*_apply(d.mr_to_ct, mx, my, mz))
+    t2 = _rician(_lut(lab_mr, T2W) * (1.0 + 0.15 * d.a.fields["bias"](mx, my, mz)), 15.0, d.rng)
+    tags = {"RepetitionTime": "4500", "EchoTime": "95", "MagneticFieldStrength": "1.5"}
+    series = d.series("t2w", 4, "MR", "T2 TSE axial pelvis", d.frame("mr"), **tags)
+    d.write_series(t2, d.mr_grid, "MR_T2", "T2", modality="MR", sop_class=dcm.MR_IMAGE, series=series)
+
+
+def _write_dwi(d: _Draw, *, delta_ms: float, Delta_ms: float) -> float:
+    """Multi-b DWI (slice-profile supersampling, Rician noise, PGSE timing); returns the noise σ."""
+    dx, dy, dz = d.dwi_grid.world()
+    sub = np.array([-1 / 3, 0.0, 1 / 3]) * d.dwi_grid.spacing[2]
+    nrm = d.dwi_grid.matrix[:, 2]
+    sig = 0.0
+    for s in sub:
+        q = _apply(d.dwi_to_t2, dx + s * nrm[0], dy + s * nrm[1], dz + s * nrm[2])
+        q = _apply(d.mr_to_ct, *q)
+        sig = sig + dwi_signals(d.a, *q, bvalues=d.p.bvalues, delta_s=delta_ms / 1e3, Delta_s=Delta_ms / 1e3) / len(sub)
+    sigma = DWI_S0[an.GTV] / d.p.snr_b0
+    sig = _rician(sig, sigma, d.rng)
+    tags = {"EchoTime": "70", "RepetitionTime": "5200", "MagneticFieldStrength": "1.5"}
+    dwi_series = d.series("dwi", 5, "MR", "ep2d_diff DWI multi-b", d.frame("mr"), **tags)
+
+    def timing(ds, k):
+        dcm.add_private_pgse_timing(ds, delta_ms=delta_ms, Delta_ms=Delta_ms)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW"]
+
+    for ib, b in enumerate(d.p.bvalues):
+        d.write_series(sig[..., ib], d.dwi_grid, "DWI", f"DWI_b{int(b)}", modality="MR", sop_class=dcm.MR_IMAGE,
+                       series=dict(dwi_series), instance_offset=ib * d.dwi_grid.shape[0],
+                       per_slice_tags=lambda k, b=b: {"DiffusionBValue": float(b)}, extra_per_slice=timing,
+                       rescale="global")  # fmt: skip
+    return sigma
+
+
+def _suv_truth(d: _Draw) -> tuple[np.ndarray, np.ndarray]:
+    """SUV on the CT grid and the active part of the GTV (truth, written)."""
+    cx, cy, cz = d.coords
+    gtv = d.masks["GTV"]
+    pet_field = d.a.fields["pet"](cx[gtv], cy[gtv], cz[gtv])
+    active = np.zeros_like(gtv)
+    active[gtv] = pet_field > np.quantile(pet_field, d.a.pet["active_quantile"])
+    suv = np.where(gtv, d.a.pet["suv_gtv_rest"], _lut(d.labels, SUV))
+    suv[active] = d.a.pet["suv_active"] * (1.0 + 0.12 * d.a.fields["pet_het"](cx[active], cy[active], cz[active]))
+    files.write_array(suv, d.ct_grid, d.truth_dir / "suv.nii.gz")
+    files.write_array(active.astype(np.uint8), d.ct_grid, d.truth_dir / "masks" / "PET_ACTIVE.nii.gz", dtype=np.uint8)
+    return suv, active
+
+
+def _write_pet(d: _Draw, *, fwhm: float = 6.0) -> dict:
+    """PET on the planning CT's frame: SUV truth → PSF → noise → Bq/mL (BQML, decay correction START);
+    returns the acquisition record.
+    """
+    suv, active = _suv_truth(d)
+    blurred = ndimage.gaussian_filter(suv, sigma=(fwhm / 2.3548) / np.asarray(d.ct_grid.spacing[::-1]))
+    suv_pet = sitk.GetArrayFromImage(resample(d.ct_grid.image(blurred.astype(np.float32)), d.pet_grid))
+    noise = d.rng.normal(0, 1, suv_pet.shape) * 0.08 * np.sqrt(np.maximum(suv_pet, 0.05))
+    suv_pet = np.maximum(suv_pet + noise, 0)
+    weight_kg = float(np.round(d.rng.uniform(55, 105), 1))
+    dose_bq = float(np.round(d.rng.uniform(200e6, 350e6), -5))
+    uptake_s = float(d.rng.uniform(3300, 4200))
+    cross_midnight = d.index % 5 == 3
+    start = dt.datetime.combine(d.study_date, dt.time(0, 25, 0) if cross_midnight else dt.time(10, 15, 0))
+    injection = start - dt.timedelta(seconds=uptake_s)
+    a_dec = dose_bq * 2 ** (-uptake_s / F18_HALF_LIFE_S)
+    bqml = suv_pet * a_dec / (weight_kg * 1000.0)
+    # Only some exports carry the full injection date-time; the others need SeriesDate.
+    rp = dcm.radiopharmaceutical_sequence(
+        name="Fluorodeoxyglucose",
+        total_dose_bq=dose_bq,
+        half_life_s=F18_HALF_LIFE_S,
+        start_time=injection.strftime("%H%M%S"),
+        start_datetime=injection.strftime("%Y%m%d%H%M%S") if cross_midnight else None,
+    )
+    date, time_ = start.strftime("%Y%m%d"), start.strftime("%H%M%S")
+    pet_series = d.series("pet", 6, "PT", "PET WB FDG AC", d.frame("ct"), Units="BQML", DecayCorrection="START",
+                          CorrectedImage=["ATTN", "DECY", "SCAT"], PatientWeight=f"{weight_kg}", SeriesDate=date,
+                          SeriesTime=time_, AcquisitionDate=date, AcquisitionTime=time_,
+                          RadiopharmaceuticalInformationSequence=rp)  # fmt: skip
+    d.write_series(bqml, d.pet_grid, "PET", "PT", modality="PT", sop_class=dcm.PET_IMAGE, series=pet_series,
+                   dtype=np.int16, rescale="per_slice")  # fmt: skip
+    return {
+        **d.a.pet,
+        "weight_kg": weight_kg,
+        "dose_bq": dose_bq,
+        "uptake_s": uptake_s,
+        "cross_midnight": cross_midnight,
+        "psf_fwhm_mm": fwhm,
+        "active_volume_cc": float(active.sum() * d.ct_grid.voxel_volume / 1000.0),
+    }
+
+
+def _delivered_dose(d: _Draw) -> tuple[np.ndarray, float]:
+    """The delivered clinical plan (analytic, Gy(RBE)) on the CT grid and its OAR cold-spot depth."""
+    d_ld = PRESCRIPTION_GY * N_FRACTIONS_LD / N_FRACTIONS
+    d_hd = PRESCRIPTION_GY - d_ld
+    sig_vox = 3.0 / np.asarray(d.ct_grid.spacing[::-1])
+
+    def covered(mask, margin):
+        dist = ndimage.distance_transform_edt(~mask, sampling=d.ct_grid.spacing[::-1])
+        return ndimage.gaussian_filter((dist <= margin).astype(float), sigma=sig_vox)
+
+    masks = d.masks
+    dose = d_ld * covered(masks["CTV_LD"], 5.0) + d_hd * covered(masks["CTV_HD"], 5.0)
+    oars = masks["RECTUM"] | masks["BOWEL"] | masks["SIGMA"]
+    cold = float(d.rng.uniform(0.08, 0.25)) if d.rng.random() < 0.5 else 0.0
+    if cold > 0 and oars.any():
+        d_oar = ndimage.distance_transform_edt(~oars, sampling=d.ct_grid.spacing[::-1])
+        dose *= 1.0 - cold * np.exp(-(d_oar**2) / (2 * 8.0**2))
+    body = masks["BODY"]
+    cx, cy, cz = d.coords
+    dose = np.where(body, dose, 0.0)
+    dose[body] *= 1.0 + 0.015 * d.a.fields["vf"](cx[body] + 17, cy[body], cz[body])
+    return dose, cold
+
+
+def _write_rtdose(d: _Draw, dose: np.ndarray) -> tuple[np.ndarray, Grid]:
+    """The delivered dose as RTDOSE (EFFECTIVE) on a grid around the body; returns it and its grid."""
+    body = d.masks["BODY"]
+    body_pts = np.stack([c[body] for c in d.coords], axis=1)
+    lo, hi = body_pts.min(0) - 6, body_pts.max(0) + 6
+    dose_grid = box_grid(tuple(zip(lo, hi)), (d.p.rtdose_spacing,) * 3, ORIENTATIONS[d.orientation])
+    dose_arr = sitk.GetArrayFromImage(resample(d.ct_grid.image(dose.astype(np.float32)), dose_grid))
+    dcm.write_rtdose(
+        d.layout.single("RTDOSE", "RD.dcm"),
+        dose_arr,
+        dose_grid,
+        frame_of_reference=d.frame("ct"),
+        patient=d.patient_tags,
+        study=d.study,
+        series=d.series("rtdose", 7, "RTDOSE", "Delivered plan dose", None),
+    )
+    files.write_array(dose, d.ct_grid, d.truth_dir / "delivered_dose.nii.gz")
+    return dose_arr, dose_grid
+
+
+def _outcome(d: _Draw, rho: np.ndarray, dose_arr, dose_grid: Grid, *, model: dict) -> dict:
+    """Local control drawn from the known Poisson TCP model on the delivered dose; the model record."""
+    rho_dose = sitk.GetArrayFromImage(resample(d.ct_grid.image(rho.astype(np.float32)), dose_grid))
+    gtv = d.masks["GTV"].astype(np.float32)
+    gtv_dose = sitk.GetArrayFromImage(resample(d.ct_grid.image(gtv), dose_grid)) >= 0.5
+    clonogens = model["clonogenic_fraction"] * np.where(gtv_dose, rho_dose, 0.0) * dose_grid.voxel_volume
+    beta = model["alpha"] / model["alpha_beta"]
+    tcp = radiobiology.poisson_tcp(clonogens, dose_arr, alpha=model["alpha"], beta=beta, n_fractions=N_FRACTIONS)
+    event = int(d.rng.random() > tcp)
+    time_months = float(np.round(d.rng.lognormal(np.log(28.0), 0.5) if event else d.rng.uniform(36, 120), 1))
+    return {
+        "model": {
+            "alpha": model["alpha"],
+            "beta": beta,
+            "alpha_beta": model["alpha_beta"],
+            "clonogenic_fraction": model["clonogenic_fraction"],
+            "n_fractions": N_FRACTIONS,
+            "clonogens_total": float(clonogens.sum()),
+            "tcp": tcp,
+        },
+        "outcome": {"event": event, "time_months": time_months},
+    }
+
+
 def generate_patient(
     out_dicom,
     out_truth,
@@ -245,6 +579,10 @@ def generate_patient(
         0-based position in the cohort; with ``seed`` it fixes every random draw.
     preset : str
         Key of :data:`PRESETS`.
+    seed : int
+        Cohort seed.
+    n_patients : int
+        Cohort size (the GTV volumes are spread over the preset's range across the cohort).
     alpha, alpha_beta, clonogenic_fraction : float
         Truth of the outcome model (Gy⁻¹, Gy, 1).
 
@@ -253,348 +591,41 @@ def generate_patient(
     dict
         The truth record (also written as ``truth.json``).
     """
-    p = PRESETS[preset]
-    rng = np.random.default_rng([seed, index])
-    out_dicom, out_truth = Path(out_dicom), Path(out_truth)
-    volumes = np.geomspace(*p.gtv_volume_range_cc, n_patients)
-    volume_cc = float(volumes[np.random.default_rng(seed).permutation(n_patients)[index]])
-    a = an.Anatomy.draw(rng, gtv_volume_cc=volume_cc)
-
-    orientation = "HFP" if index % 7 != 1 else ("HFS" if index % 2 else "FFP")
-    iop = ORIENTATIONS[orientation]
-    ct_grid = box_grid(p.ct_box, p.ct_spacing, iop)
-    mr_to_ct = rigid(rng.uniform(-3, 3, 3), rng.uniform(-10, 10, 3))
-    dwi_to_t2 = rigid(rng.uniform(-1, 1, 3), rng.uniform(-2.5, 2.5, 3))
-    mr_grid = box_grid(p.mr_box, p.t2_spacing, ORIENTATIONS["HFS"])
-    dwi_box = (p.mr_box[0], (p.mr_box[1][0] + 10, p.mr_box[1][1] - 10), p.mr_box[2])
-    dwi_grid = box_grid(dwi_box, p.dwi_spacing, ORIENTATIONS["HFS"])
-    pet_grid = box_grid(p.ct_box, (p.pet_spacing,) * 3, iop)
-
-    # Identity planted in every header, so that leaks can be tested.
-    surname = SURNAMES[index % len(SURNAMES)]
-    identity = {
-        "PatientName": f"{surname}^Zelda^{index:03d}",
-        "PatientID": f"MRN{int(rng.integers(10**6, 10**7))}",
-        "PatientBirthDate": (
-            f"19{int(rng.integers(40, 75))}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 28)):02d}"
-        ),
-        "PatientSex": str(rng.choice(["F", "M"])),
-        "InstitutionName": "Fakeville General Hospital",
-        "ReferringPhysicianName": "Nobody^Doctor",
-        "AccessionNumber": f"ACC{int(rng.integers(10**5, 10**6))}",
-        "OtherPatientIDs": f"ALT{int(rng.integers(10**5, 10**6))}",
-    }
-    patient_tags = {
-        k: identity[k] for k in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "OtherPatientIDs")
-    }
-    study_date = dt.date(2015, 1, 1) + dt.timedelta(days=int(rng.integers(0, 2500)))
-    study = {
-        "StudyInstanceUID": dcm.uid(seed, index, "study"),
-        "StudyDate": study_date.strftime("%Y%m%d"),
-        "StudyTime": "083000",
-        "StudyID": "1",
-        "AccessionNumber": identity["AccessionNumber"],
-        "ReferringPhysicianName": identity["ReferringPhysicianName"],
-        "InstitutionName": identity["InstitutionName"],
-    }
-    ct_for = dcm.uid(seed, index, "for-ct")
-    mr_for = dcm.uid(seed, index, "for-mr")
-
-    def series(name, number, modality, description, for_uid, **extra):
-        d = {
-            "SeriesInstanceUID": dcm.uid(seed, index, name),
-            "SeriesNumber": number,
-            "Modality": modality,
-            "SeriesDescription": description,
-            "Manufacturer": "dosepaint-synthetic",
-            "PatientPosition": orientation if modality != "MR" else "HFS",
-            **extra,
-        }
-        if for_uid:
-            d["FrameOfReferenceUID"] = for_uid
-        return d
-
-    layout = _ExportLayout(out_dicom, nested=index % 3 != 2, key=(seed, index))
-
-    # --- CT and structures --------------------------------------------------------
-    cx, cy, cz = ct_grid.world()
-    labels = a.labels(cx, cy, cz)
-    hu = _lut(labels, HU) + rng.normal(0, 12.0, labels.shape)
-    hu = np.where(labels == an.AIR, -1000.0, hu)
-    ct_series = series("ct", 2, "CT", "Planning CT pelvis", ct_for, KVP="120")
-    ct_written = dcm.write_image_series(
-        hu,
-        ct_grid,
-        layout.folder("CT"),
-        modality="CT",
-        sop_class=dcm.CT_IMAGE,
-        patient=patient_tags,
-        study=study,
-        series=ct_series,
-        file_pattern=layout.pattern("CT"),
-        rescale="hu",
-    )
-    normal = ct_grid.matrix[:, 2]
-    ct_refs = [
-        (sop, float(np.dot(np.asarray(ct_grid.origin) + normal * ct_grid.spacing[2] * k, normal)))
-        for k, (sop, _) in enumerate(ct_written)
-    ]
-    masks = an.structure_masks(a, ct_grid, labels)
-    roi_names = {canon: str(rng.choice(v)) for canon, v in ROI_VARIANTS.items()}
-    structures = {roi_names[c]: mask_to_contours(m, ct_grid) for c, m in masks.items() if m.any()}
-    dcm.write_rtstruct(
-        layout.single("RTSTRUCT", "RS.dcm"),
-        structures=structures,
-        ct_refs=ct_refs,
-        ct_normal=normal,
-        frame_of_reference=ct_for,
-        patient=patient_tags,
-        study=study,
-        series=series("rtstruct", 3, "RTSTRUCT", "Structures", None),
-    )
-
-    # --- truth on the CT grid --------------------------------------------------------
-    # Microstructure matters inside the GTV only: evaluated there (the random fields are the
-    # generator's main cost on the whole CT grid) and zero elsewhere.
-    in_gtv = masks["GTV"]
-    micro = {}
-    for name, values in a.microstructure(cx[in_gtv], cy[in_gtv], cz[in_gtv]).items():
-        micro[name] = np.zeros(labels.shape)
-        micro[name][in_gtv] = values
-    truth_dir = out_truth
-    for name in ("radius", "vf", "d_in", "d_free", "cell_density"):
-        files.write_array(micro[name], ct_grid, truth_dir / f"{name}.nii.gz")
-    for c, m in masks.items():
-        files.write_array(m.astype(np.uint8), ct_grid, truth_dir / "masks" / f"{c}.nii.gz", dtype=np.uint8)
-    files.write_array(labels, ct_grid, truth_dir / "labels.nii.gz", dtype=np.uint8)
-
-    # --- T2w MR (own frame of reference) --------------------------------------------
-    mx, my, mz = mr_grid.world()
-    px, py, pz = _apply(mr_to_ct, mx, my, mz)
-    lab_mr = a.labels(px, py, pz)
-    bias = 1.0 + 0.15 * a.fields["bias"](mx, my, mz)
-    t2 = _lut(lab_mr, T2W) * bias
-    t2 = _rician(t2, 15.0, rng)
-    dcm.write_image_series(
-        t2,
-        mr_grid,
-        layout.folder("MR_T2"),
-        modality="MR",
-        sop_class=dcm.MR_IMAGE,
-        patient=patient_tags,
-        study=study,
-        series=series(
-            "t2w",
-            4,
-            "MR",
-            "T2 TSE axial pelvis",
-            mr_for,
-            RepetitionTime="4500",
-            EchoTime="95",
-            MagneticFieldStrength="1.5",
-        ),
-        file_pattern=layout.pattern("T2"),
-    )
-
-    # --- DWI: slice-profile supersampling, Rician noise -----------------------------------
+    out_dicom = Path(out_dicom)
+    d = _draw(out_dicom, Path(out_truth), preset=preset, seed=seed, index=index, n_patients=n_patients)
+    roi_names = _write_ct_and_structures(d)
+    micro = _write_truth_maps(d)
+    _write_t2w(d)
     delta_ms, Delta_ms = 20.0, 40.0
-    dx, dy, dz = dwi_grid.world()
-    sub = np.array([-1 / 3, 0.0, 1 / 3]) * dwi_grid.spacing[2]
-    nrm = dwi_grid.matrix[:, 2]
-    sig = 0.0
-    for s in sub:
-        qx, qy, qz = _apply(dwi_to_t2, dx + s * nrm[0], dy + s * nrm[1], dz + s * nrm[2])
-        qx, qy, qz = _apply(mr_to_ct, qx, qy, qz)
-        sig = sig + dwi_signals(a, qx, qy, qz, bvalues=p.bvalues, delta_s=delta_ms / 1e3, Delta_s=Delta_ms / 1e3) / len(
-            sub
-        )
-    sigma = DWI_S0[an.GTV] / p.snr_b0
-    sig = _rician(sig, sigma, rng)
-    dwi_series = series(
-        "dwi",
-        5,
-        "MR",
-        "ep2d_diff DWI multi-b",
-        mr_for,
-        EchoTime="70",
-        RepetitionTime="5200",
-        MagneticFieldStrength="1.5",
-    )
-    n_slices = dwi_grid.shape[0]
-    for ib, b in enumerate(p.bvalues):
-
-        def tags(k, b=b):
-            return {"DiffusionBValue": float(b)}
-
-        def timing(ds, k):
-            dcm.add_private_pgse_timing(ds, delta_ms=delta_ms, Delta_ms=Delta_ms)
-            ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW"]
-
-        series_b = dict(dwi_series)
-        dcm.write_image_series(
-            sig[..., ib],
-            dwi_grid,
-            layout.folder("DWI"),
-            modality="MR",
-            sop_class=dcm.MR_IMAGE,
-            patient=patient_tags,
-            study=study,
-            series=series_b,
-            file_pattern=layout.pattern(f"DWI_b{int(b)}"),
-            instance_offset=ib * n_slices,
-            per_slice_tags=tags,
-            extra_per_slice=timing,
-            rescale="global",
-        )
-
-    # --- PET (same frame as the planning CT): SUV truth → PSF → noise → Bq/mL ---------------
-    suv = _lut(labels, SUV)
-    gtv = masks["GTV"]
-    pet_field = a.fields["pet"](cx[gtv], cy[gtv], cz[gtv])
-    active = np.zeros_like(gtv)
-    active[gtv] = pet_field > np.quantile(pet_field, a.pet["active_quantile"])
-    suv = np.where(gtv, a.pet["suv_gtv_rest"], suv)
-    suv[active] = a.pet["suv_active"] * (1.0 + 0.12 * a.fields["pet_het"](cx[active], cy[active], cz[active]))
-    files.write_array(suv, ct_grid, truth_dir / "suv.nii.gz")
-    files.write_array(active.astype(np.uint8), ct_grid, truth_dir / "masks" / "PET_ACTIVE.nii.gz", dtype=np.uint8)
-    fwhm = 6.0
-    blurred = ndimage.gaussian_filter(suv, sigma=(fwhm / 2.3548) / np.asarray(ct_grid.spacing[::-1]))
-    suv_pet = sitk.GetArrayFromImage(resample(ct_grid.image(blurred.astype(np.float32)), pet_grid))
-    suv_pet = np.maximum(suv_pet + rng.normal(0, 1, suv_pet.shape) * 0.08 * np.sqrt(np.maximum(suv_pet, 0.05)), 0)
-    weight_kg = float(np.round(rng.uniform(55, 105), 1))
-    dose_bq = float(np.round(rng.uniform(200e6, 350e6), -5))
-    uptake_s = float(rng.uniform(3300, 4200))
-    cross_midnight = index % 5 == 3
-    series_start = (
-        dt.datetime.combine(study_date, dt.time(0, 25, 0))
-        if cross_midnight
-        else dt.datetime.combine(study_date, dt.time(10, 15, 0))
-    )
-    injection = series_start - dt.timedelta(seconds=uptake_s)
-    a_dec = dose_bq * 2 ** (-uptake_s / F18_HALF_LIFE_S)
-    bqml = suv_pet * a_dec / (weight_kg * 1000.0)
-    # Only some exports carry the full injection date-time; the others need SeriesDate.
-    rp = dcm.radiopharmaceutical_sequence(
-        name="Fluorodeoxyglucose",
-        total_dose_bq=dose_bq,
-        half_life_s=F18_HALF_LIFE_S,
-        start_time=injection.strftime("%H%M%S"),
-        start_datetime=injection.strftime("%Y%m%d%H%M%S") if cross_midnight else None,
-    )
-    pet_series = series(
-        "pet",
-        6,
-        "PT",
-        "PET WB FDG AC",
-        ct_for,
-        Units="BQML",
-        DecayCorrection="START",
-        CorrectedImage=["ATTN", "DECY", "SCAT"],
-        PatientWeight=f"{weight_kg}",
-        SeriesDate=series_start.strftime("%Y%m%d"),
-        SeriesTime=series_start.strftime("%H%M%S"),
-        AcquisitionDate=series_start.strftime("%Y%m%d"),
-        AcquisitionTime=series_start.strftime("%H%M%S"),
-        RadiopharmaceuticalInformationSequence=rp,
-    )
-    dcm.write_image_series(
-        bqml,
-        pet_grid,
-        layout.folder("PET"),
-        modality="PT",
-        sop_class=dcm.PET_IMAGE,
-        patient=patient_tags,
-        study=study,
-        series=pet_series,
-        file_pattern=layout.pattern("PT"),
-        dtype=np.int16,
-        rescale="per_slice",
-    )
-
-    # --- delivered clinical plan (analytic), RTDOSE EFFECTIVE --------------------------------
-    d_ld = PRESCRIPTION_GY * N_FRACTIONS_LD / N_FRACTIONS
-    d_hd = PRESCRIPTION_GY - d_ld
-    sig_vox = 3.0 / np.asarray(ct_grid.spacing[::-1])
-
-    def covered(mask, margin):
-        dist = ndimage.distance_transform_edt(~mask, sampling=ct_grid.spacing[::-1])
-        return ndimage.gaussian_filter((dist <= margin).astype(float), sigma=sig_vox)
-
-    dose = d_ld * covered(masks["CTV_LD"], 5.0) + d_hd * covered(masks["CTV_HD"], 5.0)
-    oars = masks["RECTUM"] | masks["BOWEL"] | masks["SIGMA"]
-    cold = float(rng.uniform(0.08, 0.25)) if rng.random() < 0.5 else 0.0
-    if cold > 0 and oars.any():
-        d_oar = ndimage.distance_transform_edt(~oars, sampling=ct_grid.spacing[::-1])
-        dose *= 1.0 - cold * np.exp(-(d_oar**2) / (2 * 8.0**2))
-    body = masks["BODY"]
-    dose = np.where(body, dose, 0.0)
-    dose[body] *= 1.0 + 0.015 * a.fields["vf"](cx[body] + 17, cy[body], cz[body])
-    body_pts = np.stack([c[body] for c in (cx, cy, cz)], axis=1)
-    lo, hi = body_pts.min(0) - 6, body_pts.max(0) + 6
-    dose_grid = box_grid(tuple(zip(lo, hi)), (p.rtdose_spacing,) * 3, iop)
-    dose_img = resample(ct_grid.image(dose.astype(np.float32)), dose_grid)
-    dose_arr = sitk.GetArrayFromImage(dose_img)
-    dcm.write_rtdose(
-        layout.single("RTDOSE", "RD.dcm"),
-        dose_arr,
-        dose_grid,
-        frame_of_reference=ct_for,
-        patient=patient_tags,
-        study=study,
-        series=series("rtdose", 7, "RTDOSE", "Delivered plan dose", None),
-    )
-    files.write_array(dose, ct_grid, truth_dir / "delivered_dose.nii.gz")
-
-    # A non-DICOM file, as in real exports.
-    (out_dicom / "README.txt").write_text("synthetic export; not patient data\n")
-
-    # --- outcome from the known Poisson TCP model ------------------------------------------------
-    rho_dose = sitk.GetArrayFromImage(resample(ct_grid.image(micro["cell_density"].astype(np.float32)), dose_grid))
-    gtv_dose = sitk.GetArrayFromImage(resample(ct_grid.image(gtv.astype(np.float32)), dose_grid)) >= 0.5
-    clonogens = clonogenic_fraction * np.where(gtv_dose, rho_dose, 0.0) * dose_grid.voxel_volume
-    beta = alpha / alpha_beta
-    tcp = radiobiology.poisson_tcp(clonogens, dose_arr, alpha=alpha, beta=beta, n_fractions=N_FRACTIONS)
-    event = int(rng.random() > tcp)
-    time_months = float(np.round(rng.lognormal(np.log(28.0), 0.5) if event else rng.uniform(36, 120), 1))
-
+    sigma = _write_dwi(d, delta_ms=delta_ms, Delta_ms=Delta_ms)
+    pet = _write_pet(d)
+    dose, cold = _delivered_dose(d)
+    dose_arr, dose_grid = _write_rtdose(d, dose)
+    (out_dicom / "README.txt").write_text("synthetic export; not patient data\n")  # a non-DICOM file, as in exports
+    model = {"alpha": alpha, "alpha_beta": alpha_beta, "clonogenic_fraction": clonogenic_fraction}
+    drawn = _outcome(d, micro["cell_density"], dose_arr, dose_grid, model=model)
+    voxel_mm3 = d.ct_grid.voxel_volume
     truth = {
         "patient_id": patient_id,
         "index": index,
         "preset": preset,
         "seed": seed,
-        "orientation": orientation,
-        "gtv_volume_cc": float(gtv.sum() * ct_grid.voxel_volume / 1000.0),
-        "gtv_volume_target_cc": volume_cc,
-        "structure_volumes_cc": {c: float(m.sum() * ct_grid.voxel_volume / 1000.0) for c, m in masks.items()},
+        "orientation": d.orientation,
+        "gtv_volume_cc": float(d.masks["GTV"].sum() * voxel_mm3 / 1000.0),
+        "gtv_volume_target_cc": d.gtv_volume_target_cc,
+        "structure_volumes_cc": {c: float(m.sum() * voxel_mm3 / 1000.0) for c, m in d.masks.items()},
         "roi_names": roi_names,
-        "mr_to_ct": _transform_record(mr_to_ct),
-        "dwi_to_t2w": _transform_record(dwi_to_t2),
+        "mr_to_ct": _transform_record(d.mr_to_ct),
+        "dwi_to_t2w": _transform_record(d.dwi_to_t2),
         "pgse_ms": {"delta": delta_ms, "Delta": Delta_ms},
-        "bvalues": list(p.bvalues),
+        "bvalues": list(d.p.bvalues),
         "dwi_noise_sigma": sigma,
-        "pet": {
-            **a.pet,
-            "weight_kg": weight_kg,
-            "dose_bq": dose_bq,
-            "uptake_s": uptake_s,
-            "cross_midnight": cross_midnight,
-            "psf_fwhm_mm": fwhm,
-            "active_volume_cc": float(active.sum() * ct_grid.voxel_volume / 1000.0),
-        },
+        "pet": pet,
         "plan": {"prescription_gy_rbe": PRESCRIPTION_GY, "n_fractions": N_FRACTIONS, "cold_spot_depth": cold},
-        "model": {
-            "alpha": alpha,
-            "beta": beta,
-            "alpha_beta": alpha_beta,
-            "clonogenic_fraction": clonogenic_fraction,
-            "n_fractions": N_FRACTIONS,
-            "clonogens_total": float(clonogens.sum()),
-            "tcp": tcp,
-        },
-        "outcome": {"event": event, "time_months": time_months},
-        "identity": identity,
+        **drawn,
+        "identity": d.identity,
     }
-    files.write_json(truth, truth_dir / "truth.json")
-    files.write_transform(mr_to_ct, truth_dir / "mr_to_ct.tfm")
-    files.write_transform(dwi_to_t2, truth_dir / "dwi_to_t2w.tfm")
+    files.write_json(truth, d.truth_dir / "truth.json")
+    files.write_transform(d.mr_to_ct, d.truth_dir / "mr_to_ct.tfm")
+    files.write_transform(d.dwi_to_t2, d.truth_dir / "dwi_to_t2w.tfm")
     return truth
