@@ -19,17 +19,18 @@ points to DWI points.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 
 from ..errors import DosepaintInputError
 from ..geometry import Grid, grid_covering, resample_array
 from ..io import dicom as dcm
 from ..io import files
+from ..logs import timed
 from ..pet import SuvError, suv_factor_from_metadata
 from ..registration import compose
 from ..structures import CANONICAL, contours_to_mask, derived_structures, map_roi_names, shell, suggest_canonical
@@ -156,13 +157,112 @@ class Export:
     unmapped_rois: list
     masks: dict
     notes: list
-    rtdose: tuple | None = None  # (dose Gy(RBE), grid, meta)
-    t2w: tuple | None = None  # (volume, grid)
-    dwi: tuple | None = None  # (signals b × z × y × x, b-values, grid, header)
-    pet: tuple | None = None  # (Bq/mL, grid, header)
+    rtdose: Any = None  # (dose Gy(RBE), grid, meta)
+    t2w: Any = None  # (volume, grid)
+    dwi: Any = None  # (signals b × z × y × x, b-values, grid, header)
+    pet: Any = None  # (Bq/mL, grid, header)
     timings: dict = field(default_factory=dict)
     alias_suggestions: dict = field(default_factory=dict)  # unmapped ROI -> probable canonical name
     missing_oars: list = field(default_factory=list)  # optional planned OARs that are absent
+
+
+def _require_ct_and_rtstruct(chosen: dict, *, pid: str, folder: Path) -> None:
+    for kind in ("CT", "RTSTRUCT"):  # whatever required_modalities says: the dose grid is built from them
+        if chosen[kind] is None:
+            raise DosepaintInputError(
+                f"no {kind} series found; the ingest needs the planning CT and its RTSTRUCT (BODY defines the dose "
+                "grid)",
+                patient=pid,
+                path=folder,
+            )
+
+
+def _structure_masks(contours: dict, mapping: dict, ct_grid: Grid, *, pid: str, rs_path) -> dict:
+    """Each mapped ROI filled on the CT grid; an ROI without contours or empty on the grid is an error."""
+    masks = {}
+    for canon, roi in mapping.items():
+        if not contours[roi]:
+            raise DosepaintInputError(f"ROI {roi!r} ({canon}) has no contours", patient=pid, path=rs_path)
+        masks[canon] = contours_to_mask(contours[roi], ct_grid, patient=pid, path=rs_path, name=roi)
+        if not masks[canon].any():
+            raise DosepaintInputError(f"ROI {roi!r} ({canon}) is empty on the CT grid", patient=pid, path=rs_path)
+    return masks
+
+
+def _read_structures(rs_path, ct_series, ct_grid: Grid, *, pid: str, params: dict) -> dict:
+    """The RTSTRUCT's ROIs mapped to canonical names and filled on the CT grid, with SKIN and the derived
+    structures added; the ``Export`` fields about structures.
+    """
+    contours, rs_for = dcm.read_rtstruct(rs_path, patient=pid)
+    if rs_for and ct_series.frame_of_reference and rs_for != ct_series.frame_of_reference:
+        raise DosepaintInputError(
+            "RTSTRUCT references another frame of reference than the planning CT", patient=pid, path=rs_path
+        )
+    mapping = map_roi_names(contours, params.get("structure_aliases"), patient=pid, path=rs_path)
+    missing = [s for s in params["required_structures"] if s not in mapping]
+    if missing:
+        raise DosepaintInputError(
+            f"required structure(s) {missing} not found among ROIs {sorted(contours)}; "
+            "add aliases in config ingest.structure_aliases",
+            patient=pid,
+            path=rs_path,
+        )
+    masks = _structure_masks(contours, mapping, ct_grid, pid=pid, rs_path=rs_path)
+    notes = []
+    if "SKIN" not in masks and "BODY" in masks:
+        masks["SKIN"] = shell(masks["BODY"], ct_grid, thickness_mm=3.0)
+        notes.append("SKIN derived as the 3 mm inner shell of BODY")
+    unmapped = sorted(set(contours) - set(mapping.values()))
+    suggestions = {roi: suggest_canonical(roi) for roi in unmapped if suggest_canonical(roi)}
+    missing_oars = check_oars(masks, params, patient=pid, path=rs_path, rois=sorted(contours), suggestions=suggestions)
+    if missing_oars:
+        notes.append(f"OAR(s) {missing_oars} absent: planned WITHOUT their constraint (planning.optional_oars)")
+    masks.update(derived_structures(masks))
+    return {"mapping": mapping, "unmapped_rois": unmapped, "masks": masks, "notes": notes,
+            "alias_suggestions": suggestions, "missing_oars": missing_oars}  # fmt: skip
+
+
+def _read_rtdose(ex: Export, *, pid: str) -> None:
+    rd_path = ex.chosen["RTDOSE"].files[0]
+    dose, rd_grid, rd_meta = dcm.read_rtdose(rd_path, patient=pid)
+    ct_for = ex.chosen["CT"].frame_of_reference
+    if ct_for and rd_meta["FrameOfReferenceUID"] not in ("", ct_for):
+        raise DosepaintInputError("RTDOSE is on another frame of reference than the planning CT", patient=pid,
+                                  path=rd_path)  # fmt: skip
+    ex.rtdose = (dose, rd_grid, rd_meta)
+
+
+def _read_dwi(ex: Export, *, pid: str, tol: float) -> None:
+    dwi_notes: list[str] = []
+    signals, bvals, dwi_grid, dwi_hdr = dcm.read_dwi(ex.chosen["DWI"].files, patient=pid, tolerance_mm=tol,
+                                                     notes=dwi_notes)  # fmt: skip
+    ex.notes.extend(f"DWI: {n}" for n in dwi_notes)
+    dwi_folder = ex.chosen["DWI"].files[0].parent
+    if np.any(~np.isfinite(signals)):
+        raise DosepaintInputError("DWI contains non-finite values", patient=pid, path=dwi_folder)
+    negative = [float(b) for b, s in zip(bvals, signals) if np.any(s < 0)]
+    if negative:
+        # Magnitude images are never negative: a wrong rescale (or phase data) would corrupt the ADC.
+        raise DosepaintInputError(
+            f"DWI has negative signal at b = {negative} s/mm² (magnitude images "
+            "expected; check RescaleSlope/RescaleIntercept)",
+            patient=pid,
+            path=dwi_folder,
+        )
+    if ex.t2w is None:
+        raise DosepaintInputError("DWI needs a T2w series to be registered to the CT", patient=pid, path=ex.folder)
+    ex.dwi = (signals, bvals, dwi_grid, dwi_hdr)
+
+
+def _read_pet(ex: Export, *, pid: str, tol: float) -> None:
+    pet, pet_grid, pet_hdr = dcm.read_volume(ex.chosen["PT"].files, patient=pid, what="PET", tolerance_mm=tol)
+    if ex.chosen["PT"].frame_of_reference != ex.chosen["CT"].frame_of_reference:
+        raise DosepaintInputError(
+            "PET is on another frame of reference than the planning CT; PET-to-CT registration is not supported",
+            patient=pid,
+            path=ex.chosen["PT"].files[0],
+        )
+    ex.pet = (pet, pet_grid, pet_hdr)
 
 
 def read_export(folder, *, patient: str, params: dict) -> Export:
@@ -186,129 +286,142 @@ def read_export(folder, *, patient: str, params: dict) -> Export:
     DosepaintInputError
         Naming the patient, the file or folder, and the problem.
     """
-    pid = patient
-    folder = Path(folder)
-    tol = params["slice_spacing_tolerance_mm"]
-    timings = {}
-    t0 = time.perf_counter()
-    chosen, skipped, all_series = discover(folder, patient=pid, required_modalities=params["required_modalities"])
-    timings["discover_s"] = time.perf_counter() - t0
-
-    for kind in ("CT", "RTSTRUCT"):  # whatever required_modalities says: the dose grid is built from them
-        if chosen[kind] is None:
-            raise DosepaintInputError(
-                f"no {kind} series found; the ingest needs the planning CT and its "
-                "RTSTRUCT (BODY defines the dose grid)",
-                patient=pid,
-                path=folder,
-            )
-    t = time.perf_counter()
-    ct_series = chosen["CT"]
-    ct, ct_grid, ct_hdr = dcm.read_volume(ct_series.files, patient=pid, what="CT", tolerance_mm=tol)
-    timings["ct_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    rs_path = chosen["RTSTRUCT"].files[0]
-    contours, rs_for = dcm.read_rtstruct(rs_path, patient=pid)
-    if rs_for and ct_series.frame_of_reference and rs_for != ct_series.frame_of_reference:
-        raise DosepaintInputError(
-            "RTSTRUCT references another frame of reference than the planning CT", patient=pid, path=rs_path
-        )
-    mapping = map_roi_names(contours, params.get("structure_aliases"), patient=pid, path=rs_path)
-    missing = [s for s in params["required_structures"] if s not in mapping]
-    if missing:
-        raise DosepaintInputError(
-            f"required structure(s) {missing} not found among ROIs {sorted(contours)}; "
-            "add aliases in config ingest.structure_aliases",
-            patient=pid,
-            path=rs_path,
-        )
-    masks = {}
-    for canon, roi in mapping.items():
-        if not contours[roi]:
-            raise DosepaintInputError(f"ROI {roi!r} ({canon}) has no contours", patient=pid, path=rs_path)
-        masks[canon] = contours_to_mask(contours[roi], ct_grid, patient=pid, path=rs_path, name=roi)
-        if not masks[canon].any():
-            raise DosepaintInputError(f"ROI {roi!r} ({canon}) is empty on the CT grid", patient=pid, path=rs_path)
-    notes = []
-    if "SKIN" not in masks and "BODY" in masks:
-        masks["SKIN"] = shell(masks["BODY"], ct_grid, thickness_mm=3.0)
-        notes.append("SKIN derived as the 3 mm inner shell of BODY")
-    unmapped = sorted(set(contours) - set(mapping.values()))
-    suggestions = {roi: suggest_canonical(roi) for roi in unmapped if suggest_canonical(roi)}
-    missing_oars = check_oars(masks, params, patient=pid, path=rs_path, rois=sorted(contours), suggestions=suggestions)
-    if missing_oars:
-        notes.append(f"OAR(s) {missing_oars} absent: planned WITHOUT their constraint (planning.optional_oars)")
-    masks.update(derived_structures(masks))
-    timings["structures_s"] = time.perf_counter() - t
-    export = Export(
-        folder=folder,
-        chosen=chosen,
-        skipped=skipped,
-        all_series=all_series,
-        ct=ct,
-        ct_grid=ct_grid,
-        ct_hdr=ct_hdr,
-        mapping=mapping,
-        unmapped_rois=unmapped,
-        masks=masks,
-        notes=notes,
-        timings=timings,
-        alias_suggestions=suggestions,
-        missing_oars=missing_oars,
-    )
-
+    pid, folder, tol = patient, Path(folder), params["slice_spacing_tolerance_mm"]
+    timings: dict = {}
+    with timed(timings, "discover_s"):
+        chosen, skipped, all_series = discover(folder, patient=pid, required_modalities=params["required_modalities"])
+    _require_ct_and_rtstruct(chosen, pid=pid, folder=folder)
+    with timed(timings, "ct_s"):
+        ct, ct_grid, ct_hdr = dcm.read_volume(chosen["CT"].files, patient=pid, what="CT", tolerance_mm=tol)
+    with timed(timings, "structures_s"):
+        structures = _read_structures(chosen["RTSTRUCT"].files[0], chosen["CT"], ct_grid, pid=pid, params=params)
+    ex = Export(folder=folder, chosen=chosen, skipped=skipped, all_series=all_series, ct=ct, ct_grid=ct_grid,
+                ct_hdr=ct_hdr, timings=timings, **structures)  # fmt: skip
     if chosen["RTDOSE"] is not None:
-        rd_path = chosen["RTDOSE"].files[0]
-        dose, rd_grid, rd_meta = dcm.read_rtdose(rd_path, patient=pid)
-        if ct_series.frame_of_reference and rd_meta["FrameOfReferenceUID"] not in ("", ct_series.frame_of_reference):
-            raise DosepaintInputError(
-                "RTDOSE is on another frame of reference than the planning CT", patient=pid, path=rd_path
-            )
-        export.rtdose = (dose, rd_grid, rd_meta)
-
+        _read_rtdose(ex, pid=pid)
     if chosen["T2W"] is not None:
-        t = time.perf_counter()
-        t2, t2_grid, _ = dcm.read_volume(chosen["T2W"].files, patient=pid, what="T2w MR", tolerance_mm=tol)
-        export.t2w = (t2, t2_grid)
-        timings["t2w_read_s"] = time.perf_counter() - t
-
+        with timed(timings, "t2w_read_s"):
+            t2, t2_grid, _ = dcm.read_volume(chosen["T2W"].files, patient=pid, what="T2w MR", tolerance_mm=tol)
+            ex.t2w = (t2, t2_grid)
     if chosen["DWI"] is not None:
-        t = time.perf_counter()
-        dwi_notes: list[str] = []
-        signals, bvals, dwi_grid, dwi_hdr = dcm.read_dwi(
-            chosen["DWI"].files, patient=pid, tolerance_mm=tol, notes=dwi_notes
-        )
-        notes.extend(f"DWI: {n}" for n in dwi_notes)
-        dwi_folder = chosen["DWI"].files[0].parent
-        if np.any(~np.isfinite(signals)):
-            raise DosepaintInputError("DWI contains non-finite values", patient=pid, path=dwi_folder)
-        negative = [float(b) for b, s in zip(bvals, signals) if np.any(s < 0)]
-        if negative:
-            # Magnitude images are never negative: a wrong rescale (or phase data) would corrupt the ADC.
-            raise DosepaintInputError(
-                f"DWI has negative signal at b = {negative} s/mm² (magnitude images "
-                "expected; check RescaleSlope/RescaleIntercept)",
-                patient=pid,
-                path=dwi_folder,
-            )
-        if export.t2w is None:
-            raise DosepaintInputError("DWI needs a T2w series to be registered to the CT", patient=pid, path=folder)
-        export.dwi = (signals, bvals, dwi_grid, dwi_hdr)
-        timings["dwi_read_s"] = time.perf_counter() - t
-
+        with timed(timings, "dwi_read_s"):
+            _read_dwi(ex, pid=pid, tol=tol)
     if chosen["PT"] is not None:
-        t = time.perf_counter()
-        pet, pet_grid, pet_hdr = dcm.read_volume(chosen["PT"].files, patient=pid, what="PET", tolerance_mm=tol)
-        if chosen["PT"].frame_of_reference != ct_series.frame_of_reference:
-            raise DosepaintInputError(
-                "PET is on another frame of reference than the planning CT; PET-to-CT registration is not supported",
-                patient=pid,
-                path=chosen["PT"].files[0],
-            )
-        export.pet = (pet, pet_grid, pet_hdr)
-        timings["pet_read_s"] = time.perf_counter() - t
-    return export
+        with timed(timings, "pet_read_s"):
+            _read_pet(ex, pid=pid, tol=tol)
+    return ex
+
+
+def _series_qc(ex: Export) -> list:
+    return [
+        {"kind": s.kind, "modality": s.modality, "description": s.description, "files": len(s.files),
+         "used": any(s is c for c in ex.chosen.values())}
+        for s in ex.all_series
+    ]  # fmt: skip
+
+
+def _write_ct_and_masks(ex: Export, outputs: dict) -> dict:
+    """The CT (HU, int16) and the masks on its grid; the QC records ``ct`` and ``structures``."""
+    ct_grid, masks = ex.ct_grid, ex.masks
+    files.write_array(np.round(ex.ct).astype(np.int16), ct_grid, outputs["ct"], dtype=np.int16)
+    Path(outputs["masks_ct"]).mkdir(parents=True, exist_ok=True)
+    for name, m in masks.items():
+        files.write_array(m.astype(np.uint8), ct_grid, Path(outputs["masks_ct"]) / f"{name}.nii.gz", dtype=np.uint8)
+    ct = {
+        "shape_zyx": ct_grid.shape,
+        "spacing_mm": ct_grid.spacing,
+        "direction": [round(v, 6) for v in ct_grid.direction],
+        "patient_position": str(ex.ct_hdr.get("PatientPosition", "")) or None,
+    }
+    structures = {
+        "roi_mapping": ex.mapping,
+        "unmapped_rois": ex.unmapped_rois,
+        "alias_suggestions": ex.alias_suggestions,
+        "missing_oars": ex.missing_oars,
+        "absent": [c for c in CANONICAL if c not in masks],
+        "volumes_cc": {n: float(m.sum() * ct_grid.voxel_volume / 1000.0) for n, m in masks.items()},
+        "notes": ex.notes,
+    }
+    return {"ct": ct, "structures": structures}
+
+
+def _write_dose_grid(ex: Export, outputs: dict, *, params: dict) -> Grid:
+    """The dose grid around BODY: the CT and the masks resampled onto it, and the delivered dose."""
+    dgrid = dose_grid_for(ex.masks["BODY"], ex.ct_grid, spacing_mm=params["dose_grid_mm"],
+                          margin_mm=params["dose_grid_margin_mm"])  # fmt: skip
+    ct_dose = np.round(resample_array(ex.ct, ex.ct_grid, dgrid)).astype(np.int16)
+    files.write_array(ct_dose, dgrid, outputs["ct_dose"], dtype=np.int16)
+    Path(outputs["masks_dose"]).mkdir(parents=True, exist_ok=True)
+    for name, m in ex.masks.items():
+        md = resample_array(m.astype(np.float32), ex.ct_grid, dgrid) >= 0.5
+        files.write_array(md.astype(np.uint8), dgrid, Path(outputs["masks_dose"]) / f"{name}.nii.gz", dtype=np.uint8)
+    if ex.rtdose is not None:
+        dose, rd_grid, _ = ex.rtdose
+        files.write_array(resample_array(dose, rd_grid, dgrid), dgrid, outputs["rtdose"])
+    return dgrid
+
+
+def _rtdose_qc(ex: Export) -> dict:
+    dose, _, rd_meta = ex.rtdose
+    return {k: rd_meta[k] for k in ("DoseType", "DoseUnits", "DoseSummationType")} | {"max_gy": float(dose.max())}
+
+
+def _write_t2w(ex: Export, regs: dict, outputs: dict) -> tuple[sitk.Transform, dict]:
+    """T2w on the CT grid by the input check's registration; the CT → T2w transform and the QC record."""
+    t2, t2_grid = ex.t2w
+    ct_to_t2 = transform_from(regs["t2w_to_ct"]["transform"])
+    files.write_transform(ct_to_t2, outputs["t2w_to_ct"])
+    files.write_array(resample_array(t2, t2_grid, ex.ct_grid, transform=ct_to_t2), ex.ct_grid, outputs["t2w"])
+    return ct_to_t2, {
+        "shape_zyx": t2_grid.shape,
+        "spacing_mm": t2_grid.spacing,
+        "same_frame_as_ct": ex.chosen["T2W"].frame_of_reference == ex.chosen["CT"].frame_of_reference,
+        "registration": {k: v for k, v in regs["t2w_to_ct"].items() if k != "transform"},
+    }
+
+
+def _write_dwi(ex: Export, regs: dict, ct_to_t2, dgrid: Grid, outputs: dict, *, params: dict) -> dict:
+    """DWI as read, its b0 on the CT grid, all b on the dose grid (DWI → T2w → CT) and its protocol record."""
+    signals, bvals, dwi_grid, dwi_hdr = ex.dwi
+    files.write_array(signals, dwi_grid, outputs["dwi"])
+    timing = dcm.pgse_timing_ms(dwi_hdr)
+    timing_source = "header (private dosepaint block)" if timing else "config defaults"
+    timing = timing or (params["default_pgse_delta_ms"], params["default_pgse_Delta_ms"])
+    t2_to_dwi = transform_from(regs["dwi_to_t2w"]["transform"])
+    files.write_transform(t2_to_dwi, outputs["dwi_to_t2w"])
+    ct_to_dwi = compose(ct_to_t2, t2_to_dwi)
+    b0_ct = resample_array(signals[0], dwi_grid, ex.ct_grid, transform=ct_to_dwi)
+    files.write_array(b0_ct, ex.ct_grid, outputs["dwi_b0_ct"])
+    dwi_dose = np.stack([resample_array(s, dwi_grid, dgrid, transform=ct_to_dwi) for s in signals])
+    files.write_array(dwi_dose, dgrid, outputs["dwi_dose"])
+    protocol = {"bvalues_s_per_mm2": bvals, "pgse_delta_ms": timing[0], "pgse_Delta_ms": timing[1],
+                "timing_source": timing_source, "shape_bzyx": signals.shape,
+                "spacing_mm": dwi_grid.spacing}  # fmt: skip
+    files.write_json(protocol, outputs["dwi_json"])
+    return {
+        "bvalues": bvals,
+        "shape_zyx": dwi_grid.shape,
+        "spacing_mm": dwi_grid.spacing,
+        "timing_source": timing_source,
+        "registration_to_t2w": {k: v for k, v in regs["dwi_to_t2w"].items() if k != "transform"},
+    }
+
+
+def _write_pet(ex: Export, dgrid: Grid, outputs: dict, *, pid: str) -> dict:
+    """PET as read, on the CT and dose grids, and its SUV record (``pet.json``)."""
+    pet, pet_grid, pet_hdr = ex.pet
+    files.write_array(pet, pet_grid, outputs["pet"])
+    files.write_array(resample_array(pet, pet_grid, ex.ct_grid), ex.ct_grid, outputs["pet_ct"])
+    files.write_array(resample_array(pet, pet_grid, dgrid), dgrid, outputs["pet_dose"])
+    # The SUV factor is settled here, where the header is; an unusable header does not stop the
+    # ingest (CT, MR and dose are still good) but is kept, and the PET stage fails on it.
+    pet_json = suv_record(pet_hdr)
+    if pet_json["suv_error"]:
+        log.warning("%s: no SUV from %s: %s", pid, ex.chosen["PT"].files[0], pet_json["suv_error"])
+    # Absolute dates and times are identifying (PS3.15): only the interval is kept.
+    pet_json["header_file"] = export_relative(ex.chosen["PT"].files[0], ex.folder)
+    files.write_json(pet_json, outputs["pet_json"])
+    return {"shape_zyx": pet_grid.shape, "spacing_mm": pet_grid.spacing, **pet_json}
 
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
@@ -317,7 +430,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     Parameters
     ----------
     inputs : dict
-        ``dicom_dir``: the patient's DICOM folder (read only).
+        ``dicom_dir``: the patient's DICOM folder (read only); ``check``: the input check's record, whose
+        registrations are reused.
     outputs : dict
         Paths named as in :func:`dosepaint.layout.ingest_outputs` (``masks_ct`` and
         ``masks_dose`` are folders).
@@ -332,141 +446,27 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     dict
         The QC record written to ``outputs["qc"]``.
     """
-    pid = params["patient_id"]
-    t0 = time.perf_counter()
-    ex = read_export(inputs["dicom_dir"], patient=pid, params=params)
-    folder, chosen, ct, ct_grid, masks = ex.folder, ex.chosen, ex.ct, ex.ct_grid, ex.masks
-    timings = dict(ex.timings)
-    ct_series = chosen["CT"]
-    qc = {
-        "patient_id": pid,
-        "skipped_non_dicom_files": len(ex.skipped),
-        "series": [
-            {
-                "kind": s.kind,
-                "modality": s.modality,
-                "description": s.description,
-                "files": len(s.files),
-                "used": any(s is c for c in chosen.values()),
-            }
-            for s in ex.all_series
-        ],
-    }
-
-    # --- CT and structures ----------------------------------------------------------------
-    t = time.perf_counter()
-    files.write_array(np.round(ct).astype(np.int16), ct_grid, outputs["ct"], dtype=np.int16)
-    qc["ct"] = {
-        "shape_zyx": ct_grid.shape,
-        "spacing_mm": ct_grid.spacing,
-        "direction": [round(v, 6) for v in ct_grid.direction],
-        "patient_position": str(ex.ct_hdr.get("PatientPosition", "")) or None,
-    }
-    Path(outputs["masks_ct"]).mkdir(parents=True, exist_ok=True)
-    for name, m in masks.items():
-        files.write_array(m.astype(np.uint8), ct_grid, Path(outputs["masks_ct"]) / f"{name}.nii.gz", dtype=np.uint8)
-    qc["structures"] = {
-        "roi_mapping": ex.mapping,
-        "unmapped_rois": ex.unmapped_rois,
-        "alias_suggestions": ex.alias_suggestions,
-        "missing_oars": ex.missing_oars,
-        "absent": [c for c in CANONICAL if c not in masks],
-        "volumes_cc": {n: float(m.sum() * ct_grid.voxel_volume / 1000.0) for n, m in masks.items()},
-        "notes": ex.notes,
-    }
-    timings["write_ct_structures_s"] = time.perf_counter() - t
-
-    # --- dose grid ------------------------------------------------------------------------
-    dgrid = dose_grid_for(
-        masks["BODY"], ct_grid, spacing_mm=params["dose_grid_mm"], margin_mm=params["dose_grid_margin_mm"]
-    )
-    files.write_array(
-        np.round(resample_array(ct, ct_grid, dgrid)).astype(np.int16), dgrid, outputs["ct_dose"], dtype=np.int16
-    )
-    Path(outputs["masks_dose"]).mkdir(parents=True, exist_ok=True)
-    for name, m in masks.items():
-        md = resample_array(m.astype(np.float32), ct_grid, dgrid) >= 0.5
-        files.write_array(md.astype(np.uint8), dgrid, Path(outputs["masks_dose"]) / f"{name}.nii.gz", dtype=np.uint8)
-    qc["dose_grid"] = {"shape_zyx": dgrid.shape, "spacing_mm": dgrid.spacing, "origin_mm": dgrid.origin}
-
-    # --- delivered dose ----------------------------------------------------------------------
-    if ex.rtdose is not None:
-        dose, rd_grid, rd_meta = ex.rtdose
-        files.write_array(resample_array(dose, rd_grid, dgrid), dgrid, outputs["rtdose"])
-        qc["rtdose"] = {k: rd_meta[k] for k in ("DoseType", "DoseUnits", "DoseSummationType")}
-        qc["rtdose"]["max_gy"] = float(dose.max())
-
-    # --- T2w → CT (registered by the input check, whose record carries the transforms) -------------
-    t = time.perf_counter()
-    regs = registrations(ex, inputs, patient=pid, reg=params["registration"])
-    timings["registration_s"] = time.perf_counter() - t
-    if ex.t2w is not None:
-        t2, t2_grid = ex.t2w
-        ct_to_t2 = transform_from(regs["t2w_to_ct"]["transform"])
-        files.write_transform(ct_to_t2, outputs["t2w_to_ct"])
-        files.write_array(resample_array(t2, t2_grid, ct_grid, transform=ct_to_t2), ct_grid, outputs["t2w"])
-        qc["t2w"] = {
-            "shape_zyx": t2_grid.shape,
-            "spacing_mm": t2_grid.spacing,
-            "same_frame_as_ct": chosen["T2W"].frame_of_reference == ct_series.frame_of_reference,
-            "registration": {k: v for k, v in regs["t2w_to_ct"].items() if k != "transform"},
-        }
-
-    # --- DWI → T2w → CT ----------------------------------------------------------------------------
-    if ex.dwi is not None:
-        t = time.perf_counter()
-        signals, bvals, dwi_grid, dwi_hdr = ex.dwi
-        files.write_array(signals, dwi_grid, outputs["dwi"])
-        timing = dcm.pgse_timing_ms(dwi_hdr)
-        timing_source = "header (private dosepaint block)" if timing else "config defaults"
-        timing = timing or (params["default_pgse_delta_ms"], params["default_pgse_Delta_ms"])
-        t2_to_dwi = transform_from(regs["dwi_to_t2w"]["transform"])
-        files.write_transform(t2_to_dwi, outputs["dwi_to_t2w"])
-        ct_to_dwi = compose(ct_to_t2, t2_to_dwi)
-        files.write_array(
-            resample_array(signals[0], dwi_grid, ct_grid, transform=ct_to_dwi), ct_grid, outputs["dwi_b0_ct"]
-        )
-        dwi_dose = np.stack([resample_array(s, dwi_grid, dgrid, transform=ct_to_dwi) for s in signals])
-        files.write_array(dwi_dose, dgrid, outputs["dwi_dose"])
-        files.write_json(
-            {
-                "bvalues_s_per_mm2": bvals,
-                "pgse_delta_ms": timing[0],
-                "pgse_Delta_ms": timing[1],
-                "timing_source": timing_source,
-                "shape_bzyx": signals.shape,
-                "spacing_mm": dwi_grid.spacing,
-            },
-            outputs["dwi_json"],
-        )
-        qc["dwi"] = {
-            "bvalues": bvals,
-            "shape_zyx": dwi_grid.shape,
-            "spacing_mm": dwi_grid.spacing,
-            "timing_source": timing_source,
-            "registration_to_t2w": {k: v for k, v in regs["dwi_to_t2w"].items() if k != "transform"},
-        }
-        timings["dwi_s"] = time.perf_counter() - t
-
-    # --- PET -----------------------------------------------------------------------------------------
-    if ex.pet is not None:
-        t = time.perf_counter()
-        pet, pet_grid, pet_hdr = ex.pet
-        files.write_array(pet, pet_grid, outputs["pet"])
-        files.write_array(resample_array(pet, pet_grid, ct_grid), ct_grid, outputs["pet_ct"])
-        files.write_array(resample_array(pet, pet_grid, dgrid), dgrid, outputs["pet_dose"])
-        # The SUV factor is settled here, where the header is; an unusable header does not stop the
-        # ingest (CT, MR and dose are still good) but is kept, and the PET stage fails on it.
-        pet_json = suv_record(pet_hdr)
-        if pet_json["suv_error"]:
-            log.warning("%s: no SUV from %s: %s", pid, chosen["PT"].files[0], pet_json["suv_error"])
-        # Absolute dates and times are identifying (PS3.15): only the interval is kept.
-        pet_json["header_file"] = export_relative(chosen["PT"].files[0], folder)
-        files.write_json(pet_json, outputs["pet_json"])
-        qc["pet"] = {"shape_zyx": pet_grid.shape, "spacing_mm": pet_grid.spacing, **pet_json}
-        timings["pet_s"] = time.perf_counter() - t
-
-    timings["total_s"] = time.perf_counter() - t0
+    pid, timings = params["patient_id"], dict[str, float]()
+    with timed(timings, "total_s"):
+        ex = read_export(inputs["dicom_dir"], patient=pid, params=params)
+        timings.update(ex.timings)
+        qc = {"patient_id": pid, "skipped_non_dicom_files": len(ex.skipped), "series": _series_qc(ex)}
+        with timed(timings, "write_ct_structures_s"):
+            qc.update(_write_ct_and_masks(ex, outputs))
+        dgrid = _write_dose_grid(ex, outputs, params=params)
+        qc["dose_grid"] = {"shape_zyx": dgrid.shape, "spacing_mm": dgrid.spacing, "origin_mm": dgrid.origin}
+        if ex.rtdose is not None:
+            qc["rtdose"] = _rtdose_qc(ex)
+        with timed(timings, "registration_s"):  # registered by the input check, whose record has the transforms
+            regs = registrations(ex, inputs, patient=pid, reg=params["registration"])
+        if ex.t2w is not None:
+            ct_to_t2, qc["t2w"] = _write_t2w(ex, regs, outputs)
+        if ex.dwi is not None:
+            with timed(timings, "dwi_s"):
+                qc["dwi"] = _write_dwi(ex, regs, ct_to_t2, dgrid, outputs, params=params)
+        if ex.pet is not None:
+            with timed(timings, "pet_s"):
+                qc["pet"] = _write_pet(ex, dgrid, outputs, pid=pid)
     qc["timings"] = timings
     files.write_json(qc, outputs["qc"])
     log.info("ingested %s in %.1f s", pid, timings["total_s"])
