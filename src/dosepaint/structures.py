@@ -19,6 +19,8 @@ from .errors import DosepaintInputError
 from .geometry import Grid
 
 CANONICAL = ("GTV", "CTV_HD", "CTV_LD", "BODY", "SKIN", "RECTUM", "SIGMA", "BOWEL", "NERVES")
+#: What every plan needs on the dose grid: the targets, the target shells and BODY.
+PLANNING_STRUCTURES = ("GTV", "CTV_HD", "CTV_LD", "CTV_HD_minus_GTV", "CTV_LD_minus_GTV", "BODY")
 
 #: Built-in aliases; the config's ``ingest.structure_aliases`` adds to them.
 DEFAULT_ALIASES: dict[str, list[str]] = {

@@ -1,5 +1,3 @@
-from snakemake.utils import Paramspace
-
 # Parameter sweeps (config sweep.table, one point per row) over cohort-level parameters; target
 # sweep_all. A point's path names its values, so adding a row runs that point's jobs only, and the
 # TCP model is refitted once per α/β, not once per point.
@@ -12,18 +10,7 @@ wildcard_constraints:
     sigma_scale=r"[0-9]+(\.[0-9]+)?",
 
 
-SWEEP = Paramspace(
-    dp_cohort.read_sweep_points(CFG["sweep"]["table"]), filename_params="*"
-)
-
-
-def sweep_rows(wildcards):
-    """Every sweep point's row of every held-out patient with plans."""
-    return expand(
-        f"{RESULTS}/sweeps/{{point}}/{{pid}}.tsv",
-        point=SWEEP.instance_patterns,
-        pid=heldout_planned(wildcards),
-    )
+include: "sweep_functions.smk"
 
 
 rule sweep_tcp_fit:

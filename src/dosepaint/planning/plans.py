@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .biology import RbeModel, residual_range_let_dose
+from .biology import RbeModel, rbe_dose_from_effect, residual_range_let_dose
 from .influence import DoseInfluence, column_max, subset_shared
 from .optimise import Constraints, DoseTerm, LetTerm, OptResult, PhaseProblem, TcpTerm, scale_to_mean
 
@@ -220,3 +220,18 @@ def result_summary(r: OptResult) -> dict:
         **{f"term_{k}": float(v) for k, v in r.terms.items()},
         **{f"violation_{k}": float(v) for k, v in r.constraint_violation.items()},
     }
+
+
+def course_doses(q: dict, inf, *, n_fx: int, constant_rbe: float) -> dict:
+    """Total doses of ``n_fx`` fractions from one per-fraction forward result ``q``: physical
+    (``physical_total``), RBE-weighted (``rbe_total``: from the carbon effect, or the constant RBE)
+    and, when the engine gives it, the LETd (``let``).
+    """
+    out = {"physical_total": n_fx * q["physical_dose"]}
+    if "effect" in q:
+        out["rbe_total"] = n_fx * rbe_dose_from_effect(q["effect"], alpha_x=inf.alpha_x, beta_x=inf.beta_x)
+    else:
+        out["rbe_total"] = constant_rbe * out["physical_total"]
+    if "let" in q:
+        out["let"] = q["let"]
+    return out

@@ -32,19 +32,18 @@ from ..errors import DosepaintInputError
 from ..geometry import Grid
 from ..io import files
 from ..io.dicom import export_rtdose
+from ..io.records import read_tcp_model as tcp_model
 from ..layout import PLAN_NAMES
 from ..logs import timed
 from ..planning import evaluate as ev
 from ..planning.biology import letd as letd_of
-from ..planning.biology import rbe_dose_from_effect
 from ..planning.engine import PyRadPlanEngine
 from ..planning.influence import DoseInfluence
-from ..planning.plans import let_dose_matrix, painted_course, rbe_model, result_summary, uniform_course
+from ..planning.plans import course_doses, let_dose_matrix, painted_course, rbe_model, result_summary, uniform_course
+from ..structures import PLANNING_STRUCTURES as STRUCTURES
 from ..structures import expand
 
 log = logging.getLogger(__name__)
-
-STRUCTURES = ("GTV", "CTV_HD", "CTV_LD", "CTV_HD_minus_GTV", "CTV_LD_minus_GTV", "BODY")
 
 
 def calc_voxels(masks: dict, grid: Grid, *, oars, ring_mm: float, body_step: int):
@@ -112,19 +111,6 @@ def structure_rows(inf: DoseInfluence, masks: dict, *, ring: np.ndarray, body_sa
     rows["LD_ONLY"] = inf.rows_of(masks["CTV_LD"] & ~masks["CTV_HD"])
     rows["BODY"] = inf.rows_of(body_sample & ~masks["CTV_LD"] & calc)
     return rows
-
-
-def tcp_model(inputs: dict, tcp: dict) -> dict:
-    """The TCP model: fitted on the training split (``inputs["tcp_model"]``, cohort/tcp_fit.json) when
-    ``tcp["source"]`` is ``fit``, else the configured α, α/β and f_c.
-    """
-    if tcp.get("source", "config") == "config":
-        return {"source": "config", **{k: float(tcp[k]) for k in ("alpha", "alpha_beta", "clonogenic_fraction")}}
-    model = files.read_json(inputs["tcp_model"])["model"]
-    return {
-        "source": f"fit ({model['estimator']})",
-        **{k: float(model[k]) for k in ("alpha", "alpha_beta", "clonogenic_fraction")},
-    }
 
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
@@ -343,21 +329,6 @@ def _run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     files.write_json(qc, outputs["qc"])
     log.info("%s: plans done in %.1f s (optimisation %.1f s)", pt.pid, seconds["total_s"], seconds["optimisation_s"])
     return table
-
-
-def course_doses(q: dict, inf, *, n_fx: int, constant_rbe: float) -> dict:
-    """Total doses of ``n_fx`` fractions from one per-fraction forward result ``q``: physical
-    (``physical_total``), RBE-weighted (``rbe_total``: from the carbon effect, or the constant RBE)
-    and, when the engine gives it, the LETd (``let``).
-    """
-    out = {"physical_total": n_fx * q["physical_dose"]}
-    if "effect" in q:
-        out["rbe_total"] = n_fx * rbe_dose_from_effect(q["effect"], alpha_x=inf.alpha_x, beta_x=inf.beta_x)
-    else:
-        out["rbe_total"] = constant_rbe * out["physical_total"]
-    if "let" in q:
-        out["let"] = q["let"]
-    return out
 
 
 def _evaluate(name, dose, letd, masks, clonogens, *, params, alpha, beta, n) -> dict:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,13 +39,16 @@ import pandas as pd
 from .. import dwi
 from .. import robustness as rob
 from ..errors import DosepaintInputError
+from ..geometry import Grid
 from ..io import files
+from ..io.records import read_tcp_model as tcp_model
 from ..layout import PLAN_NAMES
 from ..planning import evaluate as ev
 from ..planning.engine import PyRadPlanEngine
 from ..planning.influence import DoseInfluence
+from ..planning.plans import course_doses
+from ..structures import PLANNING_STRUCTURES as STRUCTURES
 from ..structures import expand
-from .plan import STRUCTURES, course_doses, tcp_model
 
 log = logging.getLogger(__name__)
 
@@ -235,143 +239,150 @@ def run_shift(inputs: dict, outputs: dict, *, params: dict) -> dict:
 # -- per patient -------------------------------------------------------------------------------------------
 
 
-def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
-    """Scenario metrics, DVH bands, worst case, cell-count TCPs and ΔTCP maps of one patient."""
-    pid = params["patient_id"]
+@dataclass
+class _Gtv:
+    """A held-out patient's GTV biology: cells and clonogens per GTV voxel, RMSE, TCP model parameters."""
+
+    masks: dict
+    grid: Grid
+    cells: np.ndarray
+    clon: np.ndarray
+    rmse: np.ndarray
+    tcp: dict
+    kw: dict
+
+
+def _read_gtv(inputs: dict, params: dict, pid: str) -> _Gtv:
     tcp = tcp_model(inputs, params["tcp"])
-    alpha, beta = float(tcp["alpha"]), float(tcp["alpha"]) / float(tcp["alpha_beta"])
-    n = int(params["n_fractions"])
-    dp = float(params["prescription_gy"])
+    alpha = float(tcp["alpha"])
+    kw = {"alpha": alpha, "beta": alpha / float(tcp["alpha_beta"]), "n_fractions": int(params["n_fractions"])}
     masks, grid = _read_plan_masks(inputs, params, pid)
     rho, rgrid = files.read_array(inputs["cell_density"])
     rmse, egrid = files.read_array(inputs["rmse"])
     if tuple(rgrid.shape) != tuple(grid.shape) or tuple(egrid.shape) != tuple(grid.shape):
-        raise DosepaintInputError(
-            "cell density or RMSE is not on the dose grid", patient=pid, path=inputs["cell_density"]
-        )
+        raise DosepaintInputError("cell density or RMSE is not on the dose grid", patient=pid,
+                                  path=inputs["cell_density"])  # fmt: skip
     g = masks["GTV"]
     cells = dwi.clonogens(rho[g], voxel_volume_mm3=grid.voxel_volume, clonogenic_fraction=1.0)  # cells per voxel
     clon = float(tcp["clonogenic_fraction"]) * cells
-    kw: dict[str, Any] = {"alpha": alpha, "beta": beta, "n_fractions": n}
+    return _Gtv(masks, grid, cells, clon, rmse[g], tcp, kw)
 
-    # Physical scenarios.
-    names = list(params["scenarios"])
+
+def _read_scenarios(inputs: dict, params: dict, pid: str, pt: _Gtv) -> tuple[list, np.ndarray, dict]:
+    """The scenario doses (checked against their names), the evaluation voxels and the structures on them."""
     paths = files.as_paths(inputs["scenarios"])
     scen = [_read_scenario(p) for p in paths]
-    for path, s, name in zip(paths, scen, names, strict=True):
+    for path, s, name in zip(paths, scen, list(params["scenarios"]), strict=True):
         if s["scenario"] != name:
-            raise DosepaintInputError(
-                f"scenario file holds {s['scenario']!r}, expected {name!r}", patient=pid, path=path
-            )
+            raise DosepaintInputError(f"scenario file holds {s['scenario']!r}, expected {name!r}", patient=pid,
+                                      path=path)  # fmt: skip
     voxels = scen[0]["voxels"]
-    pos = np.full(int(np.prod(grid.shape)), -1, np.int64)
+    pos = np.full(int(np.prod(pt.grid.shape)), -1, np.int64)
     pos[voxels] = np.arange(voxels.size)
-    rows, bands = [], []
-    bins = ev.dvh_bins(prescription_gy=dp, bin_gy=params["dvh_bin_gy"])
-    structs = {s: m for s, m in masks.items() if s != "BODY" and m.any()}
+    structs = {s: m for s, m in pt.masks.items() if s != "BODY" and m.any()}
     for s, m in structs.items():
         if np.any(pos[np.flatnonzero(m.ravel())] < 0):
             raise DosepaintInputError(
-                f"{s} is not inside the scenario evaluation voxels (masks changed after "
-                "the scenario doses were computed?)",
+                f"{s} is not inside the scenario evaluation voxels (masks changed after the scenario doses were "
+                "computed?)",
                 patient=pid,
                 path=paths[0],
             )
+    return scen, pos, structs
+
+
+def _scenario_rows(plan: str, stack, scen: list, pt: _Gtv, structs: dict, *, params: dict, pid: str) -> list:
+    """One metrics row per scenario of a plan: DVH metrics, TCP and clinical goals met."""
+    dp, voxels, rows = float(params["prescription_gy"]), scen[0]["voxels"], []
+    for k, s in enumerate(scen):
+        dose = _full(stack[k], voxels, pt.grid)
+        metrics = {f"{st}_{key}": v for st, m in structs.items() for key, v in ev.dvh_metrics(dose, m).items()}
+        goals = ev.clinical_goals(metrics, prescription_gy=dp, oar_limits=params["oar_limits_gy"],
+                                  escalated=plan in ("de", "dr"))  # fmt: skip
+        rows.append({"patient_id": pid, "plan": plan, "scenario": s["scenario"], "method": s["method"], **metrics,
+                     "tcp": ev.tcp_metrics(pt.clon, dose[pt.masks["GTV"]], **pt.kw)["tcp"],
+                     "goals_met": int(sum(goals.values())), "goals_total": len(goals)})  # fmt: skip
+    return rows
+
+
+def _dvh_bands(plan: str, stack, voxels, pos, pt: _Gtv, structs: dict, *, bins) -> list:
+    """Per structure, the band of the scenarios' DVHs and the nominal DVH (% volume)."""
+    nominal_dose = _full(stack[0], voxels, pt.grid)
+    bands = []
+    for st, m in structs.items():
+        lo, hi = rob.dvh_band(stack[:, pos[np.flatnonzero(m.ravel())]], bins=bins)
+        bands.append(pd.DataFrame({"plan": plan, "structure": st, "dose_gy": bins, "volume_min_pct": lo,
+                                   "volume_max_pct": hi,
+                                   "volume_nominal_pct": ev.dvh_curve(nominal_dose, m, bins=bins)}))  # fmt: skip
+    return bands
+
+
+def _physical_scenarios(scen, pos, structs, pt: _Gtv, outputs: dict, *, params: dict, pid: str) -> pd.DataFrame:
+    """Scenario metrics and DVH bands of every plan, and its voxel-wise worst-case dose, written."""
+    voxels, rows, bands = scen[0]["voxels"], [], []
+    bins = ev.dvh_bins(prescription_gy=float(params["prescription_gy"]), bin_gy=params["dvh_bin_gy"])
     target_any = np.zeros(voxels.size, bool)
     for t in TARGETS:
-        target_any |= masks[t].ravel()[voxels]
+        target_any |= pt.masks[t].ravel()[voxels]
     for plan in PLAN_NAMES:
         stack = np.stack([s["doses"][plan] for s in scen])  # (n_scen, n_eval)
-        for k, s in enumerate(scen):
-            dose = _full(stack[k], voxels, grid)
-            metrics = {}
-            for st, m in structs.items():
-                for key, v in ev.dvh_metrics(dose, m).items():
-                    metrics[f"{st}_{key}"] = v
-            goals = ev.clinical_goals(
-                metrics, prescription_gy=dp, oar_limits=params["oar_limits_gy"], escalated=plan in ("de", "dr")
-            )
-            rows.append(
-                {
-                    "patient_id": pid,
-                    "plan": plan,
-                    "scenario": s["scenario"],
-                    "method": s["method"],
-                    **metrics,
-                    "tcp": ev.tcp_metrics(clon, dose[g], **kw)["tcp"],
-                    "goals_met": int(sum(goals.values())),
-                    "goals_total": len(goals),
-                }
-            )
-        nominal_dose = _full(stack[0], voxels, grid)
-        for st, m in structs.items():
-            sel = pos[np.flatnonzero(m.ravel())]
-            lo, hi = rob.dvh_band(stack[:, sel], bins=bins)
-            bands.append(
-                pd.DataFrame(
-                    {
-                        "plan": plan,
-                        "structure": st,
-                        "dose_gy": bins,
-                        "volume_min_pct": lo,
-                        "volume_max_pct": hi,
-                        "volume_nominal_pct": ev.dvh_curve(nominal_dose, m, bins=bins),
-                    }
-                )
-            )
-        worst = _full(rob.worst_case_dose(stack, target_any), voxels, grid)
-        files.write_array(np.where(masks["BODY"], worst, 0.0), grid, outputs[f"{plan}_worst_dose"])
+        rows += _scenario_rows(plan, stack, scen, pt, structs, params=params, pid=pid)
+        bands += _dvh_bands(plan, stack, voxels, pos, pt, structs, bins=bins)
+        worst = _full(rob.worst_case_dose(stack, target_any), voxels, pt.grid)
+        files.write_array(np.where(pt.masks["BODY"], worst, 0.0), pt.grid, outputs[f"{plan}_worst_dose"])
     table = pd.DataFrame(rows)
     files.write_tsv(table, outputs["scenario_metrics"])
     files.write_tsv(pd.concat(bands, ignore_index=True), outputs["dvh_bands"])
+    return table
 
-    # Cell-count scenarios on the nominal doses.
+
+def _cell_count_tcp(nominal: dict, pt: _Gtv, inputs: dict, outputs: dict, *, params: dict, pid: str) -> dict:
+    """TCP of each plan's nominal dose with the nominal, best and worst cell counts; the σ record."""
     if params["sigma_scope"] == "patient":
-        centre, sigma = rob.rmse_spread(rmse[g], centring=params["centring"])
+        centre, sigma = rob.rmse_spread(pt.rmse, centring=params["centring"])
     else:
         sig = files.read_json(inputs["sigma"])
         centre, sigma = float(sig["centre"]), float(sig["sigma"])
-    best, worst_w = rob.cell_count_weights(rmse[g], sigma=sigma, centre=centre)
-    nominal = {plan: _full(scen[0]["doses"][plan], voxels, grid)[g] for plan in PLAN_NAMES}
-    cc = []
-    for plan in PLAN_NAMES:
-        for name, w in (("nominal", 1.0), ("best", best), ("worst", worst_w)):
-            cc.append(
-                {
-                    "patient_id": pid,
-                    "plan": plan,
-                    "cell_count": name,
-                    "tcp": ev.tcp_metrics(clon * w, nominal[plan], **kw)["tcp"],
-                }
-            )
+    best, worst = rob.cell_count_weights(pt.rmse, sigma=sigma, centre=centre)
+    cc = [
+        {"patient_id": pid, "plan": plan, "cell_count": name,
+         "tcp": ev.tcp_metrics(pt.clon * w, nominal[plan], **pt.kw)["tcp"]}
+        for plan in PLAN_NAMES
+        for name, w in (("nominal", 1.0), ("best", best), ("worst", worst))
+    ]  # fmt: skip
     files.write_tsv(pd.DataFrame(cc), outputs["cell_count_tcp"])
+    return {"centre": centre, "sigma": sigma, "scope": params["sigma_scope"], "centring": params["centring"]}
 
-    # ΔTCP maps (Eq. 5, both forms) and the GTV voxel arrays for the cohort tertiles.
-    arrays: dict[str, Any] = {"cells_per_voxel": cells}
+
+def _write_delta_tcp(nominal: dict, pt: _Gtv, outputs: dict) -> None:
+    """ΔTCP maps (Eq. 5, both forms) and the GTV voxel arrays for the cohort tertiles."""
+    g = pt.masks["GTV"]
+    arrays: dict[str, Any] = {"cells_per_voxel": pt.cells}
     for plan in PLAN_NAMES:
-        arrays[f"survivors_{plan}"] = rob.voxel_survivors(clon, nominal[plan], **kw)
+        arrays[f"survivors_{plan}"] = rob.voxel_survivors(pt.clon, nominal[plan], **pt.kw)
     for plan in ("de", "dr"):
-        dtcp, dln = rob.delta_tcp_voxels(clon, nominal[plan], nominal["uniform"], **kw)
+        dtcp, dln = rob.delta_tcp_voxels(pt.clon, nominal[plan], nominal["uniform"], **pt.kw)
         for key, values in (("dtcp", dtcp), ("dlntcp", dln)):
-            m = np.full(grid.shape, np.nan)
+            m = np.full(pt.grid.shape, np.nan)
             m[g] = values
-            files.write_array(m, grid, outputs[f"{plan}_{key}"])
+            files.write_array(m, pt.grid, outputs[f"{plan}_{key}"])
     with files.atomic_path(outputs["voxels"], suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
-    files.write_json(
-        {
-            "patient_id": pid,
-            "tcp_model": tcp,
-            "cell_count": {
-                "centre": centre,
-                "sigma": sigma,
-                "scope": params["sigma_scope"],
-                "centring": params["centring"],
-            },
-            "scenarios": {s["scenario"]: s["method"] for s in scen},
-        },
-        outputs["qc"],
-    )
+
+
+def run_patient(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
+    """Scenario metrics, DVH bands, worst case, cell-count TCPs and ΔTCP maps of one patient."""
+    pid = params["patient_id"]
+    pt = _read_gtv(inputs, params, pid)
+    scen, pos, structs = _read_scenarios(inputs, params, pid, pt)
+    table = _physical_scenarios(scen, pos, structs, pt, outputs, params=params, pid=pid)
+    voxels = scen[0]["voxels"]
+    nominal = {plan: _full(scen[0]["doses"][plan], voxels, pt.grid)[pt.masks["GTV"]] for plan in PLAN_NAMES}
+    cell_count = _cell_count_tcp(nominal, pt, inputs, outputs, params=params, pid=pid)
+    _write_delta_tcp(nominal, pt, outputs)
+    qc = {"patient_id": pid, "tcp_model": pt.tcp, "cell_count": cell_count,
+          "scenarios": {s["scenario"]: s["method"] for s in scen}}  # fmt: skip
+    files.write_json(qc, outputs["qc"])
     return table
 
 

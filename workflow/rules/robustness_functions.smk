@@ -1,0 +1,83 @@
+# Input functions and path tables of the robustness rules (robustness.smk), beside them;
+# Snakemake's linter wants functions and rules in separate files.
+ROB = f"{RESULTS}/patients/{{pid}}/robustness"
+ROB_CFG = CFG["robustness"]
+SCENARIOS = dp_rob.scenario_grid(
+    ROB_CFG["setup_shifts_mm"], ROB_CFG["range_errors_pct"]
+)
+ROBUSTNESS_FILES = {
+    name: f"{ROB}/{rel}" for name, rel in dp_layout.ROBUSTNESS_OUTPUTS.items()
+}
+
+
+def scenario_statuses(wildcards):
+    """The status records of the jobs that make a patient's scenario doses."""
+    recalculated = [
+        s
+        for s in SCENARIOS
+        if dp_rob.scenario_folder(s, setup_method=ROB_CFG["setup_method"]) != "shifted"
+    ]
+    out = [
+        f"{RESULTS}/patients/{wildcards.pid}/status/scenario_dose/{s.name}.json"
+        for s in recalculated
+    ]
+    if SHIFTED:
+        out.append(status("scenario_shift").format(pid=wildcards.pid))
+    return out
+
+
+def shift_base_statuses(wildcards):
+    """The status records of the scenario jobs a rigid-shift job moves."""
+    names = dict.fromkeys(s.base().name for s in SHIFTED)
+    return [
+        f"{RESULTS}/patients/{wildcards.pid}/status/scenario_dose/{n}.json"
+        for n in names
+    ]
+
+
+def scenario_files(wildcards):
+    """Every scenario's doses of one patient, each from the rule that makes it."""
+    return [
+        f"{RESULTS}/patients/{wildcards.pid}/robustness/"
+        f"{dp_rob.scenario_folder(s, setup_method=ROB_CFG['setup_method'])}/{s.name}.npz"
+        for s in SCENARIOS
+    ]
+
+
+SHIFTED = [
+    s
+    for s in SCENARIOS
+    if dp_rob.scenario_folder(s, setup_method=ROB_CFG["setup_method"]) == "shifted"
+]
+"""Setup scenarios made by the rigid-shift approximation (none with ``setup_method: recalculate``)."""
+
+
+def shift_bases(wildcards):
+    """The same-range scenarios that the rigid-shift scenarios of a patient move."""
+    names = dict.fromkeys(s.base().name for s in SHIFTED)
+    return [
+        f"{RESULTS}/patients/{wildcards.pid}/robustness/scenarios/{n}.npz"
+        for n in names
+    ]
+
+
+def rmse_sigma_inputs(wildcards):
+    """σ of the cell-count weights reads training patients only."""
+    pids = training_patients(wildcards)
+    return {
+        "rmse": expand(DWI_FILES["rmse_dose"], pid=pids),
+        "masks_dose": expand(MASKS_DOSE, pid=pids),
+    }
+
+
+def robustness_sigma(wildcards):
+    if ROB_CFG["sigma_scope"] == "training":
+        return {"sigma": f"{RESULTS}/cohort/rmse_sigma.json"}
+    return {}
+
+
+def robustness_outputs(name):
+    def inputs(wildcards):
+        return expand(ROBUSTNESS_FILES[name], pid=heldout_planned(wildcards))
+
+    return inputs
