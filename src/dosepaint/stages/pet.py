@@ -16,7 +16,6 @@ and ``prescription_numbers.nii.gz`` (Gy(RBE), dose grid, NaN outside the target)
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from .. import prescription, statistics
 from ..errors import DosepaintInputError
 from ..geometry import Grid, resample_array
 from ..io import files
+from ..logs import timed
 from ..structures import expand
 
 log = logging.getLogger(__name__)
@@ -64,25 +64,8 @@ def suv_factor(pet_json: dict, *, pid: str, path) -> float:
     return float(pet_json["suv_factor"])
 
 
-def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
-    """Per-patient PET analysis.
-
-    ``params``: patient_id; methods (list of names of :data:`dosepaint.pet_segmentation.METHODS`);
-    method_params ({name: {param: value}}); search_structure, search_margin_mm,
-    background_shell_mm (the background SUV is the median in a shell of that thickness around
-    the search region, inside BODY); reference_structure (used when no ``reference`` input);
-    prescription: {btv_method, target, base_gy, boost_gy, d_min_gy, d_max_gy}.
-    """
-    pid = params["patient_id"]
-    t0 = time.perf_counter()
-    factor = suv_factor(files.read_json(inputs["pet_json"]), pid=pid, path=inputs["pet_json"])
-    pet_ct, ct_grid = files.read_array(inputs["pet_ct"])
-    pet_dose, dose_grid = files.read_array(inputs["pet_dose"])
-    suv = (pet_ct * factor).astype(np.float32)
-    suv_dose = (pet_dose * factor).astype(np.float32)
-    files.write_array(suv, ct_grid, outputs["suv"])
-    files.write_array(suv_dose, dose_grid, outputs["suv_dose"])
-
+def _search_region(suv, ct_grid: Grid, inputs: dict, *, params: dict, pid: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """The search region (structure + margin, inside BODY), its background shell and the background SUV."""
     body, _ = _mask(inputs["masks_ct"], "BODY", pid=pid)
     search_struct, _ = _mask(inputs["masks_ct"], params["search_structure"], pid=pid)
     if not search_struct.any():
@@ -101,53 +84,46 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
         )
     outer = expand(region, ct_grid, margin_mm=params["background_shell_mm"]) & body & ~region
     background = float(np.nanmedian(suv[outer])) if outer.any() else float(np.nanmedian(suv[region]))
+    return region, outer, background
 
-    if inputs.get("truth"):
-        ref_path = Path(inputs["truth"]) / params["reference_mask"]
-        if not ref_path.exists():
-            raise DosepaintInputError("the truth has no reference mask", patient=pid, path=ref_path)
-        ref_arr, ref_grid = files.read_array(ref_path)
-        reference = _on_grid(ref_arr > 0, ref_grid, ct_grid)
-        reference_name = "truth"
-    else:
-        reference = _mask(inputs["masks_ct"], params["reference_structure"], pid=pid)[0]
-        reference_name = params["reference_structure"]
 
-    # Segment inside a box around the region (and the reference), not the whole CT volume.
-    box = _crop(region | reference | outer)
-    spacing = ct_grid.spacing
+def _reference(inputs: dict, ct_grid: Grid, *, params: dict, pid: str) -> tuple[np.ndarray, str]:
+    """The segmentations' reference: the synthetic truth's active volume when given, else a structure."""
+    if not inputs.get("truth"):
+        return _mask(inputs["masks_ct"], params["reference_structure"], pid=pid)[0], params["reference_structure"]
+    ref_path = Path(inputs["truth"]) / params["reference_mask"]
+    if not ref_path.exists():
+        raise DosepaintInputError("the truth has no reference mask", patient=pid, path=ref_path)
+    ref_arr, ref_grid = files.read_array(ref_path)
+    return _on_grid(ref_arr > 0, ref_grid, ct_grid), "truth"
+
+
+def _segment_all(suv, region, reference, box, ct_grid: Grid, *, background: float, params: dict, outputs: dict,
+                 ref_name: str, pid: str) -> tuple[pd.DataFrame, dict, dict]:  # fmt: skip
+    """Every configured method inside the box; masks written, overlap with the reference per method."""
     mask_dir = Path(outputs["masks"])
     mask_dir.mkdir(parents=True, exist_ok=True)
-    rows, masks, seconds = [], {}, {}
+    rows, masks, seconds = [], {}, dict[str, float]()
     for name in params["methods"]:
-        t = time.perf_counter()
-        m_box = seg.segment(
-            name,
-            suv[box],
-            region[box],
-            spacing_mm=spacing,
-            background=background,
-            params=params.get("method_params", {}).get(name),
-        )
-        mask = np.zeros(suv.shape, bool)
-        mask[box] = m_box
-        masks[name] = mask
-        files.write_array(mask, ct_grid, mask_dir / f"{name}.nii.gz", dtype=np.uint8)
-        metrics = seg.overlap_metrics(m_box, reference[box], spacing_mm=spacing)
-        rows.append(
-            {
-                "patient_id": pid,
-                "method": name,
-                "reference": reference_name,
-                **metrics,
-                "suv_mean": float(suv[mask].mean()) if mask.any() else np.nan,
-            }
-        )
-        # timings go to qc.json, not to the metrics table, which must reproduce byte for byte
-        seconds[name] = time.perf_counter() - t
-    table = pd.DataFrame(rows)
-    files.write_tsv(table, outputs["metrics"])
+        with timed(seconds, name):
+            m_box = seg.segment(name, suv[box], region[box], spacing_mm=ct_grid.spacing, background=background,
+                                params=params.get("method_params", {}).get(name))  # fmt: skip
+            mask = np.zeros(suv.shape, bool)
+            mask[box] = m_box
+            masks[name] = mask
+            files.write_array(mask, ct_grid, mask_dir / f"{name}.nii.gz", dtype=np.uint8)
+            metrics = seg.overlap_metrics(m_box, reference[box], spacing_mm=ct_grid.spacing)
+            # timings go to qc.json, not to the metrics table, which must reproduce byte for byte
+            rows.append({"patient_id": pid, "method": name, "reference": ref_name, **metrics,
+                         "suv_mean": float(suv[mask].mean()) if mask.any() else np.nan})  # fmt: skip
+    return pd.DataFrame(rows), masks, seconds
 
+
+def _write_prescriptions(masks: dict, suv_dose, ct_grid: Grid, dose_grid: Grid, inputs: dict, outputs: dict, *,
+                         params: dict, pid: str) -> float:  # fmt: skip
+    """BTV on the dose grid and the PET prescriptions by contours and by numbers; the BTV volume in the
+    target (mL).
+    """
     rx = params["prescription"]
     if rx["btv_method"] not in masks:
         raise DosepaintInputError(
@@ -157,41 +133,50 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     target, _ = _mask(inputs["masks_dose"], rx["target"], pid=pid)
     btv_dose = _on_grid(masks[rx["btv_method"]], ct_grid, dose_grid)
     files.write_array(btv_dose, dose_grid, outputs["btv_dose"], dtype=np.uint8)
-    files.write_array(
-        prescription.by_contours(target, btv_dose, base_gy=rx["base_gy"], boost_gy=rx["boost_gy"]),
-        dose_grid,
-        outputs["prescription_contours"],
-    )
-    files.write_array(
-        prescription.by_numbers(suv_dose, target, d_min_gy=rx["d_min_gy"], d_max_gy=rx["d_max_gy"]),
-        dose_grid,
-        outputs["prescription_numbers"],
-    )
+    contours = prescription.by_contours(target, btv_dose, base_gy=rx["base_gy"], boost_gy=rx["boost_gy"])
+    files.write_array(contours, dose_grid, outputs["prescription_contours"])
+    numbers = prescription.by_numbers(suv_dose, target, d_min_gy=rx["d_min_gy"], d_max_gy=rx["d_max_gy"])
+    files.write_array(numbers, dose_grid, outputs["prescription_numbers"])
+    return float((btv_dose & target).sum() * dose_grid.voxel_volume / 1000.0)
 
+
+def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
+    """Per-patient PET analysis.
+
+    ``params``: patient_id; methods (list of names of :data:`dosepaint.pet_segmentation.METHODS`);
+    method_params ({name: {param: value}}); search_structure, search_margin_mm,
+    background_shell_mm (the background SUV is the median in a shell of that thickness around
+    the search region, inside BODY); reference_structure (used when no ``reference`` input);
+    prescription: {btv_method, target, base_gy, boost_gy, d_min_gy, d_max_gy}.
+    """
+    pid, seconds = params["patient_id"], dict[str, float]()
+    with timed(seconds, "total"):
+        factor = suv_factor(files.read_json(inputs["pet_json"]), pid=pid, path=inputs["pet_json"])
+        pet_ct, ct_grid = files.read_array(inputs["pet_ct"])
+        pet_dose, dose_grid = files.read_array(inputs["pet_dose"])
+        suv = (pet_ct * factor).astype(np.float32)
+        suv_dose = (pet_dose * factor).astype(np.float32)
+        files.write_array(suv, ct_grid, outputs["suv"])
+        files.write_array(suv_dose, dose_grid, outputs["suv_dose"])
+        region, outer, background = _search_region(suv, ct_grid, inputs, params=params, pid=pid)
+        reference, ref_name = _reference(inputs, ct_grid, params=params, pid=pid)
+        box = _crop(region | reference | outer)  # segment inside a box around the region, not the whole CT
+        table, masks, method_seconds = _segment_all(
+            suv, region, reference, box, ct_grid, background=background, params=params, outputs=outputs,
+            ref_name=ref_name, pid=pid
+        )  # fmt: skip
+        files.write_tsv(table, outputs["metrics"])
+        btv_ml = _write_prescriptions(masks, suv_dose, ct_grid, dose_grid, inputs, outputs, params=params, pid=pid)
     v = suv[region]
-    qc = {
-        "patient_id": pid,
-        "suv_factor": factor,
-        "background_suv": background,
-        "suv_max_region": float(np.nanmax(v)),
-        "suv_mean_region": float(np.nanmean(v)),
-        "region_volume_ml": float(region.sum() * ct_grid.voxel_volume / 1000.0),
-        "reference": reference_name,
-        "reference_volume_ml": float(reference.sum() * ct_grid.voxel_volume / 1000.0),
-        "btv_method": rx["btv_method"],
-        "btv_volume_in_target_ml": float((btv_dose & target).sum() * dose_grid.voxel_volume / 1000.0),
-        "method_seconds": seconds,
-        "seconds": time.perf_counter() - t0,
-    }
+    qc = {"patient_id": pid, "suv_factor": factor, "background_suv": background,
+          "suv_max_region": float(np.nanmax(v)), "suv_mean_region": float(np.nanmean(v)),
+          "region_volume_ml": float(region.sum() * ct_grid.voxel_volume / 1000.0), "reference": ref_name,
+          "reference_volume_ml": float(reference.sum() * ct_grid.voxel_volume / 1000.0),
+          "btv_method": params["prescription"]["btv_method"], "btv_volume_in_target_ml": btv_ml,
+          "method_seconds": method_seconds, "seconds": seconds["total"]}  # fmt: skip
     files.write_json(qc, outputs["qc"])
-    log.info(
-        "PET %s: SUVmax %.2f, background %.2f, %d methods in %.1f s",
-        pid,
-        qc["suv_max_region"],
-        background,
-        len(rows),
-        qc["seconds"],
-    )
+    log.info("PET %s: SUVmax %.2f, background %.2f, %d methods in %.1f s", pid, qc["suv_max_region"], background,
+             len(table), qc["seconds"])  # fmt: skip
     return table
 
 
