@@ -116,67 +116,85 @@ def structures_html(ingest: pd.DataFrame | None) -> str:
     return out
 
 
+TEST_COLUMNS = ["comparison", "n_pairs", "median_difference", "shapiro_p_difference", "mann_whitney_p", "wilcoxon_p",
+                "wilcoxon_method"]  # fmt: skip
+STYLE = (
+    "<style>body{font-family:sans-serif;margin:1em}table.dp{border-collapse:collapse;font-size:90%}"
+    "table.dp td,table.dp th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+    "table.dp td:first-child{text-align:left}</style>"
+)
+
+
+def estimates_table(ev: dict, fit: dict) -> pd.DataFrame:
+    """The TCP model's estimators: parameters with their bootstrap CIs, AUC and Brier score on both sides."""
+    return pd.DataFrame(
+        [
+            {"estimator": k, "alpha (1/Gy)": e["alpha"], "alpha 95% CI": fit["estimates"][k].get("alpha_ci95"),
+             "log10 f_c": e["log10_fc"], "log10 f_c 95% CI": fit["estimates"][k].get("log10_fc_ci95"),
+             "train AUC": e["train_auc"], "test AUC": e["test_auc"], "train Brier": e["train_brier"],
+             "test Brier": e["test_brier"]}
+            for k, e in ev["estimates"].items()
+        ]
+    )  # fmt: skip
+
+
+def degenerate_html(fit: dict) -> str:
+    """The warning block of a TCP model the training data do not identify (or nothing)."""
+    if not fit.get("degenerate"):
+        return ""
+    return (
+        "<h2>WARNING: the TCP model is degenerate</h2><p>The training data do not identify it ("
+        + "; ".join(fit["warnings"])
+        + "). Planning used it anyway: read every TCP below as conditional on it.</p>"
+    )
+
+
+def recovery_html(paths) -> list:
+    """Parameter recovery against the synthetic truth (synthetic cohorts only)."""
+    if not paths:
+        return []
+    rec = files.read_json(paths[0])
+    rows = [
+        {"estimator": k, "parameter": p, "estimate": v["estimate"], "truth": v["truth"], "95% CI": v["ci95"],
+         "truth inside CI": v["truth_inside_ci95"]}
+        for k, e in rec["estimates"].items()
+        for p, v in e.items()
+    ]  # fmt: skip
+    return ["<h3>Parameter recovery (synthetic truth)</h3>", _table(pd.DataFrame(rows))]
+
+
+def survival_html(surv: dict, cox: pd.DataFrame) -> list:
+    lr = surv["logrank"]
+    return [
+        "<h2>Survival (local control)</h2>",
+        f"<p>{surv['n']} patients ({html.escape(surv['population'])}), {surv['events']} relapses; "
+        f"median-split log-rank χ² = {lr['chi2']:.3g} (p = {lr['p']:.3g}); Harrell's C of TCP = "
+        f"{surv['concordance_tcp']:.3g}.</p>",
+        _table(cox),
+    ]
+
+
+def _optional_tsv(inputs: dict, key: str) -> pd.DataFrame | None:
+    return files.read_tsv(inputs[key]) if inputs.get(key) else None
+
+
 def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """``headline`` (TSV) and ``html`` (the report's summary page).
 
     ``inputs["excluded"]`` (optional): the inclusion stage's ``excluded.tsv``, listed first on the page.
     """
-    stats = files.read_json(inputs["statistics"])
+    stats, fit = files.read_json(inputs["statistics"]), files.read_json(inputs["fit"])
     tert = files.read_tsv(inputs["tertiles"])
     head = headline(stats, tert)
     files.write_tsv(head, outputs["headline"])
     t1 = st.table1_wide(files.read_tsv(inputs["table1"]), digits=int(params.get("digits", 1)))
     tests = files.read_tsv(inputs["tests"])
-    tests = tests[tests["metric"] == "tcp_pct"][
-        [
-            "comparison",
-            "n_pairs",
-            "median_difference",
-            "shapiro_p_difference",
-            "mann_whitney_p",
-            "wilcoxon_p",
-            "wilcoxon_method",
-        ]
-    ]
-    scen = files.read_tsv(inputs["tcp_scenarios"])
-    ev = files.read_json(inputs["evaluation"])
-    fit = files.read_json(inputs["fit"])
-    est = pd.DataFrame(
-        [
-            {
-                "estimator": k,
-                "alpha (1/Gy)": e["alpha"],
-                "alpha 95% CI": fit["estimates"][k].get("alpha_ci95"),
-                "log10 f_c": e["log10_fc"],
-                "log10 f_c 95% CI": fit["estimates"][k].get("log10_fc_ci95"),
-                "train AUC": e["train_auc"],
-                "test AUC": e["test_auc"],
-                "train Brier": e["train_brier"],
-                "test Brier": e["test_brier"],
-            }
-            for k, e in ev["estimates"].items()
-        ]
-    )
-    surv = files.read_json(inputs["survival"])
-    cox = files.read_tsv(inputs["cox"])
-    excluded = files.read_tsv(inputs["excluded"]) if inputs.get("excluded") else None
-    planning = files.read_tsv(inputs["planning_failures"]) if inputs.get("planning_failures") else None
+    planning = _optional_tsv(inputs, "planning_failures")
     n_failed = 0 if planning is None else len(planning)
-    ingest = files.read_tsv(inputs["ingest_summary"]) if inputs.get("ingest_summary") else None
-    degenerate = (
-        (
-            "<h2>WARNING: the TCP model is degenerate</h2><p>The training data do not identify it ("
-            + "; ".join(fit["warnings"])
-            + "). Planning used it anyway: read every TCP below as "
-            "conditional on it.</p>"
-        )
-        if fit.get("degenerate")
-        else ""
-    )
     parts = [
-        exclusions_html(excluded, planning),
-        structures_html(ingest),
-        degenerate,
+        exclusions_html(_optional_tsv(inputs, "excluded"), planning),
+        structures_html(_optional_tsv(inputs, "ingest_summary")),
+        degenerate_html(fit),
         "<h2>Held-out cohort against the study</h2>",
         f"<p>n = {stats['n_patients']} held-out patients with plans"
         + (f" ({n_failed} planned patient(s) left out: planning failures above)" if n_failed else "")
@@ -185,43 +203,16 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
         "<h2>Table 1: median [25th–75th percentile]</h2>",
         _table(t1),
         "<h2>TCP: uniform against DE and DR (paired per patient)</h2>",
-        _table(tests),
+        _table(tests[tests["metric"] == "tcp_pct"][TEST_COLUMNS]),
         "<h2>TCP per plan and cell-count scenario (%)</h2>",
-        _table(scen),
+        _table(files.read_tsv(inputs["tcp_scenarios"])),
         "<h2>ΔTCP by cell-count tertile (pp)</h2>",
         _table(tert),
         "<h2>TCP model</h2>",
-        _table(est),
+        _table(estimates_table(files.read_json(inputs["evaluation"]), fit)),
+        *recovery_html(files.as_paths(inputs.get("recovery") or [])),
+        *survival_html(files.read_json(inputs["survival"]), files.read_tsv(inputs["cox"])),
     ]
-    recovery = files.as_paths(inputs.get("recovery") or [])
-    if recovery:
-        rec = files.read_json(recovery[0])
-        rows = [
-            {
-                "estimator": k,
-                "parameter": p,
-                "estimate": v["estimate"],
-                "truth": v["truth"],
-                "95% CI": v["ci95"],
-                "truth inside CI": v["truth_inside_ci95"],
-            }
-            for k, e in rec["estimates"].items()
-            for p, v in e.items()
-        ]
-        parts += ["<h3>Parameter recovery (synthetic truth)</h3>", _table(pd.DataFrame(rows))]
-    lr = surv["logrank"]
-    parts += [
-        "<h2>Survival (local control)</h2>",
-        f"<p>{surv['n']} patients ({html.escape(surv['population'])}), {surv['events']} relapses; "
-        f"median-split log-rank χ² = {lr['chi2']:.3g} (p = {lr['p']:.3g}); Harrell's C of TCP = "
-        f"{surv['concordance_tcp']:.3g}.</p>",
-        _table(cox),
-    ]
-    style = (
-        "<style>body{font-family:sans-serif;margin:1em}table.dp{border-collapse:collapse;font-size:90%}"
-        "table.dp td,table.dp th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
-        "table.dp td:first-child{text-align:left}</style>"
-    )
-    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'>{style}</head><body>{''.join(parts)}</body></html>"
+    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'>{STYLE}</head><body>{''.join(parts)}</body></html>"
     files.write_text(page, outputs["html"])
     return head
