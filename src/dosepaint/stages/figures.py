@@ -43,92 +43,47 @@ def _save(fig, outputs, name):
         fg.save(fig, png, pdf)
 
 
-def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
-    """Every figure; ``params``: patient_ids, oar_limits_gy, representative."""
-    ids = list(params["patient_ids"])
-    check_heldout(ids, split_path=inputs["split"])
-    metrics = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["metrics"])], ignore_index=True)
-    metrics = metrics[metrics["plan"].isin(["uniform", "de", "dr"])]
-
-    _save(fg.oar_boxplots(metrics, limits=params["oar_limits_gy"]), outputs, "fig1a_oar")
-    dvhs = {plan: [files.read_tsv(p) for p in files.as_paths(inputs[f"{plan}_dvh"])] for plan in ("uniform", "de")}
-    _save(fg.mean_dvh(dvhs), outputs, "fig1b_dvh")
-
-    pid = representative(metrics, params["representative"])
+def _representative_data(inputs: dict, ids: list, pid: str) -> dict:
+    """The representative patient's files, masks, grid, clonogens and TCP model."""
     k = ids.index(pid)
-    pick = {
-        key: files.as_paths(inputs[key])[k]
-        for key in ("uniform_dose", "de_dose", "de_letd", "cell_density", "rmse", "masks_dose", "robustness_qc")
-    }
+    keys = ("uniform_dose", "de_dose", "de_letd", "cell_density", "rmse", "masks_dose", "robustness_qc")
+    pick = {key: files.as_paths(inputs[key])[k] for key in keys}
     masks, grid = files.read_masks(pick["masks_dose"], ["GTV", "CTV_HD"], pid=pid, needed_by="the figures")
     rho, _ = files.read_array(pick["cell_density"])
     qc = files.read_json(pick["robustness_qc"])
     tcp = qc["tcp_model"]
     alpha = float(tcp["alpha"])
-    beta = alpha / float(tcp["alpha_beta"])
-    clon = np.where(
-        masks["GTV"],
-        dwi.clonogens(
-            np.nan_to_num(rho),
-            voxel_volume_mm3=grid.voxel_volume,
-            clonogenic_fraction=float(tcp["clonogenic_fraction"]),
-        ),
-        0.0,
-    )
-    de_dose, _ = files.read_array(pick["de_dose"])
-    _save(
-        fg.representative_slices(
-            dose_uniform=files.read_array(pick["uniform_dose"])[0],
-            dose_de=de_dose,
-            letd_de=files.read_array(pick["de_letd"])[0],
-            cells=clon,
-            gtv=masks["GTV"],
-            ctv_hd=masks["CTV_HD"],
-            spacing=grid.spacing,
-            patient=pid,
-        ),
-        outputs,
-        "fig1c_slices",
-    )
+    cells = dwi.clonogens(np.nan_to_num(rho), voxel_volume_mm3=grid.voxel_volume,
+                          clonogenic_fraction=float(tcp["clonogenic_fraction"]))  # fmt: skip
+    return {"pick": pick, "masks": masks, "grid": grid, "qc": qc, "alpha": alpha,
+            "beta": alpha / float(tcp["alpha_beta"]), "clon": np.where(masks["GTV"], cells, 0.0),
+            "de_dose": files.read_array(pick["de_dose"])[0]}  # fmt: skip
 
-    cc = files.read_tsv(inputs["cell_count_tcp"])
-    _save(fg.tcp_per_patient(cc), outputs, "fig2a_tcp")
-    _save(fg.tertile_bars(files.read_tsv(inputs["tertiles"])), outputs, "fig2b_tertiles")
 
-    rmse, _ = files.read_array(pick["rmse"])
-    cell = qc["cell_count"]
+def _slices_figure(r: dict, pid: str):
+    """Figure 1c: uniform and DE dose, DE LETd and clonogens on the representative patient's slices."""
+    return fg.representative_slices(
+        dose_uniform=files.read_array(r["pick"]["uniform_dose"])[0], dose_de=r["de_dose"],
+        letd_de=files.read_array(r["pick"]["de_letd"])[0], cells=r["clon"], gtv=r["masks"]["GTV"],
+        ctv_hd=r["masks"]["CTV_HD"], spacing=r["grid"].spacing, patient=pid,
+    )  # fmt: skip
+
+
+def _scenarios_figure(r: dict, pid: str, *, n_fractions: int):
+    """Figure 3: ΔTCP maps of the DE plan under the nominal, best and worst cell counts."""
+    rmse, _ = files.read_array(r["pick"]["rmse"])
+    cell = r["qc"]["cell_count"]
     best, worst = rob.cell_count_weights(rmse, sigma=float(cell["sigma"]), centre=float(cell["centre"]))
-    n_fx = int(params["n_fractions"])
-    _save(
-        fg.scenario_maps(
-            dose=de_dose,
-            cells=clon,
-            weights={"nominal": np.ones_like(best), "best": best, "worst": worst},
-            alpha=alpha,
-            beta=beta,
-            n_fractions=n_fx,
-            gtv=masks["GTV"],
-            spacing=grid.spacing,
-            patient=pid,
-        ),
-        outputs,
-        "fig3_scenarios",
-    )
+    return fg.scenario_maps(
+        dose=r["de_dose"], cells=r["clon"], weights={"nominal": np.ones_like(best), "best": best, "worst": worst},
+        alpha=r["alpha"], beta=r["beta"], n_fractions=n_fractions, gtv=r["masks"]["GTV"],
+        spacing=r["grid"].spacing, patient=pid,
+    )  # fmt: skip
 
-    surv = files.read_json(inputs["survival"])
-    _save(
-        fg.kaplan_meier_plot(
-            files.read_tsv(inputs["km"]),
-            logrank=surv["logrank"],
-            threshold=surv["tcp_threshold"],
-            population=surv["population"],
-        ),
-        outputs,
-        "km",
-    )
 
-    fit = files.read_json(inputs["fit"])
-    est = fit["model"]["estimator"]
+def _calibration_tables(inputs: dict) -> dict:
+    """Predicted TCP and local control of the training and held-out patients (and the true TCP if known)."""
+    est = files.read_json(inputs["fit"])["model"]["estimator"]
     tables = {}
     for split in ("train", "test"):
         t = files.read_tsv(inputs[split])
@@ -140,6 +95,28 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         truth = files.read_tsv(recovery[0]).set_index("patient_id")["tcp_true"]
         for t in tables.values():
             t["tcp_true"] = t["patient_id"].map(truth)
-    _save(fg.calibration_plot(tables), outputs, "calibration")
+    return tables
+
+
+def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
+    """Every figure; ``params``: patient_ids, oar_limits_gy, representative, n_fractions."""
+    ids = list(params["patient_ids"])
+    check_heldout(ids, split_path=inputs["split"])
+    metrics = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["metrics"])], ignore_index=True)
+    metrics = metrics[metrics["plan"].isin(["uniform", "de", "dr"])]
+    _save(fg.oar_boxplots(metrics, limits=params["oar_limits_gy"]), outputs, "fig1a_oar")
+    dvhs = {plan: [files.read_tsv(p) for p in files.as_paths(inputs[f"{plan}_dvh"])] for plan in ("uniform", "de")}
+    _save(fg.mean_dvh(dvhs), outputs, "fig1b_dvh")
+    pid = representative(metrics, params["representative"])
+    r = _representative_data(inputs, ids, pid)
+    _save(_slices_figure(r, pid), outputs, "fig1c_slices")
+    _save(fg.tcp_per_patient(files.read_tsv(inputs["cell_count_tcp"])), outputs, "fig2a_tcp")
+    _save(fg.tertile_bars(files.read_tsv(inputs["tertiles"])), outputs, "fig2b_tertiles")
+    _save(_scenarios_figure(r, pid, n_fractions=int(params["n_fractions"])), outputs, "fig3_scenarios")
+    surv = files.read_json(inputs["survival"])
+    km = fg.kaplan_meier_plot(files.read_tsv(inputs["km"]), logrank=surv["logrank"], threshold=surv["tcp_threshold"],
+                              population=surv["population"])  # fmt: skip
+    _save(km, outputs, "km")
+    _save(fg.calibration_plot(_calibration_tables(inputs)), outputs, "calibration")
     log.info("figures written; representative patient %s", pid)
     return {"representative": pid}
