@@ -112,6 +112,9 @@ def register_rigid(
     """
     if not isinstance(initial, sitk.Transform) and initial not in ("auto", "moments", "identity"):
         raise ValueError(f"initial must be 'auto', 'moments', 'identity' or a transform, not {initial!r}")
+    opts = dict(bins=bins, sampling=sampling, min_samples=min_samples, sampling_strategy=sampling_strategy,
+                shrink=shrink, smoothing_mm=smoothing_mm, iterations=iterations, seed=seed, refine=refine,
+                refine_sampling=refine_sampling)  # fmt: skip
     with itk_threads(threads):
         fixed = sitk.Cast(fixed, sitk.sitkFloat32)
         moving = sitk.Cast(moving, sitk.sitkFloat32)
@@ -119,41 +122,8 @@ def register_rigid(
         mmask = body_mask(moving, moving_threshold)
         _centroid(fmask, "fixed"), _centroid(mmask, "moving")  # a clear error where there is no body
         if _z_extent(mmask) < swap_below * _z_extent(fmask):
-            # A partial field of view (a slab) as the moving image: samples of the larger fixed image
-            # leave the slab and the descent walks out of the overlap (measured: 150 mm off from a
-            # start 1 mm from the truth). With the slab as the fixed image every sample lies inside.
-            # A start transform (the QC's second run) is inverted with the roles, so it runs the same way.
-            start = sitk.Euler3DTransform(initial.GetInverse()) if isinstance(initial, sitk.Transform) else initial
-            swapped = register_rigid(
-                moving,
-                fixed,
-                fixed_threshold=moving_threshold,
-                moving_threshold=fixed_threshold,
-                bins=bins,
-                sampling=sampling,
-                min_samples=min_samples,
-                sampling_strategy=sampling_strategy,
-                shrink=shrink,
-                smoothing_mm=smoothing_mm,
-                iterations=iterations,
-                seed=seed,
-                initial=start,
-                z_step_mm=z_step_mm,
-                keep=keep,
-                swap_below=0.0,
-                refine=refine,
-                refine_sampling=refine_sampling,
-                threads=None,
-            )
-            inverse = sitk.Euler3DTransform(swapped.transform.GetInverse())
-            return RigidResult(
-                inverse,
-                swapped.metric,
-                swapped.sampling_fraction,
-                swapped.iterations,
-                f"fixed and moving swapped (partial field of view) | {swapped.stop}",
-                swapped.initial_translation_mm,
-            )
+            return _register_swapped(fixed, moving, initial=initial, thresholds=(fixed_threshold, moving_threshold),
+                                     z_step_mm=z_step_mm, keep=keep, opts=opts)  # fmt: skip
         if isinstance(initial, sitk.Transform):
             starts = [sitk.Euler3DTransform(initial)]
         else:
@@ -164,29 +134,40 @@ def register_rigid(
                 for t in starts
             ]
             starts = [starts[i] for i in np.argsort(scores, kind="stable")[:keep]]
-        kw = dict(
-            bins=bins,
-            sampling=sampling,
-            min_samples=min_samples,
-            sampling_strategy=sampling_strategy,
-            shrink=shrink,
-            smoothing_mm=smoothing_mm,
-            iterations=iterations,
-            seed=seed,
-            refine=refine,
-            refine_sampling=refine_sampling,
+        return _register_starts(fixed, moving, fmask, starts, opts=opts)
+
+
+def _register_swapped(fixed, moving, *, initial, thresholds: tuple, z_step_mm: float, keep: int, opts: dict):
+    """A partial field of view (a slab) as the moving image, registered the other way round.
+
+    Samples of the larger fixed image leave the slab and the descent walks out of the overlap (measured:
+    150 mm off from a start 1 mm from the truth). With the slab as the fixed image every sample lies
+    inside; the result is inverted. A start transform (the QC's second run) is inverted with the roles,
+    so it runs the same way.
+    """
+    start = sitk.Euler3DTransform(initial.GetInverse()) if isinstance(initial, sitk.Transform) else initial
+    swapped = register_rigid(moving, fixed, fixed_threshold=thresholds[1], moving_threshold=thresholds[0],
+                             initial=start, z_step_mm=z_step_mm, keep=keep, swap_below=0.0, threads=None,
+                             **opts)  # fmt: skip
+    inverse = sitk.Euler3DTransform(swapped.transform.GetInverse())
+    return RigidResult(inverse, swapped.metric, swapped.sampling_fraction, swapped.iterations,
+                       f"fixed and moving swapped (partial field of view) | {swapped.stop}",
+                       swapped.initial_translation_mm)  # fmt: skip
+
+
+def _register_starts(fixed, moving, fmask, starts: list, *, opts: dict) -> RigidResult:
+    """Register fully from each start; the lowest final metric wins."""
+    results, errors = [], []
+    for init in starts:
+        try:
+            results.append(_register_from(fixed, moving, fmask, init, **opts))
+        except RuntimeError as exc:  # ITK: "All samples map outside moving image buffer", …
+            errors.append(_itk_message(exc))
+    if not results:
+        raise RegistrationError(
+            f"the registration failed from every start ({len(starts)}); no overlap of the images? ITK: {errors[-1]}"
         )
-        results, errors = [], []
-        for init in starts:
-            try:
-                results.append(_register_from(fixed, moving, fmask, init, **kw))
-            except RuntimeError as exc:  # ITK: "All samples map outside moving image buffer", …
-                errors.append(_itk_message(exc))
-        if not results:
-            raise RegistrationError(
-                f"the registration failed from every start ({len(starts)}); no overlap of the images? ITK: {errors[-1]}"
-            )
-        return min(results, key=lambda r: r.metric)
+    return min(results, key=lambda r: r.metric)
 
 
 def _itk_message(exc: Exception) -> str:
@@ -289,38 +270,24 @@ def _coarse_metric(fixed, moving, fmask, transform, *, bins, shrink, smoothing_m
         return float("inf")
 
 
-def _register_from(
-    fixed,
-    moving,
-    fmask,
-    init,
-    *,
-    bins,
-    sampling,
-    min_samples,
-    sampling_strategy,
-    shrink,
-    smoothing_mm,
-    iterations,
-    seed,
-    refine,
-    refine_sampling,
-) -> RigidResult:
+def _mi_method(metric_mask, *, fraction: float, bins: int, min_samples: int, sampling_strategy: str, seed: int):
+    """Mattes MI in the fixed body mask on ``fraction`` of it (at least ``min_samples`` voxels)."""
+    n_mask = int(np.count_nonzero(sitk.GetArrayViewFromImage(metric_mask)))
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
+    method.SetMetricSamplingStrategy(method.REGULAR if sampling_strategy == "regular" else method.RANDOM)
+    method.SetMetricSamplingPercentage(min(1.0, max(fraction, min_samples / max(n_mask, 1))), seed)
+    method.SetMetricFixedMask(metric_mask)
+    method.SetInterpolator(sitk.sitkLinear)
+    return method
+
+
+def _register_from(fixed, moving, fmask, init, *, bins, sampling, min_samples, sampling_strategy, shrink,
+                   smoothing_mm, iterations, seed, refine, refine_sampling) -> RigidResult:  # fmt: skip
     """One multi-resolution registration from the start ``init`` (see :func:`register_rigid`)."""
     metric_mask = sitk.BinaryDilate(fmask, [3, 3, 1])
-    n_mask = int(np.count_nonzero(sitk.GetArrayViewFromImage(metric_mask)))
-
-    def mi_method(fraction: float) -> sitk.ImageRegistrationMethod:
-        """Mattes MI in the fixed body mask on ``fraction`` of it (at least ``min_samples`` voxels)."""
-        method = sitk.ImageRegistrationMethod()
-        method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
-        method.SetMetricSamplingStrategy(method.REGULAR if sampling_strategy == "regular" else method.RANDOM)
-        method.SetMetricSamplingPercentage(min(1.0, max(fraction, min_samples / max(n_mask, 1))), seed)
-        method.SetMetricFixedMask(metric_mask)
-        method.SetInterpolator(sitk.sitkLinear)
-        return method
-
-    reg = mi_method(sampling)
+    mi = dict(bins=bins, min_samples=min_samples, sampling_strategy=sampling_strategy, seed=seed)
+    reg = _mi_method(metric_mask, fraction=sampling, **mi)
     fraction = reg.GetMetricSamplingPercentagePerLevel()[0]
     # Line-search gradient descent: regular-step descent stalls ~2 mm short of the
     # optimum on these shallow MI landscapes (measured on the synthetic cohort).
@@ -336,13 +303,10 @@ def _register_from(
     if isinstance(out, sitk.CompositeTransform) or out.GetName() == "CompositeTransform":
         out = sitk.CompositeTransform(out).GetNthTransform(0)
     result = sitk.Euler3DTransform(out)
-    metric, iters, stop = (
-        float(reg.GetMetricValue()),
-        int(reg.GetOptimizerIteration()),
-        reg.GetOptimizerStopConditionDescription(),
-    )
+    metric, iters = float(reg.GetMetricValue()), int(reg.GetOptimizerIteration())
+    stop = reg.GetOptimizerStopConditionDescription()
     if refine:
-        fine = mi_method(refine_sampling)
+        fine = _mi_method(metric_mask, fraction=refine_sampling, **mi)
         fine.SetOptimizerAsPowell(
             numberOfIterations=20, maximumLineIterations=30, stepLength=1.0, stepTolerance=0.01, valueTolerance=1e-6
         )
