@@ -191,8 +191,6 @@ class PyRadPlanEngine:
         result is the same as one call for all beams), which keeps its peak memory — float64 triplets
         of every non-zero before the float32 row subset is taken — to a single beam's.
         """
-        from pyRadPlan import calc_dose_influence, generate_stf
-
         target = np.asarray(target, bool)
         calc = np.asarray(calc_voxels, bool) | target
         if not np.any(target):
@@ -202,92 +200,53 @@ class PyRadPlanEngine:
         ours_to_lps = np.empty_like(lps_to_ours)
         ours_to_lps[lps_to_ours] = np.arange(lps_to_ours.size)
         voxels = np.flatnonzero(calc.ravel())
-        rows = ours_to_lps[voxels]
+        beams = self._beam_influences(ct, cst, rows=ours_to_lps[voxels])
+        mats = _share_pattern({k: _csr_of_columns(v) for k, v in beams["parts"].items()})
+        spot_beam = np.concatenate(beams["spot_beam"])
+        meta = {"engine": "pyRadPlan", "pyradplan_version": _version(), "machine": self.machine,
+                "gantry_angles_deg": self.gantry, "couch_angles_deg": self.couch,
+                "bixel_width_mm": self.bixel_width_mm, "layer_spacing_mm": self.layer_spacing_mm,
+                "lateral_cutoff": self.lateral_cutoff, "n_spots": int(spot_beam.size), "n_voxels": int(voxels.size),
+                "nnz": int(mats["physical_dose"].nnz), "stf_s": beams["stf_s"], "dij_s": beams["dij_s"],
+                "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
+        return DoseInfluence(
+            voxels=voxels, grid_shape=target.shape, physical=mats["physical_dose"], alpha_dose=mats["alpha_dose"],
+            sqrt_beta_dose=mats["sqrt_beta_dose"], let_dose=mats["let_dose"], spot_beam=spot_beam,
+            spot_energy=np.concatenate(beams["energy"]), spot_range_mm=np.concatenate(beams["spot_range"]),
+            radiological_depth=np.concatenate(beams["depth"]),
+            target_rows=np.searchsorted(voxels, np.flatnonzero(target.ravel())), modality=self.modality,
+            alpha_x=beams["alpha_x"], beta_x=beams["beta_x"], meta=meta,
+        )  # fmt: skip
 
-        def take(q):
-            """Our rows of one beam's matrix as float32 CSC with int32 indices (pyRadPlan: CSC, all voxels)."""
-            if q is None:
-                return None
-            m = sp.csc_array(q.flat[0] if isinstance(q, np.ndarray) and q.dtype == object else q)[rows]
-            return sp.csc_array(
-                (
-                    m.data.astype(np.float32, copy=False),
-                    m.indices.astype(np.int32, copy=False),
-                    m.indptr.astype(np.int64, copy=False),
-                ),
-                shape=m.shape,
-            )
+    def _beam_influences(self, ct, cst, *, rows: np.ndarray) -> dict:
+        """PyRadPlan's spots and dose influence, beam by beam, restricted to our ``rows`` (LPS voxel order)."""
+        from pyRadPlan import calc_dose_influence, generate_stf
 
-        t_stf = t_dij = 0.0
-        parts: dict[str, list] = {k: [] for k in ("physical_dose", "alpha_dose", "sqrt_beta_dose", "let_dose")}
-        spot_beam, energy, spot_range, depth = [], [], [], []
-        a_x, b_x = 0.1, 0.05
+        out: dict = {"parts": {k: [] for k in ("physical_dose", "alpha_dose", "sqrt_beta_dose", "let_dose")},
+                     "spot_beam": [], "energy": [], "spot_range": [], "depth": [], "stf_s": 0.0, "dij_s": 0.0,
+                     "alpha_x": 0.1, "beta_x": 0.05}  # fmt: skip
         for b in range(len(self.gantry)):
             t0 = time.perf_counter()
             pln = self._plan(ct, beams=[b])
             stf = generate_stf(ct, cst, pln)
             t1 = time.perf_counter()
             dij = calc_dose_influence(ct, cst, stf, pln)
-            t_stf, t_dij = t_stf + t1 - t0, t_dij + time.perf_counter() - t1
-            for k, v in parts.items():
-                v.append(take(getattr(dij, k, None)))
+            out["stf_s"], out["dij_s"] = out["stf_s"] + t1 - t0, out["dij_s"] + time.perf_counter() - t1
+            for k, v in out["parts"].items():
+                v.append(_rows_float32(getattr(dij, k, None), rows))
             e, r = self._spot_table(stf)
-            if parts["physical_dose"][-1].shape[1] != e.size:
-                raise RuntimeError(
-                    f"pyRadPlan returned {parts['physical_dose'][-1].shape[1]} columns for {e.size} spots of beam {b}"
-                )
-            spot_beam.append(np.full(e.size, b, np.int32))
-            energy.append(e)
-            spot_range.append(r)
-            depth.append(self._radiological_depths(ct, stf.beams)[:, rows])
+            if out["parts"]["physical_dose"][-1].shape[1] != e.size:
+                n_cols = out["parts"]["physical_dose"][-1].shape[1]
+                raise RuntimeError(f"pyRadPlan returned {n_cols} columns for {e.size} spots of beam {b}")
+            out["spot_beam"].append(np.full(e.size, b, np.int32))
+            out["energy"].append(e)
+            out["spot_range"].append(r)
+            out["depth"].append(self._radiological_depths(ct, stf.beams)[:, rows])
             if getattr(dij, "alphax", None) is not None:
-                a_x = float(np.median(np.asarray(dij.alphax).ravel()[rows]))
-                b_x = float(np.median(np.asarray(dij.betax).ravel()[rows]))
+                out["alpha_x"] = float(np.median(np.asarray(dij.alphax).ravel()[rows]))
+                out["beta_x"] = float(np.median(np.asarray(dij.betax).ravel()[rows]))
             del dij
-        mats = {k: _csr_of_columns(v) for k, v in parts.items()}
-        phys = mats["physical_dose"]
-        for k, m in mats.items():
-            # α-dose, √β-dose (and LET·dose) have the physical dose's sparsity pattern: share it.
-            if (
-                m is not None
-                and m is not phys
-                and np.array_equal(m.indptr, phys.indptr)
-                and np.array_equal(m.indices, phys.indices)
-            ):
-                mats[k] = sp.csr_array((m.data, phys.indices, phys.indptr), shape=m.shape)
-        spot_beam_all = np.concatenate(spot_beam)
-        return DoseInfluence(
-            voxels=voxels,
-            grid_shape=target.shape,
-            physical=phys,
-            alpha_dose=mats["alpha_dose"],
-            sqrt_beta_dose=mats["sqrt_beta_dose"],
-            let_dose=mats["let_dose"],
-            spot_beam=spot_beam_all,
-            spot_energy=np.concatenate(energy),
-            spot_range_mm=np.concatenate(spot_range),
-            radiological_depth=np.concatenate(depth),
-            target_rows=np.searchsorted(voxels, np.flatnonzero(target.ravel())),
-            modality=self.modality,
-            alpha_x=a_x,
-            beta_x=b_x,
-            meta={
-                "engine": "pyRadPlan",
-                "pyradplan_version": _version(),
-                "machine": self.machine,
-                "gantry_angles_deg": self.gantry,
-                "couch_angles_deg": self.couch,
-                "bixel_width_mm": self.bixel_width_mm,
-                "layer_spacing_mm": self.layer_spacing_mm,
-                "lateral_cutoff": self.lateral_cutoff,
-                "n_spots": int(spot_beam_all.size),
-                "n_voxels": int(voxels.size),
-                "nnz": int(phys.nnz),
-                "stf_s": t_stf,
-                "dij_s": t_dij,
-                "peak_rss_mb": _peak_rss_mb(),
-            },
-        )
+        return out
 
     def forward(
         self,
@@ -504,3 +463,23 @@ def _version() -> str:
         return version("pyradplan")
     except Exception:  # pragma: no cover - metadata missing in odd installs
         return "unknown"
+
+
+def _rows_float32(q, rows: np.ndarray):
+    """Our rows of one beam's matrix as float32 CSC with int32 indices (pyRadPlan: CSC, all voxels)."""
+    if q is None:
+        return None
+    m = sp.csc_array(q.flat[0] if isinstance(q, np.ndarray) and q.dtype == object else q)[rows]
+    data = (m.data.astype(np.float32, copy=False), m.indices.astype(np.int32, copy=False),
+            m.indptr.astype(np.int64, copy=False))  # fmt: skip
+    return sp.csc_array(data, shape=m.shape)
+
+
+def _share_pattern(mats: dict) -> dict:
+    """α-dose, √β-dose (and LET·dose) have the physical dose's sparsity pattern: share it."""
+    phys = mats["physical_dose"]
+    for k, m in mats.items():
+        same = m is not None and m is not phys and np.array_equal(m.indptr, phys.indptr)
+        if same and np.array_equal(m.indices, phys.indices):
+            mats[k] = sp.csr_array((m.data, phys.indices, phys.indptr), shape=m.shape)
+    return mats
