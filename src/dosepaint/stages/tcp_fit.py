@@ -77,19 +77,38 @@ def patient_doses(
     return patients, pd.DataFrame(rows)
 
 
+def _check_training(ids: list, split: pd.DataFrame, *, path) -> None:
+    for pid in ids:
+        if pid not in split.index or split.loc[pid, "split"] != "train":
+            raise DosepaintInputError("the TCP fit reads training patients only; this one is not in the training "
+                                      "split", patient=pid, path=path)  # fmt: skip
+
+
+def _estimate(est: str, patients, y, table: pd.DataFrame, *, rng, n_boot: int, bounds: dict) -> dict:
+    """One estimator's fit, bootstrap CIs and training-side AUC and Brier score (its predictions → table)."""
+    f = tf.fit(patients, y, estimator=est, **bounds)
+    pred = tf.predict(patients, alpha=f.alpha, log10_fc=f.log10_fc)
+    table[f"tcp_{est}"] = pred
+    boot = tf.bootstrap(patients, y, rng=rng, n_boot=n_boot, estimator=est, **bounds) if n_boot else None
+    e = {
+        "alpha": f.alpha, "log10_fc": f.log10_fc, "clonogenic_fraction": f.clonogenic_fraction,
+        "objective": f.objective, "converged": f.success, "message": f.message,
+        "alpha_ci95": None if boot is None else list(boot["alpha"]),
+        "log10_fc_ci95": None if boot is None else list(boot["log10_fc"]),
+        "train_auc": tf.auc(pred, y), "train_brier": tf.brier(pred, y), "train_mean_tcp": float(pred.mean()),
+    }  # fmt: skip
+    log.info("%s: alpha %.4f Gy^-1, log10 f_c %.2f, train AUC %.3f, Brier %.3f", est, f.alpha, f.log10_fc,
+             e["train_auc"], e["train_brier"])  # fmt: skip
+    return e
+
+
 def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     """Fit and write; ``params``: patient_ids, alpha_beta, n_fractions, estimator, alpha_bounds,
     log10_fc_bounds, bootstrap, seed, bin_gy (see ``config/README.md``, tcp_fit).
     """
     ids = list(params["patient_ids"])
     split = files.read_tsv(inputs["split"]).set_index("patient_id")
-    for pid in ids:
-        if pid not in split.index or split.loc[pid, "split"] != "train":
-            raise DosepaintInputError(
-                "the TCP fit reads training patients only; this one is not in the training split",
-                patient=pid,
-                path=inputs["split"],
-            )
+    _check_training(ids, split, path=inputs["split"])
     ab, n, bin_gy = float(params["alpha_beta"]), int(params["n_fractions"]), float(params["bin_gy"])
     patients, table = patient_doses(ids, inputs, split, alpha_beta=ab, n_fractions=n, bin_gy=bin_gy)
     y = table["local_control"].to_numpy(float)
@@ -101,66 +120,24 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         "alpha_bounds": tuple(params["alpha_bounds"]),
         "log10_fc_bounds": tuple(params["log10_fc_bounds"]),
     }
-    rng = np.random.default_rng(params["seed"])
-    estimates: dict[str, dict[str, Any]] = {}
-    for est in tf.ESTIMATORS:
-        f = tf.fit(patients, y, estimator=est, **bounds)
-        pred = tf.predict(patients, alpha=f.alpha, log10_fc=f.log10_fc)
-        table[f"tcp_{est}"] = pred
-        boot = (
-            tf.bootstrap(patients, y, rng=rng, n_boot=int(params["bootstrap"]), estimator=est, **bounds)
-            if params["bootstrap"]
-            else None
-        )
-        estimates[est] = {
-            "alpha": f.alpha,
-            "log10_fc": f.log10_fc,
-            "clonogenic_fraction": f.clonogenic_fraction,
-            "objective": f.objective,
-            "converged": f.success,
-            "message": f.message,
-            "alpha_ci95": None if boot is None else list(boot["alpha"]),
-            "log10_fc_ci95": None if boot is None else list(boot["log10_fc"]),
-            "train_auc": tf.auc(pred, y),
-            "train_brier": tf.brier(pred, y),
-            "train_mean_tcp": float(pred.mean()),
-        }
-        log.info(
-            "%s: alpha %.4f Gy^-1, log10 f_c %.2f, train AUC %.3f, Brier %.3f",
-            est,
-            f.alpha,
-            f.log10_fc,
-            estimates[est]["train_auc"],
-            estimates[est]["train_brier"],
-        )
+    rng = np.random.default_rng(params["seed"])  # one stream, drawn by the estimators in turn
+    estimates = {est: _estimate(est, patients, y, table, rng=rng, n_boot=int(params["bootstrap"]), bounds=bounds)
+                 for est in tf.ESTIMATORS}  # fmt: skip
     for e in estimates.values():
         e["identifiability_flags"] = tf.identifiability_flags(e, **bounds)
     chosen = estimates[params["estimator"]]
     flags = chosen["identifiability_flags"]
     if flags:
-        log.warning(
-            "DEGENERATE TCP MODEL (%s): %s; planning uses it, the report says so", params["estimator"], "; ".join(flags)
-        )
+        log.warning("DEGENERATE TCP MODEL (%s): %s; planning uses it, the report says so", params["estimator"],
+                    "; ".join(flags))  # fmt: skip
     table["clonogens"] = table["gtv_cells"] * chosen["clonogenic_fraction"]
-    result = {
-        "model": {
-            "estimator": params["estimator"],
-            "alpha": chosen["alpha"],
-            "alpha_beta": ab,
-            "beta": chosen["alpha"] / ab,
-            "clonogenic_fraction": chosen["clonogenic_fraction"],
-            "n_fractions_delivered": n,
-        },
-        "estimates": estimates,
-        "bootstrap": {"n": int(params["bootstrap"]), "seed": params["seed"], "level": 0.95},
-        "degenerate": bool(flags),
-        "warnings": flags,
-        "train_ids": ids,
-        "n_train": len(ids),
-        "n_local_control": int(y.sum()),
-        "bounds": bounds,
-        "bin_gy": bin_gy,
-    }
+    model = {"estimator": params["estimator"], "alpha": chosen["alpha"], "alpha_beta": ab,
+             "beta": chosen["alpha"] / ab, "clonogenic_fraction": chosen["clonogenic_fraction"],
+             "n_fractions_delivered": n}  # fmt: skip
+    result = {"model": model, "estimates": estimates,
+              "bootstrap": {"n": int(params["bootstrap"]), "seed": params["seed"], "level": 0.95},
+              "degenerate": bool(flags), "warnings": flags, "train_ids": ids, "n_train": len(ids),
+              "n_local_control": int(y.sum()), "bounds": bounds, "bin_gy": bin_gy}  # fmt: skip
     files.write_tsv(table, outputs["patients"])
     files.write_json(result, outputs["fit"])
     return result
