@@ -196,6 +196,63 @@ def _table1_metrics(pid, plan, dose_path, letd_path, masks) -> dict:
     return row
 
 
+def _table1_rows(inputs: dict, ids: list, plan_metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per patient and plan, the Table 1 dose and LETd metrics and the TCP (%)."""
+    rows = []
+    per_plan = {plan: files.as_paths(inputs[f"{plan}_dose"]) for plan in PLAN_NAMES}
+    per_plan_let = {plan: files.as_paths(inputs[f"{plan}_letd"]) for plan in PLAN_NAMES}
+    for k, (pid, mdir) in enumerate(zip(ids, files.as_paths(inputs["masks_dose"]))):
+        masks, _ = files.read_masks(mdir, list(st.TABLE1_REGIONS), pid=pid, needed_by="Table 1")
+        for plan in PLAN_NAMES:
+            rows.append(_table1_metrics(pid, plan, per_plan[plan][k], per_plan_let[plan][k], masks))
+    t1 = pd.DataFrame(rows).merge(plan_metrics[["patient_id", "plan", "tcp"]], on=["patient_id", "plan"], how="left")
+    t1["tcp_pct"] = 100.0 * t1["tcp"]
+    return t1
+
+
+def _write_table1(t1: pd.DataFrame, outputs: dict, *, n: int, digits: int) -> None:
+    long = st.table1(t1, plans=PLAN_NAMES)
+    wide = st.table1_wide(long, digits=digits)
+    files.write_tsv(long, outputs["table1"])
+    caption = f"Dose and LETd of the {n} held-out patients: median [25th–75th percentile]; D in Gy(RBE), L in keV/µm"
+    files.write_text(st.to_markdown(wide), outputs["table1_md"])
+    files.write_text(st.to_latex(wide, caption=caption, label="tab:dosimetry"), outputs["table1_tex"])
+
+
+def _plan_tcp(r, cc: pd.DataFrame, plan: str) -> tuple[dict, dict | None]:
+    """A plan's nominal TCP (and, for DE and DR, its difference from the uniform plan) and its range
+    under the cell-count scenarios.
+    """
+    tcp = {"mean": r["tcp_mean_pct"], "sd": r["tcp_sd_pct"]}
+    if plan != "uniform":
+        tcp |= {"delta_mean_pp": r["delta_vs_reference_mean_pp"], "delta_sd_pp": r["delta_vs_reference_sd_pp"],
+                "n_improved": int(r["n_improved"]), "wilcoxon_p": r["wilcoxon_p_vs_reference"],
+                "mann_whitney_p": r["mann_whitney_p_vs_reference"]}  # fmt: skip
+    w = cc[cc["plan"] == plan].pivot(index="patient_id", columns="cell_count", values="tcp")
+    if not {"best", "worst", "nominal"} <= set(w.columns):
+        return tcp, None
+    return tcp, {
+        "worst_minus_nominal_mean": float(100 * (w["worst"] - w["nominal"]).mean()),
+        "best_minus_nominal_mean": float(100 * (w["best"] - w["nominal"]).mean()),
+        "worst_minus_nominal_min": float(100 * (w["worst"] - w["nominal"]).min()),
+        "best_minus_nominal_max": float(100 * (w["best"] - w["nominal"]).max()),
+    }
+
+
+def _headline(ids: list, scen: pd.DataFrame, cc: pd.DataFrame, tert: pd.DataFrame) -> dict:
+    nominal = scen[scen["cell_count"] == "nominal"].set_index("plan")
+    summary: dict[str, Any] = {"patient_ids": ids, "n_patients": len(ids), "tcp_pct": {}, "cell_count_range_pp": {}}
+    for plan in PLAN_NAMES:
+        tcp, spread = _plan_tcp(nominal.loc[plan], cc, plan)
+        summary["tcp_pct"][plan] = tcp
+        if spread is not None:
+            summary["cell_count_range_pp"][plan] = spread
+    summary["tertiles"] = {
+        f"{r.plan} {r.tertile}": {"mean_pp": r.delta_tcp_mean_pp, "sd_pp": r.delta_tcp_sd_pp} for r in tert.itertuples()
+    }
+    return summary
+
+
 def run_statistics(inputs: dict, outputs: dict, *, params: dict) -> dict:
     """Table 1 (TSV, Markdown, LaTeX), plan comparison tests, TCP per plan and cell-count scenario, ΔTCP
     by cell-count tertile, on the held-out patients only.
@@ -215,59 +272,16 @@ def run_statistics(inputs: dict, outputs: dict, *, params: dict) -> dict:
         list(dict.fromkeys([*ids, *plan_metrics["patient_id"], *cc["patient_id"], *tert_in["patient_id"]])),
         split_path=inputs["split"],
     )
-    rows = []
-    per_plan = {plan: files.as_paths(inputs[f"{plan}_dose"]) for plan in PLAN_NAMES}
-    per_plan_let = {plan: files.as_paths(inputs[f"{plan}_letd"]) for plan in PLAN_NAMES}
-    for k, (pid, mdir) in enumerate(zip(ids, files.as_paths(inputs["masks_dose"]))):
-        masks, _ = files.read_masks(mdir, list(st.TABLE1_REGIONS), pid=pid, needed_by="Table 1")
-        for plan in PLAN_NAMES:
-            rows.append(_table1_metrics(pid, plan, per_plan[plan][k], per_plan_let[plan][k], masks))
-    t1 = pd.DataFrame(rows)
-    t1 = t1.merge(plan_metrics[["patient_id", "plan", "tcp"]], on=["patient_id", "plan"], how="left")
-    t1["tcp_pct"] = 100.0 * t1["tcp"]
-
-    long = st.table1(t1, plans=PLAN_NAMES)
-    wide = st.table1_wide(long, digits=int(params.get("digits", 1)))
-    files.write_tsv(long, outputs["table1"])
-    caption = (
-        f"Dose and LETd of the {len(ids)} held-out patients: median [25th–75th percentile]; D in Gy(RBE), L in keV/µm"
-    )
-    files.write_text(st.to_markdown(wide), outputs["table1_md"])
-    files.write_text(st.to_latex(wide, caption=caption, label="tab:dosimetry"), outputs["table1_tex"])
-
+    t1 = _table1_rows(inputs, ids, plan_metrics)
+    _write_table1(t1, outputs, n=len(ids), digits=int(params.get("digits", 1)))
     columns = [f"{r}_{m}" for r in st.TABLE1_REGIONS for m in (*st.TABLE1_DOSE, *st.TABLE1_LET)] + ["tcp_pct"]
     tests = st.compare_plans(t1, columns=columns, comparisons=[("uniform", "de"), ("uniform", "dr"), ("dr", "de")])
     files.write_tsv(tests, outputs["tests"])
-
     scen = st.tcp_by_scenario(cc)
     files.write_tsv(scen, outputs["tcp_scenarios"])
     tert = st.tertile_summary(tert_in)
     files.write_tsv(tert, outputs["tertiles"])
-
-    nominal = scen[scen["cell_count"] == "nominal"].set_index("plan")
-    summary: dict[str, Any] = {"patient_ids": ids, "n_patients": len(ids), "tcp_pct": {}, "cell_count_range_pp": {}}
-    for plan in PLAN_NAMES:
-        r = nominal.loc[plan]
-        summary["tcp_pct"][plan] = {"mean": r["tcp_mean_pct"], "sd": r["tcp_sd_pct"]}
-        if plan != "uniform":
-            summary["tcp_pct"][plan] |= {
-                "delta_mean_pp": r["delta_vs_reference_mean_pp"],
-                "delta_sd_pp": r["delta_vs_reference_sd_pp"],
-                "n_improved": int(r["n_improved"]),
-                "wilcoxon_p": r["wilcoxon_p_vs_reference"],
-                "mann_whitney_p": r["mann_whitney_p_vs_reference"],
-            }
-        w = cc[cc["plan"] == plan].pivot(index="patient_id", columns="cell_count", values="tcp")
-        if {"best", "worst", "nominal"} <= set(w.columns):
-            summary["cell_count_range_pp"][plan] = {
-                "worst_minus_nominal_mean": float(100 * (w["worst"] - w["nominal"]).mean()),
-                "best_minus_nominal_mean": float(100 * (w["best"] - w["nominal"]).mean()),
-                "worst_minus_nominal_min": float(100 * (w["worst"] - w["nominal"]).min()),
-                "best_minus_nominal_max": float(100 * (w["best"] - w["nominal"]).max()),
-            }
-    summary["tertiles"] = {
-        f"{r.plan} {r.tertile}": {"mean_pp": r.delta_tcp_mean_pp, "sd_pp": r.delta_tcp_sd_pp} for r in tert.itertuples()
-    }
+    summary = _headline(ids, scen, cc, tert)
     files.write_json(summary, outputs["summary"])
     return summary
 

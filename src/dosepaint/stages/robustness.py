@@ -395,6 +395,54 @@ def _full(values, voxels, grid):
 # -- cohort (held-out patients) ----------------------------------------------------------------------------
 
 
+def _tertile_rows(pids: list, vox: list, thresholds) -> pd.DataFrame:
+    """ΔTCP of the painted plans per patient and cell-count tertile (sub-volume, voxel mean, Δ ln TCP)."""
+    rows = []
+    for pid, v in zip(pids, vox):
+        t = rob.tertile_of(v["cells_per_voxel"], thresholds)
+        for plan in ("de", "dr"):
+            out = rob.delta_tcp_by_tertile(v[f"survivors_{plan}"], v["survivors_uniform"], t)
+            rows += [
+                {"patient_id": pid, "plan": plan, "tertile": label, "n_voxels": int(np.sum(t == k)),
+                 "delta_tcp_subvolume_pp": 100.0 * out["subvolume"][k],
+                 "delta_tcp_voxel_mean_pp": 100.0 * out["voxel_mean"][k], "delta_ln_tcp": out["dlntcp"][k]}
+                for k, label in enumerate(("low", "medium", "high"))
+            ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _plan_summary(plan: str, cc: pd.DataFrame, scen: pd.DataFrame, tert: pd.DataFrame) -> dict:
+    """One plan's cohort row: TCP range under cell-count uncertainty, GTV D95 over scenarios, tertile ΔTCP."""
+    c = cc[cc["plan"] == plan].pivot(index="patient_id", columns="cell_count", values="tcp")
+    s = scen[scen["plan"] == plan]
+    worst_d95 = s.groupby("patient_id")["GTV_D95"].min()
+    nominal_d95 = s[s["scenario"] == s["scenario"].iloc[0]].set_index("patient_id")["GTV_D95"]
+    row = {
+        "plan": plan,
+        "n_patients": int(c.shape[0]),
+        "tcp_nominal_mean_pct": 100 * c["nominal"].mean(),
+        "tcp_best_minus_nominal_pp_mean": 100 * (c["best"] - c["nominal"]).mean(),
+        "tcp_best_minus_nominal_pp_max": 100 * (c["best"] - c["nominal"]).max(),
+        "tcp_worst_minus_nominal_pp_mean": 100 * (c["worst"] - c["nominal"]).mean(),
+        "tcp_worst_minus_nominal_pp_min": 100 * (c["worst"] - c["nominal"]).min(),
+        "gtv_d95_nominal_median_gy": nominal_d95.median(),
+        "gtv_d95_worst_scenario_median_gy": worst_d95.median(),
+        "gtv_d95_worst_scenario_min_gy": worst_d95.min(),
+        "n_scenarios": int(s["scenario"].nunique()),
+        "scenario_goals_met_fraction": float(s["goals_met"].sum() / s["goals_total"].sum()),
+    }
+    if plan != "uniform":
+        for label in ("low", "medium", "high"):
+            sub = tert[(tert["plan"] == plan) & (tert["tertile"] == label)]["delta_tcp_subvolume_pp"]
+            row[f"delta_tcp_{label}_tertile_pp_mean"] = sub.mean()
+            row[f"delta_tcp_{label}_tertile_pp_sd"] = sub.std(ddof=1) if sub.size > 1 else np.nan
+    return row
+
+
+def _concat(paths) -> pd.DataFrame:
+    return pd.concat([files.read_tsv(p) for p in files.as_paths(paths)], ignore_index=True)
+
+
 def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """Tertile ΔTCP, TCP range under cell-count uncertainty and worst-case GTV D95 over the
     held-out patients (``params["patient_ids"]``, in the order of the input lists).
@@ -404,65 +452,14 @@ def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     thresholds = rob.tertile_thresholds(
         np.concatenate([v["cells_per_voxel"] for v in vox]), percentiles=tuple(params["tertile_percentiles"])
     )
-    trows = []
-    for pid, v in zip(pids, vox):
-        t = rob.tertile_of(v["cells_per_voxel"], thresholds)
-        for plan in ("de", "dr"):
-            out = rob.delta_tcp_by_tertile(v[f"survivors_{plan}"], v["survivors_uniform"], t)
-            for k, label in enumerate(("low", "medium", "high")):
-                trows.append(
-                    {
-                        "patient_id": pid,
-                        "plan": plan,
-                        "tertile": label,
-                        "n_voxels": int(np.sum(t == k)),
-                        "delta_tcp_subvolume_pp": 100.0 * out["subvolume"][k],
-                        "delta_tcp_voxel_mean_pp": 100.0 * out["voxel_mean"][k],
-                        "delta_ln_tcp": out["dlntcp"][k],
-                    }
-                )
-    tert = pd.DataFrame(trows)
+    tert = _tertile_rows(pids, vox, thresholds)
     files.write_tsv(tert, outputs["tertiles"])
-
-    scen = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["scenario_metrics"])], ignore_index=True)
+    scen, cc = _concat(inputs["scenario_metrics"]), _concat(inputs["cell_count_tcp"])
     files.write_tsv(scen, outputs["scenarios"])
-    cc = pd.concat([files.read_tsv(p) for p in files.as_paths(inputs["cell_count_tcp"])], ignore_index=True)
     files.write_tsv(cc, outputs["cell_count"])
-
-    rows = []
-    for plan in PLAN_NAMES:
-        c = cc[cc["plan"] == plan].pivot(index="patient_id", columns="cell_count", values="tcp")
-        s = scen[scen["plan"] == plan]
-        worst_d95 = s.groupby("patient_id")["GTV_D95"].min()
-        nominal_d95 = s[s["scenario"] == s["scenario"].iloc[0]].set_index("patient_id")["GTV_D95"]
-        row = {
-            "plan": plan,
-            "n_patients": int(c.shape[0]),
-            "tcp_nominal_mean_pct": 100 * c["nominal"].mean(),
-            "tcp_best_minus_nominal_pp_mean": 100 * (c["best"] - c["nominal"]).mean(),
-            "tcp_best_minus_nominal_pp_max": 100 * (c["best"] - c["nominal"]).max(),
-            "tcp_worst_minus_nominal_pp_mean": 100 * (c["worst"] - c["nominal"]).mean(),
-            "tcp_worst_minus_nominal_pp_min": 100 * (c["worst"] - c["nominal"]).min(),
-            "gtv_d95_nominal_median_gy": nominal_d95.median(),
-            "gtv_d95_worst_scenario_median_gy": worst_d95.median(),
-            "gtv_d95_worst_scenario_min_gy": worst_d95.min(),
-            "n_scenarios": int(s["scenario"].nunique()),
-            "scenario_goals_met_fraction": float(s["goals_met"].sum() / s["goals_total"].sum()),
-        }
-        if plan != "uniform":
-            for label in ("low", "medium", "high"):
-                sub = tert[(tert["plan"] == plan) & (tert["tertile"] == label)]["delta_tcp_subvolume_pp"]
-                row[f"delta_tcp_{label}_tertile_pp_mean"] = sub.mean()
-                row[f"delta_tcp_{label}_tertile_pp_sd"] = sub.std(ddof=1) if sub.size > 1 else np.nan
-        rows.append(row)
-    summary = pd.DataFrame(rows)
+    summary = pd.DataFrame([_plan_summary(plan, cc, scen, tert) for plan in PLAN_NAMES])
     files.write_tsv(summary, outputs["summary"])
-    files.write_json(
-        {
-            "tertile_thresholds_cells_per_voxel": list(thresholds),
-            "tertile_percentiles": list(params["tertile_percentiles"]),
-            "patient_ids": pids,
-        },
-        outputs["tertile_thresholds"],
-    )
+    record = {"tertile_thresholds_cells_per_voxel": list(thresholds),
+              "tertile_percentiles": list(params["tertile_percentiles"]), "patient_ids": pids}  # fmt: skip
+    files.write_json(record, outputs["tertile_thresholds"])
     return summary
