@@ -19,6 +19,7 @@ import pytest
 from dosepaint.errors import DosepaintInputError
 from dosepaint.io import dicom as dcm
 from dosepaint.io import files
+from dosepaint.io.dicom_write import uid
 from dosepaint.stages import check, ingest
 from dosepaint.stages.pet import suv_factor
 
@@ -82,8 +83,8 @@ def mixed_series(folder, roi=None):
     ct = series_files(folder, "CT")
     for f in ct:
         ds = pydicom.dcmread(f)
-        ds.SeriesInstanceUID = dcm.uid("second", ds.SeriesInstanceUID)
-        ds.SOPInstanceUID = dcm.uid("second", ds.SOPInstanceUID)
+        ds.SeriesInstanceUID = uid("second", ds.SeriesInstanceUID)
+        ds.SOPInstanceUID = uid("second", ds.SOPInstanceUID)
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.SeriesDescription = "CT re-export"
         ds.save_as(f.with_name("copy_" + f.name))
@@ -112,7 +113,7 @@ def rtstruct_other_ct(folder, roi=None):
     rs = series_files(folder, "RTSTRUCT")[0]
 
     def other(ds):
-        ds.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = dcm.uid("another", "CT")
+        ds.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = uid("another", "CT")
 
     edit([rs], other)
     return rs

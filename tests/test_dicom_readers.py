@@ -9,6 +9,8 @@ from pydicom.data import get_testdata_file
 from dosepaint.dwi import fit_adc
 from dosepaint.errors import DosepaintInputError
 from dosepaint.io import dicom as dcm
+from dosepaint.io.deidentify import basic_profile_violations
+from dosepaint.io.dicom_write import export_rtdose
 from dosepaint.structures import contours_to_mask
 
 
@@ -101,11 +103,11 @@ def test_exported_rtdose_meets_the_basic_profile_and_the_checker_catches_identit
 
     grid = Grid(shape=(3, 4, 5), spacing=(3.0, 3.0, 3.0), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
     dose = np.arange(60, dtype=float).reshape(grid.shape)
-    dcm.export_rtdose(
+    export_rtdose(
         tmp_path / "rd.dcm", dose, grid, patient_id="SYN001", frame_of_reference=None, description="dosepaint de plan"
     )
     ds = pydicom.dcmread(tmp_path / "rd.dcm")
-    assert dcm.basic_profile_violations(ds, pseudonym="SYN001") == []
+    assert basic_profile_violations(ds, pseudonym="SYN001") == []
     assert ds.PatientIdentityRemoved == "YES"
     assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100", "113105"]
     np.testing.assert_allclose(dcm.read_rtdose(tmp_path / "rd.dcm")[0], dose, atol=60 / 2**32 * 2)
@@ -117,5 +119,5 @@ def test_exported_rtdose_meets_the_basic_profile_and_the_checker_catches_identit
     ds.PatientBirthDate = src.PatientBirthDate
     ds.InstitutionName = src.InstitutionName
     ds.StudyInstanceUID = "1.2.840.113619.2.55.3.604688119.969.1268071029.320"  # a scanner's UID root
-    problems = dcm.basic_profile_violations(ds, pseudonym="SYN001")
+    problems = basic_profile_violations(ds, pseudonym="SYN001")
     assert [p.split()[0] for p in problems] == ["PatientBirthDate", "InstitutionName", "StudyInstanceUID"], problems

@@ -15,6 +15,7 @@ import pytest
 import SimpleITK as sitk
 
 from dosepaint.io import dicom as dcm
+from dosepaint.io.deidentify import basic_profile_violations
 from dosepaint.validation import ingest_errors
 
 from .helpers import dicompyler_dvh_check
@@ -373,7 +374,7 @@ def test_tiny_cohort_end_to_end(tmp_path):
     for path in exported:
         pid = path.parts[-4]
         ds = pydicom.dcmread(path)
-        assert dcm.basic_profile_violations(ds, pseudonym=pid) == [], path
+        assert basic_profile_violations(ds, pseudonym=pid) == [], path
         source_uids = set()
         series, _ = dcm.scan_folder(results / "synthetic" / "dicom" / pid)  # the DICOM files of the export
         for f in (f for s in series for f in s.files):

@@ -31,7 +31,7 @@ from .. import radiobiology as rb
 from ..errors import DosepaintInputError
 from ..geometry import Grid
 from ..io import files
-from ..io.dicom import export_rtdose
+from ..io.dicom_write import export_rtdose
 from ..io.records import read_tcp_model as tcp_model
 from ..layout import PLAN_NAMES
 from ..logs import timed

@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from .. import radiobiology
 from ..geometry import ORIENTATIONS, Grid, resample
-from ..io import dicom as dcm
+from ..io import dicom_write as dcm
 from ..io import files
 from ..microstructure import two_compartment_signal
 from ..structures import mask_to_contours

@@ -1,0 +1,306 @@
+"""DICOM writing: image series, RTSTRUCT and RTDOSE (the synthetic cohort's exports and the plans'
+RT Dose). Reading is :mod:`dosepaint.io.dicom`, de-identification :mod:`dosepaint.io.deidentify`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+
+from ..geometry import Grid
+from . import files as _files
+from .deidentify import deidentification_attributes
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
+RT_STRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
+RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
+
+#: Private block in which the synthetic cohort records PGSE timing (ms).
+SYNTH_CREATOR = "DOSEPAINT SYNTH"
+
+
+def uid(*parts) -> str:
+    """Deterministic DICOM UID from ``parts`` (pydicom's hashing generator)."""
+    return generate_uid(entropy_srcs=[str(p) for p in parts])
+
+
+def _new_dataset(sop_class: str, sop_uid: str, *, patient: dict, study: dict, series: dict) -> Dataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = UID(uid("dosepaint", "implementation"))
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    for key, value in {**patient, **study, **series}.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def _save(ds: Dataset, path: Path) -> None:
+    """Write ``ds`` under a temporary name beside ``path``, then rename it (never half-written)."""
+    with _files.atomic_path(path, suffix=".dcm") as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
+
+
+def write_image_series(
+    volume: np.ndarray,
+    grid: Grid,
+    folder,
+    *,
+    modality: str,
+    sop_class: str,
+    patient: dict,
+    study: dict,
+    series: dict,
+    file_pattern: str = "{index:04d}.dcm",
+    dtype=np.uint16,
+    rescale: str = "global",
+    extra_per_slice=None,
+    instance_offset: int = 0,
+    per_slice_tags=None,
+) -> list[tuple[str, Path]]:
+    """Write a 3-D volume (z, y, x) as single-frame DICOM slices.
+
+    Parameters
+    ----------
+    volume : ndarray (z, y, x)
+        Real-valued image in physical units (HU, a.u., Bq/mL).
+    grid : Grid
+        Geometry; its direction's first two columns become ImageOrientationPatient.
+    rescale : {"global", "per_slice", "hu"}
+        How stored values map to physical ones: one slope for the series, one
+        per slice (PET), or HU with slope 1 and intercept −1024 (CT).
+    per_slice_tags : callable, optional
+        ``f(k) -> dict`` of additional attributes for slice k.
+
+    Returns
+    -------
+    list of (SOPInstanceUID, path)
+    """
+    folder = Path(folder)
+    mat = grid.matrix
+    iop = [float(v) for v in np.concatenate([mat[:, 0], mat[:, 1]])]
+    info = np.iinfo(dtype)
+    signed = info.min < 0
+    written = []
+    if rescale == "global":
+        vmax = float(np.nanmax(np.abs(volume))) or 1.0
+        global_slope = vmax / (info.max * 0.9)
+    for k in range(volume.shape[0]):
+        plane = np.asarray(volume[k], float)
+        if rescale == "hu":
+            slope, intercept = 1.0, -1024.0
+        elif rescale == "per_slice":
+            intercept = 0.0
+            slope = (float(np.nanmax(np.abs(plane))) or 1.0) / (info.max * 0.9)
+        else:
+            slope, intercept = global_slope, 0.0
+        stored = np.clip(np.round((plane - intercept) / slope), info.min, info.max).astype(dtype)
+        sop = uid(series["SeriesInstanceUID"], "slice", instance_offset + k)
+        ds = _new_dataset(sop_class, sop, patient=patient, study=study, series=series)
+        ds.Modality = modality
+        ds.InstanceNumber = instance_offset + k + 1
+        pos = np.asarray(grid.origin) + mat[:, 2] * grid.spacing[2] * k
+        ds.ImagePositionPatient = [round(float(v), 4) for v in pos]
+        ds.ImageOrientationPatient = [round(v, 6) for v in iop]
+        ds.PixelSpacing = [float(grid.spacing[1]), float(grid.spacing[0])]
+        ds.SliceThickness = float(grid.spacing[2])
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = stored.shape
+        ds.BitsAllocated = ds.BitsStored = 8 * stored.dtype.itemsize
+        ds.HighBit = ds.BitsStored - 1
+        ds.PixelRepresentation = 1 if signed else 0
+        ds.RescaleSlope = f"{slope:.10g}"
+        ds.RescaleIntercept = f"{intercept:.10g}"
+        if modality == "CT":
+            ds.RescaleType = "HU"
+        ds.PixelData = stored.tobytes()
+        if per_slice_tags is not None:
+            for key, value in per_slice_tags(k).items():
+                setattr(ds, key, value)
+        if extra_per_slice is not None:
+            extra_per_slice(ds, k)
+        path = folder / file_pattern.format(index=instance_offset + k + 1, uid=sop)
+        _save(ds, path)
+        written.append((sop, path))
+    return written
+
+
+def add_private_pgse_timing(ds: Dataset, *, delta_ms: float, Delta_ms: float) -> None:
+    """Record PGSE δ and Δ (ms) in the dosepaint private block (0029,xx10/11)."""
+    block = ds.private_block(0x0029, SYNTH_CREATOR, create=True)
+    block.add_new(0x10, "DS", f"{delta_ms:.4g}")
+    block.add_new(0x11, "DS", f"{Delta_ms:.4g}")
+
+
+def radiopharmaceutical_sequence(
+    *, name: str, total_dose_bq: float, half_life_s: float, start_time: str, start_datetime: str | None = None
+) -> Sequence:
+    """RadiopharmaceuticalInformationSequence with the attributes SUVbw needs."""
+    rp = Dataset()
+    rp.Radiopharmaceutical = name
+    rp.RadionuclideTotalDose = f"{total_dose_bq:.6g}"
+    rp.RadionuclideHalfLife = f"{half_life_s}"
+    rp.RadiopharmaceuticalStartTime = start_time
+    if start_datetime:
+        rp.RadiopharmaceuticalStartDateTime = start_datetime
+    return Sequence([rp])
+
+
+def write_rtstruct(
+    path,
+    *,
+    structures: dict,
+    ct_refs: list[tuple[str, float]],
+    ct_normal,
+    frame_of_reference: str,
+    patient: dict,
+    study: dict,
+    series: dict,
+) -> None:
+    """Write an RTSTRUCT with CLOSED_PLANAR contours.
+
+    Parameters
+    ----------
+    structures : dict
+        ROI name -> list of (n, 3) arrays of LPS points (mm), one per closed contour.
+    ct_refs : list of (SOPInstanceUID, slice position along ``ct_normal``, mm)
+        The CT slices; each contour references the nearest one.
+    ct_normal : array_like (3,)
+        The CT slice normal (row × column direction).
+    """
+    sop = uid(series["SeriesInstanceUID"], "rtstruct")
+    ds = _new_dataset(RT_STRUCT, sop, patient=patient, study=study, series=series)
+    ds.Modality = "RTSTRUCT"
+    ds.StructureSetLabel = "synthetic"
+    ref_for = Dataset()
+    ref_for.FrameOfReferenceUID = frame_of_reference
+    ds.ReferencedFrameOfReferenceSequence = Sequence([ref_for])
+    positions = np.array([p for _, p in ct_refs])
+    normal = np.asarray(ct_normal, float)
+    roi_seq, contour_seq, obs_seq = [], [], []
+    for number, (name, contours) in enumerate(structures.items(), start=1):
+        roi = Dataset()
+        roi.ROINumber = number
+        roi.ReferencedFrameOfReferenceUID = frame_of_reference
+        roi.ROIName = name
+        roi.ROIGenerationAlgorithm = "AUTOMATIC"
+        roi_seq.append(roi)
+        rc = Dataset()
+        rc.ReferencedROINumber = number
+        rc.ROIDisplayColor = [int(v) for v in np.random.default_rng(number).integers(0, 255, 3)]
+        items = []
+        for pts in contours:
+            c = Dataset()
+            c.ContourGeometricType = "CLOSED_PLANAR"
+            c.NumberOfContourPoints = len(pts)
+            # Formatted here as valid DS strings ("%.3f" of finite floats): pydicom's per-value
+            # regex validation (most of the synthetic generator's RTSTRUCT time) is skipped, as its
+            # documentation of ``disable_value_validation`` suggests for values known to be valid.
+            with pydicom.config.disable_value_validation():
+                c.ContourData = [f"{v:.3f}" for v in np.asarray(pts, float).ravel()]
+            img = Dataset()
+            img.ReferencedSOPClassUID = CT_IMAGE
+            plane = float(np.dot(np.asarray(pts, float)[0], normal))
+            img.ReferencedSOPInstanceUID = ct_refs[int(np.argmin(np.abs(positions - plane)))][0]
+            c.ContourImageSequence = Sequence([img])
+            items.append(c)
+        rc.ContourSequence = Sequence(items)
+        contour_seq.append(rc)
+        obs = Dataset()
+        obs.ObservationNumber = number
+        obs.ReferencedROINumber = number
+        obs.RTROIInterpretedType = "ORGAN"
+        obs_seq.append(obs)
+    ds.StructureSetROISequence = Sequence(roi_seq)
+    ds.ROIContourSequence = Sequence(contour_seq)
+    ds.RTROIObservationsSequence = Sequence(obs_seq)
+    _save(ds, Path(path))
+
+
+def write_rtdose(
+    path,
+    dose: np.ndarray,
+    grid: Grid,
+    *,
+    frame_of_reference: str,
+    patient: dict,
+    study: dict,
+    series: dict,
+    dose_type: str = "EFFECTIVE",
+    summation: str = "PLAN",
+) -> None:
+    """Write a multi-frame RTDOSE (Gy or Gy(RBE) for EFFECTIVE), uint32 with DoseGridScaling.
+
+    GridFrameOffsetVector is relative to ImagePositionPatient (first value 0).
+    """
+    sop = uid(series["SeriesInstanceUID"], "rtdose")
+    ds = _new_dataset(RT_DOSE, sop, patient=patient, study=study, series=series)
+    ds.Modality = "RTDOSE"
+    ds.FrameOfReferenceUID = frame_of_reference
+    mat = grid.matrix
+    ds.ImagePositionPatient = [round(float(v), 4) for v in grid.origin]
+    ds.ImageOrientationPatient = [round(float(v), 6) for v in np.concatenate([mat[:, 0], mat[:, 1]])]
+    ds.PixelSpacing = [float(grid.spacing[1]), float(grid.spacing[0])]
+    ds.SliceThickness = float(grid.spacing[2])
+    ds.GridFrameOffsetVector = [round(float(grid.spacing[2] * k), 4) for k in range(dose.shape[0])]
+    ds.NumberOfFrames = dose.shape[0]
+    ds.FrameIncrementPointer = (0x3004, 0x000C)
+    ds.Rows, ds.Columns = dose.shape[1:]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 32
+    ds.HighBit = 31
+    ds.PixelRepresentation = 0
+    scaling = max(float(np.max(dose)), 1e-6) / (2**32 - 1) * 1.0001
+    ds.DoseGridScaling = f"{scaling:.10g}"
+    ds.DoseUnits = "GY"
+    ds.DoseType = dose_type
+    ds.DoseSummationType = summation
+    stored = np.clip(np.round(dose / float(ds.DoseGridScaling)), 0, 2**32 - 1).astype(np.uint32)
+    ds.PixelData = stored.tobytes()
+    _save(ds, Path(path))
+
+
+#: PS3.15 Annex E Basic Profile attributes (Table E.1-1) that identify a patient, a visit or a
+#: place; an exported file may carry PatientName/PatientID only as the pseudonym and StudyID only as
+#: a dummy value, and none of the others (dates and times included: action Z/X/D of the profile).
+def export_rtdose(
+    path,
+    dose: np.ndarray,
+    grid: Grid,
+    *,
+    patient_id: str,
+    frame_of_reference: str | None,
+    description: str,
+    dose_type: str = "EFFECTIVE",
+) -> None:
+    """Export a computed dose (Gy(RBE) for EFFECTIVE) as RTDOSE for TPS viewers and DVH tools.
+
+    Only the pseudonymous ``patient_id`` (from the patient sheet) identifies the patient: no
+    DICOM identity of the source files is copied.  ``frame_of_reference`` links the dose to the
+    planning CT when known; otherwise a new UID is derived from the pseudonym.
+    """
+    series_uid = uid("dosepaint", patient_id, description)
+    write_rtdose(
+        path,
+        dose,
+        grid,
+        frame_of_reference=frame_of_reference or uid("dosepaint", patient_id, "frame"),
+        patient={"PatientID": patient_id, "PatientName": patient_id, **deidentification_attributes()},
+        study={"StudyInstanceUID": uid("dosepaint", patient_id, "study"), "StudyID": "dosepaint"},
+        series={"SeriesInstanceUID": series_uid, "SeriesDescription": description[:64], "SeriesNumber": 1},
+        dose_type=dose_type,
+    )
