@@ -371,6 +371,26 @@ def read_dwi(files, *, patient=None, tolerance_mm: float = 0.05, notes: list | N
             patient=patient,
             path=Path(files[0]).parent,
         )
+    groups, volumes, grid = _by_bvalue(datasets, patient=patient)
+    for b, group in groups.items():
+        vols, grid = _bvalue_volumes(b, group, grid, patient=patient, tolerance_mm=tolerance_mm)
+        volumes[b] += vols
+    if len(volumes) < 2:
+        raise DosepaintInputError(
+            f"DWI series has {len(volumes)} distinct b-value(s) {sorted(volumes)}; an ADC needs at least two",
+            patient=patient,
+            path=Path(files[0]).parent,
+        )
+    bvals = np.array(sorted(volumes))
+    signals = [_geometric_mean(volumes[b]) for b in bvals]
+    first = datasets[0]
+    if "PixelData" in first:
+        del first.PixelData
+    return np.stack(signals).astype(np.float32), bvals.astype(float), grid, first
+
+
+def _by_bvalue(datasets: list[Dataset], *, patient) -> tuple[dict, dict, Grid | None]:
+    """Single-frame images grouped by b-value; mosaics read at once into volumes by b-value."""
     groups: dict[float, list] = defaultdict(list)
     volumes: dict[float, list] = defaultdict(list)
     grid = None
@@ -391,46 +411,34 @@ def read_dwi(files, *, patient=None, tolerance_mm: float = 0.05, notes: list | N
                 path=ds.filename,
             )
         groups[round(b, 1)].append(ds)
-    for b, group in groups.items():
-        by_pos = defaultdict(list)
-        for ds in group:
-            by_pos[tuple(np.round(np.asarray(ds.ImagePositionPatient, float), 2))].append(ds)
-        n_rep = {len(v) for v in by_pos.values()}
-        if len(n_rep) != 1:
-            raise DosepaintInputError(
-                f"DWI b={b:g}: unequal number of images per slice position {sorted(n_rep)}",
-                patient=patient,
-                path=group[0].filename,
-            )
-        for rep in range(n_rep.pop()):
-            sl, g = _stack_slices(
-                [v[rep] for v in by_pos.values()], patient=patient, tolerance_mm=tolerance_mm, what=f"DWI b={b:g}"
-            )
-            vol = np.stack([_pixels(d, patient=patient) for d in sl])
-            if grid is not None and (g.shape != grid.shape or not np.allclose(g.origin, grid.origin, atol=0.1)):
-                raise DosepaintInputError(
-                    f"DWI b={b:g}: geometry differs from the other b-values", patient=patient, path=sl[0].filename
-                )
-            grid = grid or g
-            volumes[b].append(vol)
-    if len(volumes) < 2:
-        raise DosepaintInputError(
-            f"DWI series has {len(volumes)} distinct b-value(s) {sorted(volumes)}; an ADC needs at least two",
-            patient=patient,
-            path=Path(files[0]).parent,
-        )
-    bvals = np.array(sorted(volumes))
-    signals = []
-    for b in bvals:
-        stack = np.stack(volumes[b])
-        if stack.shape[0] == 1:
-            signals.append(stack[0])
-        else:
-            signals.append(np.exp(np.mean(np.log(np.maximum(stack, 1e-6)), axis=0)))
-    first = datasets[0]
-    if "PixelData" in first:
-        del first.PixelData
-    return np.stack(signals).astype(np.float32), bvals.astype(float), grid, first
+    return groups, volumes, grid
+
+
+def _bvalue_volumes(b: float, group: list, grid, *, patient, tolerance_mm: float) -> tuple[list, Grid]:
+    """The volumes of one b-value (one per direction or repeat), on the same geometry as the others."""
+    by_pos = defaultdict(list)
+    for ds in group:
+        by_pos[tuple(np.round(np.asarray(ds.ImagePositionPatient, float), 2))].append(ds)
+    n_rep = {len(v) for v in by_pos.values()}
+    if len(n_rep) != 1:
+        raise DosepaintInputError(f"DWI b={b:g}: unequal number of images per slice position {sorted(n_rep)}",
+                                  patient=patient, path=group[0].filename)  # fmt: skip
+    vols = []
+    for rep in range(n_rep.pop()):
+        sl, g = _stack_slices([v[rep] for v in by_pos.values()], patient=patient, tolerance_mm=tolerance_mm,
+                              what=f"DWI b={b:g}")  # fmt: skip
+        if grid is not None and (g.shape != grid.shape or not np.allclose(g.origin, grid.origin, atol=0.1)):
+            raise DosepaintInputError(f"DWI b={b:g}: geometry differs from the other b-values", patient=patient,
+                                      path=sl[0].filename)  # fmt: skip
+        grid = grid or g
+        vols.append(np.stack([_pixels(d, patient=patient) for d in sl]))
+    return vols, grid
+
+
+def _geometric_mean(vols: list) -> np.ndarray:
+    """One image per b-value: several (directions, repeats) combined by their geometric mean (the trace)."""
+    stack = np.stack(vols)
+    return stack[0] if stack.shape[0] == 1 else np.exp(np.mean(np.log(np.maximum(stack, 1e-6)), axis=0))
 
 
 def pgse_timing_ms(ds: Dataset) -> tuple[float, float] | None:

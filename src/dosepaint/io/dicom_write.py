@@ -89,44 +89,21 @@ def write_image_series(
     list of (SOPInstanceUID, path)
     """
     folder = Path(folder)
-    mat = grid.matrix
-    iop = [float(v) for v in np.concatenate([mat[:, 0], mat[:, 1]])]
     info = np.iinfo(dtype)
-    signed = info.min < 0
+    global_slope = (float(np.nanmax(np.abs(volume))) or 1.0) / (info.max * 0.9) if rescale == "global" else None
     written = []
-    if rescale == "global":
-        vmax = float(np.nanmax(np.abs(volume))) or 1.0
-        global_slope = vmax / (info.max * 0.9)
     for k in range(volume.shape[0]):
         plane = np.asarray(volume[k], float)
-        if rescale == "hu":
-            slope, intercept = 1.0, -1024.0
-        elif rescale == "per_slice":
-            intercept = 0.0
-            slope = (float(np.nanmax(np.abs(plane))) or 1.0) / (info.max * 0.9)
-        else:
-            slope, intercept = global_slope, 0.0
+        slope, intercept = _rescale(plane, rescale, info=info, global_slope=global_slope)
         stored = np.clip(np.round((plane - intercept) / slope), info.min, info.max).astype(dtype)
         sop = uid(series["SeriesInstanceUID"], "slice", instance_offset + k)
         ds = _new_dataset(sop_class, sop, patient=patient, study=study, series=series)
         ds.Modality = modality
         ds.InstanceNumber = instance_offset + k + 1
-        pos = np.asarray(grid.origin) + mat[:, 2] * grid.spacing[2] * k
-        ds.ImagePositionPatient = [round(float(v), 4) for v in pos]
-        ds.ImageOrientationPatient = [round(v, 6) for v in iop]
-        ds.PixelSpacing = [float(grid.spacing[1]), float(grid.spacing[0])]
-        ds.SliceThickness = float(grid.spacing[2])
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = stored.shape
-        ds.BitsAllocated = ds.BitsStored = 8 * stored.dtype.itemsize
-        ds.HighBit = ds.BitsStored - 1
-        ds.PixelRepresentation = 1 if signed else 0
-        ds.RescaleSlope = f"{slope:.10g}"
-        ds.RescaleIntercept = f"{intercept:.10g}"
+        _set_plane(ds, grid, k)
+        _set_pixels(ds, stored, slope=slope, intercept=intercept, signed=info.min < 0)
         if modality == "CT":
             ds.RescaleType = "HU"
-        ds.PixelData = stored.tobytes()
         if per_slice_tags is not None:
             for key, value in per_slice_tags(k).items():
                 setattr(ds, key, value)
@@ -136,6 +113,39 @@ def write_image_series(
         _save(ds, path)
         written.append((sop, path))
     return written
+
+
+def _rescale(plane: np.ndarray, rescale: str, *, info, global_slope) -> tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept) of a slice: HU (1, −1024), per slice (PET) or the series' slope."""
+    if rescale == "hu":
+        return 1.0, -1024.0
+    if rescale == "per_slice":
+        return (float(np.nanmax(np.abs(plane))) or 1.0) / (info.max * 0.9), 0.0
+    return global_slope, 0.0
+
+
+def _set_plane(ds: Dataset, grid: Grid, k: int) -> None:
+    """Image Plane module of slice ``k`` of ``grid``."""
+    mat = grid.matrix
+    iop = [float(v) for v in np.concatenate([mat[:, 0], mat[:, 1]])]
+    pos = np.asarray(grid.origin) + mat[:, 2] * grid.spacing[2] * k
+    ds.ImagePositionPatient = [round(float(v), 4) for v in pos]
+    ds.ImageOrientationPatient = [round(v, 6) for v in iop]
+    ds.PixelSpacing = [float(grid.spacing[1]), float(grid.spacing[0])]
+    ds.SliceThickness = float(grid.spacing[2])
+
+
+def _set_pixels(ds: Dataset, stored: np.ndarray, *, slope: float, intercept: float, signed: bool) -> None:
+    """Image Pixel module (monochrome) and the rescale of stored values to physical ones."""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = stored.shape
+    ds.BitsAllocated = ds.BitsStored = 8 * stored.dtype.itemsize
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.RescaleSlope = f"{slope:.10g}"
+    ds.RescaleIntercept = f"{intercept:.10g}"
+    ds.PixelData = stored.tobytes()
 
 
 def add_private_pgse_timing(ds: Dataset, *, delta_ms: float, Delta_ms: float) -> None:
