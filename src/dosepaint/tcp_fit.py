@@ -175,56 +175,52 @@ def fit(
     lb = np.array([alpha_bounds[0], log10_fc_bounds[0]], float)
     ub = np.array([alpha_bounds[1], log10_fc_bounds[1]], float)
 
-    def resid(x):
-        return predict(stack, alpha=x[0], log10_fc=x[1]) - y
-
-    def resid_jac(x):
-        u, jac = log_neg_log_tcp(stack, alpha=x[0], log10_fc=x[1])
-        s = np.exp(u)
-        return (-s * np.exp(-s))[:, None] * jac
-
-    def nll(x):
-        return bernoulli_nll(stack, y, alpha=x[0], log10_fc=x[1])
-
-    def score(x):
-        return 0.5 * float(np.sum(resid(x) ** 2)) if estimator == "least_squares" else nll(x)[0]
-
+    objective = _Objective(stack, y)
+    score = objective.half_sse if estimator == "least_squares" else (lambda x: objective.nll(x)[0])
     # Multi-start: (α, f_c) are strongly correlated (only the D50 is well determined by a small
     # cohort), so a single start can stop on the flat valley's edge. Run from the three best starts.
     starts = sorted(
         _starts(stack, y, alpha_bounds=alpha_bounds, log10_fc_bounds=log10_fc_bounds),
         key=lambda x: score(np.asarray(x)),
     )[:3]
-    best: TcpFit | None = None
-    for x0 in starts:
-        x0 = np.clip(np.asarray(x0, float), lb, ub)
-        if estimator == "least_squares":
-            r = least_squares(
-                resid,
-                x0,
-                jac=resid_jac,
-                bounds=(lb, ub),
-                method="trf",
-                x_scale="jac",
-                xtol=1e-10,
-                ftol=1e-12,
-                gtol=1e-12,
-            )
-            cand = TcpFit(float(r.x[0]), float(r.x[1]), float(r.cost), bool(r.success), str(r.message))
-        else:
-            r = minimize(
-                nll,
-                x0,
-                jac=True,
-                method="L-BFGS-B",
-                bounds=list(zip(lb, ub)),
-                options={"ftol": 1e-14, "gtol": 1e-10, "maxiter": 1000},
-            )
-            cand = TcpFit(float(r.x[0]), float(r.x[1]), float(r.fun), bool(r.success), str(r.message))
-        if best is None or cand.objective < best.objective:
+    fits = [_fit_from(objective, np.clip(np.asarray(x0, float), lb, ub), lb, ub, estimator=estimator) for x0 in starts]
+    best = fits[0]
+    for cand in fits[1:]:
+        if cand.objective < best.objective:
             best = cand
-    assert best is not None  # starts is never empty
     return best
+
+
+class _Objective:
+    """The two estimators' objectives over a cohort (``stack``) and its outcomes ``y``."""
+
+    def __init__(self, stack, y):
+        self.stack, self.y = stack, y
+
+    def resid(self, x):
+        return predict(self.stack, alpha=x[0], log10_fc=x[1]) - self.y
+
+    def resid_jac(self, x):
+        u, jac = log_neg_log_tcp(self.stack, alpha=x[0], log10_fc=x[1])
+        s = np.exp(u)
+        return (-s * np.exp(-s))[:, None] * jac
+
+    def nll(self, x):
+        return bernoulli_nll(self.stack, self.y, alpha=x[0], log10_fc=x[1])
+
+    def half_sse(self, x):
+        return 0.5 * float(np.sum(self.resid(x) ** 2))
+
+
+def _fit_from(objective: _Objective, x0, lb, ub, *, estimator: str) -> TcpFit:
+    """One bounded fit from ``x0``: least squares (trf) or the Bernoulli likelihood (L-BFGS-B)."""
+    if estimator == "least_squares":
+        r = least_squares(objective.resid, x0, jac=objective.resid_jac, bounds=(lb, ub), method="trf", x_scale="jac",
+                          xtol=1e-10, ftol=1e-12, gtol=1e-12)  # fmt: skip
+        return TcpFit(float(r.x[0]), float(r.x[1]), float(r.cost), bool(r.success), str(r.message))
+    r = minimize(objective.nll, x0, jac=True, method="L-BFGS-B", bounds=list(zip(lb, ub)),
+                 options={"ftol": 1e-14, "gtol": 1e-10, "maxiter": 1000})  # fmt: skip
+    return TcpFit(float(r.x[0]), float(r.x[1]), float(r.fun), bool(r.success), str(r.message))
 
 
 def bootstrap(patients, outcome, *, rng: np.random.Generator, n_boot: int, level: float = 0.95, **fit_kwargs) -> dict:
