@@ -289,7 +289,7 @@ class PhaseProblem:
         t0 = time.perf_counter()
         w = np.asarray(w0, np.float64)
         w = np.maximum(w if self.cols is None else w[self.cols], 0.0)
-        lam = {}
+        lam: dict = {}
         if self.cons is not None:
             n = self.cons.rows.size
             lam = {"mean": 0.0, "upper": np.zeros(n), "lower": np.zeros(n)}
@@ -297,38 +297,34 @@ class PhaseProblem:
         if self.cons is not None and self.cons.mean is not None:
             lam["mean"] = self.mean_multiplier(w)
         iters = 0
-        n_outer = outer if self.cons is not None else 1
-        for k in range(n_outer):
-            res = minimize(
-                self._objective,
-                w,
-                args=(lam, mu),
-                jac=True,
-                method="L-BFGS-B",
-                bounds=[(0.0, None)] * w.size,
-                options={"maxiter": max_iter, "maxcor": 20, "ftol": 1e-10, "gtol": 1e-8},
-            )
+        for k in range(outer if self.cons is not None else 1):
+            res = minimize(self._objective, w, args=(lam, mu), jac=True, method="L-BFGS-B",
+                           bounds=[(0.0, None)] * w.size,
+                           options={"maxiter": max_iter, "maxcor": 20, "ftol": 1e-10, "gtol": 1e-8})  # fmt: skip
             w, iters = res.x, iters + int(res.nit)
-            if self.cons is None:
+            if self.cons is None or self._update_multipliers(w, lam, mu, round_=k + 1):
                 break
-            D, _ = self._used_dose(w)
-            r = self.cons.residuals(D)
-            v = self.cons.violations(D)
-            log.info(
-                "augmented Lagrangian round %d: mean residual %.2e, max bound violation %.2e, mu %.0f",
-                k + 1,
-                v["mean"],
-                v["bound"],
-                mu,
-            )
-            if v["mean"] <= self.cons.tol_mean and v["bound"] <= self.cons.tol_bound:
-                break
-            if "mean" in r:
-                lam["mean"] += mu * r["mean"]
-            for s in ("upper", "lower"):
-                if s in r:
-                    lam[s] = np.maximum(lam[s] + mu * r[s], 0.0)
             mu *= 4.0
+        return self._result(w, iterations=iters, seconds=time.perf_counter() - t0)
+
+    def _update_multipliers(self, w, lam: dict, mu: float, *, round_: int) -> bool:
+        """One augmented-Lagrangian update of ``lam`` (in place); True when the constraints hold."""
+        assert self.cons is not None
+        D, _ = self._used_dose(w)
+        r = self.cons.residuals(D)
+        v = self.cons.violations(D)
+        log.info("augmented Lagrangian round %d: mean residual %.2e, max bound violation %.2e, mu %.0f", round_,
+                 v["mean"], v["bound"], mu)  # fmt: skip
+        if v["mean"] <= self.cons.tol_mean and v["bound"] <= self.cons.tol_bound:
+            return True
+        if "mean" in r:
+            lam["mean"] += mu * r["mean"]
+        for s in ("upper", "lower"):
+            if s in r:
+                lam[s] = np.maximum(lam[s] + mu * r[s], 0.0)
+        return False
+
+    def _result(self, w, *, iterations: int, seconds: float) -> OptResult:
         D, _ = self.total_dose(w)
         terms = {}
         for t in self.terms:
@@ -336,16 +332,9 @@ class PhaseProblem:
         if self.let_term is not None:
             terms["let"] = self.let_term.value_grad_w(w)[0]
         viol = self.cons.violations(D) if self.cons is not None else {}
-        return OptResult(
-            weights=self._all_spots(w),
-            dose=D,
-            objective=float(sum(terms.values())),
-            terms=terms,
-            iterations=iters,
-            evaluations=self.n_eval,
-            seconds=time.perf_counter() - t0,
-            constraint_violation=viol,
-        )
+        return OptResult(weights=self._all_spots(w), dose=D, objective=float(sum(terms.values())), terms=terms,
+                         iterations=iterations, evaluations=self.n_eval, seconds=seconds,
+                         constraint_violation=viol)  # fmt: skip
 
 
 def scale_to_mean(model: RbeModel, w: np.ndarray, rows: np.ndarray, *, dose_per_fraction: float) -> np.ndarray:

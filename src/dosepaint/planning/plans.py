@@ -159,56 +159,47 @@ def painted_course(
 
     ``let_dose`` is LET·dose on the influence rows ``let_rows`` (all rows if None), which must hold the GTV's.
     """
-    dp, n_ld, n_hd = float(params["prescription_gy"]), int(params["n_ld"]), int(params["n_hd"])
-    n = n_ld + n_hd
-    wts = params["weights"]
-    tcp = params["tcp"]
-    d1 = uniform.results["phase1"].dose
-    terms = [
-        TcpTerm(
-            rows["GTV"],
-            clonogens_gtv,
-            alpha=tcp["alpha"],
-            beta=tcp["alpha"] / tcp["alpha_beta"],
-            n_fractions=n,
-            weight=wts["tcp"],
-            name="log_s_roi",
-        ),
-        DoseTerm(rows["CTV_HD_minus_GTV"], "deviation", dp, wts["target"], dp, name="CTV_HD_minus_GTV_deviation"),
-        *_goal_terms(rows["CTV_HD_minus_GTV"], params),
-        DoseTerm(
-            rows["LD_ONLY"], "overdose", dp / n * n_ld * params["ld_max_fraction"], wts["ring"], dp, name="ld_only"
-        ),
-        DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * dp, wts["ring"], dp, name="ring"),
-        DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * dp / n * n_ld, wts["body"], dp, name="body"),
-    ]
-    terms += _oar_terms(rows, params, fraction_of_course=1.0, scale=dp)
+    dp, n_hd = float(params["prescription_gy"]), int(params["n_hd"])
+    terms = _painting_terms(rows, clonogens_gtv, params=params)
     cols = uniform.boost_spots if uniform.boost_spots is not None else np.arange(inf.n_spots)
     let_term = None
-    if let_dose is not None and wts["let"] > 0:
-        g = rows["GTV"]
-        ld = let_dose[g if let_rows is None else np.searchsorted(let_rows, g)]
-        ph = inf.physical[g]
-        w1 = uniform.phase1.astype(np.float32)
-        let_term = LetTerm(
-            sp.csr_array(ld[:, cols]),
-            sp.csr_array(ph[:, cols]),
-            fixed_let_dose=n_ld * (ld @ w1).astype(np.float64),
-            fixed_dose=n_ld * (ph @ w1).astype(np.float64),
-            n_fx=n_hd,
-            l_min=float(params["let_min_kev_um"]),
-            weight=wts["let"],
-        )
+    if let_dose is not None and params["weights"]["let"] > 0:
+        let_term = _let_term(inf, rows["GTV"], let_dose, let_rows, uniform.phase1, cols, params=params)
     cons = Constraints(rows["GTV"], dp, lower=params["gtv_lower"], upper=params["gtv_upper"], mean=mean_fraction)
+    d1 = uniform.results["phase1"].dose
     prob = PhaseProblem(model, n_fx=n_hd, fixed_dose=d1, terms=terms, let_term=let_term, constraints=cons, cols=cols)
     r2 = prob.solve(uniform.phase2, max_iter=params["max_iter"], outer=params["outer_iterations"])
-    return CourseSolution(
-        phase1=uniform.phase1,
-        phase2=r2.weights,
-        dose=r2.dose,
-        results={"phase1": uniform.results["phase1"], "phase2": r2},
-        boost_spots=cols,
-    )
+    return CourseSolution(phase1=uniform.phase1, phase2=r2.weights, dose=r2.dose,
+                          results={"phase1": uniform.results["phase1"], "phase2": r2}, boost_spots=cols)  # fmt: skip
+
+
+def _painting_terms(rows: dict, clonogens_gtv: np.ndarray, *, params: dict) -> list:
+    """The boost's objective: TCP of the GTV, CTV_HD − GTV at the prescription, the ring, body and OARs."""
+    dp, n_ld, n_hd = float(params["prescription_gy"]), int(params["n_ld"]), int(params["n_hd"])
+    n, wts, tcp = n_ld + n_hd, params["weights"], params["tcp"]
+    terms = [
+        TcpTerm(rows["GTV"], clonogens_gtv, alpha=tcp["alpha"], beta=tcp["alpha"] / tcp["alpha_beta"], n_fractions=n,
+                weight=wts["tcp"], name="log_s_roi"),
+        DoseTerm(rows["CTV_HD_minus_GTV"], "deviation", dp, wts["target"], dp, name="CTV_HD_minus_GTV_deviation"),
+        *_goal_terms(rows["CTV_HD_minus_GTV"], params),
+        DoseTerm(rows["LD_ONLY"], "overdose", dp / n * n_ld * params["ld_max_fraction"], wts["ring"], dp,
+                 name="ld_only"),
+        DoseTerm(rows["RING"], "overdose", params["ring_max_fraction"] * dp, wts["ring"], dp, name="ring"),
+        DoseTerm(rows["BODY"], "overdose", params["body_max_fraction"] * dp / n * n_ld, wts["body"], dp, name="body"),
+    ]  # fmt: skip
+    return terms + _oar_terms(rows, params, fraction_of_course=1.0, scale=dp)
+
+
+def _let_term(inf: DoseInfluence, g, let_dose, let_rows, phase1, cols, *, params: dict) -> LetTerm:
+    """The GTV's LETd floor on the boost spots ``cols``, with phase 1's LET·dose and dose fixed."""
+    ld = let_dose[g if let_rows is None else np.searchsorted(let_rows, g)]
+    ph = inf.physical[g]
+    w1 = phase1.astype(np.float32)
+    n_ld = int(params["n_ld"])
+    return LetTerm(sp.csr_array(ld[:, cols]), sp.csr_array(ph[:, cols]),
+                   fixed_let_dose=n_ld * (ld @ w1).astype(np.float64),
+                   fixed_dose=n_ld * (ph @ w1).astype(np.float64), n_fx=int(params["n_hd"]),
+                   l_min=float(params["let_min_kev_um"]), weight=params["weights"]["let"])  # fmt: skip
 
 
 def result_summary(r: OptResult) -> dict:
