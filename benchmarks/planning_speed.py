@@ -1,4 +1,4 @@
-"""Planning speed (issue 5): our optimiser vs pyRadPlan's, and a DE plan for a 300 cm³ GTV.
+"""Planning speed: our optimiser vs pyRadPlan's, and a DE plan for a 300 cm³ GTV.
 
 Usage: python benchmarks/planning_speed.py [1] [2] [RESULTS]
 

@@ -14,7 +14,7 @@ B = np.array([0.0, 100.0, 500.0, 1000.0, 2000.0])
 
 
 def test_sphere_roots_match_published_values():
-    # Roots of μ J'_{3/2}(μ) − ½ J_{3/2}(μ) = 0 quoted in SCIENCE.md (and Murday & Cotts 1968).
+    # Roots of μ J'_{3/2}(μ) − ½ J_{3/2}(μ) = 0 quoted in docs/method.md §3 (and Murday & Cotts 1968).
     np.testing.assert_allclose(sphere_roots(3), [2.0816, 5.9404, 9.2058], atol=1e-4)
     assert np.allclose(spherical_jn(1, sphere_roots(10), derivative=True), 0, atol=1e-10)
 

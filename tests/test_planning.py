@@ -80,7 +80,7 @@ def test_loaded_lem_matrices_share_int32_indices_and_row_blocks_are_views(tmp_pa
     np.testing.assert_array_equal(column_max(back.physical, chunk=50), p.max(axis=0).toarray().ravel())
 
 
-# -- water-filling (SCIENCE.md §2) -----------------------------------------------------------------
+# -- water-filling (docs/method.md §2) -----------------------------------------------------------------
 
 
 def test_water_filling_without_bounds_is_the_closed_form_for_beta_zero():

@@ -1,4 +1,4 @@
-"""TCP model fit (SCIENCE.md §2): known answers, derivatives, recovery, and the leakage guard."""
+"""TCP model fit (docs/method.md §2): known answers, derivatives, recovery, and the leakage guard."""
 
 import numpy as np
 import pandas as pd

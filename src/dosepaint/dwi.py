@@ -1,4 +1,4 @@
-"""DWI → ADC → microstructure → cell density (SCIENCE.md §3).
+"""DWI → ADC → microstructure → cell density (docs/method.md §3).
 
 Units: b in s/mm², ADC and diffusivities in mm²/s, radii in mm, cell density
 ρ in cells/mm³.  Signal arrays carry the b-value axis first: ``(nb, ...)``.

@@ -1,4 +1,4 @@
-"""The results layout that other stages and users rely on (issue 2).
+"""The results layout that other stages and users rely on.
 
 ``results/patients/{pid}/ingest/…``, ``…/dwi/…``, ``…/pet/…``,
 ``…/plans/{strategy}/…``, ``…/robustness/…``, ``results/cohort/…``,

@@ -1,4 +1,4 @@
-"""Diffusion signal models of tumour microstructure (SCIENCE.md §3).
+"""Diffusion signal models of tumour microstructure (docs/method.md §3).
 
 Units: b in s/mm², diffusivities in mm²/s, radii in mm, gradient timings
 δ (small delta) and Δ (big delta) in s.
@@ -96,7 +96,7 @@ def extracellular_diffusivity(vf, d_free):
 
 
 def two_compartment_signal(bvalues, *, radius, vf, d_in, d_free, delta: float, Delta: float) -> np.ndarray:
-    """S/S0 = vf·E_sphere(R, D_in) + (1 − vf)·exp(−b·D_ex) (SCIENCE.md §3).
+    """S/S0 = vf·E_sphere(R, D_in) + (1 − vf)·exp(−b·D_ex) (docs/method.md §3).
 
     Parameters
     ----------

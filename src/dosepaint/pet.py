@@ -1,4 +1,4 @@
-"""PET quantification: uptake interval and SUVbw conversion factor (SCIENCE.md §4).
+"""PET quantification: uptake interval and SUVbw conversion factor (docs/method.md §4).
 
 Pure functions on values already read from the headers (``dosepaint.io.dicom.pet_metadata``
 reads them); they know no file format.  pysuv does the same for single DICOM files, but it
@@ -38,7 +38,7 @@ def uptake_interval_s(
 ) -> tuple[float, str]:
     """Seconds from injection to series start, and where the injection time came from.
 
-    The rule (SCIENCE.md §4): RadiopharmaceuticalStartDateTime when present; else
+    The rule (docs/method.md §4): RadiopharmaceuticalStartDateTime when present; else
     SeriesDate + RadiopharmaceuticalStartTime, taking the previous day when that would put the
     injection more than an hour after the series start (a scan just after midnight); an injection
     recorded less than an hour after the series start is a clock disagreement and is kept as a

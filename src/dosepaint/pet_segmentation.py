@@ -1,4 +1,4 @@
-"""PET segmentation methods of the literature and TG-211 evaluation metrics (SCIENCE.md §4).
+"""PET segmentation methods of the literature and TG-211 evaluation metrics (docs/method.md §4).
 
 Every method is a pure function ``method(suv, region, *, spacing_mm, background, **params)``:
 ``suv`` (z, y, x) in g/mL, ``region`` a boolean search region of the same shape, ``spacing_mm``

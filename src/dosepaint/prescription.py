@@ -1,4 +1,4 @@
-"""PET-driven dose-painting prescriptions handed to planning (SCIENCE.md §4).
+"""PET-driven dose-painting prescriptions handed to planning (docs/method.md §4).
 
 Pure functions on dose-grid arrays (z, y, x); doses in Gy(RBE).  Voxels outside the target get
 NaN: no prescription there (the planner's OAR and normal-tissue objectives govern them).

@@ -1,4 +1,4 @@
-"""Linear-quadratic effect and Poisson TCP in the log domain (SCIENCE.md §2).
+"""Linear-quadratic effect and Poisson TCP in the log domain (docs/method.md §2).
 
 Dose in Gy(RBE) (total over ``n_fractions``), α in Gy⁻¹, β in Gy⁻², cell
 counts dimensionless.  Everything is computed in float64.
@@ -65,7 +65,7 @@ def tcp_optimal_dose(
     """The TCP-optimal dose distribution at a fixed (volume-weighted) mean dose: water-filling.
 
     Minimises Σ_i N_i e^{−E_i} subject to Σ v_i D_i / Σ v_i = ``mean_dose`` and
-    ``lower ≤ D_i ≤ upper`` (SCIENCE.md §2).  Stationarity gives, per voxel,
+    ``lower ≤ D_i ≤ upper`` (docs/method.md §2).  Stationarity gives, per voxel,
     ln N_i − αD_i − βD_i²/n + ln(α + 2βD_i/n) = ln(λ v_i); each voxel equation is solved by
     Newton's method for a trial λ, clipped to the bounds, and λ by bisection on the mean.
     For β = 0 and no bounds this is D_i = D̄ + (ln ρ_i − ⟨ln ρ⟩_v)/α.  No beams: an upper

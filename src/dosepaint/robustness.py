@@ -1,4 +1,4 @@
-"""Robustness of plans to cell-count uncertainty and to setup and range errors (SCIENCE.md §3, §5).
+"""Robustness of plans to cell-count uncertainty and to setup and range errors (docs/method.md §3, §5).
 
 Pure functions: arrays in, arrays out.  Doses are total course doses in Gy(RBE); cell counts are
 clonogens per voxel (or cells per voxel, where stated); RMSE maps are those of the DWI matching.
@@ -99,7 +99,7 @@ def rigid_shift(dose: np.ndarray, shift_vox) -> np.ndarray:
     return ndi.shift(np.asarray(dose, np.float64), np.asarray(shift_vox, float), order=1, mode="nearest")
 
 
-# -- cell-count scenarios (SCIENCE.md §3) ------------------------------------------------------------
+# -- cell-count scenarios (docs/method.md §3) ------------------------------------------------------------
 
 
 def rmse_spread(rmse_values, *, centring: str = "zero") -> tuple[float, float]:
@@ -118,7 +118,7 @@ def rmse_spread(rmse_values, *, centring: str = "zero") -> tuple[float, float]:
 
 
 def cell_count_weights(rmse: np.ndarray, *, sigma: float, centre: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Best- and worst-case weights of voxel cell counts from their RMSE (SCIENCE.md §3).
+    """Best- and worst-case weights of voxel cell counts from their RMSE (docs/method.md §3).
 
     w_best = 1 − ½(1 − exp(−(r−c)²/(2σ²))) ∈ [0.5, 1], w_worst = 1 + ½(1 − exp(−(r−c)²/(2σ²))) ∈ [1, 1.5].
     Non-finite RMSE counts as no uncertainty (weight 1).
@@ -131,7 +131,7 @@ def cell_count_weights(rmse: np.ndarray, *, sigma: float, centre: float = 0.0) -
     return 1.0 - g, 1.0 + g
 
 
-# -- ΔTCP (SCIENCE.md §2, Eq. 5) --------------------------------------------------------------------
+# -- ΔTCP (docs/method.md §2, Eq. 5) --------------------------------------------------------------------
 
 
 def voxel_survivors(clonogens, dose, *, alpha: float, beta: float, n_fractions: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Fitting the Poisson TCP model to local-control outcomes (SCIENCE.md §2).
+"""Fitting the Poisson TCP model to local-control outcomes (docs/method.md §2).
 
 Per patient p, with cells per voxel m_i = ρ_i v_i (ρ in cells/mm³, v in mm³) in the GTV and the total
 RBE-weighted dose D_i (Gy(RBE)) delivered in n fractions, the model with θ = (α, f_c) and α/β fixed is

@@ -1,4 +1,4 @@
-# DWI -> ADC -> microstructure -> cell density and clonogens (SCIENCE.md section 3).
+# DWI -> ADC -> microstructure -> cell density and clonogens (docs/method.md §3).
 
 
 rule dwi_library:

@@ -619,7 +619,7 @@ def _private_float(ds: Dataset, tag: tuple[int, int]) -> float | None:
 
 
 def pet_metadata(ds: Dataset) -> dict:
-    """The attributes SUV needs (SCIENCE.md §4), without patient identity.
+    """The attributes SUV needs (docs/method.md §4), without patient identity.
 
     Dates and times are ISO strings, or None where absent or unreadable (anonymised exports
     often carry ``00000000`` dates); the PET stage keeps only the uptake interval made of them.

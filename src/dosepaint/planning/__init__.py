@@ -1,4 +1,4 @@
-"""Treatment planning on particle dose-influence matrices (issue 5, SCIENCE.md §1–2).
+"""Treatment planning on particle dose-influence matrices (docs/method.md §1–2).
 
 * :mod:`.influence` — the :class:`DoseInfluence` container (sparse matrices on a voxel subset of
   the dose grid) and its cache file.

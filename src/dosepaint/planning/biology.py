@@ -1,4 +1,4 @@
-"""RBE-weighted dose and LETd on dose-influence matrices (SCIENCE.md §1–2).
+"""RBE-weighted dose and LETd on dose-influence matrices (docs/method.md §1–2).
 
 Carbon ions: pyRadPlan's LEM base data give per spot α·d and √β·d, so the per-fraction effect
 of spot weights w is ``e = A w + (B w)²`` and the RBE-weighted dose is the LQ projection
@@ -12,7 +12,7 @@ fitted to the spots' own (energy, Bragg-peak depth) pairs: LET(r) = A·dε/dr (M
 A the mass number, ε(r) = (r/a)^{1/p}), dose-averaged over the voxel's water-equivalent
 thickness and Gaussian range straggling (:func:`primary_let`).  Beyond a spot's range the primary LET is
 taken as 0 (only fragments reach there), which dilutes LETd in the distal fall-off.  The same
-approximation on protons is checked against pyRadPlan's own LETd (tests, closing note of issue 5).
+approximation on protons is checked against pyRadPlan's own LETd (tests/test_planning.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Plan evaluation: DVH metrics, LETd metrics, clinical goals, TCP (SCIENCE.md §1–2).
+"""Plan evaluation: DVH metrics, LETd metrics, clinical goals, TCP (docs/method.md §1–2).
 
 Dose-volume metrics follow ICRU 83: D_x% is the minimum dose to the hottest x % of the volume
 (the (100−x)th percentile of voxel doses, linear interpolation between voxels), L_x% likewise
@@ -58,7 +58,7 @@ def tcp_metrics(clonogens, dose, *, alpha: float, beta: float, n_fractions: int)
 
 
 def clinical_goals(metrics: dict, *, prescription_gy: float, oar_limits: dict, escalated: bool) -> dict[str, bool]:
-    """Clinical goals of SCIENCE.md §1 on a metrics dict keyed ``{structure}_{metric}``.
+    """Clinical goals of docs/method.md §1 on a metrics dict keyed ``{structure}_{metric}``.
 
     target D95 > 0.95 D_P (CTV_HD); GTV D1 < 1.15 D_P; non-escalated regions D1 < 1.05 D_P
     (CTV_HD−GTV, and the GTV itself when the plan does not escalate it); OAR near-max

@@ -1,4 +1,4 @@
-"""Our fluence optimiser on dose-influence matrices (SCIENCE.md §1–2).
+"""Our fluence optimiser on dose-influence matrices (docs/method.md §1–2).
 
 Written here because pyRadPlan's own ``fluence_optimization`` has no TCP objective, no
 equality/inequality constraints on voxel doses and is slow on large matrices (benchmark

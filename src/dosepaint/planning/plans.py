@@ -1,4 +1,4 @@
-"""Uniform, dose-escalation (DE) and dose-redistribution (DR) plans of one patient (SCIENCE.md §1).
+"""Uniform, dose-escalation (DE) and dose-redistribution (DR) plans of one patient (docs/method.md §1).
 
 Sequential course: phase 1 treats CTV_LD for ``n_ld`` fractions, phase 2 boosts CTV_HD for
 ``n_hd`` fractions, each at ``D_P/n`` Gy(RBE) per fraction (73.6 Gy(RBE) in 9 + 7 fractions).

@@ -1,4 +1,4 @@
-"""DWI stage: multi-b DWI → ADC → microstructure → cell density and clonogens (SCIENCE.md §3).
+"""DWI stage: multi-b DWI → ADC → microstructure → cell density and clonogens (docs/method.md §3).
 
 Inputs (from ingest): ``dwi.nii.gz`` (native grid, b × z × y × x), ``dwi.json``,
 ``t2w_to_ct.tfm``, ``dwi_to_t2w.tfm``, ``ct_dose.nii.gz`` (the dose grid),

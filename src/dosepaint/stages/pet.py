@@ -1,4 +1,4 @@
-"""PET stage: SUV, segmentations, TG-211 metrics and dose-painting prescriptions (SCIENCE.md §4).
+"""PET stage: SUV, segmentations, TG-211 metrics and dose-painting prescriptions (docs/method.md §4).
 
 Inputs (from ingest): ``pet_ct.nii.gz`` and ``pet_dose.nii.gz`` (pixel units on the CT and
 dose grids), ``pet.json`` (the SUV factor settled at ingest, or why there is none),

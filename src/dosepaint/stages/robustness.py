@@ -1,4 +1,4 @@
-"""Robustness stage (issue 6): cell-count scenarios and physical (setup × range) scenarios.
+"""Robustness stage (docs/method.md §3, §5): cell-count scenarios and physical (setup × range) scenarios.
 
 Rules and their stage functions:
 

@@ -13,7 +13,7 @@ import pandas as pd
 from .. import statistics as st
 from ..io import files
 
-# The reference study's headline numbers (SCIENCE.md, "Headline results"): mean ± SD over its 10
+# The reference study's headline numbers (docs/method.md, introduction): mean ± SD over its 10
 # held-out patients; None where the study gives no value.
 STUDY = {
     "TCP uniform (%)": (75.5, 5.6),

@@ -1,4 +1,4 @@
-"""TCP fit stage: the Poisson TCP model fitted on the training split only (SCIENCE.md §2).
+"""TCP fit stage: the Poisson TCP model fitted on the training split only (docs/method.md §2).
 
 Inputs, per training patient (lists in the order of ``params["patient_ids"]``): the delivered dose
 ``ingest/rtdose.nii.gz`` (Gy(RBE), dose grid), the cell density ``dwi/cell_density_dose.nii.gz``
