@@ -192,7 +192,8 @@ class Library:
 def build_library(
     bvalues, *, delta: float, Delta: float, b_min: float = 100.0, grid: dict | None = None, weighting: str = "signal"
 ) -> Library:
-    """Two-compartment signals (restricted spheres + hindered extracellular space) over a grid.
+    """Two-compartment signals (restricted spheres + hindered extracellular space) over a grid
+    (docs/method.md §3).
 
     Parameters
     ----------
@@ -200,11 +201,18 @@ def build_library(
         The protocol's b-values (s/mm²).
     delta, Delta : float
         PGSE timing (s).
+    b_min : float
+        Lowest b-value (s/mm²) of the entries' ADC fit (:func:`fit_adc`); the measurements must use the same.
     grid : dict, optional
         ``{"radius_um": (lo, hi, n), "vf": (lo, hi, n), "d_in": (lo, hi, n), "d_free": (lo, hi, n)}``;
         radius is spaced geometrically, the others linearly.  Default :data:`DEFAULT_GRID`.
-    b_min, weighting : float, str
-        Of the entries' ADC fit (:func:`fit_adc`); the measurements must use the same.
+    weighting : {"signal", "none"}
+        Weights of the entries' ADC fit, as the measurements'.
+
+    Returns
+    -------
+    Library
+        Parameters (n entries), signals S/S0 (n, nb) and the ADC of each entry (mm²/s).
     """
     g = {**DEFAULT_GRID, **(grid or {})}
     r = np.geomspace(g["radius_um"][0], g["radius_um"][1], int(g["radius_um"][2])) * 1e-3
@@ -287,16 +295,26 @@ class AdcLookup:
 
 
 def match_signals(signals_norm, library: Library, *, k: int = 16) -> Match:
-    """k-nearest-neighbour match of normalised multi-b signals to the library.
+    """k-nearest-neighbour match of normalised multi-b signals to the library (docs/method.md §3).
 
-    The matched parameters are the inverse-distance-weighted mean of the k
-    nearest entries (a non-negative weighted combination; ρ averaged in the
-    log domain), found with scipy's cKDTree over S/S0 at b ≥ b_min.
+    The matched parameters are the inverse-distance-weighted mean of the k nearest entries (a
+    non-negative weighted combination; ρ averaged in the log domain), found with scipy's cKDTree over
+    S/S0 at b ≥ b_min.
 
     Parameters
     ----------
     signals_norm : array_like (nb_used, ...)
         S/S0 at the library's b ≥ b_min, per voxel; NaN voxels are skipped.
+    library : Library
+        The protocol's library.
+    k : int
+        Neighbours averaged.
+
+    Returns
+    -------
+    Match
+        Radius (mm), vf, d_in, d_free (mm²/s), cell density (cells/mm³) and the RMSE of S/S0 per voxel,
+        in the spatial shape of ``signals_norm`` (NaN where not matched).
     """
     from scipy.spatial import cKDTree
 
@@ -323,7 +341,29 @@ def match_signals(signals_norm, library: Library, *, k: int = 16) -> Match:
 
 
 def clonogens(cell_density, *, voxel_volume_mm3: float, clonogenic_fraction: float) -> np.ndarray:
-    """N = f_c · ρ · v per voxel (ρ already resampled onto the target grid; NaN → 0)."""
+    """Clonogens per voxel, N = f_c · ρ · v (docs/method.md §2).
+
+    ρ is intensive and must already be on the target grid (resample ρ, never N).
+
+    Parameters
+    ----------
+    cell_density : array_like
+        ρ, cells/mm³, any shape; NaN counts as 0.
+    voxel_volume_mm3 : float
+        v, mm³.
+    clonogenic_fraction : float
+        f_c, 0–1.
+
+    Returns
+    -------
+    ndarray
+        N per voxel, float64, the shape of ``cell_density``.
+
+    Examples
+    --------
+    >>> clonogens([1e5, float("nan")], voxel_volume_mm3=27.0, clonogenic_fraction=0.01)
+    array([27000.,     0.])
+    """
     rho = np.nan_to_num(np.asarray(cell_density, float), nan=0.0)
     return clonogenic_fraction * rho * voxel_volume_mm3
 
@@ -332,7 +372,25 @@ FLAG_OUT_OF_LIBRARY = 8  # ADC outside the range the library can explain
 
 
 def parse_protocol_key(key: str) -> tuple[np.ndarray, float, float]:
-    """Inverse of :func:`protocol_key`: (b-values s/mm², δ ms, Δ ms)."""
+    """Inverse of :func:`protocol_key`.
+
+    Parameters
+    ----------
+    key : str
+        A library key such as ``b0-100-1000_d20_D40``.
+
+    Returns
+    -------
+    bvalues : ndarray
+        s/mm², increasing.
+    delta_ms, Delta_ms : float
+        PGSE timing, ms.
+
+    Raises
+    ------
+    ValueError
+        Not a key :func:`protocol_key` makes.
+    """
     try:
         bpart, dpart, Dpart = key.split("_")
         assert bpart[0] == "b" and dpart[0] == "d" and Dpart[0] == "D"

@@ -129,6 +129,11 @@ def grid_covering(
         Index-axis directions (see :class:`Grid`).
     margin_mm : float
         Extra margin on every side (mm).
+
+    Returns
+    -------
+    Grid
+        Voxel centres on the points' bounding box (in the grid's axes) grown by the margin.
     """
     mat = np.asarray(direction, float).reshape(3, 3)
     local = np.asarray(points_lps, float) @ mat  # coordinates along the index axes
@@ -152,11 +157,29 @@ def resample(
     interpolator: str = "linear",
     default: float = 0.0,
 ) -> sitk.Image:
-    """Resample ``image`` onto ``reference``.
+    """Resample ``image`` onto ``reference`` (SimpleITK).
 
-    ``transform`` maps reference (fixed) points to ``image`` (moving) points,
-    SimpleITK's convention.  Intensive quantities only (HU, dose, SUV,
-    density): extensive ones (cell counts) must be recomputed on the target.
+    ``transform`` maps reference (fixed) points to ``image`` (moving) points, SimpleITK's convention.
+    Intensive quantities only (HU, dose, SUV, density): extensive ones (cell counts) must be recomputed
+    on the target.
+
+    Parameters
+    ----------
+    image : SimpleITK.Image
+        The image to move.
+    reference : SimpleITK.Image or Grid
+        The target geometry.
+    transform : SimpleITK.Transform, optional
+        Reference → image points (mm, LPS); identity by default.
+    interpolator : {"linear", "nearest", "bspline"}
+        Interpolation.
+    default : float
+        Value outside ``image``.
+
+    Returns
+    -------
+    SimpleITK.Image
+        On the reference's grid, float32.
     """
     if isinstance(reference, Grid):
         reference = reference.image()
@@ -167,6 +190,23 @@ def resample(
 def resample_array(
     array: np.ndarray, src: Grid, dst: Grid | sitk.Image, *, transform: sitk.Transform | None = None
 ) -> np.ndarray:
-    """:func:`resample` for an array (z, y, x) on ``src``; returns a float32 array on ``dst``."""
+    """:func:`resample` for an array.
+
+    Parameters
+    ----------
+    array : ndarray, (z, y, x)
+        An intensive quantity on ``src``.
+    src : Grid
+        Its geometry.
+    dst : Grid or SimpleITK.Image
+        The target geometry.
+    transform : SimpleITK.Transform, optional
+        ``dst`` → ``src`` points (mm, LPS).
+
+    Returns
+    -------
+    ndarray, (z, y, x) of ``dst``, float32
+        Linear interpolation; 0 outside ``src``.
+    """
     img = resample(src.image(np.asarray(array, np.float32)), dst, transform=transform)
     return sitk.GetArrayFromImage(img)

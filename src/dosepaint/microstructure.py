@@ -24,12 +24,26 @@ GAMMA = 2.6752218744e8
 
 @lru_cache(maxsize=8)
 def sphere_roots(n_roots: int = 20) -> np.ndarray:
-    """First positive roots μ_m of μ J'_{3/2}(μ) − ½ J_{3/2}(μ) = 0.
+    """First positive roots μ_m of μ J'_{3/2}(μ) − ½ J_{3/2}(μ) = 0 (docs/method.md §3).
 
-    With J_{3/2}(μ) = sqrt(2μ/π) j_1(μ) the condition is equivalent to
-    μ j_1'(μ) − j_1(μ)... rearranged: d/dμ [j_1(μ)] = 0 for the spherical Bessel
-    function j_1 (the Neumann boundary condition on a sphere).  Values:
-    2.0816, 5.9404, 9.2058, 12.4044, …
+    With J_{3/2}(μ) = sqrt(2μ/π) j_1(μ) the condition is d/dμ [j_1(μ)] = 0 for the spherical Bessel
+    function j_1 (the Neumann boundary condition on a sphere). Found by bracketing sign changes of
+    j_1' and refining with Brent's method (scipy has no root table for it).
+
+    Parameters
+    ----------
+    n_roots : int
+        How many roots.
+
+    Returns
+    -------
+    ndarray, shape (n_roots,)
+        μ_1 < μ_2 < …, dimensionless.
+
+    Examples
+    --------
+    >>> sphere_roots(3).round(4)
+    array([2.0816, 5.9404, 9.2058])
     """
 
     def f(mu):
@@ -91,7 +105,25 @@ def sphere_signal(bvalues, radius, diffusivity, *, delta: float, Delta: float, n
 
 
 def extracellular_diffusivity(vf, d_free):
-    """Tortuosity-hindered extracellular diffusivity D_ex = D_free / (1 + vf/2) (mm²/s)."""
+    """Tortuosity-hindered extracellular diffusivity D_ex = D_free / (1 + vf/2) (docs/method.md §3).
+
+    Parameters
+    ----------
+    vf : array_like
+        Intracellular volume fraction, 0–1.
+    d_free : array_like
+        Free diffusivity, mm²/s (broadcast against ``vf``).
+
+    Returns
+    -------
+    ndarray
+        D_ex, mm²/s.
+
+    Examples
+    --------
+    >>> round(float(extracellular_diffusivity(0.5, 3e-3)), 6)
+    0.0024
+    """
     return np.asarray(d_free, float) / (1.0 + 0.5 * np.asarray(vf, float))
 
 
@@ -121,5 +153,23 @@ def two_compartment_signal(bvalues, *, radius, vf, d_in, d_free, delta: float, D
 
 
 def cell_density(*, radius, vf):
-    """Cell density ρ = vf / (4/3 π R³) in cells/mm³ (R in mm)."""
+    """Cell density of packed spheres, ρ = vf / (4/3 π R³) (docs/method.md §3).
+
+    Parameters
+    ----------
+    radius : array_like
+        Cell radius R, mm.
+    vf : array_like
+        Intracellular volume fraction, 0–1 (broadcast against ``radius``).
+
+    Returns
+    -------
+    ndarray
+        ρ, cells/mm³.
+
+    Examples
+    --------
+    >>> round(float(cell_density(radius=0.01, vf=0.5)))
+    119366
+    """
     return np.asarray(vf, float) / (4.0 / 3.0 * np.pi * np.asarray(radius, float) ** 3)

@@ -186,9 +186,25 @@ def suv_bw_factor(
 
 
 def suv_factor_from_metadata(meta: dict) -> tuple[float, dict]:
-    """:func:`suv_bw_factor` from a :func:`dosepaint.io.dicom.pet_metadata` dict.
+    """:func:`suv_bw_factor` from a :func:`dosepaint.io.dicom.pet_metadata` dict (docs/method.md §4).
 
-    Returns the factor and the identity-free record of how it was made (no dates or times).
+    Parameters
+    ----------
+    meta : dict
+        The PET header's SUV attributes (units, decay correction, corrected image, weight, dose, half
+        life, series and injection dates and times), as :func:`dosepaint.io.dicom.pet_metadata` gives.
+
+    Returns
+    -------
+    factor : float
+        SUV per stored Bq/mL (g/mL per Bq/mL).
+    record : dict
+        How it was made, identity-free (the uptake interval, never dates or times).
+
+    Raises
+    ------
+    SuvError
+        Naming the attribute that is missing or unsupported.
     """
     uptake, source = None, None
     if meta["Units"] == "BQML" and meta["DecayCorrection"] == "START":

@@ -51,18 +51,71 @@ def _fixed_point(values: np.ndarray, t: float, update, *, tol: float, max_iter: 
 
 
 def fixed_threshold(suv, region, *, spacing_mm=None, background=None, threshold: float = 2.5) -> np.ndarray:
-    """SUV ≥ ``threshold`` (g/mL; 2.5 is the classic FDG malignancy cut-off)."""
+    """SUV ≥ ``threshold`` (docs/method.md §4; 2.5 g/mL is the classic FDG malignancy cut-off).
+
+    Parameters
+    ----------
+    suv : ndarray, (z, y, x)
+        SUVbw, g/mL.
+    region : ndarray of bool, (z, y, x)
+        The search region; nothing outside it is segmented.
+    spacing_mm, background : optional
+        Unused (the common signature of :data:`METHODS`).
+    threshold : float
+        g/mL.
+
+    Returns
+    -------
+    ndarray of bool, (z, y, x)
+        The segmentation.
+    """
     _region_values(suv, region)
     return _above(suv, region, threshold)
 
 
 def fraction_of_max(suv, region, *, spacing_mm=None, background=None, fraction: float = 0.4) -> np.ndarray:
-    """SUV ≥ ``fraction`` · SUVmax of the region (40 % and 50 % in the literature)."""
+    """SUV ≥ ``fraction`` · SUVmax of the region (40 % and 50 % in the literature; docs/method.md §4).
+
+    Parameters
+    ----------
+    suv : ndarray, (z, y, x)
+        SUVbw, g/mL.
+    region : ndarray of bool, (z, y, x)
+        The search region.
+    spacing_mm, background : optional
+        Unused (the common signature of :data:`METHODS`).
+    fraction : float
+        Of SUVmax, 0–1.
+
+    Returns
+    -------
+    ndarray of bool, (z, y, x)
+        The segmentation.
+    """
     return _above(suv, region, fraction * _region_values(suv, region).max())
 
 
 def nestle(suv, region, *, spacing_mm=None, background: float, beta: float = 0.15) -> np.ndarray:
-    """Nestle et al. (J Nucl Med 2005): T = β · mean(SUV ≥ 0.7 SUVmax) + background."""
+    """Nestle et al. (J Nucl Med 2005): T = β · mean(SUV ≥ 0.7 SUVmax) + background (docs/method.md §4).
+
+    Parameters
+    ----------
+    suv : ndarray, (z, y, x)
+        SUVbw, g/mL.
+    region : ndarray of bool, (z, y, x)
+        The search region.
+    spacing_mm : optional
+        Unused (the common signature of :data:`METHODS`).
+    background : float
+        Background SUV, g/mL.
+    beta : float
+        β.
+
+    Returns
+    -------
+    ndarray of bool, (z, y, x)
+        The segmentation.
+    """
     v = _region_values(suv, region)
     return _above(suv, region, beta * v[v >= 0.7 * v.max()].mean() + background)
 
@@ -78,9 +131,29 @@ def black(
     tol: float = 1e-4,
     max_iter: int = 100,
 ) -> np.ndarray:
-    """Black et al. (IJROBP 2004), iterated: T ← slope · mean(SUV ≥ T) + intercept.
+    """Black et al. (IJROBP 2004), iterated: T ← slope · mean(SUV ≥ T) + intercept (docs/method.md §4).
 
     Starts at T = 0.5 · SUVmax and stops when T moves by less than ``tol`` (g/mL).
+
+    Parameters
+    ----------
+    suv : ndarray, (z, y, x)
+        SUVbw, g/mL.
+    region : ndarray of bool, (z, y, x)
+        The search region.
+    spacing_mm, background : optional
+        Unused (the common signature of :data:`METHODS`).
+    slope, intercept : float
+        Of the regression (dimensionless, g/mL).
+    tol : float
+        g/mL.
+    max_iter : int
+        Iterations at most.
+
+    Returns
+    -------
+    ndarray of bool, (z, y, x)
+        The segmentation.
     """
     v = _region_values(suv, region)
     t = _fixed_point(v, 0.5 * v.max(), lambda mean: slope * mean + intercept, tol=tol, max_iter=max_iter)
@@ -88,11 +161,29 @@ def black(
 
 
 def adaptive_sbr(suv, region, *, spacing_mm=None, background: float, a: float = 0.5, b: float = 0.5) -> np.ndarray:
-    """Source-to-background adaptive threshold (Daisne et al., Radiother Oncol 2003, form).
+    """Source-to-background adaptive threshold (Daisne et al., Radiother Oncol 2003, form; docs/method.md §4).
 
-    T = (a + b / SBR) · S, with S = mean(SUV ≥ 0.7 SUVmax) the source and SBR = S / background.
-    The defaults a = b = 0.5 are the ideal step-edge values (T = background + ½(S − background)
-    for a large lesion blurred by a symmetric PSF); calibrate a, b on your scanner's phantom.
+    T = (a + b / SBR) · S, with S = mean(SUV ≥ 0.7 SUVmax) the source and SBR = S / background. The
+    defaults a = b = 0.5 are the ideal step-edge values (T = background + ½(S − background) for a large
+    lesion blurred by a symmetric PSF); calibrate a, b on your scanner's phantom.
+
+    Parameters
+    ----------
+    suv : ndarray, (z, y, x)
+        SUVbw, g/mL.
+    region : ndarray of bool, (z, y, x)
+        The search region.
+    spacing_mm : optional
+        Unused (the common signature of :data:`METHODS`).
+    background : float
+        Background SUV, g/mL.
+    a, b : float
+        The threshold's coefficients.
+
+    Returns
+    -------
+    ndarray of bool, (z, y, x)
+        The segmentation.
     """
     v = _region_values(suv, region)
     source = v[v >= 0.7 * v.max()].mean()
@@ -103,12 +194,33 @@ def adaptive_sbr(suv, region, *, spacing_mm=None, background: float, a: float = 
 def iterative_background_subtracted(
     suv, region, *, spacing_mm=None, background: float, fraction: float = 0.5, tol: float = 1e-4, max_iter: int = 100
 ) -> np.ndarray:
-    """Iterative background-subtracted threshold (Jentzen 2007 / van Dalen 2007 form).
+    """Iterative background-subtracted threshold (Jentzen 2007 / van Dalen 2007 form; docs/method.md §4).
 
     T ← background + ``fraction`` · (mean(SUV ≥ T) − background), from
-    T = background + ``fraction`` · (SUVmax − background), until T moves by less than ``tol``.
-    Using the mean of the segmented voxels rather than the (noisy) maximum is what the
-    iteration buys.
+    T = background + ``fraction`` · (SUVmax − background), until T moves by less than ``tol``. Using the
+    mean of the segmented voxels rather than the (noisy) maximum is what the iteration buys.
+
+    Parameters
+    ----------
+    suv : ndarray, (z, y, x)
+        SUVbw, g/mL.
+    region : ndarray of bool, (z, y, x)
+        The search region.
+    spacing_mm : optional
+        Unused (the common signature of :data:`METHODS`).
+    background : float
+        Background SUV, g/mL.
+    fraction : float
+        0–1.
+    tol : float
+        g/mL.
+    max_iter : int
+        Iterations at most.
+
+    Returns
+    -------
+    ndarray of bool, (z, y, x)
+        The segmentation.
     """
     v = _region_values(suv, region)
     t = _fixed_point(
@@ -164,7 +276,27 @@ def fuzzy_c_means_1d(
 
 
 def fuzzy_c_means(suv, region, *, spacing_mm=None, background=None, n_clusters: int = 2, m: float = 2.0) -> np.ndarray:
-    """Voxels whose membership of the hottest of ``n_clusters`` FCM clusters exceeds ½."""
+    """Voxels whose membership of the hottest of ``n_clusters`` fuzzy C-means clusters exceeds ½
+    (docs/method.md §4; our own 20 lines: scikit-fuzzy has it, but would be a dependency for this alone).
+
+    Parameters
+    ----------
+    suv : ndarray, (z, y, x)
+        SUVbw, g/mL.
+    region : ndarray of bool, (z, y, x)
+        The search region (the voxels clustered).
+    spacing_mm, background : optional
+        Unused (the common signature of :data:`METHODS`).
+    n_clusters : int
+        Clusters.
+    m : float
+        Fuzzifier (> 1).
+
+    Returns
+    -------
+    ndarray of bool, (z, y, x)
+        The segmentation.
+    """
     v = _region_values(suv, region)
     _, u = fuzzy_c_means_1d(v, n_clusters=n_clusters, m=m)
     out = np.zeros(suv.shape, bool)
@@ -185,12 +317,35 @@ def gradient_watershed(
     lesion_level: float = 0.7,
     background_level: float = 0.2,
 ) -> np.ndarray:
-    """Marker-controlled watershed on the gradient magnitude after edge-preserving denoising.
+    """Marker-controlled watershed on the gradient magnitude after edge-preserving denoising
+    (docs/method.md §4).
 
     SimpleITK: CurvatureAnisotropicDiffusion (``iterations``, ``conductance``), then
-    GradientMagnitudeRecursiveGaussian (``sigma_mm``), then MorphologicalWatershedFromMarkers.
-    Markers: lesion where the denoised SUV ≥ background + ``lesion_level``·(max − background);
-    background outside the region and where it is ≤ background + ``background_level``·(max − background).
+    GradientMagnitudeRecursiveGaussian (``sigma_mm``), then MorphologicalWatershedFromMarkers. Markers:
+    lesion where the denoised SUV ≥ background + ``lesion_level``·(max − background); background
+    outside the region and where it is ≤ background + ``background_level``·(max − background).
+
+    Parameters
+    ----------
+    suv : ndarray, (z, y, x)
+        SUVbw, g/mL.
+    region : ndarray of bool, (z, y, x)
+        The search region.
+    spacing_mm : sequence of 3 float
+        Voxel size (x, y, z), mm.
+    background : float
+        Background SUV, g/mL.
+    iterations, conductance : int, float
+        Of the anisotropic diffusion.
+    sigma_mm : float
+        Of the gradient's Gaussian, mm.
+    lesion_level, background_level : float
+        Marker levels, fractions of (max − background).
+
+    Returns
+    -------
+    ndarray of bool, (z, y, x)
+        The segmentation.
     """
     _region_values(suv, region)
     img = sitk.GetImageFromArray(np.nan_to_num(suv, nan=0.0).astype(np.float32))
@@ -227,7 +382,33 @@ METHODS = {
 
 
 def segment(name: str, suv, region, *, spacing_mm, background: float, params: dict | None = None) -> np.ndarray:
-    """Run method ``name`` of :data:`METHODS` with its defaults updated by ``params``."""
+    """Run method ``name`` of :data:`METHODS` with its defaults updated by ``params``.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`METHODS` (``pet.methods``).
+    suv : ndarray, (z, y, x)
+        SUVbw, g/mL.
+    region : ndarray of bool, (z, y, x)
+        The search region.
+    spacing_mm : sequence of 3 float
+        Voxel size (x, y, z), mm.
+    background : float
+        Background SUV, g/mL.
+    params : dict, optional
+        The method's parameters that differ from its defaults (``pet.method_params``).
+
+    Returns
+    -------
+    ndarray of bool, (z, y, x)
+        The segmentation.
+
+    Raises
+    ------
+    ValueError
+        An unknown method.
+    """
     if name not in METHODS:
         raise ValueError(f"unknown PET segmentation method {name!r}; known: {sorted(METHODS)}")
     fn, defaults = METHODS[name]
@@ -246,8 +427,20 @@ def _surface(mask: np.ndarray) -> np.ndarray:
 def surface_distances(a: np.ndarray, b: np.ndarray, *, spacing_mm) -> tuple[np.ndarray, np.ndarray]:
     """Distances (mm) from each surface voxel of ``a`` to the surface of ``b``, and back.
 
-    Surfaces are the voxels removed by one 6-connected erosion; distances are exact Euclidean
-    (scipy's EDT with the voxel spacing), as in medpy's and DeepMind's surface-distance code.
+    Surfaces are the voxels removed by one 6-connected erosion; distances are exact Euclidean (scipy's
+    EDT with the voxel spacing), as in medpy's and DeepMind's surface-distance code.
+
+    Parameters
+    ----------
+    a, b : ndarray of bool, (z, y, x)
+        Masks on one grid.
+    spacing_mm : sequence of 3 float
+        Voxel size (x, y, z), mm.
+
+    Returns
+    -------
+    a_to_b, b_to_a : ndarray
+        Distances, mm, one per surface voxel.
     """
     sampling = tuple(float(s) for s in spacing_mm)[::-1]
     sa, sb = _surface(a), _surface(b)
@@ -257,12 +450,22 @@ def surface_distances(a: np.ndarray, b: np.ndarray, *, spacing_mm) -> tuple[np.n
 
 
 def overlap_metrics(test: np.ndarray, reference: np.ndarray, *, spacing_mm) -> dict:
-    """AAPM TG-211 metrics of ``test`` against ``reference`` (boolean, same grid).
+    """AAPM TG-211 metrics of ``test`` against ``reference`` (docs/method.md §4).
 
-    Returns dice, jaccard, sensitivity (TP/|ref|), ppv (TP/|test|), hd95_mm (95th percentile of
-    the pooled symmetric surface distances), msd_mm (mean of the two directed mean surface
-    distances), rve (relative volume error, (|test| − |ref|)/|ref|), and both volumes (mL).
-    Empty masks give NaN where a metric is undefined.
+    Parameters
+    ----------
+    test, reference : ndarray of bool, (z, y, x)
+        Masks on one grid.
+    spacing_mm : sequence of 3 float
+        Voxel size (x, y, z), mm.
+
+    Returns
+    -------
+    dict
+        dice, jaccard, sensitivity (TP/|ref|), ppv (TP/|test|), hd95_mm (95th percentile of the pooled
+        symmetric surface distances), msd_mm (mean of the two directed mean surface distances), rve
+        (relative volume error, (|test| − |ref|)/|ref|), and both volumes (mL). Empty masks give NaN where
+        a metric is undefined.
     """
     t, r = np.asarray(test, bool), np.asarray(reference, bool)
     if t.shape != r.shape:

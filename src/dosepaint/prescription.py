@@ -10,9 +10,23 @@ import numpy as np
 
 
 def by_contours(target: np.ndarray, boost_volume: np.ndarray, *, base_gy: float, boost_gy: float) -> np.ndarray:
-    """Dose painting by contours: a simultaneous integrated boost.
+    """Dose painting by contours: a simultaneous integrated boost (docs/method.md §4).
 
-    ``base_gy`` in the target, ``boost_gy`` in the biological target volume (BTV) ∩ target.
+    Parameters
+    ----------
+    target : ndarray of bool, (z, y, x)
+        The target the prescription covers.
+    boost_volume : ndarray of bool, (z, y, x)
+        The biological target volume (BTV).
+    base_gy : float
+        Dose in the target, Gy(RBE).
+    boost_gy : float
+        Dose in BTV ∩ target, Gy(RBE).
+
+    Returns
+    -------
+    ndarray, (z, y, x), float64
+        The prescribed dose, Gy(RBE); NaN outside the target.
     """
     t = np.asarray(target, bool)
     out = np.where(t, float(base_gy), np.nan)
@@ -29,10 +43,25 @@ def by_numbers(
     i_min: float | None = None,
     i_max: float | None = None,
 ) -> np.ndarray:
-    """Dose painting by numbers, Bentzen's linear mapping.
+    """Dose painting by numbers, Bentzen's linear mapping (docs/method.md §4).
 
-    D_i = D_min + (D_max − D_min)·(I_i − I_min)/(I_max − I_min), clipped to [D_min, D_max], in
-    the target.  I_min and I_max default to the lowest and highest intensity in the target.
+    D_i = D_min + (D_max − D_min)·(I_i − I_min)/(I_max − I_min), clipped to [D_min, D_max], in the target.
+
+    Parameters
+    ----------
+    intensity : ndarray, (z, y, x)
+        The image that drives the dose (SUV).
+    target : ndarray of bool, (z, y, x)
+        The target.
+    d_min_gy, d_max_gy : float
+        Dose at the lowest and the highest intensity, Gy(RBE).
+    i_min, i_max : float, optional
+        Intensities mapped to D_min and D_max; default the lowest and highest in the target.
+
+    Returns
+    -------
+    ndarray, (z, y, x), float64
+        The prescribed dose, Gy(RBE); NaN outside the target.
     """
     t = np.asarray(target, bool)
     i = np.asarray(intensity, float)

@@ -11,13 +11,56 @@ from scipy.special import logsumexp
 
 
 def lq_effect(dose, *, alpha: float, beta: float, n_fractions: int) -> np.ndarray:
-    """E = α D + β D² / n for total dose D (Gy(RBE)) delivered in n equal fractions."""
+    """Linear-quadratic effect of a total dose delivered in equal fractions (docs/method.md §2).
+
+    E = α D + β D² / n.
+
+    Parameters
+    ----------
+    dose : array_like
+        Total RBE-weighted dose per voxel, Gy(RBE), any shape.
+    alpha : float
+        Gy⁻¹.
+    beta : float
+        Gy⁻².
+    n_fractions : int
+        Number of equal fractions.
+
+    Returns
+    -------
+    ndarray
+        E per voxel (dimensionless), float64, the shape of ``dose``.
+
+    Examples
+    --------
+    >>> float(lq_effect(2.0, alpha=0.1, beta=0.05, n_fractions=1))
+    0.4
+    """
     d = np.asarray(dose, dtype=np.float64)
     return alpha * d + beta * d**2 / n_fractions
 
 
 def log_surviving_clonogens(clonogens, dose, *, alpha: float, beta: float, n_fractions: int) -> float:
-    """L = ln Σ_i N_i e^{−E_i} (logsumexp over voxels with N_i > 0)."""
+    """Logarithm of the expected number of surviving clonogens, in the log domain (docs/method.md §2).
+
+    L = ln Σ_i N_i e^{−E_i}, by logsumexp over the voxels with N_i > 0.
+
+    Parameters
+    ----------
+    clonogens : array_like
+        Clonogens N_i per voxel, any shape.
+    dose : array_like
+        Total dose per voxel, Gy(RBE), the shape of ``clonogens``.
+    alpha, beta : float
+        LQ parameters, Gy⁻¹ and Gy⁻².
+    n_fractions : int
+        Number of fractions.
+
+    Returns
+    -------
+    float
+        L; −inf when no voxel has clonogens.
+    """
     n = np.asarray(clonogens, dtype=np.float64).ravel()
     e = lq_effect(np.asarray(dose, dtype=np.float64).ravel(), alpha=alpha, beta=beta, n_fractions=n_fractions)
     keep = n > 0
@@ -27,7 +70,7 @@ def log_surviving_clonogens(clonogens, dose, *, alpha: float, beta: float, n_fra
 
 
 def poisson_tcp(clonogens, dose, *, alpha: float, beta: float, n_fractions: int) -> float:
-    """Poisson TCP = exp(−Σ_i N_i e^{−E_i}), computed as exp(−e^L).
+    """Poisson TCP = exp(−Σ_i N_i e^{−E_i}), computed as exp(−e^L) (docs/method.md §2).
 
     Parameters
     ----------
@@ -39,6 +82,16 @@ def poisson_tcp(clonogens, dose, *, alpha: float, beta: float, n_fractions: int)
         LQ parameters (Gy⁻¹, Gy⁻²).
     n_fractions : int
         Number of fractions.
+
+    Returns
+    -------
+    float
+        TCP in [0, 1].
+
+    Examples
+    --------
+    >>> round(poisson_tcp([1e3], [70.0], alpha=0.1, beta=0.0, n_fractions=16), 4)
+    0.4018
     """
     return float(
         np.exp(-np.exp(log_surviving_clonogens(clonogens, dose, alpha=alpha, beta=beta, n_fractions=n_fractions)))
@@ -46,7 +99,27 @@ def poisson_tcp(clonogens, dose, *, alpha: float, beta: float, n_fractions: int)
 
 
 def eqd2(dose, *, dose_per_fraction, alpha_beta: float):
-    """EQD2 = D (d + α/β) / (2 + α/β) (Gy)."""
+    """Equivalent dose in 2 Gy fractions, EQD2 = D (d + α/β) / (2 + α/β) (docs/method.md §2).
+
+    Parameters
+    ----------
+    dose : array_like
+        Total dose D, Gy.
+    dose_per_fraction : array_like
+        Dose per fraction d, Gy (broadcast against ``dose``).
+    alpha_beta : float
+        α/β, Gy.
+
+    Returns
+    -------
+    ndarray or float
+        EQD2, Gy.
+
+    Examples
+    --------
+    >>> round(float(eqd2(73.6, dose_per_fraction=4.6, alpha_beta=2.0)), 2)
+    121.44
+    """
     return np.asarray(dose, float) * (np.asarray(dose_per_fraction, float) + alpha_beta) / (2.0 + alpha_beta)
 
 

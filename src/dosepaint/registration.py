@@ -27,11 +27,26 @@ class RigidResult:
     initial_translation_mm: tuple[float, float, float]
 
 
-def _body_mask(image: sitk.Image, threshold: float | None) -> sitk.Image:
-    """Largest connected foreground component, holes filled.
+def body_mask(image: sitk.Image, threshold: float | None) -> sitk.Image:
+    """Largest connected foreground component, holes filled: the body outline (docs/method.md §6).
 
-    ``threshold`` None means 5 % of the 99th intensity percentile: a body
-    outline for MR, where fat suppression or a bright lesion defeats Otsu.
+    Parameters
+    ----------
+    image : SimpleITK.Image
+        CT or MR, 3-D.
+    threshold : float or None
+        Intensity threshold; None means 5 % of the 99th intensity percentile, a body outline for MR
+        where fat suppression or a bright lesion defeats Otsu.
+
+    Returns
+    -------
+    SimpleITK.Image
+        uint8 mask on the image's grid.
+
+    Raises
+    ------
+    RegistrationError
+        An image without signal (99th percentile ≤ 0).
     """
     if threshold is None:
         arr = sitk.GetArrayViewFromImage(image)
@@ -99,6 +114,33 @@ def register_rigid(
     number and scheduling. ``threads`` (default 1) fixes SimpleITK's global default inside the call
     (restored afterwards; ``None`` keeps the machine's): with 1 the registration reproduces bit for
     bit on any machine and executor. Run patients in parallel instead.
+
+    Parameters
+    ----------
+    fixed, moving : SimpleITK.Image
+        3-D images in patient coordinates (LPS, mm).
+    fixed_threshold, moving_threshold : float or None
+        Intensity thresholds of the body masks (:func:`body_mask`; None: 5 % of the 99th percentile).
+    bins : int
+        Mattes MI histogram bins.
+    sampling, min_samples, sampling_strategy : float, int, {"regular", "random"}
+        The metric's sample of the fixed body mask.
+    shrink, smoothing_mm : sequence of int, sequence of float
+        Pyramid levels: shrink factors and Gaussian smoothing (mm).
+    iterations : int
+        Gradient-descent iterations per level.
+    seed : int
+        Of the metric's sampling.
+    initial : {"auto", "moments", "identity"} or SimpleITK.Transform
+        The start (above).
+    z_step_mm, keep : float, int
+        The sweep's step (mm) and the starts registered fully.
+    swap_below : float
+        Relative z-extent below which a slab is registered the other way round.
+    refine, refine_sampling : bool, float
+        The Powell refinement and its sample of the mask.
+    threads : int or None
+        ITK threads inside the call.
 
     Returns
     -------
@@ -179,7 +221,18 @@ def _itk_message(exc: Exception) -> str:
 
 @contextmanager
 def itk_threads(threads: int | None):
-    """SimpleITK's global default number of threads set to ``threads`` inside the block (None: unchanged)."""
+    """SimpleITK's global default number of threads set to ``threads`` inside the ``with`` block.
+
+    Parameters
+    ----------
+    threads : int or None
+        Threads; None leaves the machine's default.
+
+    Yields
+    ------
+    None
+        The previous default is restored on leaving the block.
+    """
     before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     if threads is not None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
@@ -189,20 +242,29 @@ def itk_threads(threads: int | None):
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
 
 
-def body_mask(image: sitk.Image, threshold: float | None) -> sitk.Image:
-    """Largest connected foreground component, holes filled (uint8; see :func:`_body_mask`)."""
-    return _body_mask(image, threshold)
-
-
 def initial_transforms(
     fmask: sitk.Image, mmask: sitk.Image, *, initial: str, z_step_mm: float = 10.0
 ) -> list[sitk.Euler3DTransform]:
-    """Rotation-free starting transforms (fixed → moving) from the two body masks.
+    """Rotation-free starting transforms (fixed → moving) from the two body masks (docs/method.md §6).
 
-    ``"auto"`` gives the identity, the moments (centroid onto centroid) and a sweep: the moving
-    body's centroid placed every ``z_step_mm`` along the fixed body's cranio-caudal (LPS z) extent
-    wherever the moving body's z-extent fits, each aligned in x, y with the centroid of the fixed
-    body *within that z-window* (the moments restricted to the overlapping z-range).
+    ``"auto"`` gives the identity, the moments (centroid onto centroid) and a sweep: the moving body's
+    centroid placed every ``z_step_mm`` along the fixed body's cranio-caudal (LPS z) extent wherever the
+    moving body's z-extent fits, each aligned in x, y with the centroid of the fixed body *within that
+    z-window* (the moments restricted to the overlapping z-range).
+
+    Parameters
+    ----------
+    fmask, mmask : SimpleITK.Image
+        Body masks of the fixed and moving images (:func:`body_mask`).
+    initial : {"auto", "moments", "identity"}
+        Which starts.
+    z_step_mm : float
+        Step of the sweep, mm.
+
+    Returns
+    -------
+    list of SimpleITK.Euler3DTransform
+        Fixed points (mm, LPS) to moving points.
     """
     fc, mc = _centroid(fmask, "fixed"), _centroid(mmask, "moving")
 
@@ -319,7 +381,18 @@ def _register_from(fixed, moving, fmask, init, *, bins, sampling, min_samples, s
 
 
 def compose(first: sitk.Transform, second: sitk.Transform) -> sitk.CompositeTransform:
-    """Transform that applies ``first`` then ``second`` (SimpleITK applies the last added first)."""
+    """Transform that applies ``first`` then ``second`` (SimpleITK applies the last added first).
+
+    Parameters
+    ----------
+    first, second : SimpleITK.Transform
+        E.g. CT → T2w and T2w → DWI.
+
+    Returns
+    -------
+    SimpleITK.CompositeTransform
+        ``second(first(p))``.
+    """
     comp = sitk.CompositeTransform(3)
     comp.AddTransform(second)
     comp.AddTransform(first)

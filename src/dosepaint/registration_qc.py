@@ -22,14 +22,42 @@ from .registration import _mask_points, body_mask
 
 
 def affine_of(t: sitk.Transform) -> tuple[np.ndarray, np.ndarray]:
-    """(A, b) with ``t(p) = A p + b`` for a rigid or affine (possibly composite) transform."""
+    """The matrix and offset of a rigid or affine (possibly composite) transform.
+
+    Parameters
+    ----------
+    t : SimpleITK.Transform
+        3-D, linear.
+
+    Returns
+    -------
+    A : ndarray, (3, 3)
+    b : ndarray, (3,), mm
+        With ``t(p) = A p + b`` for LPS points p (mm).
+    """
     b = np.asarray(t.TransformPoint((0.0, 0.0, 0.0)))
     a = np.column_stack([np.asarray(t.TransformPoint(tuple(e))) - b for e in np.eye(3) * 100.0]) / 100.0
     return a, b
 
 
 def perturbed(t: sitk.Euler3DTransform, *, shift_mm: float, angle_deg: float) -> sitk.Euler3DTransform:
-    """``t`` moved by ``shift_mm`` along each axis and rotated by ``angle_deg`` about each (a QC restart)."""
+    """``t`` moved by ``shift_mm`` along each axis and rotated by ``angle_deg`` about each: the start of
+    the QC's second registration (docs/method.md §6).
+
+    Parameters
+    ----------
+    t : SimpleITK.Euler3DTransform
+        The registration's result.
+    shift_mm : float
+        mm.
+    angle_deg : float
+        Degrees.
+
+    Returns
+    -------
+    SimpleITK.Euler3DTransform
+        A new transform.
+    """
     out = sitk.Euler3DTransform(t)
     out.SetTranslation(tuple(np.asarray(t.GetTranslation()) + np.array([1.0, -1.0, 1.0]) * shift_mm))
     a = np.deg2rad(angle_deg)
@@ -103,7 +131,22 @@ def registration_qc(
 
 
 def qc_failures(qc: dict, *, min_inside_fraction: float, min_body_dice: float, max_tre_proxy_mm: float) -> list[str]:
-    """The QC measures that miss their threshold, each as 'measure value (threshold)'."""
+    """The QC measures that miss their threshold (``ingest.registration.qc``).
+
+    Parameters
+    ----------
+    qc : dict
+        From :func:`registration_qc` (inside_fraction, body_dice, tre_proxy_mm, …).
+    min_inside_fraction, min_body_dice : float
+        Lower bounds, 0–1.
+    max_tre_proxy_mm : float
+        mm.
+
+    Returns
+    -------
+    list of str
+        Each failing measure as 'measure value (threshold)'; empty when all pass.
+    """
     out = []
     if qc["inside_fraction"] < min_inside_fraction:
         out.append(f"moving body inside the fixed image {qc['inside_fraction']:.2f} (minimum {min_inside_fraction})")

@@ -24,7 +24,23 @@ REGION_LABELS = {"GTV": "GTV", "CTV_HD_minus_GTV": "CTV_HD − GTV", "CTV_LD_min
 
 
 def median_iqr(values) -> tuple[float, float, float]:
-    """Median, 25th and 75th percentile (linear interpolation) of the finite values; NaNs if none."""
+    """Median, 25th and 75th percentile (linear interpolation) of the finite values (docs/method.md §6).
+
+    Parameters
+    ----------
+    values : array_like
+        Any shape; non-finite values are ignored.
+
+    Returns
+    -------
+    (float, float, float)
+        Median, 25th and 75th percentile; NaNs if there is no finite value.
+
+    Examples
+    --------
+    >>> median_iqr([1, 2, 3, 4])
+    (2.5, 1.75, 3.25)
+    """
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
     if v.size == 0:
@@ -34,7 +50,25 @@ def median_iqr(values) -> tuple[float, float, float]:
 
 
 def format_median_iqr(med: float, q25: float, q75: float, *, digits: int = 1) -> str:
-    """``"73.6 [72.9–74.1]"``; ``"–"`` when the median is missing."""
+    """Median [IQR] as the cohort tables print it.
+
+    Parameters
+    ----------
+    med, q25, q75 : float
+        From :func:`median_iqr`.
+    digits : int
+        Decimals.
+
+    Returns
+    -------
+    str
+        ``"median [q25–q75]"``; ``"–"`` when the median is missing.
+
+    Examples
+    --------
+    >>> format_median_iqr(73.6, 72.94, 74.1)
+    '73.6 [72.9–74.1]'
+    """
     if not np.isfinite(med):
         return "–"
     return f"{med:.{digits}f} [{q25:.{digits}f}–{q75:.{digits}f}]"
@@ -82,7 +116,20 @@ def table1(
 
 
 def table1_wide(long: pd.DataFrame, *, digits: int = 1) -> pd.DataFrame:
-    """Table 1 as printed: one row per (region, metric), one ``median [IQR]`` column per plan."""
+    """Table 1 as printed: one row per (region, metric), one ``median [IQR]`` column per plan.
+
+    Parameters
+    ----------
+    long : DataFrame
+        From :func:`table1`.
+    digits : int
+        Decimals of the cells.
+
+    Returns
+    -------
+    DataFrame
+        Columns region, metric, unit and one per plan.
+    """
     long = long.assign(
         cell=[format_median_iqr(m, a, b, digits=digits) for m, a, b in zip(long["median"], long["q25"], long["q75"])]
     )
@@ -97,7 +144,18 @@ def table1_wide(long: pd.DataFrame, *, digits: int = 1) -> pd.DataFrame:
 
 
 def to_markdown(wide: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (pandas' ``to_markdown`` needs tabulate, which we do not ship)."""
+    """A GitHub-flavoured Markdown table (pandas' ``to_markdown`` needs tabulate, which we do not ship).
+
+    Parameters
+    ----------
+    wide : DataFrame
+        Any table (e.g. :func:`table1_wide`).
+
+    Returns
+    -------
+    str
+        The table, one line per row, ending in a newline.
+    """
     cols = list(wide.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] * len(cols)) + "|"]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in wide.itertuples(index=False)]
@@ -120,8 +178,20 @@ def _latex_escape(s: str) -> str:
 
 
 def to_latex(wide: pd.DataFrame, *, caption: str, label: str) -> str:
-    """A booktabs LaTeX table (written by hand: pandas' ``to_latex`` needs jinja2 styling and escapes
+    r"""A booktabs LaTeX table (written by hand: pandas' ``to_latex`` needs jinja2 styling and escapes
     neither the minus sign nor µ).
+
+    Parameters
+    ----------
+    wide : DataFrame
+        Any table (e.g. :func:`table1_wide`).
+    caption, label : str
+        The table's caption and ``\label``.
+
+    Returns
+    -------
+    str
+        A ``table`` environment.
     """
     cols = list(wide.columns)
     out = [
@@ -140,7 +210,22 @@ def to_latex(wide: pd.DataFrame, *, caption: str, label: str) -> str:
 
 
 def paired(metrics: pd.DataFrame, column: str, plan_a: str, plan_b: str) -> tuple[np.ndarray, np.ndarray]:
-    """Values of ``column`` for the patients that have both plans (finite in both), aligned by patient."""
+    """Values of ``column`` for the patients that have both plans (finite in both), aligned by patient.
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        One row per (patient_id, plan).
+    column : str
+        The metric.
+    plan_a, plan_b : str
+        The two plans.
+
+    Returns
+    -------
+    a, b : ndarray, (n_pairs,)
+        The metric of each plan, patient by patient.
+    """
     a = metrics.loc[metrics["plan"] == plan_a].set_index("patient_id")[column]
     b = metrics.loc[metrics["plan"] == plan_b].set_index("patient_id")[column]
     both = a.index.intersection(b.index)
@@ -150,7 +235,18 @@ def paired(metrics: pd.DataFrame, column: str, plan_a: str, plan_b: str) -> tupl
 
 
 def shapiro(values) -> tuple[float, float]:
-    """Shapiro–Wilk W and p of the finite values (NaN, NaN below 3 values or for constant data)."""
+    """Shapiro–Wilk test of normality of the finite values (scipy).
+
+    Parameters
+    ----------
+    values : array_like
+        Any shape.
+
+    Returns
+    -------
+    (float, float)
+        W and p; (NaN, NaN) below 3 values or for constant data.
+    """
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
     if v.size < 3 or np.ptp(v) == 0:
@@ -160,10 +256,21 @@ def shapiro(values) -> tuple[float, float]:
 
 
 def wilcoxon_paired(a, b) -> tuple[float, float, str]:
-    """Two-sided Wilcoxon signed-rank test of b − a: (statistic, p, method).
+    """Two-sided Wilcoxon signed-rank test of b − a (scipy; docs/method.md §6).
 
     scipy chooses the exact null distribution for small samples without ties or zeros and the normal
     approximation otherwise; the method used is returned. All-zero differences give p = 1.
+
+    Parameters
+    ----------
+    a, b : array_like, (n,)
+        Paired values.
+
+    Returns
+    -------
+    (float, float, str)
+        Statistic, p and the method ("exact", "normal approximation", "all differences zero", or
+        "none" for fewer than one pair).
     """
     d = np.asarray(b, float) - np.asarray(a, float)
     if d.size == 0:
@@ -176,7 +283,18 @@ def wilcoxon_paired(a, b) -> tuple[float, float, str]:
 
 
 def mann_whitney(a, b) -> tuple[float, float]:
-    """Two-sided Mann–Whitney U of two independent samples (the study's test): (U of ``a``, p)."""
+    """Two-sided Mann–Whitney U test of two independent samples (the study's test; scipy).
+
+    Parameters
+    ----------
+    a, b : array_like
+        The two samples; non-finite values are ignored.
+
+    Returns
+    -------
+    (float, float)
+        U of ``a`` and p; NaNs when a sample is empty.
+    """
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.size == 0 or b.size == 0:
         return float("nan"), float("nan")
@@ -185,7 +303,23 @@ def mann_whitney(a, b) -> tuple[float, float]:
 
 
 def holm(pvalues) -> np.ndarray:
-    """Holm step-down adjusted p-values (statsmodels); NaNs pass through untouched."""
+    """Holm step-down adjusted p-values (statsmodels); NaNs pass through untouched.
+
+    Parameters
+    ----------
+    pvalues : array_like, (m,)
+        Raw p-values.
+
+    Returns
+    -------
+    ndarray, (m,)
+        Adjusted p-values.
+
+    Examples
+    --------
+    >>> holm([0.01, float("nan"), 0.04]).tolist()
+    [0.02, nan, 0.04]
+    """
     p = np.asarray(pvalues, float)
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
@@ -197,6 +331,15 @@ def holm(pvalues) -> np.ndarray:
 def compare_plans(metrics: pd.DataFrame, *, columns, comparisons) -> pd.DataFrame:
     """Shapiro–Wilk of each plan's values and of the paired differences, Mann–Whitney U and the paired
     Wilcoxon signed-rank test for each (reference, other) pair, Holm-corrected across ``columns``.
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        One row per (patient_id, plan), a column per metric.
+    columns : sequence of str
+        Metrics to compare.
+    comparisons : sequence of (str, str)
+        (reference, other) plan pairs.
 
     Returns
     -------
@@ -240,7 +383,23 @@ def compare_plans(metrics: pd.DataFrame, *, columns, comparisons) -> pd.DataFram
 
 
 def mean_sd(values) -> tuple[float, float]:
-    """Mean and sample SD (ddof 1; NaN for fewer than 2 values) of the finite values."""
+    """Mean and sample SD of the finite values.
+
+    Parameters
+    ----------
+    values : array_like
+        Any shape.
+
+    Returns
+    -------
+    (float, float)
+        Mean and SD (ddof 1); NaN SD for one value, NaN mean for none.
+
+    Examples
+    --------
+    >>> mean_sd([1.0, 2.0, 3.0])
+    (2.0, 1.0)
+    """
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
     if v.size == 0:
@@ -250,9 +409,20 @@ def mean_sd(values) -> tuple[float, float]:
 
 def tcp_by_scenario(tcp: pd.DataFrame, *, reference: str = "uniform") -> pd.DataFrame:
     """Mean ± SD TCP (%) per plan and cell-count scenario, and the paired Wilcoxon test of each other
-    plan against ``reference`` within each scenario.
+    plan against ``reference`` within each scenario (docs/method.md §6).
 
-    ``tcp``: columns patient_id, plan, cell_count (nominal / best / worst), tcp (0–1).
+    Parameters
+    ----------
+    tcp : DataFrame
+        Columns patient_id, plan, cell_count (nominal / best / worst), tcp (0–1).
+    reference : str
+        The plan the others are compared with.
+
+    Returns
+    -------
+    DataFrame
+        One row per (cell_count, plan): n_patients, tcp_mean_pct, tcp_sd_pct and, for the other plans,
+        the mean and SD of the difference (pp), n_improved, Wilcoxon and Mann–Whitney p.
     """
     rows = []
     for scen, g in tcp.groupby("cell_count", sort=False):
@@ -280,8 +450,21 @@ def tcp_by_scenario(tcp: pd.DataFrame, *, reference: str = "uniform") -> pd.Data
 
 
 def tertile_summary(tertiles: pd.DataFrame, *, value: str = "delta_tcp_subvolume_pp") -> pd.DataFrame:
-    """Mean ± SD over patients of ΔTCP (pp) per plan and cell-count tertile (low / medium / high), and
-    the paired Wilcoxon test of high against low.
+    """Mean ± SD over patients of ΔTCP (pp) per plan and cell-count tertile, and the paired Wilcoxon test
+    of high against low (docs/method.md §3, §6).
+
+    Parameters
+    ----------
+    tertiles : DataFrame
+        Columns patient_id, plan, tertile (low / medium / high) and ``value``.
+    value : str
+        The ΔTCP column, pp.
+
+    Returns
+    -------
+    DataFrame
+        One row per (plan, tertile): n_patients, delta_tcp_mean_pp, delta_tcp_sd_pp; and one per plan
+        for high − low with its Wilcoxon p.
     """
     rows = []
     for plan, g in tertiles.groupby("plan", sort=False):

@@ -103,7 +103,23 @@ SUGGESTIONS: dict[str, list[str]] = {
 
 
 def suggest_canonical(roi: str) -> str | None:
-    """A canonical structure an unmapped ROI name probably means (accents folded), or None."""
+    """A canonical structure an unmapped ROI name probably means (accents folded), or None.
+
+    Parameters
+    ----------
+    roi : str
+        The ROI name as exported.
+
+    Returns
+    -------
+    str or None
+        The canonical name whose longest fragment of :data:`SUGGESTIONS` the name contains.
+
+    Examples
+    --------
+    >>> suggest_canonical("Rectum_PRV"), suggest_canonical("Femur_L")
+    ('RECTUM', None)
+    """
     import unicodedata
 
     folded = unicodedata.normalize("NFKD", roi).encode("ascii", "ignore").decode()
@@ -113,7 +129,23 @@ def suggest_canonical(roi: str) -> str | None:
 
 
 def normalise_name(name: str) -> str:
-    """Case-, space- and punctuation-insensitive key: ``'CTV 73.6'`` → ``'ctv736'``."""
+    """Case-, space- and punctuation-insensitive key of a structure name.
+
+    Parameters
+    ----------
+    name : str
+        An ROI name or alias.
+
+    Returns
+    -------
+    str
+        Lower-case letters and digits only.
+
+    Examples
+    --------
+    >>> normalise_name("CTV 73.6")
+    'ctv736'
+    """
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
@@ -159,9 +191,21 @@ def map_roi_names(roi_names, aliases: dict[str, list[str]] | None = None, *, pat
 def mask_to_contours(mask: np.ndarray, grid: Grid) -> list[np.ndarray]:
     """Closed planar contours (LPS, mm) of a boolean mask, slice by slice.
 
-    Contours run through the midpoints between voxel centres (marching squares
-    at level 0.5), so :func:`contours_to_mask` on the same grid gives the mask
-    back.  Holes come out as separate contours (filled by even-odd rule).
+    Contours run through the midpoints between voxel centres (marching squares at level 0.5, scikit-image),
+    so :func:`contours_to_mask` on the same grid gives the mask back. Holes come out as separate contours
+    (filled by the even-odd rule).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, (z, y, x)
+        The structure.
+    grid : Grid
+        The mask's geometry.
+
+    Returns
+    -------
+    list of ndarray, each (n_points, 3)
+        Closed contours, LPS mm, one or more per slice that has the structure.
     """
     out = []
     mat = grid.matrix
@@ -230,10 +274,24 @@ def contours_to_mask(
 
 
 def shell(mask: np.ndarray, grid: Grid, *, thickness_mm: float) -> np.ndarray:
-    """Inner shell of ``mask`` of the given thickness (mm), e.g. SKIN from BODY.
+    """Inner shell of ``mask`` of the given thickness, e.g. SKIN from BODY.
 
-    The image's in-plane border counts as outside; its first and last slices
-    do not (a body cut by the end of the scan has no skin there).
+    The image's in-plane border counts as outside; its first and last slices do not (a body cut by the
+    end of the scan has no skin there).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, (z, y, x)
+        The structure.
+    grid : Grid
+        Its geometry (anisotropic voxels allowed).
+    thickness_mm : float
+        mm.
+
+    Returns
+    -------
+    ndarray of bool, (z, y, x)
+        The voxels of ``mask`` within ``thickness_mm`` of its outside.
     """
     padded = np.pad(mask, ((0, 0), (1, 1), (1, 1)))
     dist = ndimage.distance_transform_edt(padded, sampling=grid.spacing[::-1])[:, 1:-1, 1:-1]
@@ -241,13 +299,39 @@ def shell(mask: np.ndarray, grid: Grid, *, thickness_mm: float) -> np.ndarray:
 
 
 def expand(mask: np.ndarray, grid: Grid, *, margin_mm: float) -> np.ndarray:
-    """Isotropic expansion of ``mask`` by ``margin_mm`` (Euclidean, anisotropic voxels)."""
+    """Isotropic expansion of ``mask`` by ``margin_mm`` (Euclidean distance on anisotropic voxels, scipy's EDT).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, (z, y, x)
+        The structure.
+    grid : Grid
+        Its geometry.
+    margin_mm : float
+        mm.
+
+    Returns
+    -------
+    ndarray of bool, (z, y, x)
+        The voxels within ``margin_mm`` of ``mask`` (``mask`` included).
+    """
     dist = ndimage.distance_transform_edt(~mask, sampling=grid.spacing[::-1])
     return dist <= margin_mm
 
 
 def derived_structures(masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """CTV_HD−GTV and CTV_LD−GTV (the study's Table 1 regions)."""
+    """CTV_HD−GTV and CTV_LD−GTV, the study's Table 1 regions.
+
+    Parameters
+    ----------
+    masks : dict of ndarray of bool
+        Canonical structures on one grid.
+
+    Returns
+    -------
+    dict of ndarray of bool
+        ``CTV_HD_minus_GTV`` and ``CTV_LD_minus_GTV`` where their parts are present.
+    """
     out = {}
     if "GTV" in masks:
         for ctv in ("CTV_HD", "CTV_LD"):

@@ -18,17 +18,49 @@ from lifelines.utils import concordance_index
 
 
 def split_groups(score, *, threshold: float | str = "median") -> tuple[np.ndarray, float]:
-    """Two groups by ``score``: ``"high"`` at or above the threshold (the median by default), else ``"low"``."""
+    """Two groups by ``score``: ``"high"`` at or above the threshold, else ``"low"`` (docs/method.md §6).
+
+    Parameters
+    ----------
+    score : array_like, (n,)
+        Predicted TCP per patient.
+    threshold : "median" or float
+        The median of ``score`` (ties go high), or a fixed value.
+
+    Returns
+    -------
+    groups : ndarray of str, (n,)
+        ``"high"`` or ``"low"``.
+    threshold : float
+        The threshold used.
+
+    Examples
+    --------
+    >>> split_groups([0.2, 0.5, 0.9])
+    (array(['low', 'high', 'high'], dtype='<U4'), 0.5)
+    """
     s = np.asarray(score, float)
     t = float(np.median(s)) if threshold == "median" else float(threshold)
     return np.where(s >= t, "high", "low"), t
 
 
 def kaplan_meier(time, event, groups) -> pd.DataFrame:
-    """Kaplan–Meier curves per group: columns group, time, survival, ci_lower, ci_upper (95 %, lifelines'
-    exponential Greenwood), at_risk, events.
+    """Kaplan–Meier curves of local control per group (lifelines; docs/method.md §6).
 
-    ``time`` (months), ``event`` (1 = relapse), ``groups`` (labels), 1-D and of equal length.
+    Parameters
+    ----------
+    time : array_like, (n,)
+        Time to relapse or last follow-up, months.
+    event : array_like, (n,)
+        1 = relapse, 0 = censored.
+    groups : array_like, (n,)
+        Group labels.
+
+    Returns
+    -------
+    DataFrame
+        Columns group, time, survival, ci_lower, ci_upper (95 %, lifelines' exponential Greenwood),
+        at_risk, events.
     """
     time, event, groups = np.asarray(time, float), np.asarray(event, int), np.asarray(groups)
     frames = []
@@ -55,7 +87,22 @@ def kaplan_meier(time, event, groups) -> pd.DataFrame:
 
 
 def logrank(time, event, groups) -> dict:
-    """Log-rank test between the groups: χ² statistic, degrees of freedom and p (lifelines)."""
+    """Log-rank test between the groups (lifelines; docs/method.md §6).
+
+    Parameters
+    ----------
+    time : array_like, (n,)
+        Months.
+    event : array_like, (n,)
+        1 = relapse.
+    groups : array_like, (n,)
+        Group labels (two or more; one group gives NaN).
+
+    Returns
+    -------
+    dict
+        ``chi2``, ``df`` and ``p``.
+    """
     time, event, groups = np.asarray(time, float), np.asarray(event, int), np.asarray(groups)
     labels = pd.unique(groups)
     if labels.size < 2 or not event.any():
@@ -74,10 +121,27 @@ def cox(table: pd.DataFrame, *, duration: str, event: str, covariates, penalizer
     """Cox proportional-hazards fit (lifelines, Efron ties) of ``duration``/``event`` on ``covariates``.
 
     Without any relapse there is nothing to fit (``converged`` False, with a message).
-    Returns a dict with ``summary`` (DataFrame: covariate, coef, exp(coef), se, z, p, 95 % CI of the
-    hazard ratio), ``concordance`` (Harrell's C of the fitted partial hazard), ``log_likelihood_ratio``
-    (χ², df, p), ``converged`` and, when lifelines could not fit (e.g. complete separation in a small
-    cohort), ``message``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per patient.
+    duration : str
+        Column of the times, months.
+    event : str
+        Column of the events (1 = relapse).
+    covariates : sequence of str
+        Columns of the covariates.
+    penalizer : float
+        lifelines' L2 penalizer (0: none).
+
+    Returns
+    -------
+    dict
+        ``summary`` (DataFrame: covariate, coef, exp(coef), se, z, p, 95 % CI of the hazard ratio),
+        ``concordance`` (Harrell's C of the fitted partial hazard), ``log_likelihood_ratio`` (χ², df, p),
+        ``converged`` and, when lifelines could not fit (e.g. complete separation in a small cohort),
+        ``message``.
     """
     covariates = list(covariates)
     data = table[[duration, event, *covariates]].astype(float)
@@ -118,7 +182,27 @@ def cox(table: pd.DataFrame, *, duration: str, event: str, covariates, penalizer
 
 
 def concordance(time, score, event) -> float:
-    """Harrell's C of ``score`` for the relapse times (higher score = longer time; 0.5 = chance)."""
+    """Harrell's C of ``score`` for the relapse times (higher score = longer time; 0.5 = chance).
+
+    Parameters
+    ----------
+    time : array_like, (n,)
+        Months.
+    score : array_like, (n,)
+        Predicted TCP (or any score expected to grow with the time to relapse).
+    event : array_like, (n,)
+        1 = relapse.
+
+    Returns
+    -------
+    float
+        C in [0, 1]; NaN without a comparable pair.
+
+    Examples
+    --------
+    >>> concordance([10, 20, 30], [0.1, 0.5, 0.9], [1, 1, 1])
+    1.0
+    """
     try:
         return float(concordance_index(np.asarray(time, float), np.asarray(score, float), np.asarray(event, int)))
     except ZeroDivisionError:  # no comparable pair (e.g. no relapse at all)

@@ -83,7 +83,26 @@ def _stack(patients) -> _Stack:
 
 
 def log_neg_log_tcp(patients, *, alpha: float, log10_fc: float) -> tuple[np.ndarray, np.ndarray]:
-    """u_p = ln(−ln TCP_p) per patient and its Jacobian (p, 2) with respect to (α, log10 f_c)."""
+    """u_p = ln(−ln TCP_p) per patient and its Jacobian with respect to θ = (α, log10 f_c) (docs/method.md §2).
+
+    With TCP_p = exp(−Σ_i f_c m_i e^{−α B_i}): u_p = ln f_c + logsumexp_i(ln m_i − α B_i).
+
+    Parameters
+    ----------
+    patients : sequence of PatientDose, or their stacked form
+        One per patient.
+    alpha : float
+        Gy⁻¹.
+    log10_fc : float
+        log10 of the clonogenic fraction.
+
+    Returns
+    -------
+    u : ndarray, shape (n_patients,)
+        ln(−ln TCP_p).
+    jac : ndarray, shape (n_patients, 2)
+        ∂u/∂α (Gy) and ∂u/∂log10 f_c (= ln 10).
+    """
     lg, dlg = _stack(patients).log_survivors(alpha)
     u = lg + log10_fc * np.log(10.0)
     jac = np.column_stack([dlg, np.full(lg.size, np.log(10.0))])
@@ -91,13 +110,49 @@ def log_neg_log_tcp(patients, *, alpha: float, log10_fc: float) -> tuple[np.ndar
 
 
 def predict(patients, *, alpha: float, log10_fc: float) -> np.ndarray:
-    """TCP_p(θ) per patient."""
+    """TCP_p(θ) per patient (docs/method.md §2).
+
+    Parameters
+    ----------
+    patients : sequence of PatientDose, or their stacked form
+        One per patient.
+    alpha : float
+        Gy⁻¹.
+    log10_fc : float
+        log10 of the clonogenic fraction.
+
+    Returns
+    -------
+    ndarray, shape (n_patients,)
+        TCP in [0, 1].
+    """
     u, _ = log_neg_log_tcp(patients, alpha=alpha, log10_fc=log10_fc)
     return np.exp(-np.exp(u))
 
 
 def bernoulli_nll(patients, outcome, *, alpha: float, log10_fc: float) -> tuple[float, np.ndarray]:
-    """−Σ [y ln TCP + (1 − y) ln(1 − TCP)] and its gradient with respect to (α, log10 f_c)."""
+    """Negative Bernoulli log-likelihood of local control and its gradient (docs/method.md §2).
+
+    −Σ_p [y_p ln TCP_p + (1 − y_p) ln(1 − TCP_p)], evaluated in the log domain.
+
+    Parameters
+    ----------
+    patients : sequence of PatientDose, or their stacked form
+        One per patient.
+    outcome : array_like, shape (n_patients,)
+        y_p in [0, 1] (1 = local control).
+    alpha : float
+        Gy⁻¹.
+    log10_fc : float
+        log10 of the clonogenic fraction.
+
+    Returns
+    -------
+    nll : float
+        The negative log-likelihood.
+    grad : ndarray, shape (2,)
+        Its gradient with respect to (α, log10 f_c).
+    """
     y = np.asarray(outcome, np.float64)
     u, jac = log_neg_log_tcp(patients, alpha=alpha, log10_fc=log10_fc)
     s = np.exp(u)
@@ -149,7 +204,7 @@ class TcpFit:
 def fit(
     patients, outcome, *, estimator: str = "least_squares", alpha_bounds=(0.01, 1.0), log10_fc_bounds=(-6.0, 0.0)
 ) -> TcpFit:
-    """Fit θ = (α, log10 f_c) to outcomes y_p (1 = local control, 0 = relapse).
+    """Fit θ = (α, log10 f_c) to outcomes y_p (1 = local control, 0 = relapse) (docs/method.md §2).
 
     Parameters
     ----------
@@ -163,6 +218,17 @@ def fit(
         Gy⁻¹.
     log10_fc_bounds : (float, float)
         Bounds of log10 f_c.
+
+    Returns
+    -------
+    TcpFit
+        The best of the fits from the three best starts: α (Gy⁻¹), log10 f_c, the objective and the
+        optimiser's report.
+
+    Raises
+    ------
+    ValueError
+        An unknown estimator, fewer than two patients, or outcomes outside [0, 1].
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, not {estimator!r}")
@@ -224,10 +290,29 @@ def _fit_from(objective: _Objective, x0, lb, ub, *, estimator: str) -> TcpFit:
 
 
 def bootstrap(patients, outcome, *, rng: np.random.Generator, n_boot: int, level: float = 0.95, **fit_kwargs) -> dict:
-    """Percentile bootstrap over patients: CIs of α and log10 f_c.
+    """Percentile bootstrap over patients: confidence intervals of α and log10 f_c.
 
     Resamples where every patient has the same outcome are redrawn (the fit is undefined there).
-    Returns ``{"alpha": (lo, hi), "log10_fc": (lo, hi), "samples": (n_boot, 2) array}``.
+
+    Parameters
+    ----------
+    patients : sequence of PatientDose
+        One per patient.
+    outcome : array_like, shape (n_patients,)
+        y_p in [0, 1].
+    rng : numpy.random.Generator
+        The resampling's random stream.
+    n_boot : int
+        Number of resamples.
+    level : float
+        Confidence level of the intervals.
+    **fit_kwargs
+        Passed to :func:`fit` (estimator, bounds).
+
+    Returns
+    -------
+    dict
+        ``{"alpha": (lo, hi), "log10_fc": (lo, hi), "samples": (n_boot, 2) array}``.
     """
     y = np.asarray(outcome, np.float64)
     if y.min() == y.max():
@@ -246,8 +331,26 @@ def bootstrap(patients, outcome, *, rng: np.random.Generator, n_boot: int, level
 
 
 def auc(predicted, outcome) -> float:
-    """Area under the ROC curve of ``predicted`` (TCP) for ``outcome`` = 1 (control), ties counted ½:
-    the Mann–Whitney U of the controlled vs relapsed predictions over n₁n₀; NaN without both classes.
+    """Area under the ROC curve of ``predicted`` (TCP) for ``outcome`` = 1 (control), ties counted ½.
+
+    The Mann–Whitney U of the controlled against the relapsed predictions over n₁n₀.
+
+    Parameters
+    ----------
+    predicted : array_like, shape (n,)
+        Predicted TCP.
+    outcome : array_like, shape (n,)
+        1 = local control, 0 = relapse.
+
+    Returns
+    -------
+    float
+        AUC in [0, 1]; NaN without both classes.
+
+    Examples
+    --------
+    >>> auc([0.9, 0.8, 0.3], [1, 0, 0])
+    1.0
     """
     p = np.asarray(predicted, float)
     y = np.asarray(outcome, float)
@@ -258,7 +361,25 @@ def auc(predicted, outcome) -> float:
 
 
 def brier(predicted, outcome) -> float:
-    """Brier score mean((TCP − y)²)."""
+    """Brier score, mean((TCP − y)²).
+
+    Parameters
+    ----------
+    predicted : array_like, shape (n,)
+        Predicted TCP.
+    outcome : array_like, shape (n,)
+        1 = local control, 0 = relapse.
+
+    Returns
+    -------
+    float
+        The mean squared error of the predictions, 0–1.
+
+    Examples
+    --------
+    >>> brier([1.0, 0.5], [1, 0])
+    0.125
+    """
     return float(np.mean((np.asarray(predicted, float) - np.asarray(outcome, float)) ** 2))
 
 

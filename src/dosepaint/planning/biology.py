@@ -28,7 +28,27 @@ MASS_NUMBER = {"protons": 1, "carbon": 12, "helium": 4, "oxygen": 16}
 
 
 def rbe_dose_from_effect(effect, *, alpha_x: float, beta_x: float) -> np.ndarray:
-    """LQ projection of a per-fraction effect onto photon-equivalent dose (Gy(RBE) per fraction)."""
+    """LQ projection of a per-fraction effect onto photon-equivalent dose (docs/method.md §1).
+
+    D_RBE = (√(α_x² + 4 β_x ε) − α_x) / (2 β_x), ε clipped at 0.
+
+    Parameters
+    ----------
+    effect : array_like
+        ε per voxel of one fraction (dimensionless).
+    alpha_x, beta_x : float
+        Of the reference photon radiation, Gy⁻¹ and Gy⁻² (LEM-I: 0.1, 0.05).
+
+    Returns
+    -------
+    ndarray
+        Gy(RBE) per fraction, float64.
+
+    Examples
+    --------
+    >>> round(float(rbe_dose_from_effect(0.4, alpha_x=0.1, beta_x=0.05)), 6)
+    2.0
+    """
     e = np.maximum(np.asarray(effect, dtype=np.float64), 0.0)
     return (np.sqrt(alpha_x**2 + 4.0 * beta_x * e) - alpha_x) / (2.0 * beta_x)
 
@@ -148,7 +168,26 @@ class RbeModel:
 
 
 def fit_bragg_kleeman(energy_mev_u, range_mm) -> tuple[float, float]:
-    """Fit R = a ε^p (mm, MeV/u) by least squares in log–log; returns (a, p)."""
+    """Fit the Bragg–Kleeman rule R = a ε^p by least squares in log–log.
+
+    Parameters
+    ----------
+    energy_mev_u : array_like
+        Kinetic energy per nucleon ε, MeV/u.
+    range_mm : array_like
+        CSDA range in water, mm.
+
+    Returns
+    -------
+    (float, float)
+        a (mm (MeV/u)^−p) and p.
+
+    Examples
+    --------
+    >>> a, p = fit_bragg_kleeman([100.0, 200.0], [77.0, 77.0 * 2**1.75])
+    >>> round(a * 100.0**1.75, 6), round(p, 6)
+    (77.0, 1.75)
+    """
     e = np.asarray(energy_mev_u, float)
     r = np.asarray(range_mm, float)
     ok = (e > 0) & (r > 0)
@@ -171,12 +210,29 @@ _GH_W = _GH_W / _GH_W.sum()
 def primary_let(
     residual_range_mm, *, a: float, p: float, mass_number: int, voxel_mm: float, straggling=0.0
 ) -> np.ndarray:
-    """Dose-averaged primary-ion LET (keV/µm) at residual ranges r (mm water); 0 beyond the range.
+    """Dose-averaged primary-ion LET at residual ranges, from the Bragg–Kleeman rule.
 
-    LET(r) = A·dε/dr = A·ε(r)^{1−p}/(a p).  Dose-averaged (∑L²/∑L) over the voxel's
-    water-equivalent thickness and over Gaussian range straggling of SD ``straggling`` (mm,
-    scalar or per element); range straggling is ~1.2 % of the range for protons and scales with
-    1/√A for heavier ions (Bortfeld 1997).
+    LET(r) = A·dε/dr = A·ε(r)^{1−p}/(a p). Dose-averaged (ΣL²/ΣL) over the voxel's water-equivalent
+    thickness and over Gaussian range straggling of SD ``straggling`` (mm, scalar or per element); range
+    straggling is ~1.2 % of the range for protons and scales with 1/√A for heavier ions (Bortfeld 1997).
+
+    Parameters
+    ----------
+    residual_range_mm : array_like
+        Residual range r, mm water.
+    a, p : float
+        Bragg–Kleeman coefficients (:func:`fit_bragg_kleeman`).
+    mass_number : int
+        A of the ion.
+    voxel_mm : float
+        Water-equivalent thickness averaged over, mm.
+    straggling : float or array_like
+        SD of the range, mm.
+
+    Returns
+    -------
+    ndarray
+        keV/µm, the shape of ``residual_range_mm``; 0 beyond the range.
     """
     r = np.asarray(residual_range_mm, float)[..., None, None]
     sig = np.asarray(straggling, float)
@@ -198,10 +254,25 @@ def primary_let(
 def residual_range_let_dose(
     influence, *, voxel_mm: float, straggling_fraction: float = 0.012, rows=None, chunk: int = 1_000_000
 ) -> sp.csr_array:
-    """LET·dose matrix (keV/µm·Gy per unit weight) from the residual-range approximation.
+    """LET·dose matrix from the residual-range approximation (carbon LETd; docs/method.md §1).
 
-    ``influence`` needs ``radiological_depth`` (n_beam, n_vox), ``spot_range_mm``, ``spot_energy``.
-    ``rows`` restricts to some rows (default all).  Pairs whose depth is unknown get LET 0.
+    Parameters
+    ----------
+    influence : DoseInfluence
+        Needs ``radiological_depth`` (n_beam, n_vox), ``spot_range_mm``, ``spot_energy``.
+    voxel_mm : float
+        Voxel size, mm.
+    straggling_fraction : float
+        Range straggling SD as a fraction of the range (protons; scaled by 1/√A).
+    rows : array_like, optional
+        Rows to compute (default all).
+    chunk : int
+        Non-zeros per block.
+
+    Returns
+    -------
+    scipy.sparse.csr_array, (n_rows, n_spots)
+        keV/µm · Gy per unit weight; pairs whose depth is unknown get LET 0.
     """
     if influence.radiological_depth is None:
         raise ValueError("the dose influence has no radiological depths")
@@ -228,7 +299,22 @@ def residual_range_let_dose(
 
 
 def letd(let_dose: sp.csr_array, physical: sp.csr_array, weights) -> np.ndarray:
-    """Dose-averaged LET per row, (LD·w)/(D·w) in keV/µm; NaN where the dose is 0."""
+    """Dose-averaged LET per row, (LD·w)/(D·w).
+
+    Parameters
+    ----------
+    let_dose : scipy.sparse.csr_array, (n_rows, n_spots)
+        LET·dose per unit weight, keV/µm · Gy.
+    physical : scipy.sparse.csr_array, (n_rows, n_spots)
+        Physical dose per unit weight, Gy.
+    weights : array_like, (n_spots,)
+        Spot weights.
+
+    Returns
+    -------
+    ndarray, (n_rows,)
+        keV/µm; NaN where the dose is 0.
+    """
     w32 = np.asarray(weights, np.float32)
     num = (let_dose @ w32).astype(np.float64)
     den = (physical @ w32).astype(np.float64)

@@ -164,10 +164,22 @@ class DoseInfluence:
 def csr(data, indices, indptr, shape) -> sp.csr_array:
     """A CSR array on these arrays without copies: the index arrays are made int32 when they fit.
 
-    SciPy gives ``indices`` and ``indptr`` one common dtype, so an int64 ``indptr`` (as cached)
-    would upcast — copy — the int32 ``indices`` of every matrix (3 × 4 bytes per non-zero for the
-    LEM matrices, which share one pattern); int32 arrays are taken as views, and matrices built on
-    the same ``indices``/``indptr`` objects keep sharing them.
+    SciPy gives ``indices`` and ``indptr`` one common dtype, so an int64 ``indptr`` (as cached) would
+    upcast — copy — the int32 ``indices`` of every matrix (3 × 4 bytes per non-zero for the LEM
+    matrices, which share one pattern); int32 arrays are taken as views, and matrices built on the same
+    ``indices``/``indptr`` objects keep sharing them.
+
+    Parameters
+    ----------
+    data, indices, indptr : ndarray
+        CSR arrays.
+    shape : (int, int)
+        Matrix shape.
+
+    Returns
+    -------
+    scipy.sparse.csr_array
+        On the given arrays.
     """
     fits = max(int(indptr[-1]) if len(indptr) else 0, *shape) < np.iinfo(np.int32).max
     dt = np.int32 if fits else np.int64
@@ -177,8 +189,20 @@ def csr(data, indices, indptr, shape) -> sp.csr_array:
 def row_block(m: sp.csr_array, a: int, b: int) -> sp.csr_array:
     """Rows ``a:b`` of a CSR array as a view of its data and indices (no copy).
 
-    SciPy's slicing copies, and even a CSR array built on views copies them when they hold less
-    than half their base (``_prune_array``): the arrays are set on an empty array of the shape.
+    SciPy's slicing copies, and even a CSR array built on views copies them when they hold less than
+    half their base (``_prune_array``): the arrays are set on an empty array of the shape.
+
+    Parameters
+    ----------
+    m : scipy.sparse.csr_array
+        The matrix.
+    a, b : int
+        First and past-the-last row.
+
+    Returns
+    -------
+    scipy.sparse.csr_array
+        (b − a, n_columns), sharing ``m``'s memory.
     """
     s, e = int(m.indptr[a]), int(m.indptr[b])
     blk = sp.csr_array((b - a, m.shape[1]), dtype=m.dtype)
@@ -188,14 +212,27 @@ def row_block(m: sp.csr_array, a: int, b: int) -> sp.csr_array:
 
 
 def subset_shared(matrices, *, rows=None, cols=None, chunk: int = 1 << 23) -> list:
-    """Rows and/or columns (increasing indices) of CSR matrices; matrices with one sparsity pattern
-    (the same ``indices`` array, as the LEM matrices of a cached influence) share one pattern in
-    the result.
+    """Rows and/or columns of CSR matrices; matrices with one sparsity pattern (the same ``indices`` array,
+    as the LEM matrices of a cached influence) share one pattern in the result.
 
-    SciPy's fancy indexing builds an int64 copy per matrix and per step (rows, then columns) and
-    gives every result its own index arrays, about 3× the result at its peak (which decided the
-    plan stage's peak memory); this selects the entries of a pattern once, in row chunks of about
-    ``chunk`` entries, and fills preallocated results (peak: the results plus chunk temporaries).
+    SciPy's fancy indexing builds an int64 copy per matrix and per step (rows, then columns) and gives
+    every result its own index arrays, about 3× the result at its peak (which decided the plan stage's
+    peak memory); this selects the entries of a pattern once, in row chunks of about ``chunk`` entries,
+    and fills preallocated results (peak: the results plus chunk temporaries).
+
+    Parameters
+    ----------
+    matrices : sequence of scipy.sparse.csr_array or None
+        Same shape; None passes through.
+    rows, cols : ndarray of int, optional
+        Increasing indices to keep (default all).
+    chunk : int
+        Entries per row chunk.
+
+    Returns
+    -------
+    list
+        The subsets, in the order of ``matrices``.
     """
     out = list(matrices)
     if rows is None and cols is None:
@@ -277,8 +314,20 @@ def _subset_group(group, *, rows, cols, chunk):
 
 
 def column_max(m, *, chunk: int = 1 << 23) -> np.ndarray:
-    """Largest entry of each column of a non-negative CSR matrix (0 for empty columns), in row
-    blocks of about ``chunk`` entries: SciPy's ``max(axis=0)`` converts the whole matrix to CSC.
+    """Largest entry of each column of a non-negative CSR matrix, in row blocks of about ``chunk`` entries
+    (SciPy's ``max(axis=0)`` converts the whole matrix to CSC).
+
+    Parameters
+    ----------
+    m : scipy.sparse.csr_array
+        Non-negative.
+    chunk : int
+        Entries per block.
+
+    Returns
+    -------
+    ndarray, (n_columns,)
+        The maxima; 0 for empty columns.
     """
     m = sp.csr_array(m)
     peak = np.zeros(m.shape[1], np.float64)

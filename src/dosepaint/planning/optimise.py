@@ -341,6 +341,22 @@ def scale_to_mean(model: RbeModel, w: np.ndarray, rows: np.ndarray, *, dose_per_
     """Scale weights so the mean per-fraction RBE dose over ``rows`` is ``dose_per_fraction``.
 
     For a variable RBE the dose is not linear in w; three secant steps suffice from any start.
+
+    Parameters
+    ----------
+    model : RbeModel
+        Per-fraction RBE dose of spot weights.
+    w : ndarray, (n_spots,)
+        Weights to scale.
+    rows : ndarray of int
+        Influence rows whose mean is set.
+    dose_per_fraction : float
+        Gy(RBE).
+
+    Returns
+    -------
+    ndarray, (n_spots,)
+        The scaled weights (a copy).
     """
     w = np.asarray(w, np.float64).copy()
     for _ in range(4):

@@ -36,7 +36,22 @@ class CourseSolution:
 
 
 def rbe_model(inf: DoseInfluence, *, constant_rbe: float, threads: int = 1) -> RbeModel:
-    """The influence's RBE model: LEM α/√β for carbon, a constant RBE otherwise."""
+    """The influence's RBE model: LEM α/√β for carbon, a constant RBE otherwise (docs/method.md §1).
+
+    Parameters
+    ----------
+    inf : DoseInfluence
+        The patient's dose influence.
+    constant_rbe : float
+        RBE when the influence has no LEM matrices (protons).
+    threads : int
+        Row blocks of the sparse products.
+
+    Returns
+    -------
+    RbeModel
+        Per-fraction RBE-weighted dose of spot weights and its gradient.
+    """
     if inf.alpha_dose is not None and inf.sqrt_beta_dose is not None:
         return RbeModel(
             physical=inf.physical,
@@ -50,9 +65,23 @@ def rbe_model(inf: DoseInfluence, *, constant_rbe: float, threads: int = 1) -> R
 
 
 def let_dose_matrix(inf: DoseInfluence, *, voxel_mm: float, rows: np.ndarray):
-    """LET·dose on some influence ``rows`` (increasing): pyRadPlan's (protons) or the residual-range
-    approximation (carbon; computing it costs about as much as a few hundred products, so only the
-    rows that LET is reported or optimised on).
+    """LET·dose on some influence ``rows``: pyRadPlan's (protons) or the residual-range approximation
+    (carbon; computing it costs about as much as a few hundred products, so only the rows that LET is
+    reported or optimised on).
+
+    Parameters
+    ----------
+    inf : DoseInfluence
+        The patient's dose influence.
+    voxel_mm : float
+        Voxel size, mm.
+    rows : ndarray of int
+        Increasing influence rows.
+
+    Returns
+    -------
+    scipy.sparse.csr_array or None
+        (len(rows), n_spots), keV/µm · Gy per unit weight; None when the influence cannot give LET.
     """
     if inf.let_dose is not None:
         return sp.csr_array(inf.let_dose[rows])
@@ -64,11 +93,32 @@ def let_dose_matrix(inf: DoseInfluence, *, voxel_mm: float, rows: np.ndarray):
 def oar_terms(
     rows: dict, limits: dict, *, margin: float, fraction_of_course: float, weight: float, scale: float
 ) -> list[DoseTerm]:
-    """OAR overdose terms: every voxel of each OAR in ``rows`` above ``margin`` × its near-max limit
-    (Gy(RBE), × ``fraction_of_course`` for a phase that delivers part of the course).
+    """OAR overdose terms of the objective (docs/method.md §1).
 
-    Per voxel, so stricter than the D2 goal; the margin (< 1) absorbs what a soft penalty lets
-    through at its threshold (SYN032 SIGMA D2 62.3 Gy(RBE) for a 62.0 limit with margin 1).
+    Every voxel of each OAR in ``rows`` above ``margin`` × its near-max limit (× ``fraction_of_course``
+    for a phase that delivers part of the course) is penalised: per voxel, so stricter than the D2 goal;
+    the margin (< 1) absorbs what a soft penalty lets through at its threshold (SYN032 SIGMA D2
+    62.3 Gy(RBE) for a 62.0 limit with margin 1).
+
+    Parameters
+    ----------
+    rows : dict
+        Structure → influence rows.
+    limits : dict
+        OAR → near-max limit, Gy(RBE).
+    margin : float
+        Fraction of the limit where the penalty starts.
+    fraction_of_course : float
+        Share of the course the phase delivers.
+    weight : float
+        Weight of each term.
+    scale : float
+        Dose scale of the terms, Gy(RBE).
+
+    Returns
+    -------
+    list of DoseTerm
+        One per OAR present in ``rows``.
     """
     return [
         DoseTerm(rows[o], "overdose", float(lim) * margin * fraction_of_course, weight, scale, name=f"{o}_overdose")
@@ -89,7 +139,25 @@ def _oar_terms(rows: dict, params: dict, *, fraction_of_course: float, scale: fl
 
 
 def uniform_course(inf: DoseInfluence, model: RbeModel, rows: dict, *, params: dict) -> CourseSolution:
-    """Phase 1 to CTV_LD, then the CTV_HD boost, each by squared deviation (uniform dose)."""
+    """The uniform plan: phase 1 to CTV_LD, then the CTV_HD boost, each by squared deviation (docs/method.md §1).
+
+    Parameters
+    ----------
+    inf : DoseInfluence
+        The patient's dose influence.
+    model : RbeModel
+        From :func:`rbe_model`.
+    rows : dict
+        Structure → influence rows (targets, shells, ring, body sample, OARs).
+    params : dict
+        Prescription, fractions, weights, OAR limits and optimiser settings (``planning``).
+
+    Returns
+    -------
+    CourseSolution
+        Spot weights per fraction of both phases, the total dose on the rows (Gy(RBE)) and the
+        optimiser's results.
+    """
     dp, n_ld, n_hd = float(params["prescription_gy"]), int(params["n_ld"]), int(params["n_hd"])
     n = n_ld + n_hd
     d_fx = dp / n
@@ -155,9 +223,32 @@ def painted_course(
     let_rows=None,
     params: dict,
 ) -> CourseSolution:
-    """DE (``mean_fraction`` 1.03) or DR (1.00): re-optimise the boost for TCP under constraints.
+    """DE (``mean_fraction`` 1.03) or DR (1.00): the boost re-optimised for TCP under constraints
+    (docs/method.md §1).
 
-    ``let_dose`` is LET·dose on the influence rows ``let_rows`` (all rows if None), which must hold the GTV's.
+    Parameters
+    ----------
+    inf : DoseInfluence
+        The patient's dose influence.
+    model : RbeModel
+        From :func:`rbe_model`.
+    rows : dict
+        Structure → influence rows.
+    uniform : CourseSolution
+        The uniform plan; its phase 1 is kept and its boost is the start.
+    clonogens_gtv : ndarray
+        N_i of the GTV rows.
+    mean_fraction : float
+        GTV mean dose over D_P.
+    let_dose, let_rows : optional
+        LET·dose on the influence rows ``let_rows`` (all rows if None), which must hold the GTV's.
+    params : dict
+        As :func:`uniform_course`, plus the TCP model (``tcp``) and the GTV bounds.
+
+    Returns
+    -------
+    CourseSolution
+        The painted course.
     """
     dp, n_hd = float(params["prescription_gy"]), int(params["n_hd"])
     terms = _painting_terms(rows, clonogens_gtv, params=params)
@@ -203,6 +294,19 @@ def _let_term(inf: DoseInfluence, g, let_dose, let_rows, phase1, cols, *, params
 
 
 def result_summary(r: OptResult) -> dict:
+    """The optimiser's report of a phase, flat, for the plan tables.
+
+    Parameters
+    ----------
+    r : OptResult
+        A phase's result.
+
+    Returns
+    -------
+    dict
+        iterations, evaluations, seconds, objective, ``term_*`` (each objective term) and
+        ``violation_*`` (each constraint's violation).
+    """
     return {
         "iterations": r.iterations,
         "evaluations": r.evaluations,
@@ -214,9 +318,24 @@ def result_summary(r: OptResult) -> dict:
 
 
 def course_doses(q: dict, inf, *, n_fx: int, constant_rbe: float) -> dict:
-    """Total doses of ``n_fx`` fractions from one per-fraction forward result ``q``: physical
-    (``physical_total``), RBE-weighted (``rbe_total``: from the carbon effect, or the constant RBE)
-    and, when the engine gives it, the LETd (``let``).
+    """Total doses of ``n_fx`` fractions from one per-fraction forward result (docs/method.md §1).
+
+    Parameters
+    ----------
+    q : dict
+        pyRadPlan's per-fraction quantities on the grid: ``physical_dose`` (Gy), and ``effect`` (carbon)
+        or ``let`` when the engine gives them.
+    inf : DoseInfluence
+        For α_x, β_x of the effect's projection.
+    n_fx : int
+        Fractions.
+    constant_rbe : float
+        RBE without an effect (protons).
+
+    Returns
+    -------
+    dict
+        ``physical_total`` (Gy), ``rbe_total`` (Gy(RBE)) and, when given, ``let`` (keV/µm).
     """
     out = {"physical_total": n_fx * q["physical_dose"]}
     if "effect" in q:

@@ -5,9 +5,9 @@ Swept per point: ``de_mean_fraction`` (the DE GTV mean-dose target, × D_P), ``a
 TCP fit, so the model is refitted on the training split at each value) and ``sigma_scale`` (multiplies σ of
 the cell-count scenario weights). The plans are not re-optimised: each held-out patient's delivered uniform
 plan is kept, and the dose painting is the beam-free TCP-optimal redistribution (water-filling) at the swept
-mean, which the beam plans reach within 0.02 pp of TCP on the default cohort (the ideal_de rows beside the plans in metrics.tsv); so a sweep costs
-seconds per patient and point, and says how the headline gain depends on the parameters, not how a
-deliverable plan would change.
+mean, which the beam plans reach within 0.02 pp of TCP on the default cohort (the ideal_de rows beside
+the plans in metrics.tsv); so a sweep costs seconds per patient and point, and says how the headline
+gain depends on the parameters, not how a deliverable plan would change.
 """
 
 from __future__ import annotations
