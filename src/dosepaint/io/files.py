@@ -12,15 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..geometry import Grid
-from .tables import (  # noqa: F401 (re-exported: files is the I/O layer's one entry point for stages)
-    as_paths,
-    atomic_path,
-    read_json,
-    read_tsv,
-    write_json,
-    write_text,
-    write_tsv,
-)
+from .tables import as_paths, atomic_path, read_json, read_tsv, write_json, write_text, write_tsv  # noqa: F401 (re-exported: files is the I/O layer's one entry point for stages)
 
 
 def write_image(image: sitk.Image, path) -> None:
