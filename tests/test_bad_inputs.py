@@ -223,6 +223,7 @@ def export(tiny_patient, tmp_path):
     return copy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_gives_one_clear_error(case, export, tiny_patient, config_schema, tmp_path):
     before = checksums(tiny_patient["dicom"])
@@ -267,6 +268,7 @@ def test_bad_input_gives_one_clear_error(case, export, tiny_patient, config_sche
     assert checksums(tiny_patient["dicom"]) == before  # the good export is untouched
 
 
+@pytest.mark.slow
 def test_input_check_passes_the_good_export(tiny_patient, config_schema, tmp_path):
     before = checksums(tiny_patient["dicom"])
     params = {**ingest_params(config_schema, pid=PID), "on_input_error": "stop"}

@@ -174,6 +174,7 @@ def test_nifti_geometry_reads_the_same_in_nibabel(ingested):
     assert grid.matrix[0, 0] == -1.0 and grid.matrix[1, 1] == -1.0
 
 
+@pytest.mark.slow
 def test_registration_reproduces_bit_for_bit_whatever_the_machine_threads(ingested):
     """The registration fixes ITK's thread count, so the machine's default does not change the result."""
     import SimpleITK as sitk

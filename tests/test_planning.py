@@ -287,6 +287,7 @@ def test_pyradplan_influence_rows_match_its_forward_dose(proton_influence, zero_
     np.testing.assert_allclose(full.ravel()[inf.voxels], rows_dose, rtol=1e-4, atol=1e-6 * rows_dose.max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("modality", ["protons", "carbon"])
 @pytest.mark.parametrize("shift_mm, range_scale", [((0.0, 0.0, 0.0), 1.0), ((3.0, 0.0, -6.0), 1.03)])
 def test_forward_many_equals_one_forward_per_weight_vector(modality, shift_mm, range_scale):

@@ -34,6 +34,7 @@ def _tre(truth_dir, transform):
     return rigid_error(transform, files.read_transform(truth_dir / "mr_to_ct.tfm").GetInverse(), pts)["mean_mm"]
 
 
+@pytest.mark.slow
 def test_a_t2w_slab_off_the_ct_centre_registers_within_1_mm(tiny_patient, config_schema):
     """A T2w slab covering 35 % of the CT's cranio-caudal extent, its centre 30 mm off the CT body's
     centre, registers to the truth within 1 mm from the default multi-start, and passes its QC."""
@@ -90,6 +91,7 @@ def test_qc_measures_flag_a_misregistration(tiny_patient):
     assert good["inside_fraction"] == 1.0
 
 
+@pytest.mark.slow
 def test_a_t2w_of_another_patient_is_excluded_at_the_input_check(tiny_patient, config_schema, tmp_path):
     """Another patient's T2w in the export: the check's registration QC excludes the patient, naming the
     series and the measure with its threshold (``max_metric`` set as a clinic would from its own data)."""

@@ -116,6 +116,7 @@ def test_unmapped_clinic_names_get_a_suggested_structure(roi, canon):
     assert map_roi_names([roi]) == {}  # a suggestion only: nothing is mapped without the user's word
 
 
+@pytest.mark.slow
 def test_an_oar_without_its_alias_excludes_the_patient_or_warns_when_optional(
     tiny_patient, config_schema, tmp_path, caplog
 ):
