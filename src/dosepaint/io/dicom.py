@@ -26,12 +26,6 @@ from ..geometry import Grid
 from . import diffusion
 from .diffusion import bvalue_of  # noqa: F401 (part of this module's reading API)
 
-CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
-MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
-PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
-RT_STRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
-RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
-
 #: Private block in which the synthetic cohort records PGSE timing (ms).
 SYNTH_CREATOR = "DOSEPAINT SYNTH"
 

@@ -15,15 +15,13 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 from ..geometry import Grid
 from . import files as _files
 from .deidentify import deidentification_attributes
+from .dicom import SYNTH_CREATOR
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
 RT_STRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
 RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
-
-#: Private block in which the synthetic cohort records PGSE timing (ms).
-SYNTH_CREATOR = "DOSEPAINT SYNTH"
 
 
 def uid(*parts) -> str:
