@@ -2,7 +2,7 @@
 # A real single-node SLURM cluster on this machine (Debian packages slurmctld, slurmd, munge), the tiny
 # cohort run through it with workflow/profiles/slurm, proof that its jobs ran as SLURM jobs, and
 # teardown by PID. Needs root (the daemons run as root; systemd is not needed) and the venv of the
-# README with the slurm extra:  pip install -e ".[slurm]".
+# README plus the SLURM executor plugin:  pip install "snakemake-executor-plugin-slurm>=2.6.1,<2.7".
 #
 #   bash benchmarks/slurm_cluster.sh [WORKDIR]      (default: a new folder under /tmp)
 #   COMPARE_WITH=path/to/local/results bash benchmarks/slurm_cluster.sh   (tables byte for byte)

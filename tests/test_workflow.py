@@ -420,6 +420,7 @@ def test_tiny_cohort_end_to_end(tmp_path):
     assert [str(k) for k in first if first[k] != second[k]] == []
 
 
+@pytest.mark.workflow
 def test_killed_run_resumes_to_the_outputs_of_an_uninterrupted_one(tmp_path):
     """SIGKILL the whole workflow (Snakemake and its running job) in the middle of a patient's input
     check (its registrations); after ``snakemake --unlock`` the rerun resumes, and every output equals
