@@ -95,3 +95,12 @@ def test_ci_runs_the_readmes_test_command():
     blocks = [b.split("```")[0].strip() for b in readme.split("```bash\n")[1:3]]
     assert "runtime.lock" in blocks[0] and "snakemake" in blocks[0]
     assert blocks[1] in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_runtime_lock_holds_what_the_main_job_imports_beyond_pyproject():
+    # Packages the old, unlocked install only had through pyRadPlan's AI stack: `snakemake --report`
+    # imports pygments (snakemake's "reports" extra). The tests' lock has it through pytest, so only
+    # the runtime lock tells.
+    text = (ROOT / "requirements" / "runtime.lock").read_text()
+    names = {line.split("==")[0].lower() for line in text.splitlines() if line[:1].isalnum()}
+    assert {"pygments", "snakemake", "pyradplan"} <= names
