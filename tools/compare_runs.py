@@ -44,6 +44,10 @@ def _npz_equal(a: Path, b: Path) -> bool:
     return True
 
 
+def _undated(pdf: Path) -> bytes:
+    return re.sub(rb"/CreationDate \([^)]*\)", b"", pdf.read_bytes())
+
+
 def same(a: Path, b: Path) -> bool:
     """Whether two files of the two runs agree (see the module's docstring)."""
     if a.suffix == ".json":
@@ -51,9 +55,7 @@ def same(a: Path, b: Path) -> bool:
     if a.suffix == ".npz":
         return _npz_equal(a, b)
     if a.suffix == ".pdf":  # matplotlib stamps the creation time
-        return re.sub(rb"/CreationDate \([^)]*\)", b"", a.read_bytes()) == re.sub(
-            rb"/CreationDate \([^)]*\)", b"", b.read_bytes()
-        )
+        return _undated(a) == _undated(b)
     return a.read_bytes() == b.read_bytes()
 
 

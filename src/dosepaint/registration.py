@@ -332,9 +332,10 @@ def _coarse_metric(fixed, moving, fmask, transform, *, bins, shrink, smoothing_m
         return float("inf")
 
 
-def _mi_method(metric_mask, *, fraction: float, bins: int, min_samples: int, sampling_strategy: str, seed: int):
-    """Mattes MI in the fixed body mask on ``fraction`` of it (at least ``min_samples`` voxels)."""
-    n_mask = int(np.count_nonzero(sitk.GetArrayViewFromImage(metric_mask)))
+def _mi_method(
+    metric_mask, *, n_mask: int, fraction: float, bins: int, min_samples: int, sampling_strategy: str, seed: int
+):
+    """Mattes MI in the fixed body mask (``n_mask`` voxels) on ``fraction`` of it (at least ``min_samples``)."""
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
     method.SetMetricSamplingStrategy(method.REGULAR if sampling_strategy == "regular" else method.RANDOM)
@@ -348,7 +349,8 @@ def _register_from(fixed, moving, fmask, init, *, bins, sampling, min_samples, s
                    smoothing_mm, iterations, seed, refine, refine_sampling) -> RigidResult:  # fmt: skip
     """One multi-resolution registration from the start ``init`` (see :func:`register_rigid`)."""
     metric_mask = sitk.BinaryDilate(fmask, [3, 3, 1])
-    mi = dict(bins=bins, min_samples=min_samples, sampling_strategy=sampling_strategy, seed=seed)
+    n_mask = int(np.count_nonzero(sitk.GetArrayViewFromImage(metric_mask)))  # counted once for both searches
+    mi = dict(n_mask=n_mask, bins=bins, min_samples=min_samples, sampling_strategy=sampling_strategy, seed=seed)
     reg = _mi_method(metric_mask, fraction=sampling, **mi)
     fraction = reg.GetMetricSamplingPercentagePerLevel()[0]
     # Line-search gradient descent: regular-step descent stalls ~2 mm short of the
