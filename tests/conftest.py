@@ -11,7 +11,7 @@ import pytest
 
 from dosepaint import cohort
 
-from .helpers import checksums, ingest_params, outputs_in
+from .helpers import checksums, generate_tiny, ingest_params, outputs_in
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "workflow" / "schemas"
@@ -85,21 +85,9 @@ def heudiconv_dwi() -> Path:
 @pytest.fixture(scope="session")
 def tiny_patient(tmp_path_factory):
     """One tiny-preset synthetic patient (index 0, prone), DICOM and truth."""
-    from dosepaint.synthetic.generate import generate_patient
 
     base = tmp_path_factory.mktemp("syn")
-    truth = generate_patient(
-        base / "dicom" / "SYN001",
-        base / "truth" / "SYN001",
-        patient_id="SYN001",
-        index=0,
-        preset="tiny",
-        seed=1729,
-        n_patients=4,
-        alpha=0.087,
-        alpha_beta=2.0,
-        clonogenic_fraction=0.01,
-    )
+    truth = generate_tiny(base / "dicom" / "SYN001", base / "truth" / "SYN001")
     return {"base": base, "dicom": base / "dicom" / "SYN001", "truth_dir": base / "truth" / "SYN001", "truth": truth}
 
 

@@ -24,6 +24,15 @@ def ingest_params(config_schema, pid="SYN001", **over):
     return {"patient_id": pid, **{k: cfg[k] for k in keys}, **over}
 
 
+def generate_tiny(dicom: Path, truth: Path, *, pid: str = "SYN001", index: int = 0) -> dict:
+    """One patient of the tests' tiny synthetic cohort (seed 1729, 4 patients, α 0.087 Gy⁻¹, α/β 2 Gy,
+    f_c 0.01); returns its truth record."""
+    from dosepaint.synthetic.generate import generate_patient
+
+    return generate_patient(dicom, truth, patient_id=pid, index=index, preset="tiny", seed=1729, n_patients=4,
+                            alpha=0.087, alpha_beta=2.0, clonogenic_fraction=0.01)  # fmt: skip
+
+
 def outputs_in(folder: Path) -> dict:
     return {k: str(folder / v) for k, v in layout.all_ingest_outputs().items()}
 

@@ -18,7 +18,7 @@ from dosepaint.stages import check
 from dosepaint.stages.ingest import discover
 from dosepaint.stages.register import register_checked
 
-from .helpers import ingest_params
+from .helpers import generate_tiny, ingest_params
 
 
 def _images(folder, pid="SYN001"):
@@ -95,21 +95,9 @@ def test_qc_measures_flag_a_misregistration(tiny_patient):
 def test_a_t2w_of_another_patient_is_excluded_at_the_input_check(tiny_patient, config_schema, tmp_path):
     """Another patient's T2w in the export: the check's registration QC excludes the patient, naming the
     series and the measure with its threshold (``max_metric`` set as a clinic would from its own data)."""
-    from dosepaint.synthetic.generate import generate_patient
 
     other = tmp_path / "other"
-    generate_patient(
-        other / "dicom",
-        other / "truth",
-        patient_id="SYN002",
-        index=1,
-        preset="tiny",
-        seed=1729,
-        n_patients=4,
-        alpha=0.087,
-        alpha_beta=2.0,
-        clonogenic_fraction=0.01,
-    )
+    generate_tiny(other / "dicom", other / "truth", pid="SYN002", index=1)
     export = tmp_path / "export"
     shutil.copytree(tiny_patient["dicom"], export)
     own = _images(export)[2]

@@ -108,20 +108,9 @@ def test_outcome_follows_the_truth_model(tiny_patient):
 def test_generation_is_deterministic(tiny_patient, tmp_path):
     import hashlib
 
-    from dosepaint.synthetic.generate import generate_patient
+    from .helpers import generate_tiny
 
-    generate_patient(
-        tmp_path / "dicom",
-        tmp_path / "truth",
-        patient_id="SYN001",
-        index=0,
-        preset="tiny",
-        seed=1729,
-        n_patients=4,
-        alpha=0.087,
-        alpha_beta=2.0,
-        clonogenic_fraction=0.01,
-    )
+    generate_tiny(tmp_path / "dicom", tmp_path / "truth")
 
     def digest(folder):
         return {
