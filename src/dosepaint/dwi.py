@@ -369,6 +369,7 @@ def clonogens(cell_density, *, voxel_volume_mm3: float, clonogenic_fraction: flo
 
 
 FLAG_OUT_OF_LIBRARY = 8  # ADC outside the range the library can explain
+FLAG_PARTIAL_VOLUME = 16  # at the GTV edge: left out of the GTV's cell density (docs/method.md §3)
 
 
 def parse_protocol_key(key: str) -> tuple[np.ndarray, float, float]:

@@ -19,7 +19,9 @@ rule dwi_library:
         protocol=lambda wc: wc.protocol,
         b_min=CFG["dwi"]["b_min"],
         adc_weighting=CFG["dwi"]["adc_weighting"],
+        method=CFG["dwi"]["method"],
         grid=CFG["dwi"]["library"],
+        prior=CFG["dwi"]["prior"],
     script:
         "../../scripts/dwi_library.py"
 
@@ -53,6 +55,11 @@ rule dwi:
         adc_weighting=CFG["dwi"]["adc_weighting"],
         adc_max=CFG["dwi"]["adc_max"],
         method=CFG["dwi"]["method"],
+        point_estimate=CFG["dwi"]["point_estimate"],
+        credible_level=CFG["dwi"]["credible_level"],
+        noise=CFG["dwi"]["noise"],
+        min_ess=CFG["dwi"]["min_ess"],
+        partial_volume_threshold=CFG["dwi"]["partial_volume_threshold"],
         adc_sigma=CFG["dwi"]["adc_sigma"],
         knn_k=CFG["dwi"]["knn_k"],
         clonogenic_fraction=CFG["dwi"]["clonogenic_fraction"],

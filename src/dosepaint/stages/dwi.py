@@ -18,31 +18,36 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from .. import dwi as dp_dwi
 from ..errors import DosepaintInputError
 from ..geometry import Grid, resample_array
 from ..io import files
+from ..dwi_noise import background_sigma, residual_sigma
+from ..dwi_posterior import build_prior_library, posterior
 from ..registration import compose
 
 log = logging.getLogger(__name__)
 
 
 def run_library(inputs: dict, outputs: dict, *, params: dict) -> dp_dwi.Library:
-    """Build the library of one protocol (``params``: protocol, b_min, adc_weighting, grid)."""
+    """Build the library of one protocol: the prior sample (``method`` posterior) or the grid.
+
+    ``params``: protocol, b_min, adc_weighting, method, grid, prior (with n_samples and seed).
+    """
     bvalues, delta_ms, Delta_ms = dp_dwi.parse_protocol_key(params["protocol"])
-    grid = {k: tuple(v) for k, v in params["grid"].items()}
-    lib = dp_dwi.build_library(
-        bvalues,
-        delta=delta_ms / 1e3,
-        Delta=Delta_ms / 1e3,
-        b_min=params["b_min"],
-        grid=grid,
-        weighting=params.get("adc_weighting", "signal"),
-    )
+    kw = {"delta": delta_ms / 1e3, "Delta": Delta_ms / 1e3, "b_min": params["b_min"],
+          "weighting": params.get("adc_weighting", "signal")}  # fmt: skip
+    if params.get("method", "adc") == "posterior":
+        prior = {k: list(v) for k, v in params["prior"].items() if k not in ("n_samples", "seed")}
+        lib = build_prior_library(bvalues, prior=prior, n_samples=params["prior"]["n_samples"],
+                                  seed=params["prior"]["seed"], **kw)  # fmt: skip
+    else:
+        lib = dp_dwi.build_library(bvalues, grid={k: tuple(v) for k, v in params["grid"].items()}, **kw)
     with files.atomic_path(outputs["library"], suffix=".npz") as tmp:
         np.savez_compressed(tmp, **lib.arrays())
-    log.info("library %s: %d entries", params["protocol"], lib.signals.shape[0])
+    log.info("library %s (%s): %d entries", params["protocol"], params.get("method", "adc"), lib.signals.shape[0])
     return lib
 
 
@@ -50,7 +55,7 @@ def _library(inputs: dict, bvals: np.ndarray, *, params: dict, pid: str) -> dp_d
     """The protocol's library, checked against the DWI's b-values and the configured ADC fit."""
     with np.load(inputs["library"]) as d:
         lib = dp_dwi.Library.from_arrays(d)
-    if not np.allclose(np.sort(lib.bvalues), bvals):
+    if not np.allclose(lib.bvalues, bvals):
         raise DosepaintInputError(
             f"library b-values {lib.bvalues} differ from the DWI's {bvals}", patient=pid, path=inputs["library"]
         )
@@ -65,37 +70,98 @@ def _library(inputs: dict, bvals: np.ndarray, *, params: dict, pid: str) -> dp_d
     return lib
 
 
-def _fit_and_match(signals, bvals, lib: dp_dwi.Library, *, params: dict):
-    """ADC fit and library match per voxel; the flags, with voxels outside the library flagged."""
+def _noise_sigma(signals, bvals, fit, *, params: dict, pid: str, path) -> tuple[np.ndarray, str]:
+    """σ per b-value (docs/method.md §3): the Rayleigh background, else the fit residuals."""
+    method = params.get("noise", "auto")
+    sigma = background_sigma(signals) if method in ("auto", "background") else None
+    source = "background"
+    if sigma is None and method in ("auto", "residuals"):
+        sigma, source = residual_sigma(signals, bvals, adc=fit.adc, s0=fit.s0, b_min=params["b_min"]), "residuals"
+    if sigma is None or not np.all(np.isfinite(sigma) & (sigma > 0)):
+        raise DosepaintInputError(
+            f"no noise level from the DWI ({method}: too little background and too few fitted voxels)",
+            patient=pid, path=path,
+        )  # fmt: skip
+    return sigma, source
+
+
+def _posterior_maps(signals, bvals, fit, lib, region, *, params: dict, pid: str, path) -> tuple[dict, dict]:
+    """Posterior summaries on the native grid, in ``region`` (fitted voxels near the GTV); noise record."""
+    sigma, source = _noise_sigma(signals, bvals, fit, params=params, pid=pid, path=path)
+    sel = region & fit.valid
+    post = posterior(signals[:, sel].T, sigma=sigma[None, :], library=lib, level=params["credible_level"])
+    maps = {}
+    point = "cell_density" if params.get("point_estimate", "median") == "mean" else "cell_density_median"
+    for key, attr in (("radius", "radius"), ("vf", "vf"), ("cell_density", point), ("rmse", "rmse"),
+                      ("cell_density_lo", "cell_density_lo"), ("cell_density_hi", "cell_density_hi"),
+                      ("sd_log_cell_density", "sd_log_cell_density"), ("ess", "ess")):  # fmt: skip
+        maps[key] = np.full(fit.adc.shape, np.nan)
+        maps[key][sel] = getattr(post, attr)
+    low_ess = sel.copy()
+    low_ess[sel] = post.ess < params.get("min_ess", 20)
+    noise = {"noise_source": source, "noise_sigma_b_lowest": float(sigma[0]),
+             "noise_sigma_b_highest": float(sigma[-1]), "low_ess_voxels": int(low_ess.sum())}  # fmt: skip
+    return maps, noise
+
+
+def _fit_and_match(signals, bvals, lib: dp_dwi.Library, region, *, params: dict, pid: str, path):
+    """ADC fit and cell density per voxel; the flags, with voxels outside the library flagged."""
     fit = dp_dwi.fit_adc(signals, bvals, b_min=params["b_min"], min_points=params["min_points"],
                          adc_max=params["adc_max"], weighting=params.get("adc_weighting", "signal"))  # fmt: skip
     flags = fit.flags.copy()
+    noise: dict = {}
     with np.errstate(invalid="ignore", divide="ignore"):
         sn = signals[bvals >= lib.b_min] / fit.s0[None]
-    if params["method"] == "adc":
-        match = dp_dwi.AdcLookup(lib, adc_sigma=params["adc_sigma"])(fit.adc, sn)
+    if params["method"] == "posterior":
+        maps, noise = _posterior_maps(signals, bvals, fit, lib, region, params=params, pid=pid, path=path)
     else:
-        match = dp_dwi.match_signals(np.where(fit.valid[None], sn, np.nan), lib, k=params["knn_k"])
-    flags[fit.valid & ~np.isfinite(match.cell_density)] |= dp_dwi.FLAG_OUT_OF_LIBRARY
-    return fit, match, flags
+        if params["method"] == "adc":
+            match = dp_dwi.AdcLookup(lib, adc_sigma=params["adc_sigma"])(fit.adc, sn)
+        else:
+            match = dp_dwi.match_signals(np.where(fit.valid[None], sn, np.nan), lib, k=params["knn_k"])
+        nan = np.full(fit.adc.shape, np.nan)
+        maps = {"radius": match.radius, "vf": match.vf, "cell_density": match.cell_density, "rmse": match.rmse,
+                "cell_density_lo": nan, "cell_density_hi": nan, "sd_log_cell_density": nan}  # fmt: skip
+        flags[fit.valid & ~np.isfinite(match.cell_density)] |= dp_dwi.FLAG_OUT_OF_LIBRARY
+    return fit, maps, flags, noise
 
 
-def _on_dose_grid(match, grid: Grid, inputs: dict) -> dict:
-    """ρ and RMSE on the dose grid: intensive, so resampled NaN-free with a coverage map (valid ≥ ½)."""
+def _transforms(inputs: dict) -> tuple:
+    """CT → DWI points (for resampling DWI maps onto the dose grid) and the dose grid."""
     ct_to_dwi = compose(files.read_transform(inputs["t2w_to_ct"]), files.read_transform(inputs["dwi_to_t2w"]))
-    dgrid = Grid.from_image(files.read_image(inputs["ct_dose"]))
-    ok = np.isfinite(match.cell_density)
-    coverage = resample_array(ok.astype(np.float32), grid, dgrid, transform=ct_to_dwi)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = resample_array(np.where(ok, match.cell_density, 0.0), grid, dgrid, transform=ct_to_dwi) / coverage
-        rmse = resample_array(np.where(ok, match.rmse, 0.0), grid, dgrid, transform=ct_to_dwi) / coverage
+    return ct_to_dwi, Grid.from_image(files.read_image(inputs["ct_dose"]))
+
+
+def _gtv_fraction(gtv, dgrid: Grid, grid: Grid, ct_to_dwi) -> np.ndarray:
+    """The GTV's share of each DWI voxel (linear resampling of the dose-grid mask onto the DWI grid)."""
+    return resample_array(gtv.astype(np.float32), dgrid, grid, transform=ct_to_dwi.GetInverse())
+
+
+_DOSE_MAPS = ("cell_density", "cell_density_lo", "cell_density_hi", "rmse")
+
+
+def _on_dose_grid(maps: dict, usable, grid: Grid, dgrid: Grid, ct_to_dwi, gtv) -> dict:
+    """Intensive maps on the dose grid, resampled NaN-free with a coverage map (valid ≥ ½) from the
+    ``usable`` DWI voxels; GTV voxels left uncovered take the nearest covered GTV voxel's values."""
+    def res(a):
+        return resample_array(a, grid, dgrid, transform=ct_to_dwi)
+
+    coverage = res(usable.astype(np.float32))
     valid = coverage >= 0.5
-    return {"grid": dgrid, "ct_to_dwi": ct_to_dwi, "valid": valid, "rho": np.where(valid, rho, np.nan),
-            "rmse": np.where(valid, rmse, np.nan)}  # fmt: skip
+    out = {"valid": valid}
+    fill = gtv & ~valid
+    if fill.any() and (gtv & valid).any():
+        _, near = ndimage.distance_transform_edt(~(gtv & valid), sampling=dgrid.spacing[::-1], return_indices=True)
+    for key in _DOSE_MAPS:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v = np.where(valid, res(np.where(usable, np.nan_to_num(maps[key]), 0.0)) / coverage, np.nan)
+        if fill.any() and (gtv & valid).any():
+            v[fill] = v[tuple(i[fill] for i in near)]
+        out[key] = v
+    return out
 
 
-def _check_gtv_coverage(valid, gtv, *, params: dict, pid: str, path) -> None:
-    missing = float(np.mean(~valid[gtv])) if gtv.any() else 1.0
+def _check_gtv_coverage(missing: float, *, params: dict, pid: str, path) -> None:
     limit = params.get("max_flagged_fraction_gtv", 0.5)
     if missing > limit:
         # A DWI whose field of view misses the tumour, or whose signal is unusable there: the GTV's
@@ -108,48 +174,74 @@ def _check_gtv_coverage(valid, gtv, *, params: dict, pid: str, path) -> None:
         )
 
 
-def _qc_row(fit, flags, lib, dose: dict, n, gtv, grid: Grid, *, params: dict, pid: str) -> dict:
-    adc_dose = resample_array(np.nan_to_num(fit.adc), grid, dose["grid"], transform=dose["ct_to_dwi"])
-    valid, rho, rmse = dose["valid"], dose["rho"], dose["rmse"]
+def _partial_volume(fraction, estimated, *, threshold: float) -> np.ndarray:
+    """DWI voxels at the GTV edge (0 < GTV share < ``threshold``) whose estimate is left out of the
+    GTV's ρ (docs/method.md §3); none when that would leave no GTV voxel."""
+    pv = estimated & (fraction > 0.01) & (fraction < threshold)
+    return pv if (estimated & ~pv & (fraction >= threshold)).any() else np.zeros_like(pv)
+
+
+def _qc_row(fit, flags, maps, dose: dict, n, gtv, missing: float, *, params: dict, noise: dict, pid: str) -> dict:
+    valid, rho = dose["valid"], dose["cell_density"]
+    adc = fit.adc[np.isfinite(maps["cell_density"])]
+    sd = maps["sd_log_cell_density"]
     return {
         "patient_id": pid,
         "method": params["method"],
-        "library_entries": int(lib.signals.shape[0]),
-        "median_adc_gtv": float(np.median(adc_dose[gtv & valid])) if (gtv & valid).any() else np.nan,
+        "median_adc_gtv": float(np.median(adc)) if adc.size else np.nan,
         "median_cell_density_gtv": float(np.nanmedian(rho[gtv])) if gtv.any() else np.nan,
         "total_clonogens_gtv": float(n.sum()),
-        # GTV voxels on the dose grid without a matched density (flagged DWI voxels under them).
-        "flagged_fraction_gtv": float(np.mean(~valid[gtv])) if gtv.any() else np.nan,
+        # GTV voxels on the dose grid without a density from any DWI voxel (flagged, outside the DWI).
+        "flagged_fraction_gtv": missing,
+        # GTV voxels on the dose grid filled from their nearest neighbour (partial-volume edge left out).
+        "filled_fraction_gtv": float(np.mean(~valid[gtv])) if gtv.any() else np.nan,
         # All flagged voxels of the native DWI volume, air included.
         "flagged_fraction_dwi": float(np.mean(flags != 0)),
-        "median_rmse_gtv": float(np.nanmedian(rmse[gtv])) if gtv.any() else np.nan,
+        "partial_volume_voxels": int(np.sum((flags & dp_dwi.FLAG_PARTIAL_VOLUME) > 0)),
+        "median_rmse_gtv": float(np.nanmedian(dose["rmse"][gtv])) if gtv.any() else np.nan,
+        "median_sd_log_cell_density": float(np.nanmedian(sd)) if np.isfinite(sd).any() else np.nan,
+        **noise,
     }
+
+
+def _write_maps(fit, maps, flags, grid: Grid, dose: dict, n, dgrid: Grid, outputs: dict) -> None:
+    native = {"adc": fit.adc, "s0": fit.s0, "cell_radius": maps["radius"], "vf": maps["vf"],
+              **{k: maps[k] for k in ("cell_density", "rmse", "cell_density_lo", "cell_density_hi",
+                                      "sd_log_cell_density")}}  # fmt: skip
+    for name, arr in native.items():
+        files.write_array(arr, grid, outputs[name])
+    files.write_array(flags, grid, outputs["flags"], dtype=np.uint8)
+    for key in ("cell_density", "cell_density_lo", "cell_density_hi", "rmse"):
+        files.write_array(dose[key], dgrid, outputs[f"{key}_dose"])
+    files.write_array(n, dgrid, outputs["clonogens"])
 
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """Per-patient DWI analysis.
 
-    ``params``: patient_id, b_min, min_points, adc_max, adc_weighting, method ("adc" or "signal"),
-    adc_sigma, knn_k, clonogenic_fraction, max_flagged_fraction_gtv.
+    ``params``: patient_id, b_min, min_points, adc_max, adc_weighting, method ("posterior", "adc" or
+    "signal"), credible_level, noise, min_ess, partial_volume_threshold, adc_sigma, knn_k,
+    clonogenic_fraction, max_flagged_fraction_gtv.
     """
     pid = params["patient_id"]
     signals, grid = files.read_array(inputs["dwi"])
     bvals = np.asarray(files.read_json(inputs["dwi_json"])["bvalues_s_per_mm2"], float)
     lib = _library(inputs, bvals, params=params, pid=pid)
-    fit, match, flags = _fit_and_match(signals, bvals, lib, params=params)
-    maps = {"adc": fit.adc, "s0": fit.s0, "cell_radius": match.radius, "vf": match.vf,
-            "cell_density": match.cell_density, "rmse": match.rmse}  # fmt: skip
-    for name, arr in maps.items():
-        files.write_array(arr, grid, outputs[name])
-    files.write_array(flags, grid, outputs["flags"], dtype=np.uint8)
-    dose = _on_dose_grid(match, grid, inputs)
+    ct_to_dwi, dgrid = _transforms(inputs)
     gtv = files.read_array(Path(inputs["masks_dose"]) / "GTV.nii.gz")[0] > 0
-    _check_gtv_coverage(dose["valid"], gtv, params=params, pid=pid, path=inputs["dwi"])
-    n = dp_dwi.clonogens(np.where(gtv, dose["rho"], 0.0), voxel_volume_mm3=dose["grid"].voxel_volume,
+    fraction = _gtv_fraction(gtv, dgrid, grid, ct_to_dwi)
+    region = ndimage.binary_dilation(fraction > 0.01, iterations=2)  # the GTV and two voxels around it
+    fit, maps, flags, noise = _fit_and_match(signals, bvals, lib, region, params=params, pid=pid, path=inputs["dwi"])
+    estimated = np.isfinite(maps["cell_density"])
+    pv = _partial_volume(fraction, estimated, threshold=params.get("partial_volume_threshold", 0.0))
+    flags[pv] |= dp_dwi.FLAG_PARTIAL_VOLUME
+    missing_cov = resample_array(estimated.astype(np.float32), grid, dgrid, transform=ct_to_dwi) < 0.5
+    missing = float(np.mean(missing_cov[gtv])) if gtv.any() else 1.0
+    _check_gtv_coverage(missing, params=params, pid=pid, path=inputs["dwi"])
+    dose = _on_dose_grid(maps, estimated & ~pv, grid, dgrid, ct_to_dwi, gtv & ~missing_cov)
+    n = dp_dwi.clonogens(np.where(gtv, dose["cell_density"], 0.0), voxel_volume_mm3=dgrid.voxel_volume,
                          clonogenic_fraction=params["clonogenic_fraction"])  # fmt: skip
-    files.write_array(dose["rho"], dose["grid"], outputs["cell_density_dose"])
-    files.write_array(dose["rmse"], dose["grid"], outputs["rmse_dose"])
-    files.write_array(n, dose["grid"], outputs["clonogens"])
-    qc = pd.DataFrame([_qc_row(fit, flags, lib, dose, n, gtv, grid, params=params, pid=pid)])
+    _write_maps(fit, maps, flags, grid, dose, n, dgrid, outputs)
+    qc = pd.DataFrame([_qc_row(fit, flags, maps, dose, n, gtv, missing, params=params, noise=noise, pid=pid)])
     files.write_tsv(qc, outputs["qc"])
     return qc

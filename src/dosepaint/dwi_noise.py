@@ -1,0 +1,110 @@
+"""Noise level of a magnitude DWI series, per b-value (docs/method.md §3).
+
+Units: the signal's own (arbitrary) units; b in s/mm².  Volumes carry the b-value axis first:
+``(nb, z, y, x)``.
+
+Per-b-value estimates take care of differing NumberOfAverages (and vendor rescaling) between b-values
+without reading either from the header: each b-value's volume is measured on its own.  dipy's
+``estimate_sigma``/``piesno`` assume a coil count and work on 4-D series of one b-value shell at a time;
+the Rayleigh background median below is the same estimator piesno starts from, and the residual
+fallback covers exports whose background is masked to zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Median of a Rayleigh(σ) variable, in units of σ: sqrt(2 ln 2).
+RAYLEIGH_MEDIAN = float(np.sqrt(2.0 * np.log(2.0)))
+
+
+def background_mask(volume, *, fraction: float = 0.1) -> np.ndarray:
+    """Air voxels of a magnitude volume: nonzero and below ``fraction`` of its 99th percentile.
+
+    Parameters
+    ----------
+    volume : array_like, (z, y, x)
+        The lowest-b image (highest SNR).
+    fraction : float
+        Threshold relative to the 99th percentile.
+
+    Returns
+    -------
+    ndarray of bool, (z, y, x)
+        Exact zeros (vendor masking, zero-filled slabs) are not background: they carry no noise.
+    """
+    v = np.asarray(volume, float)
+    finite = np.isfinite(v)
+    top = np.percentile(v[finite], 99) if finite.any() else 0.0
+    return finite & (v > 0) & (v < fraction * top)
+
+
+def background_sigma(volumes, *, min_voxels: int = 500, fraction: float = 0.1) -> np.ndarray | None:
+    """σ per b-value from the Rayleigh background: median(m)/sqrt(2 ln 2) over the air of the lowest b.
+
+    Parameters
+    ----------
+    volumes : array_like, (nb, z, y, x)
+        Magnitude volumes, lowest b first or not (the brightest volume defines the air).
+    min_voxels : int
+        Fewest background voxels for an estimate.
+    fraction : float
+        See :func:`background_mask`.
+
+    Returns
+    -------
+    ndarray, (nb,) or None
+        None where the background is too small (tight field of view, masked export).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> air = np.hypot(rng.normal(0, 2.0, (2, 40, 40, 1)), rng.normal(0, 2.0, (2, 40, 40, 1)))
+    >>> air[:, 10:30, 10:30] += 200.0
+    >>> background_sigma(air).round(1)
+    array([2., 2.])
+    """
+    v = np.asarray(volumes, float)
+    ref = int(np.argmax([np.nanpercentile(x, 99) for x in v]))
+    bg = background_mask(v[ref], fraction=fraction)
+    if bg.sum() < min_voxels:
+        return None
+    return np.array([np.median(x[bg]) / RAYLEIGH_MEDIAN for x in v])
+
+
+def residual_sigma(signals, bvalues, *, adc, s0, b_min: float, min_voxels: int = 50) -> np.ndarray | None:
+    """σ per b-value from the residuals of the mono-exponential fit in tissue (robust SD, 1.4826 × MAD).
+
+    Model misfit (non-monoexponential decay) adds to the residual, so this errs on the large side; it is
+    the fallback when there is no background.
+
+    Parameters
+    ----------
+    signals : array_like, (nb, n)
+        Magnitudes of the voxels (any spatial shape flattened).
+    bvalues : array_like, (nb,)
+        s/mm².
+    adc, s0 : array_like, (n,)
+        The ADC fit (mm²/s, signal units); NaN voxels are skipped.
+    b_min : float
+        b-values below it (perfusion-weighted) take the σ of the lowest b ≥ b_min.
+    min_voxels : int
+        Fewest fitted voxels for an estimate.
+
+    Returns
+    -------
+    ndarray, (nb,) or None
+    """
+    s = np.asarray(signals, float).reshape(len(bvalues), -1)
+    a, s0 = np.asarray(adc, float).ravel(), np.asarray(s0, float).ravel()
+    ok = np.isfinite(a) & np.isfinite(s0)
+    if ok.sum() < min_voxels:
+        return None
+    b = np.asarray(bvalues, float)
+    resid = s[:, ok] - s0[ok] * np.exp(-np.outer(b, a[ok]))
+    mad = np.median(np.abs(resid - np.median(resid, axis=1, keepdims=True)), axis=1)
+    sig = 1.4826 * mad
+    use = b >= b_min
+    if use.any():
+        sig[~use] = sig[use][np.argmin(b[use])]
+    return sig
