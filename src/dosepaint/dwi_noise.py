@@ -73,10 +73,12 @@ def background_sigma(volumes, *, min_voxels: int = 500, fraction: float = 0.1) -
 
 
 def residual_sigma(signals, bvalues, *, adc, s0, b_min: float, min_voxels: int = 50) -> np.ndarray | None:
-    """σ per b-value from the residuals of the mono-exponential fit in tissue (robust SD, 1.4826 × MAD).
+    """One σ for all b-values from the residuals of the mono-exponential fit in tissue.
 
-    Model misfit (non-monoexponential decay) adds to the residual, so this errs on the large side; it is
-    the fallback when there is no background.
+    Per voxel the residual sum of squares over b ≥ b_min has about σ²·χ²(n − 2); σ² is its median over
+    voxels divided by the median of χ²(n − 2) (robust to outlying voxels).  Model misfit (non-mono-
+    exponential decay) adds to the residual, so this errs on the large side; it is the fallback when there
+    is no background, and it cannot tell b-values with more averages apart.
 
     Parameters
     ----------
@@ -87,24 +89,25 @@ def residual_sigma(signals, bvalues, *, adc, s0, b_min: float, min_voxels: int =
     adc, s0 : array_like, (n,)
         The ADC fit (mm²/s, signal units); NaN voxels are skipped.
     b_min : float
-        b-values below it (perfusion-weighted) take the σ of the lowest b ≥ b_min.
+        The fit's lowest b-value.
     min_voxels : int
         Fewest fitted voxels for an estimate.
 
     Returns
     -------
     ndarray, (nb,) or None
+        The same σ for every b-value; None with too few fitted voxels or fewer than 3 b-values ≥ b_min.
     """
-    s = np.asarray(signals, float).reshape(len(bvalues), -1)
+    from scipy.stats import chi2
+
+    b = np.asarray(bvalues, float)
+    s = np.asarray(signals, float).reshape(b.size, -1)
     a, s0 = np.asarray(adc, float).ravel(), np.asarray(s0, float).ravel()
     ok = np.isfinite(a) & np.isfinite(s0)
-    if ok.sum() < min_voxels:
-        return None
-    b = np.asarray(bvalues, float)
-    resid = s[:, ok] - s0[ok] * np.exp(-np.outer(b, a[ok]))
-    mad = np.median(np.abs(resid - np.median(resid, axis=1, keepdims=True)), axis=1)
-    sig = 1.4826 * mad
     use = b >= b_min
-    if use.any():
-        sig[~use] = sig[use][np.argmin(b[use])]
-    return sig
+    if ok.sum() < min_voxels or use.sum() < 3:
+        return None
+    resid = s[np.ix_(use, ok)] - s0[ok] * np.exp(-np.outer(b[use], a[ok]))
+    dof = int(use.sum()) - 2
+    sigma = np.sqrt(np.median(np.sum(resid**2, axis=0)) / chi2.median(dof))
+    return np.full(b.size, sigma)

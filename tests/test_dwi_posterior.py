@@ -1,0 +1,134 @@
+"""The Bayesian cell-density posterior, the per-b noise estimates and the ``dwi_estimate`` command."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.stats import rice
+
+from dosepaint.dwi import fit_adc
+from dosepaint.dwi_noise import background_sigma, residual_sigma
+from dosepaint.dwi_posterior import build_prior_library, posterior, rician_loglik_core, sample_prior
+from dosepaint.microstructure import two_compartment_signal
+
+B = np.array([0.0, 50, 100, 400, 700, 1000])
+TIMING = {"delta": 0.02, "Delta": 0.04}
+
+
+def _rician(signal, sigma, rng):
+    return np.hypot(signal + rng.normal(0, sigma, signal.shape), rng.normal(0, sigma, signal.shape))
+
+
+def _voxels(theta, *, s0=1000.0, snr=40.0, seed=0):
+    rng = np.random.default_rng(seed)
+    clean = s0 * two_compartment_signal(B, radius=theta["radius"], vf=theta["vf"], d_in=theta["d_in"],
+                                        d_free=theta["d_free"], **TIMING)  # fmt: skip
+    return clean, _rician(clean, s0 / snr, rng), s0 / snr
+
+
+@pytest.mark.parametrize("m", [0.5, 3.0, 40.0, 60.0])
+def test_rician_core_differs_from_scipy_by_a_constant_in_nu(m):
+    """Both branches (mν/σ² below and above 100, where the asymptotic series replaces i0e)."""
+    nu = np.array([0.1, 1.0, 5.0, 38.0, 41.0, 58.0])
+    full = rice.logpdf(m, nu / 1.3, scale=1.3)
+    ok = np.isfinite(full)  # scipy underflows to -inf far from the mode
+    diff = full[ok] - rician_loglik_core(m, nu[ok], 1.3)
+    assert ok.sum() >= 3 and np.allclose(diff, diff[0], atol=1e-6)
+
+
+def test_posterior_intervals_cover_at_their_level_when_truth_is_drawn_from_the_prior():
+    """Self-consistency: θ drawn from the prior, Rician noise at SNR 40 → 90 % intervals cover ~90 %."""
+    lib = build_prior_library(B, n_samples=4096, seed=0, **TIMING)
+    theta = {k: v[:1500] for k, v in sample_prior(n_samples=1500, seed=7).items()}
+    _, m, sigma = _voxels(theta)
+    post = posterior(m, sigma=sigma, library=lib)
+    rho = theta["cell_density"]
+    cover = np.mean((rho >= post.cell_density_lo) & (rho <= post.cell_density_hi))
+    assert 0.87 <= cover <= 0.93
+    assert np.all(post.cell_density_lo <= post.cell_density_median)
+    assert np.all(post.cell_density_median <= post.cell_density_hi)
+    # The data inform ρ: the posterior SD of ln ρ is well below the prior's.
+    assert np.mean(post.sd_log_cell_density) < 0.8 * np.std(np.log(lib.params["cell_density"]))
+
+
+def test_noise_from_the_background_per_b_value_follows_the_averages():
+    """Two averages at the high b halve the variance: σ_b = σ/√2 there, measured from the air."""
+    rng = np.random.default_rng(3)
+    body = np.zeros((30, 60, 60), bool)
+    body[:, 15:45, 15:45] = True
+    sig = np.array([10.0, 10.0, 10.0 / np.sqrt(2)])
+    vols = np.stack([_rician(np.where(body, 400.0 * np.exp(-b * 1e-3), 0.0), s, rng) for b, s in zip([0, 500, 1000], sig)])
+    est = background_sigma(vols)
+    assert np.allclose(est, sig, rtol=0.03)
+    vols[:, ~body] = 0.0  # a masked export: no background
+    assert background_sigma(vols) is None
+
+
+def test_noise_from_fit_residuals_of_monoexponential_tissue():
+    rng = np.random.default_rng(4)
+    adc = rng.uniform(0.8e-3, 1.6e-3, 4000)
+    clean = 500.0 * np.exp(-np.outer(B, adc))
+    m = _rician(clean, 5.0, rng)
+    fit = fit_adc(m, B, b_min=100.0)
+    est = residual_sigma(m, B, adc=fit.adc, s0=fit.s0, b_min=100.0)
+    assert np.allclose(est, 5.0, rtol=0.08)
+
+
+@pytest.fixture
+def hand_npz(tmp_path):
+    """An IN.npz a user writes by hand: 400 voxels of known microstructure, b = 0 included."""
+    rng = np.random.default_rng(11)
+    n = 400
+    theta = {"radius": rng.uniform(6e-3, 11e-3, n), "vf": rng.uniform(0.2, 0.55, n),
+             "d_in": rng.uniform(0.9e-3, 1.4e-3, n), "d_free": rng.uniform(2.2e-3, 2.9e-3, n)}  # fmt: skip
+    clean, m, sigma = _voxels(theta, snr=50.0, seed=12)
+    path = tmp_path / "in.npz"
+    np.savez(path, signal=m, bvalues=B, delta_ms=20.0, Delta_ms=40.0, noise_sigma=sigma)
+    rho = theta["vf"] / (4 / 3 * np.pi * theta["radius"] ** 3)
+    return path, rho, fit_adc(clean.T, B, b_min=100.0, weighting="none").adc, m
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "dosepaint.dwi_estimate", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def test_command_on_a_hand_written_npz(hand_npz, tmp_path):
+    path, rho, adc_clean, _ = hand_npz
+    res = _run(path, tmp_path / "out.npz")
+    assert res.returncode == 0, res.stderr
+    with np.load(tmp_path / "out.npz") as out:
+        assert set(out.files) >= {"cell_density", "cell_density_lo", "cell_density_hi", "adc", "flags"}
+        lo, hi, adc = out["cell_density_lo"], out["cell_density_hi"], out["adc"]
+        assert out["cell_density"].shape == (400,) and out["flags"].dtype == np.uint8
+    assert 0.85 <= np.mean((rho >= lo) & (rho <= hi)) <= 1.0
+    # ADC from the noise-floor-corrected signal: within 2 % of the noise-free fit (median ratio).
+    assert abs(np.median(adc / adc_clean) - 1) < 0.02
+
+
+def test_command_estimates_the_noise_and_reads_a_config(hand_npz, tmp_path):
+    path, rho, _, m = hand_npz
+    bare = tmp_path / "bare.npz"
+    np.savez(bare, signal=m, bvalues=B, delta_ms=20.0, Delta_ms=40.0)  # no noise_sigma
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("dwi:\n  credible_level: 0.5\n  prior:\n    radius_um: [4.0, 14.0]\n")
+    assert _run(bare, tmp_path / "o.npz", "--config", cfg).returncode == 0
+    with np.load(tmp_path / "o.npz") as out:
+        width = np.median(np.log(out["cell_density_hi"] / out["cell_density_lo"]))
+    assert _run(bare, tmp_path / "o90.npz").returncode == 0
+    with np.load(tmp_path / "o90.npz") as out:
+        assert width < np.median(np.log(out["cell_density_hi"] / out["cell_density_lo"]))
+
+
+def test_command_refuses_bad_input_clearly(tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, signal=np.ones((5, 3)), bvalues=B, delta_ms=20.0, Delta_ms=40.0)
+    res = _run(bad, tmp_path / "o.npz")
+    assert res.returncode == 2 and "signal has shape (5, 3), expected (n_voxels, 6)" in res.stderr
+    assert "Traceback" not in res.stderr
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dwi:\n  priors: {}\n")
+    np.savez(bad, signal=np.ones((5, 6)), bvalues=B, delta_ms=20.0, Delta_ms=40.0, noise_sigma=1.0)
+    res = _run(bad, tmp_path / "o.npz", "--config", cfg)
+    assert res.returncode == 2 and "unknown dwi keys ['priors']" in res.stderr
