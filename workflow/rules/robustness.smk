@@ -88,6 +88,8 @@ rule robustness:
         scenarios=scenario_files,
         masks_dose=MASKS_DOSE,
         cell_density=DWI_FILES["cell_density_dose"],
+        cell_density_lo=DWI_FILES["cell_density_lo_dose"],
+        cell_density_hi=DWI_FILES["cell_density_hi_dose"],
         rmse=DWI_FILES["rmse_dose"],
         upstream=lambda wc: [status("plan").format(pid=wc.pid)] + scenario_statuses(wc),
     output:

@@ -231,12 +231,16 @@ def _plan_tcp(r, cc: pd.DataFrame, plan: str) -> tuple[dict, dict | None]:
     w = cc[cc["plan"] == plan].pivot(index="patient_id", columns="cell_count", values="tcp")
     if not {"best", "worst", "nominal"} <= set(w.columns):
         return tcp, None
-    return tcp, {
+    spread = {
         "worst_minus_nominal_mean": float(100 * (w["worst"] - w["nominal"]).mean()),
         "best_minus_nominal_mean": float(100 * (w["best"] - w["nominal"]).mean()),
         "worst_minus_nominal_min": float(100 * (w["worst"] - w["nominal"]).min()),
         "best_minus_nominal_max": float(100 * (w["best"] - w["nominal"]).max()),
     }
+    if {"posterior_lo", "posterior_hi"} <= set(w.columns):  # the credible interval's ends (more cells: lower TCP)
+        spread["posterior_hi_minus_nominal_mean"] = float(100 * (w["posterior_hi"] - w["nominal"]).mean())
+        spread["posterior_lo_minus_nominal_mean"] = float(100 * (w["posterior_lo"] - w["nominal"]).mean())
+    return tcp, spread
 
 
 def _headline(ids: list, scen: pd.DataFrame, cc: pd.DataFrame, tert: pd.DataFrame) -> dict:

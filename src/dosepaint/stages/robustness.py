@@ -249,6 +249,7 @@ class _Gtv:
     clon: np.ndarray
     rmse: np.ndarray
     tcp: dict
+    quantile_cells: dict
     kw: dict
 
 
@@ -265,7 +266,21 @@ def _read_gtv(inputs: dict, params: dict, pid: str) -> _Gtv:
     g = masks["GTV"]
     cells = dwi.clonogens(rho[g], voxel_volume_mm3=grid.voxel_volume, clonogenic_fraction=1.0)  # cells per voxel
     clon = float(tcp["clonogenic_fraction"]) * cells
-    return _Gtv(masks, grid, cells, clon, rmse[g], tcp, kw)
+    return _Gtv(masks, grid, cells, clon, rmse[g], tcp, kw, _quantile_cells(inputs, g, grid))
+
+
+def _quantile_cells(inputs: dict, g, grid: Grid) -> dict:
+    """Cells per GTV voxel at the posterior's interval ends (docs/method.md §3); none without them (the
+    ADC-lookup and signal-match methods) or where a GTV voxel lacks them."""
+    out = {}
+    for name, key in (("posterior_lo", "cell_density_lo"), ("posterior_hi", "cell_density_hi")):
+        if key not in inputs:
+            return {}
+        rho = files.read_array(inputs[key])[0][g]
+        if not np.all(np.isfinite(rho)):
+            return {}
+        out[name] = dwi.clonogens(rho, voxel_volume_mm3=grid.voxel_volume, clonogenic_fraction=1.0)
+    return out
 
 
 def _read_scenarios(inputs: dict, params: dict, pid: str, pt: _Gtv) -> tuple[list, np.ndarray, dict]:
@@ -344,12 +359,14 @@ def _cell_count_tcp(nominal: dict, pt: _Gtv, inputs: dict, outputs: dict, *, par
         sig = files.read_json(inputs["sigma"])
         centre, sigma = float(sig["centre"]), float(sig["sigma"])
     best, worst = rob.cell_count_weights(pt.rmse, sigma=sigma, centre=centre)
+    fc = float(pt.tcp["clonogenic_fraction"])
+    counts = {"nominal": pt.clon, "best": pt.clon * best, "worst": pt.clon * worst,
+              **{name: fc * cells for name, cells in pt.quantile_cells.items()}}  # fmt: skip
     cc = [
-        {"patient_id": pid, "plan": plan, "cell_count": name,
-         "tcp": ev.tcp_metrics(pt.clon * w, nominal[plan], **pt.kw)["tcp"]}
+        {"patient_id": pid, "plan": plan, "cell_count": name, "tcp": ev.tcp_metrics(n, nominal[plan], **pt.kw)["tcp"]}
         for plan in PLAN_NAMES
-        for name, w in (("nominal", 1.0), ("best", best), ("worst", worst))
-    ]  # fmt: skip
+        for name, n in counts.items()
+    ]
     files.write_tsv(pd.DataFrame(cc), outputs["cell_count_tcp"])
     return {"centre": centre, "sigma": sigma, "scope": params["sigma_scope"], "centring": params["centring"]}
 
