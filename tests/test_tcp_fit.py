@@ -145,3 +145,20 @@ def test_a_fit_on_three_patients_whose_failure_got_the_most_dose_is_flagged():
     pred = tf.predict(patients, alpha=f.alpha, log10_fc=f.log10_fc)
     flags = tf.identifiability_flags({"alpha": f.alpha, "log10_fc": f.log10_fc, "train_auc": tf.auc(pred, y)}, **box)
     assert "training AUC 0.00 < 0.5" in flags
+
+
+def test_profile_likelihood_of_alpha_peaks_at_the_fit_and_its_interval_covers_the_truth():
+    rng = np.random.default_rng(11)
+    patients, tcps = _cohort(rng, 150, dose_range=(45.0, 80.0))
+    y = (rng.random(tcps.size) < tcps).astype(float)
+    ml = tf.fit(patients, y, estimator="maximum_likelihood")
+    prof = tf.profile_alpha(patients, y, n_grid=81)
+    # the profile's minimum is the ML fit (to the grid's spacing, 6 % in α) and equals its NLL there
+    assert prof["alpha_hat"] == pytest.approx(ml.alpha, rel=0.06)
+    assert min(prof["nll"]) == pytest.approx(ml.objective, abs=0.05)
+    assert prof["bounded"] == [True, True] and prof["ci"][0] < ALPHA < prof["ci"][1]
+    # on the interval's ends the likelihood ratio is χ²₁(0.95) = 3.84 (linear interpolation on the grid)
+    grid, nll = np.log(prof["alpha"]), np.array(prof["nll"])
+    for end in prof["ci"]:
+        assert 2 * (np.interp(np.log(end), grid, nll) - min(nll)) == pytest.approx(3.841, abs=0.05)
+

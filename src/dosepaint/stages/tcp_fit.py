@@ -134,7 +134,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     model = {"estimator": params["estimator"], "alpha": chosen["alpha"], "alpha_beta": ab,
              "beta": chosen["alpha"] / ab, "clonogenic_fraction": chosen["clonogenic_fraction"],
              "n_fractions_delivered": n}  # fmt: skip
-    result = {"model": model, "estimates": estimates,
+    profile = tf.profile_alpha(patients, y, **bounds)  # the Bernoulli likelihood's profile of α
+    result = {"model": model, "estimates": estimates, "profile_likelihood_alpha": profile,
               "bootstrap": {"n": int(params["bootstrap"]), "seed": params["seed"], "level": 0.95},
               "degenerate": bool(flags), "warnings": flags, "train_ids": ids, "n_train": len(ids),
               "n_local_control": int(y.sum()), "bounds": bounds, "bin_gy": bin_gy}  # fmt: skip
