@@ -29,7 +29,10 @@ from dosepaint.dwi_posterior import build_prior_library, posterior
 from dosepaint.microstructure import cell_density, two_compartment_signal
 
 STUDY_B = np.array([0.0, 50, 100, 400, 700, 1000])
-B_SETS = [(STUDY_B, np.array([1, 1, 1, 2, 2, 4])), (np.array([0.0, 100, 300, 600, 900, 1200, 1500]), np.array([1, 1, 2, 2, 3, 4, 4]))]
+B_SETS = [
+    (STUDY_B, np.array([1, 1, 1, 2, 2, 4])),
+    (np.array([0.0, 100, 300, 600, 900, 1200, 1500]), np.array([1, 1, 2, 2, 3, 4, 4])),
+]
 TIMINGS = [(0.020, 0.040), (0.025, 0.045)]
 SIM = {"radius": (4e-3, 12e-3), "vf": (0.05, 0.6), "d_in": (1.0e-3, 2.0e-3), "d_free": (2.0e-3, 3.0e-3)}
 
@@ -89,9 +92,11 @@ def estimate(pats, seed):
     for p in pats:
         key = (len(p["b"]), p["timing"])
         if key not in libs:
-            libs[key] = (build_prior_library(p["b"], delta=p["timing"][0], Delta=p["timing"][1]),
-                         _oracle_library(rng, p["b"], p["timing"]),
-                         AdcLookup(build_library(p["b"], delta=p["timing"][0], Delta=p["timing"][1], grid=DEFAULT_GRID)))
+            libs[key] = (
+                build_prior_library(p["b"], delta=p["timing"][0], Delta=p["timing"][1]),
+                _oracle_library(rng, p["b"], p["timing"]),
+                AdcLookup(build_library(p["b"], delta=p["timing"][0], Delta=p["timing"][1], grid=DEFAULT_GRID)),
+            )
         prior_lib, oracle_lib, lookup = libs[key]
         out["posterior"].append(posterior(p["m"], sigma=p["sigma"], library=prior_lib))
         out["oracle"].append(posterior(p["m"], sigma=p["sigma"], library=oracle_lib))
@@ -100,19 +105,22 @@ def estimate(pats, seed):
     return out, time.perf_counter() - t0
 
 
+def _point(r) -> np.ndarray:
+    """The estimate compared: the posterior median (the pipeline's default), the lookup's value."""
+    return np.asarray(r.cell_density_median if hasattr(r, "cell_density_median") else r.cell_density)
+
+
 def metrics(pats, results) -> pd.DataFrame:
     rows = []
     rho = np.concatenate([p["rho"] for p in pats])
     true_means = np.array([p["rho"].mean() for p in pats])
     for name, res in results.items():
-        est = np.concatenate([np.asarray(r.cell_density_median if hasattr(r, "cell_density_median") else r.cell_density) for r in res])
+        est = np.concatenate([_point(r) for r in res])
         row = {"estimator": name, "voxel_spearman": spearmanr(rho, est)[0],
-               "voxel_spearman_within_patient_median": np.median([spearmanr(p["rho"], np.asarray(
-                   r.cell_density_median if hasattr(r, "cell_density_median") else r.cell_density))[0]
+               "voxel_spearman_within_patient_median": np.median([spearmanr(p["rho"], _point(r))[0]
                    for p, r in zip(pats, res)]),
                "median_abs_log_ratio": np.nanmedian(np.abs(np.log(est / rho))),
-               "patient_mean_spearman": spearmanr(true_means, [np.nanmean(
-                   r.cell_density_median if hasattr(r, "cell_density_median") else r.cell_density) for r in res])[0]}  # fmt: skip
+               "patient_mean_spearman": spearmanr(true_means, [np.nanmean(_point(r)) for r in res])[0]}  # fmt: skip
         if hasattr(res[0], "cell_density_lo"):
             lo = np.concatenate([r.cell_density_lo for r in res])
             hi = np.concatenate([r.cell_density_hi for r in res])

@@ -52,7 +52,8 @@ def one(rng, n, n_boot) -> list:
         boot = tf.bootstrap(pats, y, rng=rng, n_boot=n_boot, estimator=est, **BOUNDS)
         rows.append({"estimator": f"{est} (bootstrap CI)", "alpha": f.alpha, "log10_fc": f.log10_fc,
                      "ci_lo": boot["alpha"][0], "ci_hi": boot["alpha"][1],
-                     "mean_tcp": tf.predict(pats, alpha=f.alpha, log10_fc=f.log10_fc).mean(), "true_mean_tcp": tcp.mean()})  # fmt: skip
+                     "mean_tcp": tf.predict(pats, alpha=f.alpha, log10_fc=f.log10_fc).mean(),
+                     "true_mean_tcp": tcp.mean()})  # fmt: skip
     prof = tf.profile_alpha(pats, y, **BOUNDS)
     ml = rows[1]
     rows.append({**ml, "estimator": "maximum_likelihood (profile CI)", "ci_lo": prof["ci"][0], "ci_hi": prof["ci"][1]})
@@ -64,7 +65,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     for est, g in df.groupby("estimator", sort=False):
         ln_fc = g["log10_fc"] * np.log(10) - TRUTH["log10_fc"] * np.log(10)
         out.append({"estimator": est, "n_cohorts": len(g),
-                    "alpha_bias": (g["alpha"] - TRUTH["alpha"]).mean(), "alpha_rmse": np.sqrt(((g["alpha"] - TRUTH["alpha"]) ** 2).mean()),
+                    "alpha_bias": (g["alpha"] - TRUTH["alpha"]).mean(),
+                    "alpha_rmse": np.sqrt(((g["alpha"] - TRUTH["alpha"]) ** 2).mean()),
                     "ln_fc_bias": ln_fc.mean(), "ln_fc_rmse": np.sqrt((ln_fc**2).mean()),
                     "mean_tcp_bias": (g["mean_tcp"] - g["true_mean_tcp"]).mean(),
                     "mean_tcp_rmse": np.sqrt(((g["mean_tcp"] - g["true_mean_tcp"]) ** 2).mean()),

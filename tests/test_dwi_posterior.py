@@ -58,7 +58,9 @@ def test_noise_from_the_background_per_b_value_follows_the_averages():
     body = np.zeros((30, 60, 60), bool)
     body[:, 15:45, 15:45] = True
     sig = np.array([10.0, 10.0, 10.0 / np.sqrt(2)])
-    vols = np.stack([_rician(np.where(body, 400.0 * np.exp(-b * 1e-3), 0.0), s, rng) for b, s in zip([0, 500, 1000], sig)])
+    vols = np.stack(
+        [_rician(np.where(body, 400.0 * np.exp(-b * 1e-3), 0.0), s, rng) for b, s in zip([0, 500, 1000], sig)]
+    )
     est = background_sigma(vols)
     assert np.allclose(est, sig, rtol=0.03)
     vols[:, ~body] = 0.0  # a masked export: no background

@@ -22,7 +22,11 @@ def dwi_done(ingested, config_schema, tmp_path_factory):
     dwi_stage.run_library(
         {},
         {"library": str(lib)},
-        params={"protocol": key, "grid": cfg["library"], **{k: cfg[k] for k in ("b_min", "adc_weighting", "method", "prior")}},
+        params={
+            "protocol": key,
+            "grid": cfg["library"],
+            **{k: cfg[k] for k in ("b_min", "adc_weighting", "method", "prior")},
+        },
     )
     ing = ingested["out"]
     inputs = {

@@ -161,4 +161,3 @@ def test_profile_likelihood_of_alpha_peaks_at_the_fit_and_its_interval_covers_th
     grid, nll = np.log(prof["alpha"]), np.array(prof["nll"])
     for end in prof["ci"]:
         assert 2 * (np.interp(np.log(end), grid, nll) - min(nll)) == pytest.approx(3.841, abs=0.05)
-

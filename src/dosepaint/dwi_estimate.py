@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +29,10 @@ from . import dwi_posterior as dp
 from .dwi import fit_adc
 from .dwi_noise import residual_sigma
 
-DEFAULTS = {"b_min": 100.0, "point_estimate": "median", "credible_level": 0.9, "min_ess": 20, "adc_max": 3.5e-3,
-            "prior": {**dp.DEFAULT_PRIOR, "n_samples": 4096, "seed": 0}}  # fmt: skip
+DEFAULTS: dict[str, Any] = {
+    "b_min": 100.0, "point_estimate": "median", "credible_level": 0.9, "min_ess": 20, "adc_max": 3.5e-3,
+    "prior": {**dp.DEFAULT_PRIOR, "n_samples": 4096, "seed": 0},
+}  # fmt: skip
 
 
 class InputError(ValueError):
@@ -98,8 +101,9 @@ def estimate(data: dict, cfg: dict) -> dict:
             raise InputError("no noise_sigma given and fewer than 50 fitted voxels to estimate it from")
         sigma = np.broadcast_to(sigma, sig.shape)
     prior = {k: v for k, v in cfg["prior"].items() if k not in ("n_samples", "seed")}
-    lib = dp.build_prior_library(b, delta=data["delta_ms"] / 1e3, Delta=data["Delta_ms"] / 1e3, b_min=cfg["b_min"],
-                                 prior=prior, n_samples=cfg["prior"]["n_samples"], seed=cfg["prior"]["seed"])  # fmt: skip
+    timing = {"delta": data["delta_ms"] / 1e3, "Delta": data["Delta_ms"] / 1e3}
+    lib = dp.build_prior_library(b, **timing, b_min=cfg["b_min"], prior=prior, n_samples=cfg["prior"]["n_samples"],
+                                 seed=cfg["prior"]["seed"])  # fmt: skip
     post = dp.posterior(np.where(fit.valid[:, None], sig, np.nan), sigma=sigma, library=lib,
                         level=cfg["credible_level"])  # fmt: skip
     corrected = np.sqrt(np.maximum(sig**2 - 2 * sigma**2, (0.1 * sigma) ** 2))  # E[m²] = ν² + 2σ² (Rician)

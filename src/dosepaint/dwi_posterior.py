@@ -25,12 +25,7 @@ from .microstructure import cell_density, two_compartment_signal
 #: diameters 6–30 µm, volume fractions from myxoid to packed, intracellular diffusivity from slow to free
 #: water, extracellular free diffusivity of tissue water.  Each entry is ``[low, high]``; the radius is
 #: log-uniform (µm), the others uniform (vf: 1, diffusivities: mm²/s).
-DEFAULT_PRIOR = {
-    "radius_um": [3.0, 15.0],
-    "vf": [0.02, 0.8],
-    "d_in": [0.5e-3, 2.5e-3],
-    "d_free": [1.5e-3, 3.2e-3],
-}
+DEFAULT_PRIOR = {"radius_um": [3.0, 15.0], "vf": [0.02, 0.8], "d_in": [0.5e-3, 2.5e-3], "d_free": [1.5e-3, 3.2e-3]}
 
 #: Posterior flag (bit field shared with :mod:`dosepaint.dwi`): fewer effective prior samples than
 #: ``min_ess`` carry the voxel's posterior (the sample is too coarse where the data are this precise).
@@ -140,7 +135,9 @@ def rician_loglik_core(m, nu, sigma) -> np.ndarray:
     with np.errstate(divide="ignore"):
         xb = np.where(big, x, 1.0)
         inv = 1.0 / xb
-        log_i0 = np.where(big, xb - 0.5 * np.log(2 * np.pi * xb) + np.log1p(inv / 8 + 9 * inv**2 / 128 + 225 * inv**3 / 3072), 0.0)
+        log_i0 = np.where(
+            big, xb - 0.5 * np.log(2 * np.pi * xb) + np.log1p(inv / 8 + 9 * inv**2 / 128 + 225 * inv**3 / 3072), 0.0
+        )
         small = ~big
         log_i0[small] = np.log(i0e(x[small])) + x[small]
     return -(nu * nu) / (2 * s2) + log_i0
@@ -216,9 +213,7 @@ def _quantiles(w_sorted, values_sorted, probs) -> list[np.ndarray]:
     return [values_sorted[np.minimum((cdf < p).sum(axis=1), values_sorted.size - 1)] for p in probs]
 
 
-def posterior(
-    signals, *, sigma, library: Library, level: float = 0.9, chunk: int = 64
-) -> Posterior:
+def posterior(signals, *, sigma, library: Library, level: float = 0.9, chunk: int = 64) -> Posterior:
     """Posterior of (R, vf, D_in, D_free) and ρ per voxel under the library's prior sample
     (docs/method.md §3).
 

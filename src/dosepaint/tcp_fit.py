@@ -461,7 +461,7 @@ def profile_alpha(
     lo_side, hi_side = excess[: k + 1][::-1], excess[k:]
     bounded = (bool(np.any(lo_side > 0)), bool(np.any(hi_side > 0)))
     ci = []
-    for side, sgn, g in ((lo_side, -1, grid[: k + 1][::-1]), (hi_side, 1, grid[k:])):
+    for side, g in ((lo_side, grid[: k + 1][::-1]), (hi_side, grid[k:])):
         j = int(np.argmax(side > 0)) if np.any(side > 0) else None
         if j is None:
             ci.append(float(g[-1]))

@@ -21,11 +21,11 @@ import pandas as pd
 from scipy import ndimage
 
 from .. import dwi as dp_dwi
+from ..dwi_noise import background_sigma, residual_sigma
+from ..dwi_posterior import build_prior_library, posterior
 from ..errors import DosepaintInputError
 from ..geometry import Grid, resample_array
 from ..io import files
-from ..dwi_noise import background_sigma, residual_sigma
-from ..dwi_posterior import build_prior_library, posterior
 from ..registration import compose
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,9 @@ _DOSE_MAPS = ("cell_density", "cell_density_lo", "cell_density_hi", "rmse")
 
 def _on_dose_grid(maps: dict, usable, grid: Grid, dgrid: Grid, ct_to_dwi, gtv) -> dict:
     """Intensive maps on the dose grid, resampled NaN-free with a coverage map (valid ≥ ½) from the
-    ``usable`` DWI voxels; GTV voxels left uncovered take the nearest covered GTV voxel's values."""
+    ``usable`` DWI voxels; GTV voxels left uncovered take the nearest covered GTV voxel's values.
+    """
+
     def res(a):
         return resample_array(a, grid, dgrid, transform=ct_to_dwi)
 
@@ -176,7 +178,8 @@ def _check_gtv_coverage(missing: float, *, params: dict, pid: str, path) -> None
 
 def _partial_volume(fraction, estimated, *, threshold: float) -> np.ndarray:
     """DWI voxels at the GTV edge (0 < GTV share < ``threshold``) whose estimate is left out of the
-    GTV's ρ (docs/method.md §3); none when that would leave no GTV voxel."""
+    GTV's ρ (docs/method.md §3); none when that would leave no GTV voxel.
+    """
     pv = estimated & (fraction > 0.01) & (fraction < threshold)
     return pv if (estimated & ~pv & (fraction >= threshold)).any() else np.zeros_like(pv)
 

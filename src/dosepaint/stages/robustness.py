@@ -271,7 +271,8 @@ def _read_gtv(inputs: dict, params: dict, pid: str) -> _Gtv:
 
 def _quantile_cells(inputs: dict, g, grid: Grid) -> dict:
     """Cells per GTV voxel at the posterior's interval ends (docs/method.md §3); none without them (the
-    ADC-lookup and signal-match methods) or where a GTV voxel lacks them."""
+    ADC-lookup and signal-match methods) or where a GTV voxel lacks them.
+    """
     out = {}
     for name, key in (("posterior_lo", "cell_density_lo"), ("posterior_hi", "cell_density_hi")):
         if key not in inputs:
