@@ -179,8 +179,8 @@ class Posterior:
     ess: np.ndarray
 
 
-def _weights(m, sigma, E) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised posterior weights (n, M) of the prior sample and the profiled S0 (n, M).
+def _loglik(m, sigma, E) -> tuple[np.ndarray, np.ndarray]:
+    """Log-likelihood (n, M) of each prior sample up to a per-voxel constant, and the profiled S0 (n, M).
 
     m, sigma : (n, k) magnitudes and noise SDs at the used b-values; E : (M, k) model S/S0.  The Rician
     term is :func:`rician_loglik_core`, written out in place here for speed (the voxel loop's cost).
@@ -201,10 +201,17 @@ def _weights(m, sigma, E) -> tuple[np.ndarray, np.ndarray]:
         big = ~small
         xb = x[big]
         ll[big] += xb - 0.5 * np.log(xb) + 0.125 / xb  # log I0(x) + ½ log 2π, error < 1e-5 for x > 100
-    ll -= ll.max(axis=1, keepdims=True)
+    return ll, s0
+
+
+def _normalise(ll, log_prior=None) -> np.ndarray:
+    """Posterior weights (n, M) from log-likelihoods and optional log prior weights (M,)."""
+    if log_prior is not None:
+        ll = ll + log_prior[None, :]
+    ll = ll - ll.max(axis=1, keepdims=True)
     w = np.exp(ll)
     w /= w.sum(axis=1, keepdims=True)
-    return w, s0
+    return w
 
 
 def _quantiles(w_sorted, values_sorted, probs) -> list[np.ndarray]:
@@ -213,7 +220,9 @@ def _quantiles(w_sorted, values_sorted, probs) -> list[np.ndarray]:
     return [values_sorted[np.minimum((cdf < p).sum(axis=1), values_sorted.size - 1)] for p in probs]
 
 
-def posterior(signals, *, sigma, library: Library, level: float = 0.9, chunk: int = 64) -> Posterior:
+def posterior(
+    signals, *, sigma, library: Library, level: float = 0.9, chunk: int = 64, prior_weights=None
+) -> Posterior:
     """Posterior of (R, vf, D_in, D_free) and ρ per voxel under the library's prior sample
     (docs/method.md §3).
 
@@ -229,11 +238,14 @@ def posterior(signals, *, sigma, library: Library, level: float = 0.9, chunk: in
         Credible level of the equal-tailed interval.
     chunk : int
         Voxels per vectorised block (memory ≈ chunk × n_samples × 8 bytes × a few).
+    prior_weights : array_like, shape (n_samples,), optional
+        Weights of the prior sample (e.g. :func:`empirical_prior`); equal by default.
 
     Returns
     -------
     Posterior
     """
+    log_prior = None if prior_weights is None else np.log(np.maximum(np.asarray(prior_weights, float), 1e-300))
     m_all = np.asarray(signals, float)
     use = library.bvalues >= library.b_min
     sig_all = np.broadcast_to(np.asarray(sigma, float), m_all.shape)[:, use]
@@ -249,7 +261,8 @@ def posterior(signals, *, sigma, library: Library, level: float = 0.9, chunk: in
     for start in range(0, ok.size, chunk):
         idx = ok[start : start + chunk]
         m, s = m_all[idx], sig_all[idx]
-        w, s0 = _weights(m, s, E)
+        ll, s0 = _loglik(m, s, E)
+        w = _normalise(ll, log_prior)
         out["cell_density"][idx] = w @ library.params["cell_density"]
         mean_log = w @ log_rho
         out["sd_log_cell_density"][idx] = np.sqrt(np.maximum(w @ log_rho**2 - mean_log**2, 0.0))
@@ -262,3 +275,54 @@ def posterior(signals, *, sigma, library: Library, level: float = 0.9, chunk: in
         out["rmse"][idx] = np.sqrt(np.mean((m / s0_mean[:, None] - w @ E) ** 2, axis=1))
         out["ess"][idx] = 1.0 / np.sum(w * w, axis=1)
     return Posterior(**out)
+
+
+def empirical_prior(
+    signals, *, sigma, library: Library, n_iter: int = 50, floor: float = 0.1, max_voxels: int = 4000, rng=None
+) -> np.ndarray:
+    """Weights of the prior sample that best explain a population of voxels (docs/method.md §3).
+
+    Empirical Bayes by the EM iteration of a nonparametric mixing distribution on the fixed sample
+    (π ← mean over voxels of the posterior weights under π), mixed with the broad prior (``floor``) so
+    that no parameter region the data cannot exclude is dropped.  Directions the data do not inform
+    keep the broad prior's proportions; directions they do inform follow the population.
+
+    Parameters
+    ----------
+    signals : array_like, shape (n_voxels, nb)
+        Magnitudes (non-finite rows skipped).
+    sigma : array_like, broadcastable to (n_voxels, nb)
+        Noise SD per channel.
+    library : Library
+        The broad prior's sample.
+    n_iter : int
+        EM iterations (few: a smooth, early-stopped estimate rather than the spiky full NPMLE).
+    floor : float
+        Share of the broad prior in the result, 0–1.
+    max_voxels : int
+        At most this many voxels (a random subset, drawn with ``rng``) enter the iteration.
+    rng : numpy.random.Generator, optional
+        For the subset; ``default_rng(0)`` if None.
+
+    Returns
+    -------
+    ndarray, shape (n_samples,)
+        Weights summing to 1.
+    """
+    m = np.asarray(signals, float)
+    s = np.broadcast_to(np.asarray(sigma, float), m.shape)
+    ok = np.flatnonzero(np.all(np.isfinite(m), axis=1))
+    if ok.size > max_voxels:
+        ok = np.sort((rng or np.random.default_rng(0)).choice(ok, max_voxels, replace=False))
+    use = library.bvalues >= library.b_min
+    M = library.signals.shape[0]
+    if ok.size == 0:
+        return np.full(M, 1.0 / M)
+    lik = np.concatenate([_normalise(_loglik(m[i][:, use], s[i][:, use], library.signals[:, use])[0])
+                          for i in np.array_split(ok, max(1, ok.size // 64))])  # fmt: skip
+    pi = np.full(M, 1.0 / M)
+    for _ in range(n_iter):
+        post = lik * pi[None, :]
+        post /= post.sum(axis=1, keepdims=True)
+        pi = post.mean(axis=0)
+    return (1.0 - floor) * pi + floor / M

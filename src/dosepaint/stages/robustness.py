@@ -249,8 +249,8 @@ class _Gtv:
     clon: np.ndarray
     rmse: np.ndarray
     tcp: dict
-    quantile_cells: dict
     kw: dict
+    quantile_cells: dict
 
 
 def _read_gtv(inputs: dict, params: dict, pid: str) -> _Gtv:
