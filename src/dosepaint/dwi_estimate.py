@@ -13,8 +13,10 @@ equal-tailed interval at ``credible_level``, 0.9 by default), ``cell_density_mea
 ``sd_log_cell_density``, ``adc`` (mm²/s, fitted to the noise-floor-corrected signal) and ``flags``
 (bit field: 1 non-positive signal, 2 too few b-values, 4 ADC out of range, 32 fewer than ``min_ess``
 effective prior samples).  FILE is a YAML file with the keys of the workflow configuration's ``dwi:``
-section (``prior``, ``b_min``, ``point_estimate``, ``credible_level``, ``min_ess``, ``adc_max``), either
-at its top level or under ``dwi:``; other keys are refused.
+section (``prior``, ``prior_update``, ``b_min``, ``point_estimate``, ``credible_level``, ``min_ess``,
+``adc_max``), either at its top level or under ``dwi:``; other keys are refused.  With ``prior_update:
+patient`` (the default, as in the workflow) IN's voxels are one population whose distribution reweights
+the prior (empirical Bayes); ``none`` treats each voxel alone under the broad prior.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .dwi import fit_adc
 from .dwi_noise import residual_sigma
 
 DEFAULTS: dict[str, Any] = {
-    "b_min": 100.0, "point_estimate": "median", "credible_level": 0.9, "min_ess": 20, "adc_max": 3.5e-3,
+    "b_min": 100.0, "prior_update": "patient", "point_estimate": "median", "credible_level": 0.9, "min_ess": 20, "adc_max": 3.5e-3,
     "prior": {**dp.DEFAULT_PRIOR, "n_samples": 4096, "seed": 0},
 }  # fmt: skip
 
@@ -104,8 +106,13 @@ def estimate(data: dict, cfg: dict) -> dict:
     timing = {"delta": data["delta_ms"] / 1e3, "Delta": data["Delta_ms"] / 1e3}
     lib = dp.build_prior_library(b, **timing, b_min=cfg["b_min"], prior=prior, n_samples=cfg["prior"]["n_samples"],
                                  seed=cfg["prior"]["seed"])  # fmt: skip
-    post = dp.posterior(np.where(fit.valid[:, None], sig, np.nan), sigma=sigma, library=lib,
-                        level=cfg["credible_level"])  # fmt: skip
+    fitted = np.where(fit.valid[:, None], sig, np.nan)
+    weights = None
+    if cfg["prior_update"] == "patient":  # IN's voxels as one population, as the workflow treats a patient's
+        weights = dp.empirical_prior(fitted, sigma=sigma, library=lib, rng=np.random.default_rng(0))
+    elif cfg["prior_update"] != "none":
+        raise InputError(f"prior_update must be 'patient' or 'none', not {cfg['prior_update']!r}")
+    post = dp.posterior(fitted, sigma=sigma, library=lib, level=cfg["credible_level"], prior_weights=weights)
     corrected = np.sqrt(np.maximum(sig**2 - 2 * sigma**2, (0.1 * sigma) ** 2))  # E[m²] = ν² + 2σ² (Rician)
     adc = fit_adc(corrected.T, b, b_min=cfg["b_min"], adc_max=cfg["adc_max"], weighting="none").adc
     flags = fit.flags | np.where(post.ess < cfg["min_ess"], dp.FLAG_LOW_ESS, 0).astype(np.uint8)

@@ -55,6 +55,7 @@ rule dwi:
         adc_weighting=CFG["dwi"]["adc_weighting"],
         adc_max=CFG["dwi"]["adc_max"],
         method=CFG["dwi"]["method"],
+        prior_update=CFG["dwi"]["prior_update"],
         point_estimate=CFG["dwi"]["point_estimate"],
         credible_level=CFG["dwi"]["credible_level"],
         noise=CFG["dwi"]["noise"],

@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from .. import dwi as dp_dwi
 from ..dwi_noise import background_sigma, residual_sigma
-from ..dwi_posterior import build_prior_library, posterior
+from ..dwi_posterior import build_prior_library, empirical_prior, posterior
 from ..errors import DosepaintInputError
 from ..geometry import Grid, resample_array
 from ..io import files
@@ -86,10 +86,17 @@ def _noise_sigma(signals, bvals, fit, *, params: dict, pid: str, path) -> tuple[
 
 
 def _posterior_maps(signals, bvals, fit, lib, region, *, params: dict, pid: str, path) -> tuple[dict, dict]:
-    """Posterior summaries on the native grid, in ``region`` (fitted voxels near the GTV); noise record."""
+    """Posterior summaries on the native grid in ``region[0]`` (fitted voxels near the GTV), under the
+    prior updated from the tumour voxels ``region[1]`` (``prior_update: patient``); the noise record."""
     sigma, source = _noise_sigma(signals, bvals, fit, params=params, pid=pid, path=path)
-    sel = region & fit.valid
-    post = posterior(signals[:, sel].T, sigma=sigma[None, :], library=lib, level=params["credible_level"])
+    sel = region[0] & fit.valid
+    weights = None
+    if params.get("prior_update", "patient") == "patient":
+        core = region[1] & fit.valid
+        # Seeded: the voxel subset it draws when the tumour has more than 4000 voxels.
+        weights = empirical_prior(signals[:, core].T, sigma=sigma[None, :], library=lib, rng=np.random.default_rng(0))
+    post = posterior(signals[:, sel].T, sigma=sigma[None, :], library=lib, level=params["credible_level"],
+                     prior_weights=weights)  # fmt: skip
     maps = {}
     point = "cell_density" if params.get("point_estimate", "median") == "mean" else "cell_density_median"
     for key, attr in (("radius", "radius"), ("vf", "vf"), ("cell_density", point), ("rmse", "rmse"),
@@ -233,7 +240,9 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     ct_to_dwi, dgrid = _transforms(inputs)
     gtv = files.read_array(Path(inputs["masks_dose"]) / "GTV.nii.gz")[0] > 0
     fraction = _gtv_fraction(gtv, dgrid, grid, ct_to_dwi)
-    region = ndimage.binary_dilation(fraction > 0.01, iterations=2)  # the GTV and two voxels around it
+    near = ndimage.binary_dilation(fraction > 0.01, iterations=2)  # the GTV and two voxels around it
+    core = fraction >= max(params.get("partial_volume_threshold", 0.0), 0.5)
+    region = (near, core)
     fit, maps, flags, noise = _fit_and_match(signals, bvals, lib, region, params=params, pid=pid, path=inputs["dwi"])
     estimated = np.isfinite(maps["cell_density"])
     pv = _partial_volume(fraction, estimated, threshold=params.get("partial_volume_threshold", 0.0))
