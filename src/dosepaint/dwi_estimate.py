@@ -32,7 +32,8 @@ from .dwi import fit_adc
 from .dwi_noise import residual_sigma
 
 DEFAULTS: dict[str, Any] = {
-    "b_min": 100.0, "prior_update": "patient", "point_estimate": "median", "credible_level": 0.9, "min_ess": 20, "adc_max": 3.5e-3,
+    "b_min": 100.0, "prior_update": "patient", "point_estimate": "median", "credible_level": 0.9, "min_ess": 20,
+    "adc_max": 3.5e-3,
     "prior": {**dp.DEFAULT_PRIOR, "n_samples": 4096, "seed": 0},
 }  # fmt: skip
 

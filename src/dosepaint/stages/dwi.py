@@ -87,7 +87,8 @@ def _noise_sigma(signals, bvals, fit, *, params: dict, pid: str, path) -> tuple[
 
 def _posterior_maps(signals, bvals, fit, lib, region, *, params: dict, pid: str, path) -> tuple[dict, dict]:
     """Posterior summaries on the native grid in ``region[0]`` (fitted voxels near the GTV), under the
-    prior updated from the tumour voxels ``region[1]`` (``prior_update: patient``); the noise record."""
+    prior updated from the tumour voxels ``region[1]`` (``prior_update: patient``); the noise record.
+    """
     sigma, source = _noise_sigma(signals, bvals, fit, params=params, pid=pid, path=path)
     sel = region[0] & fit.valid
     weights = None
