@@ -32,6 +32,13 @@ def accuracy(results: Path) -> pd.DataFrame:
         f"\nmean |TCP_est − TCP_true| = {df['tcp_diff_pp'].abs().mean():.2f} pp "
         f"(max {df['tcp_diff_pp'].abs().max():.2f}); mean TCP_est − TCP_true = {df['tcp_diff_pp'].mean():+.2f} pp"
     )
+    if len(df) >= 3:
+        from scipy.stats import spearmanr
+
+        span = df["mean_rho_true"].max() / df["mean_rho_true"].min()
+        print(f"patient-mean ρ: Spearman {spearmanr(df['mean_rho_true'], df['mean_rho_est'])[0]:.3f} over "
+              f"{len(df)} patients (true means span {span:.1f}×); pooled 90 % coverage "
+              f"{np.nanmean(df['coverage_90']):.3f}")  # fmt: skip
     print(
         f"median Spearman {df['spearman_rho_gtv'].median():.3f}, median voxel rel. error "
         f"{df['median_rel_error_rho_gtv'].median():.3f}, median |clonogen error| "

@@ -77,7 +77,8 @@ def dwi_errors(ingest: str | Path, dwi: str | Path, truth_dir: str | Path) -> di
     -------
     dict
         spearman_rho_gtv, median_rel_error_rho_gtv, clonogens_est, clonogens_true,
-        clonogens_error_pct, tcp_est, tcp_true, tcp_diff_pp.
+        clonogens_error_pct, tcp_est, tcp_true, tcp_diff_pp, mean_rho_est and mean_rho_true (GTV,
+        cells/mm³), coverage_90 (true ρ inside the posterior interval; NaN without one).
     """
     ingest, dwi, truth_dir = Path(ingest), Path(dwi), Path(truth_dir)
     truth = files.read_json(truth_dir / "truth.json")
@@ -103,4 +104,19 @@ def dwi_errors(ingest: str | Path, dwi: str | Path, truth_dir: str | Path) -> di
         "tcp_est": tcp_est,
         "tcp_true": tcp_true,
         "tcp_diff_pp": 100 * (tcp_est - tcp_true),
+        "mean_rho_est": float(np.mean(est[ok])),
+        "mean_rho_true": float(np.mean(true[ok])),
+        "coverage_90": _coverage(dwi, grid, true, ok),
     }
+
+
+def _coverage(dwi: Path, grid, true, ok) -> float:
+    """Share of GTV voxels whose true ρ lies in the posterior interval (NaN without one)."""
+    paths = [dwi / f"cell_density_{end}_dose.nii.gz" for end in ("lo", "hi")]
+    if not all(p.exists() for p in paths):
+        return float("nan")
+    lo, hi = (files.read_array(p)[0] for p in paths)
+    inside = ok & np.isfinite(lo) & np.isfinite(hi)
+    if not inside.any():
+        return float("nan")
+    return float(np.mean((true[inside] >= lo[inside]) & (true[inside] <= hi[inside])))

@@ -74,6 +74,9 @@ class Anatomy:
     rectum_radius: float
     fields: dict = field(default_factory=dict)
     pet: dict = field(default_factory=dict)
+    #: A patient's microstructure centre (``ln_radius``, ``vf``, ``d_in``) for the "foreign" presets;
+    #: None: the chordoma-like mapping.
+    micro_centre: dict | None = None
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -265,10 +268,17 @@ class Anatomy:
         """
         f = {k: self.fields[k](x, y, z) for k in ("radius", "myxoid", "vf", "d_in")}
         myx = 1.0 / (1.0 + np.exp(-3.0 * (f["myxoid"] - 0.4)))
-        radius = 8.5e-3 + 3.0e-3 * np.tanh(f["radius"])
-        vf = (1 - myx) * (0.36 + 0.14 * np.tanh(f["vf"])) + myx * 0.08
-        d_in = 1.1e-3 + 0.2e-3 * np.tanh(f["d_in"])
-        d_free = 2.2e-3 + 0.7e-3 * myx
+        if self.micro_centre is None:
+            radius = 8.5e-3 + 3.0e-3 * np.tanh(f["radius"])
+            vf = (1 - myx) * (0.36 + 0.14 * np.tanh(f["vf"])) + myx * 0.08
+            d_in = 1.1e-3 + 0.2e-3 * np.tanh(f["d_in"])
+            d_free = 2.2e-3 + 0.7e-3 * myx
+        else:
+            c = self.micro_centre
+            radius = np.clip(np.exp(c["ln_radius"] + 0.2 * np.tanh(f["radius"])), 4e-3, 12e-3)
+            vf = np.clip((1 - myx) * (c["vf"] + 0.08 * np.tanh(f["vf"])) + myx * 0.05, 0.05, 0.6)
+            d_in = np.clip(c["d_in"] + 0.2e-3 * np.tanh(f["d_in"]), 1.0e-3, 2.0e-3)
+            d_free = 2.0e-3 + 1.0e-3 * myx
         rho = cell_density(radius=radius, vf=vf)
         in_gtv = self.in_gtv(x, y, z)
         return {

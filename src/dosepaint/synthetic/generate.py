@@ -323,6 +323,11 @@ def _draw(out_dicom: Path, out_truth: Path, *, preset: str, seed: int, index: in
     volumes = np.geomspace(*p.gtv_volume_range_cc, n_patients)
     volume_cc = float(volumes[np.random.default_rng(seed).permutation(n_patients)[index]])
     a = an.Anatomy.draw(rng, gtv_volume_cc=volume_cc)
+    if p.microstructure == "foreign":  # a side stream: the other presets' draws stay as they were
+        side = np.random.default_rng([seed, index, 7])
+        a.micro_centre = {"ln_radius": float(side.uniform(np.log(4.8e-3), np.log(10e-3))),
+                          "vf": float(side.uniform(0.15, 0.5)), "d_in": float(side.uniform(1.2e-3, 1.8e-3)),
+                          "snr_b0": float(side.uniform(*p.snr_b0_range)) if p.snr_b0_range else p.snr_b0}  # fmt: skip
     orientation = "HFP" if index % 7 != 1 else ("HFS" if index % 2 else "FFP")
     iop = ORIENTATIONS[orientation]
     mr_to_ct = rigid(rng.uniform(-3, 3, 3), rng.uniform(-10, 10, 3))
@@ -412,8 +417,10 @@ def _write_dwi(d: _Draw, *, delta_ms: float, Delta_ms: float) -> float:
         q = _apply(d.dwi_to_t2, dx + s * nrm[0], dy + s * nrm[1], dz + s * nrm[2])
         q = _apply(d.mr_to_ct, *q)
         sig = sig + dwi_signals(d.a, *q, bvalues=d.p.bvalues, delta_s=delta_ms / 1e3, Delta_s=Delta_ms / 1e3) / len(sub)
-    sigma = DWI_S0[an.GTV] / d.p.snr_b0
-    sig = _rician(sig, sigma, d.rng)
+    snr = d.a.micro_centre["snr_b0"] if d.a.micro_centre else d.p.snr_b0
+    sigma = DWI_S0[an.GTV] / snr
+    averages = np.asarray(d.p.dwi_averages or (1,) * len(d.p.bvalues), float)
+    sig = _rician(sig, sigma / np.sqrt(averages), d.rng)  # σ per b-value: NumberOfAverages
     tags = {"EchoTime": "70", "RepetitionTime": "5200", "MagneticFieldStrength": "1.5"}
     dwi_series = d.series("dwi", 5, "MR", "ep2d_diff DWI multi-b", d.frame("mr"), **tags)
 
@@ -424,7 +431,9 @@ def _write_dwi(d: _Draw, *, delta_ms: float, Delta_ms: float) -> float:
     for ib, b in enumerate(d.p.bvalues):
         d.write_series(sig[..., ib], d.dwi_grid, "DWI", f"DWI_b{int(b)}", modality="MR", sop_class=dcm.MR_IMAGE,
                        series=dict(dwi_series), instance_offset=ib * d.dwi_grid.shape[0],
-                       per_slice_tags=lambda k, b=b: {"DiffusionBValue": float(b)}, extra_per_slice=timing,
+                       per_slice_tags=lambda k, b=b, n=averages[ib]: {"DiffusionBValue": float(b), **(
+                           {"NumberOfAverages": float(n)} if d.p.dwi_averages else {})},
+                       extra_per_slice=timing,
                        rescale="global")  # fmt: skip
     return sigma
 

@@ -22,6 +22,14 @@ class Preset:
     rtdose_spacing: float
     bvalues: tuple[float, ...]
     snr_b0: float = 40.0
+    #: "chordoma": the generator's chordoma-like microstructure (cell radius 5.5–11.5 µm); "foreign": a
+    #: per-patient centre over wider, off-centre ranges (radius 4–12 µm, vf 0.05–0.6, D_in 1–2 and
+    #: D_free 2–3 µm²/ms) so that patient-mean densities span more than 4×.
+    microstructure: str = "chordoma"
+    #: Per-patient SNR at b = 0 drawn from this range (else ``snr_b0`` for all).
+    snr_b0_range: tuple[float, float] | None = None
+    #: NumberOfAverages per b-value (σ_b = σ/√n); None: one average everywhere.
+    dwi_averages: tuple[int, ...] | None = None
 
 
 PRESETS = {
@@ -48,5 +56,22 @@ PRESETS = {
         pet_spacing=5.0,
         rtdose_spacing=4.0,
         bvalues=(0, 50, 100, 400, 700, 1000),
+    ),
+    # A cohort nobody here chose the microstructure of: the tiny geometry, wider and off-centre
+    # microstructure, another b-value set with per-b-value averages, SNR 30–60 (the DWI validation).
+    "foreign": Preset(
+        n_patients=10,
+        gtv_volume_range_cc=(60.0, 300.0),
+        ct_spacing=(3.0, 3.0, 4.0),
+        ct_box=((-190, 190), (-140, 140), (-100, 100)),
+        t2_spacing=(2.5, 2.5, 5.0),
+        mr_box=((-170, 170), (-130, 130), (-90, 90)),
+        dwi_spacing=(3.0, 3.0, 6.0),
+        pet_spacing=5.0,
+        rtdose_spacing=4.0,
+        bvalues=(0, 100, 300, 600, 900, 1200, 1500),
+        microstructure="foreign",
+        snr_b0_range=(30.0, 60.0),
+        dwi_averages=(1, 1, 2, 2, 3, 4, 4),
     ),
 }
