@@ -288,6 +288,9 @@ def test_tiny_cohort_end_to_end(tmp_path):
     fit = json.loads((results / "cohort" / "tcp_fit.json").read_text())
     assert fit["train_ids"] == split.loc[split["split"] == "train", "patient_id"].tolist()
     assert not set(fit["train_ids"]) & set(test_ids)
+    prof = fit["profile_likelihood_alpha"]  # the profile's minimum is the ML fit, up to its grid spacing
+    assert min(prof["nll"]) <= fit["estimates"]["maximum_likelihood"]["objective"] + 0.05
+    assert fit["estimates"]["maximum_likelihood"]["alpha_ci95_profile"] == prof["ci"]
     fitted = pd.read_csv(results / "cohort" / "tcp_fit_patients.tsv", sep="\t")
     assert fitted["patient_id"].tolist() == fit["train_ids"]
     assert sorted(plans["patient_id"].unique()) == sorted(test_ids)
@@ -300,7 +303,7 @@ def test_tiny_cohort_end_to_end(tmp_path):
         for metric, rel in dicompyler_dvh_check(results, pid).items():
             assert abs(rel) < 0.01, (pid, metric, rel)
         qc = json.loads((results / "patients" / pid / "plans" / "qc.json").read_text())
-        assert qc["tcp_model"]["source"] == "fit (least_squares)"
+        assert qc["tcp_model"]["source"] == "fit (maximum_likelihood)"
         assert qc["tcp_model"]["alpha"] == pytest.approx(fit["model"]["alpha"], rel=1e-12)
         for sub in ("dose_influence", "plan"):
             assert (results / "benchmarks" / sub / f"{pid}.tsv").exists()

@@ -123,8 +123,15 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     rng = np.random.default_rng(params["seed"])  # one stream, drawn by the estimators in turn
     estimates = {est: _estimate(est, patients, y, table, rng=rng, n_boot=int(params["bootstrap"]), bounds=bounds)
                  for est in tf.ESTIMATORS}  # fmt: skip
+    profile = tf.profile_alpha(patients, y, **bounds)  # the Bernoulli likelihood's profile of α
+    estimates["maximum_likelihood"]["alpha_ci95_profile"] = profile["ci"]
     for e in estimates.values():
         e["identifiability_flags"] = tf.identifiability_flags(e, **bounds)
+    if not all(profile["bounded"]):
+        estimates["maximum_likelihood"]["identifiability_flags"].append(
+            "profile-likelihood 95 % interval of alpha reaches the bound "
+            + " and ".join(side for side, ok in zip(("below", "above"), profile["bounded"]) if not ok)
+        )
     chosen = estimates[params["estimator"]]
     flags = chosen["identifiability_flags"]
     if flags:
@@ -134,7 +141,6 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     model = {"estimator": params["estimator"], "alpha": chosen["alpha"], "alpha_beta": ab,
              "beta": chosen["alpha"] / ab, "clonogenic_fraction": chosen["clonogenic_fraction"],
              "n_fractions_delivered": n}  # fmt: skip
-    profile = tf.profile_alpha(patients, y, **bounds)  # the Bernoulli likelihood's profile of α
     result = {"model": model, "estimates": estimates, "profile_likelihood_alpha": profile,
               "bootstrap": {"n": int(params["bootstrap"]), "seed": params["seed"], "level": 0.95},
               "degenerate": bool(flags), "warnings": flags, "train_ids": ids, "n_train": len(ids),
