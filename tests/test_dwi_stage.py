@@ -130,4 +130,8 @@ def test_posterior_interval_covers_the_true_density(dwi_done):
     print("coverage", cover, "voxels", ok.sum())
     assert ok.sum() > 50 and cover >= 0.85
     qc = dwi_done["qc"].iloc[0]
+    # σ measured in the air around the body of each b-value's volume: the generator's Rician σ
+    sigma = files.read_json(dwi_done["truth_dir"] / "truth.json")["dwi_noise_sigma"]
     assert qc["noise_source"] == "background"
+    assert qc["noise_sigma_b_lowest"] == pytest.approx(sigma, rel=0.05)
+    assert qc["noise_sigma_b_highest"] == pytest.approx(sigma, rel=0.05)

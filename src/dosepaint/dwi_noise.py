@@ -18,8 +18,10 @@ import numpy as np
 RAYLEIGH_MEDIAN = float(np.sqrt(2.0 * np.log(2.0)))
 
 
-def background_mask(volume, *, fraction: float = 0.1) -> np.ndarray:
-    """Air voxels of a magnitude volume: nonzero and below ``fraction`` of its 99th percentile.
+def background_mask(volume, *, fraction: float = 0.1, erode: int = 2) -> np.ndarray:
+    """Air around the body in a magnitude volume: nonzero voxels below ``fraction`` of its 99th
+    percentile, in regions that touch the volume's border (dark tissue such as fat, bone or gas inside
+    the body is not noise), eroded by ``erode`` voxels (away from partial-volume edges).
 
     Parameters
     ----------
@@ -27,16 +29,30 @@ def background_mask(volume, *, fraction: float = 0.1) -> np.ndarray:
         The lowest-b image (highest SNR).
     fraction : float
         Threshold relative to the 99th percentile.
+    erode : int
+        Erosion iterations (voxels).
 
     Returns
     -------
     ndarray of bool, (z, y, x)
         Exact zeros (vendor masking, zero-filled slabs) are not background: they carry no noise.
     """
+    from scipy import ndimage
+
     v = np.asarray(volume, float)
     finite = np.isfinite(v)
     top = np.percentile(v[finite], 99) if finite.any() else 0.0
-    return finite & (v > 0) & (v < fraction * top)
+    dark = finite & (v > 0) & (v < fraction * top)
+    labels, _ = ndimage.label(dark)
+    border = np.zeros(v.shape, bool)
+    for axis in range(v.ndim):
+        for end in (0, -1):
+            border[(slice(None),) * axis + (end,)] = True
+    outside = np.isin(labels, np.unique(labels[border & dark]))
+    if not erode:
+        return outside
+    in_plane = ndimage.generate_binary_structure(2, 1).reshape((1,) * (v.ndim - 2) + (3, 3))  # (z, y, x): not z
+    return ndimage.binary_erosion(outside, structure=in_plane, iterations=erode)
 
 
 def background_sigma(volumes, *, min_voxels: int = 500, fraction: float = 0.1) -> np.ndarray | None:
@@ -59,8 +75,8 @@ def background_sigma(volumes, *, min_voxels: int = 500, fraction: float = 0.1) -
     Examples
     --------
     >>> rng = np.random.default_rng(0)
-    >>> air = np.hypot(rng.normal(0, 2.0, (2, 40, 40, 1)), rng.normal(0, 2.0, (2, 40, 40, 1)))
-    >>> air[:, 10:30, 10:30] += 200.0
+    >>> air = np.hypot(rng.normal(0, 2.0, (2, 1, 40, 40)), rng.normal(0, 2.0, (2, 1, 40, 40)))
+    >>> air[:, :, 10:30, 10:30] += 200.0
     >>> background_sigma(air).round(1)
     array([2., 2.])
     """

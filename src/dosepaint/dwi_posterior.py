@@ -19,7 +19,7 @@ import numpy as np
 from scipy.special import i0e
 
 from .dwi import Library, fit_adc
-from .microstructure import cell_density, two_compartment_signal
+from .microstructure import cell_density, extracellular_diffusivity, two_compartment_signal
 
 #: The default prior (docs/method.md §3): physically broad, not tuned to any generator — tumour cell
 #: diameters 6–30 µm, volume fractions from myxoid to packed, intracellular diffusivity from slow to free
@@ -73,7 +73,7 @@ def sample_prior(prior: dict | None = None, *, n_samples: int = 16384, seed: int
 
 def build_prior_library(
     bvalues, *, delta: float, Delta: float, b_min: float = 100.0, prior: dict | None = None,
-    n_samples: int = 16384, seed: int = 0, weighting: str = "signal",
+    n_samples: int = 4096, seed: int = 0, weighting: str = "signal", intracellular=None,
 ) -> Library:  # fmt: skip
     """Model signals S/S0 of a prior sample for one protocol (docs/method.md §3).
 
@@ -89,6 +89,9 @@ def build_prior_library(
         See :func:`sample_prior`.
     weighting : {"signal", "none"}
         Weights of the entries' ADC fit (the ADC-lookup option can use the same library).
+    intracellular : callable, optional
+        ``f(radius, d_in) -> (n, nb)`` S/S0 inside the cells at ``bvalues`` (e.g. the Monte Carlo table of
+        :mod:`dosepaint.dwi_montecarlo`); default the Gaussian-phase sphere signal.
 
     Returns
     -------
@@ -97,8 +100,12 @@ def build_prior_library(
     """
     p = sample_prior(prior, n_samples=n_samples, seed=seed)
     b = np.asarray(bvalues, float)
-    sig = two_compartment_signal(b, radius=p["radius"], vf=p["vf"], d_in=p["d_in"], d_free=p["d_free"],
-                                 delta=delta, Delta=Delta)  # fmt: skip
+    if intracellular is None:
+        sig = two_compartment_signal(b, radius=p["radius"], vf=p["vf"], d_in=p["d_in"], d_free=p["d_free"],
+                                     delta=delta, Delta=Delta)  # fmt: skip
+    else:
+        e_ex = np.exp(-extracellular_diffusivity(p["vf"], p["d_free"])[:, None] * b)
+        sig = p["vf"][:, None] * intracellular(p["radius"], p["d_in"]) + (1 - p["vf"][:, None]) * e_ex
     adc = fit_adc(sig.T, b, b_min=b_min, adc_max=np.inf, weighting=weighting).adc
     return Library(b, float(delta), float(Delta), p, sig, adc, float(b_min), weighting)
 

@@ -22,6 +22,8 @@ rule dwi_library:
         method=CFG["dwi"]["method"],
         grid=CFG["dwi"]["library"],
         prior=CFG["dwi"]["prior"],
+        library_model=CFG["dwi"]["library_model"],
+        monte_carlo=CFG["dwi"]["monte_carlo"],
     script:
         "../../scripts/dwi_library.py"
 

@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import ndimage
 
 from .. import dwi as dp_dwi
+from ..dwi_montecarlo import interpolate_table, sphere_table
 from ..dwi_noise import background_sigma, residual_sigma
 from ..dwi_posterior import build_prior_library, empirical_prior, posterior
 from ..errors import DosepaintInputError
@@ -41,14 +42,26 @@ def run_library(inputs: dict, outputs: dict, *, params: dict) -> dp_dwi.Library:
           "weighting": params.get("adc_weighting", "signal")}  # fmt: skip
     if params.get("method", "adc") == "posterior":
         prior = {k: list(v) for k, v in params["prior"].items() if k not in ("n_samples", "seed")}
+        inside = _monte_carlo(bvalues, kw, prior, params) if params.get("library_model") == "monte_carlo" else None
         lib = build_prior_library(bvalues, prior=prior, n_samples=params["prior"]["n_samples"],
-                                  seed=params["prior"]["seed"], **kw)  # fmt: skip
+                                  seed=params["prior"]["seed"], intracellular=inside, **kw)  # fmt: skip
     else:
         lib = dp_dwi.build_library(bvalues, grid={k: tuple(v) for k, v in params["grid"].items()}, **kw)
     with files.atomic_path(outputs["library"], suffix=".npz") as tmp:
         np.savez_compressed(tmp, **lib.arrays())
     log.info("library %s (%s): %d entries", params["protocol"], params.get("method", "adc"), lib.signals.shape[0])
     return lib
+
+
+def _monte_carlo(bvalues, kw: dict, prior: dict, params: dict):
+    """The intracellular signal by random walks, tabulated over the prior's (R, D_in) ranges."""
+    mc = params["monte_carlo"]
+    radii = np.geomspace(*prior["radius_um"], int(mc["radius_points"])) * 1e-3
+    d_in = np.linspace(*prior["d_in"], int(mc["d_in_points"]))
+    table = sphere_table(bvalues, radii_mm=radii, d_in=d_in, delta=kw["delta"], Delta=kw["Delta"],
+                         n_walkers=int(mc["n_walkers"]), n_t=int(mc["n_t"]), seed=int(mc["seed"]))  # fmt: skip
+    log.info("Monte Carlo sphere table: %d radii x %d D_in x %d b-values", radii.size, d_in.size, len(bvalues))
+    return lambda r, d: interpolate_table(table, radii_mm=radii, d_in=d_in, radius=r, diffusivity=d)
 
 
 def _library(inputs: dict, bvals: np.ndarray, *, params: dict, pid: str) -> dp_dwi.Library:
