@@ -442,7 +442,9 @@ def profile_alpha(
     dict
         ``alpha`` (grid, Gy⁻¹), ``nll`` (profile), ``log10_fc`` (the profiled value per α), ``alpha_hat``,
         ``ci`` (lo, hi; linear interpolation of the crossing, a bound where the curve stays under the cut:
-        then ``bounded`` is False on that side) and ``bounded`` (lo side, hi side).
+        then ``bounded`` is False on that side), ``bounded`` (lo side, hi side) and ``closed_by_data`` (the
+        side's crossing has f_c inside its bounds: with few patients the α interval is often closed only
+        because f_c would have to leave [10^lo, 10^hi], which says more about the bounds than the data).
     """
     from scipy.optimize import minimize_scalar
     from scipy.stats import chi2
@@ -460,13 +462,17 @@ def profile_alpha(
     excess = 2.0 * (nll_arr - nll_arr[k]) - chi2.ppf(level, 1)
     lo_side, hi_side = excess[: k + 1][::-1], excess[k:]
     bounded = (bool(np.any(lo_side > 0)), bool(np.any(hi_side > 0)))
-    ci = []
-    for side, g in ((lo_side, grid[: k + 1][::-1]), (hi_side, grid[k:])):
+    ci, by_data = [], []
+    lfc_arr, lo_fc, hi_fc = np.asarray(lfc), *log10_fc_bounds
+    for side, g, f in ((lo_side, grid[: k + 1][::-1], lfc_arr[: k + 1][::-1]), (hi_side, grid[k:], lfc_arr[k:])):
         j = int(np.argmax(side > 0)) if np.any(side > 0) else None
+        # closed by the outcomes, not by f_c's bounds: f_c is inside them where the curve crosses the cut
+        by_data.append(j is not None and bool(np.all((f[max(j - 1, 0) : j + 1] > lo_fc + 1e-3)
+                                                     & (f[max(j - 1, 0) : j + 1] < hi_fc - 1e-3))))  # fmt: skip
         if j is None:
             ci.append(float(g[-1]))
         else:  # the crossing between g[j-1] (inside) and g[j] (outside), linear in ln α
             t = -side[j - 1] / (side[j] - side[j - 1])
             ci.append(float(np.exp(np.log(g[j - 1]) + t * (np.log(g[j]) - np.log(g[j - 1])))))
     return {"alpha": grid.tolist(), "nll": nll_arr.tolist(), "log10_fc": lfc, "alpha_hat": float(grid[k]),
-            "ci": ci, "bounded": list(bounded), "level": level}  # fmt: skip
+            "ci": ci, "bounded": list(bounded), "closed_by_data": by_data, "level": level}  # fmt: skip

@@ -127,10 +127,12 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     estimates["maximum_likelihood"]["alpha_ci95_profile"] = profile["ci"]
     for e in estimates.values():
         e["identifiability_flags"] = tf.identifiability_flags(e, **bounds)
-    if not all(profile["bounded"]):
+    open_sides = [side for side, ok in zip(("below", "above"), profile["closed_by_data"]) if not ok]
+    if open_sides:  # the interval ends where f_c meets its bounds, or at α's own: α is not identified
         estimates["maximum_likelihood"]["identifiability_flags"].append(
-            "profile-likelihood 95 % interval of alpha reaches the bound "
-            + " and ".join(side for side, ok in zip(("below", "above"), profile["bounded"]) if not ok)
+            "profile-likelihood 95 % interval of alpha not closed by the outcomes "
+            + " and ".join(open_sides)
+            + " (held by the bounds of alpha or f_c)"
         )
     chosen = estimates[params["estimator"]]
     flags = chosen["identifiability_flags"]
