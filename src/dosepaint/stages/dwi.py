@@ -99,7 +99,7 @@ def _noise_sigma(signals, bvals, fit, *, params: dict, pid: str, path) -> tuple[
 
 
 def _posterior_maps(signals, bvals, fit, lib, region, *, params: dict, pid: str, path) -> tuple[dict, dict]:
-    """Posterior summaries on the native grid in ``region[0]`` (fitted voxels near the GTV), under the
+    """Posterior summaries on the native grid in ``region[0]`` (fitted voxels the GTV reaches into), under the
     prior updated from the tumour voxels ``region[1]`` (``prior_update: patient``); the noise record.
     """
     sigma, source = _noise_sigma(signals, bvals, fit, params=params, pid=pid, path=path)
@@ -254,14 +254,16 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     ct_to_dwi, dgrid = _transforms(inputs)
     gtv = files.read_array(Path(inputs["masks_dose"]) / "GTV.nii.gz")[0] > 0
     fraction = _gtv_fraction(gtv, dgrid, grid, ct_to_dwi)
-    near = ndimage.binary_dilation(fraction > 0.01, iterations=2)  # the GTV and two voxels around it
+    near = fraction > 0.01  # the posterior's voxels: those the GTV reaches into
     core = fraction >= max(params.get("partial_volume_threshold", 0.0), 0.5)
-    region = (near, core)
-    fit, maps, flags, noise = _fit_and_match(signals, bvals, lib, region, params=params, pid=pid, path=inputs["dwi"])
+    fit, maps, flags, noise = _fit_and_match(signals, bvals, lib, (near, core), params=params, pid=pid,
+                                             path=inputs["dwi"])  # fmt: skip
     estimated = np.isfinite(maps["cell_density"])
     pv = _partial_volume(fraction, estimated, threshold=params.get("partial_volume_threshold", 0.0))
     flags[pv] |= dp_dwi.FLAG_PARTIAL_VOLUME
-    missing_cov = resample_array(estimated.astype(np.float32), grid, dgrid, transform=ct_to_dwi) < 0.5
+    # Missing: flagged or outside the DWI; fitted voxels the posterior did not visit do not count as missing.
+    available = estimated | (fit.valid & ~near) if params["method"] == "posterior" else estimated
+    missing_cov = resample_array(available.astype(np.float32), grid, dgrid, transform=ct_to_dwi) < 0.5
     missing = float(np.mean(missing_cov[gtv])) if gtv.any() else 1.0
     _check_gtv_coverage(missing, params=params, pid=pid, path=inputs["dwi"])
     dose = _on_dose_grid(maps, estimated & ~pv, grid, dgrid, ct_to_dwi, gtv & ~missing_cov)
