@@ -135,3 +135,19 @@ def test_posterior_interval_covers_the_true_density(dwi_done):
     assert qc["noise_source"] == "background"
     assert qc["noise_sigma_b_lowest"] == pytest.approx(sigma, rel=0.05)
     assert qc["noise_sigma_b_highest"] == pytest.approx(sigma, rel=0.05)
+
+
+def test_the_study_lookup_writes_no_interval(dwi_done, tmp_path, config_schema):
+    """dwi.method adc: the dose-grid interval maps are NaN (not zeros), so robustness adds no
+    posterior rows; the cell density is the lookup's."""
+    cfg = cohort.validate_config({"cohort": {"source": "synthetic"}}, config_schema)["dwi"]
+    lib = tmp_path / "grid.npz"
+    key = dwi_done["inputs"]["library"].stem[len("dwi_") :]
+    lib_params = {"protocol": key, "grid": cfg["library"], "method": "adc", "b_min": cfg["b_min"],
+                  "adc_weighting": cfg["adc_weighting"]}  # fmt: skip
+    dwi_stage.run_library({}, {"library": str(lib)}, params=lib_params)
+    out = {k: str(tmp_path / v) for k, v in layout.DWI_OUTPUTS.items()}
+    dwi_stage.run({**dwi_done["inputs"], "library": lib}, out, params={**dwi_done["params"], "method": "adc"})
+    lo = files.read_array(out["cell_density_lo_dose"])[0]
+    rho = files.read_array(out["cell_density_dose"])[0]
+    assert np.all(np.isnan(lo)) and np.isfinite(rho).sum() > 100

@@ -176,6 +176,9 @@ def _on_dose_grid(maps: dict, usable, grid: Grid, dgrid: Grid, ct_to_dwi, gtv) -
     if fill.any() and (gtv & valid).any():
         _, near = ndimage.distance_transform_edt(~(gtv & valid), sampling=dgrid.spacing[::-1], return_indices=True)
     for key in _DOSE_MAPS:
+        if not np.isfinite(maps[key]).any():  # no interval without the posterior: NaN, not zero
+            out[key] = np.full(dgrid.shape, np.nan)
+            continue
         with np.errstate(invalid="ignore", divide="ignore"):
             v = np.where(valid, res(np.where(usable, np.nan_to_num(maps[key]), 0.0)) / coverage, np.nan)
         if fill.any() and (gtv & valid).any():
