@@ -294,7 +294,7 @@ def posterior(
 
 
 def empirical_prior(
-    signals, *, sigma, library: Library, n_iter: int = 50, floor: float = 0.1, max_voxels: int = 4000, rng=None
+    signals, *, sigma, library: Library, n_iter: int = 10, floor: float = 0.1, max_voxels: int = 4000, rng=None
 ) -> np.ndarray:
     """Weights of the prior sample that best explain a population of voxels (docs/method.md §3).
 
