@@ -82,7 +82,8 @@ def main():
                      "coverage_90": df["coverage_90"].mean(),
                      "clonogen_error_median_abs_pct": df["clonogens_error_pct"].abs().median(),
                      "tcp_error_mean_abs_pp": df["tcp_diff_pp"].abs().mean(),
-                     "tcp_error_max_abs_pp": df["tcp_diff_pp"].abs().max(), "seconds_per_patient": dt / len(pids)})  # fmt: skip
+                     "tcp_error_max_abs_pp": df["tcp_diff_pp"].abs().max(),
+                     "seconds_per_patient": dt / len(pids)})  # fmt: skip
         print(rows[-1], flush=True)
     span = df["mean_rho_true"].max() / df["mean_rho_true"].min()
     pd.set_option("display.width", 220)
