@@ -46,8 +46,8 @@ def dwi_done(ingested, config_schema, tmp_path_factory):
 
 def test_a_library_fitted_another_way_is_refused(dwi_done, tmp_path):
     out = {k: str(tmp_path / v) for k, v in layout.DWI_OUTPUTS.items()}
-    with pytest.raises(DosepaintInputError, match=r"SYN001.*weighting signal\) differs.*weighting none"):
-        dwi_stage.run(dwi_done["inputs"], out, params={**dwi_done["params"], "adc_weighting": "none"})
+    with pytest.raises(DosepaintInputError, match=r"SYN001.*weighting none\) differs.*weighting signal"):
+        dwi_stage.run(dwi_done["inputs"], out, params={**dwi_done["params"], "adc_weighting": "signal"})
     assert not any((tmp_path / v).exists() for v in layout.DWI_OUTPUTS.values())
 
 
