@@ -66,7 +66,10 @@ def _monte_carlo(bvalues, kw: dict, prior: dict, params: dict):
 
 def _library(inputs: dict, bvals: np.ndarray, *, params: dict, pid: str) -> dp_dwi.Library:
     """The protocol's library, checked against the DWI's b-values and the configured ADC fit."""
-    with np.load(inputs["library"]) as d:
+    path = inputs["library"]
+    if not str(path).endswith(".npz"):  # an input the workflow did not resolve (e.g. a checkpoint pending)
+        raise DosepaintInputError(f"the DWI library input is {path!r}, not a library (.npz)", patient=pid)
+    with np.load(path) as d:
         lib = dp_dwi.Library.from_arrays(d)
     if not np.allclose(lib.bvalues, bvals):
         raise DosepaintInputError(
