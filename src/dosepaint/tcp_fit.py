@@ -463,7 +463,8 @@ def profile_alpha(
     lo_side, hi_side = excess[: k + 1][::-1], excess[k:]
     bounded = (bool(np.any(lo_side > 0)), bool(np.any(hi_side > 0)))
     ci, by_data = [], []
-    lfc_arr, lo_fc, hi_fc = np.asarray(lfc), *log10_fc_bounds
+    lfc_arr = np.asarray(lfc)
+    lo_fc, hi_fc = float(log10_fc_bounds[0]), float(log10_fc_bounds[1])
     for side, g, f in ((lo_side, grid[: k + 1][::-1], lfc_arr[: k + 1][::-1]), (hi_side, grid[k:], lfc_arr[k:])):
         j = int(np.argmax(side > 0)) if np.any(side > 0) else None
         # closed by the outcomes, not by f_c's bounds: f_c is inside them where the curve crosses the cut

@@ -56,8 +56,9 @@ def run_library(inputs: dict, outputs: dict, *, params: dict) -> dp_dwi.Library:
 def _monte_carlo(bvalues, kw: dict, prior: dict, params: dict):
     """The intracellular signal by random walks, tabulated over the prior's (R, D_in) ranges."""
     mc = params["monte_carlo"]
-    radii = np.geomspace(*prior["radius_um"], int(mc["radius_points"])) * 1e-3
-    d_in = np.linspace(*prior["d_in"], int(mc["d_in_points"]))
+    (r_lo, r_hi), (d_lo, d_hi) = prior["radius_um"], prior["d_in"]
+    radii = np.geomspace(float(r_lo), float(r_hi), int(mc["radius_points"])) * 1e-3
+    d_in = np.linspace(float(d_lo), float(d_hi), int(mc["d_in_points"]))
     table = sphere_table(bvalues, radii_mm=radii, d_in=d_in, delta=kw["delta"], Delta=kw["Delta"],
                          n_walkers=int(mc["n_walkers"]), n_t=int(mc["n_t"]), seed=int(mc["seed"]))  # fmt: skip
     log.info("Monte Carlo sphere table: %d radii x %d D_in x %d b-values", radii.size, d_in.size, len(bvalues))
