@@ -553,6 +553,8 @@ def check_robustness(results, plans, test_ids, *, train_ids):
             assert d95.min() < d95[nominal] - 0.1, (pid, plan)  # some scenario underdoses the GTV
             c = cc[(cc["patient_id"] == pid) & (cc["plan"] == plan)].set_index("cell_count")["tcp"]
             assert c["best"] > c["nominal"] > c["worst"], (pid, plan)
+            # every GTV voxel at the low / high end of its 90 % interval: fewer / more cells
+            assert c["posterior_lo"] >= c["nominal"] >= c["posterior_hi"], (pid, plan)
         # Eq. 5 additive form: the ΔlnTCP map sums to ln TCP_DE − ln TCP_uniform of the plans.
         m = sitk.GetArrayFromImage(sitk.ReadImage(str(results / "patients" / pid / "robustness" / "de_dlntcp.nii.gz")))
         expect = -np.exp(p.loc["de", "ln_surviving"]) + np.exp(p.loc["uniform", "ln_surviving"])
