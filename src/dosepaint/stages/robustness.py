@@ -271,14 +271,15 @@ def _read_gtv(inputs: dict, params: dict, pid: str) -> _Gtv:
 
 def _quantile_cells(inputs: dict, g, grid: Grid) -> dict:
     """Cells per GTV voxel at the posterior's interval ends (docs/method.md §3); none without them (the
-    ADC-lookup and signal-match methods) or where a GTV voxel lacks them.
+    ADC-lookup and signal-match methods). A GTV voxel without a density counts 0 cells, as in the
+    nominal count.
     """
     out = {}
     for name, key in (("posterior_lo", "cell_density_lo"), ("posterior_hi", "cell_density_hi")):
         if key not in inputs:
             return {}
         rho = files.read_array(inputs[key])[0][g]
-        if not np.all(np.isfinite(rho)):
+        if not np.isfinite(rho).any():
             return {}
         out[name] = dwi.clonogens(rho, voxel_volume_mm3=grid.voxel_volume, clonogenic_fraction=1.0)
     return out
