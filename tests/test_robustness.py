@@ -340,3 +340,24 @@ def test_scenario_with_weights_of_another_influence_names_patient_and_file(proto
     msg = str(err.value)
     assert "P7" in msg and "de.npz" in msg and f"{n - 3} vs {n} spots" in msg
     assert not (tmp_path / "out.npz").exists()
+
+
+def test_interval_end_counts_keep_rows_when_a_gtv_voxel_has_no_density(tmp_path):
+    """A GTV voxel without a density counts 0 cells at the interval's ends, as in the nominal count;
+    all-NaN maps (the study's lookup) give no rows."""
+    from dosepaint.geometry import Grid
+    from dosepaint.io import files
+    from dosepaint.stages.robustness import _quantile_cells
+
+    grid = Grid.from_orientation(shape=(1, 2, 2), spacing=(2.0, 2.0, 2.0), origin=(0, 0, 0), iop=(1, 0, 0, 0, 1, 0))
+    g = np.ones((1, 2, 2), bool)
+    lo = np.array([[[1e5, np.nan], [2e5, 3e5]]])
+    files.write_array(lo, grid, tmp_path / "lo.nii.gz")
+    files.write_array(2 * lo, grid, tmp_path / "hi.nii.gz")
+    files.write_array(np.full((1, 2, 2), np.nan), grid, tmp_path / "nan.nii.gz")
+    got = _quantile_cells({"cell_density_lo": tmp_path / "lo.nii.gz", "cell_density_hi": tmp_path / "hi.nii.gz"},
+                          g, grid)  # fmt: skip
+    np.testing.assert_allclose(got["posterior_lo"], [8e5, 0.0, 1.6e6, 2.4e6], rtol=1e-6)  # ρ · 8 mm³
+    np.testing.assert_allclose(got["posterior_hi"], 2 * got["posterior_lo"], rtol=1e-6)
+    both_nan = {"cell_density_lo": tmp_path / "nan.nii.gz", "cell_density_hi": tmp_path / "nan.nii.gz"}
+    assert _quantile_cells(both_nan, g, grid) == {}
