@@ -213,8 +213,7 @@ def _partial_volume(fraction, estimated, *, threshold: float) -> np.ndarray:
 
 
 def _qc_row(fit, flags, maps, dose: dict, n, gtv, missing: float, *, params: dict, noise: dict, pid: str) -> dict:
-    valid, rho = dose["valid"], dose["cell_density"]
-    adc = fit.adc[np.isfinite(maps["cell_density"])]
+    valid, rho, adc = dose["valid"], dose["cell_density"], dose["adc"][gtv & dose["valid"]]
     sd = maps["sd_log_cell_density"]
     return {
         "patient_id": pid,
@@ -274,6 +273,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     missing = float(np.mean(missing_cov[gtv])) if gtv.any() else 1.0
     _check_gtv_coverage(missing, params=params, pid=pid, path=inputs["dwi"])
     dose = _on_dose_grid(maps, estimated & ~pv, grid, dgrid, ct_to_dwi, gtv & ~missing_cov)
+    # The GTV's ADC on the dose grid (as the QC reported it before the posterior).
+    dose["adc"] = resample_array(np.nan_to_num(fit.adc), grid, dgrid, transform=ct_to_dwi)
     n = dp_dwi.clonogens(np.where(gtv, dose["cell_density"], 0.0), voxel_volume_mm3=dgrid.voxel_volume,
                          clonogenic_fraction=params["clonogenic_fraction"])  # fmt: skip
     _write_maps(fit, maps, flags, grid, dose, n, dgrid, outputs)
