@@ -372,6 +372,35 @@ class PyRadPlanEngine:
             results.append(r)
         return results
 
+    def spot_map(self, ct_hu: sitk.Image, influence: DoseInfluence) -> dict:
+        """The geometry of the spots of ``influence``, as pyRadPlan places them, for a DICOM RT Ion Plan.
+
+        Returns
+        -------
+        dict
+            ``isocentre`` (n_beam, 3) and ``source`` (n_beam, 3, from the isocentre) in patient LPS mm;
+            ``gantry_deg``/``couch_deg`` (n_beam,) in pyRadPlan's convention; per spot, in the order of
+            the influence's columns: ``beam`` (n_spot,), ``energy`` (n_spot,, MeV/u) and ``offset``
+            (n_spot, 3): where its ray crosses the isocentre plane, LPS mm from the isocentre.
+        """
+        from pyRadPlan import generate_stf
+
+        ct, cst = self._forward_ct_cst(ct_hu, influence, np.zeros(influence.grid_shape, bool))
+        stf = generate_stf(ct, cst, self._plan(ct))
+        if stf.total_number_of_bixels != influence.n_spots:
+            raise RuntimeError("spot set differs from the cached dose influence")
+        spots = [(b, float(s.energy), np.asarray(r.ray_pos, float)) for b, beam in enumerate(stf.beams)
+                 for r in beam.rays for s in r.beamlets]  # fmt: skip
+        return {
+            "isocentre": np.array([np.asarray(b.iso_center, float) for b in stf.beams]),
+            "source": np.array([np.asarray(b.source_point, float) for b in stf.beams]),
+            "gantry_deg": np.array(self.gantry),
+            "couch_deg": np.array(self.couch),
+            "beam": np.array([s[0] for s in spots], np.int32),
+            "energy": np.array([s[1] for s in spots]),
+            "offset": np.array([s[2] for s in spots]),
+        }
+
     def _forward_ct_cst(self, ct_hu: sitk.Image, influence: DoseInfluence, body: np.ndarray):
         """PyRadPlan CT and structures of a forward calculation: the target of ``influence`` (spot
         placement depends on it only, so the spots are rebuilt exactly as in :meth:`influence`) and
