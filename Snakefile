@@ -19,6 +19,7 @@ include: "workflow/rules/pet.smk"
 include: "workflow/rules/cohort.smk"
 include: "workflow/rules/plan.smk"
 include: "workflow/rules/robustness.smk"
+include: "workflow/rules/export.smk"
 include: "workflow/rules/statistics.smk"
 include: "workflow/rules/sweep.smk"
 
@@ -40,5 +41,6 @@ rule all:
         rules.cohort_all.input,
         rules.plan_all.input,
         rules.robustness_all.input,
+        rules.export_all.input,
         rules.statistics_all.input,
         rules.provenance.output,

@@ -81,3 +81,15 @@ def robustness_outputs(name):
         return expand(ROBUSTNESS_FILES[name], pid=heldout_planned(wildcards))
 
     return inputs
+
+
+def dicom_rt_worst_doses(wildcards):
+    """The robustness stage's worst-case doses, for a held-out patient (robustness runs on those only)."""
+    if wildcards.pid not in split_patients("test"):
+        return {}
+    return {
+        f"{plan}_worst_dose": f"{ROB}/{plan}_worst_dose.nii.gz".format(
+            pid=wildcards.pid
+        )
+        for plan in dp_layout.PLAN_NAMES
+    }

@@ -167,6 +167,24 @@ def radiopharmaceutical_sequence(
     return Sequence([rp])
 
 
+def _contour_item(pts, ct_refs, *, positions: np.ndarray, normal: np.ndarray) -> Dataset:
+    """One CLOSED_PLANAR contour referencing the CT slice nearest its plane."""
+    c = Dataset()
+    c.ContourGeometricType = "CLOSED_PLANAR"
+    c.NumberOfContourPoints = len(pts)
+    # Formatted here as valid DS strings ("%.3f" of finite floats): pydicom's per-value
+    # regex validation (most of the synthetic generator's RTSTRUCT time) is skipped, as its
+    # documentation of ``disable_value_validation`` suggests for values known to be valid.
+    with pydicom.config.disable_value_validation():
+        c.ContourData = [f"{v:.3f}" for v in np.asarray(pts, float).ravel()]
+    img = Dataset()
+    img.ReferencedSOPClassUID = CT_IMAGE
+    plane = float(np.dot(np.asarray(pts, float)[0], normal))
+    img.ReferencedSOPInstanceUID = ct_refs[int(np.argmin(np.abs(positions - plane)))][0]
+    c.ContourImageSequence = Sequence([img])
+    return c
+
+
 def write_rtstruct(
     path,
     *,
@@ -177,8 +195,9 @@ def write_rtstruct(
     patient: dict,
     study: dict,
     series: dict,
-) -> None:
-    """Write an RTSTRUCT with CLOSED_PLANAR contours.
+    finish=None,
+) -> str:
+    """Write an RTSTRUCT with CLOSED_PLANAR contours; returns its SOPInstanceUID.
 
     Parameters
     ----------
@@ -188,6 +207,8 @@ def write_rtstruct(
         The CT slices; each contour references the nearest one.
     ct_normal : array_like (3,)
         The CT slice normal (row × column direction).
+    finish : callable, optional
+        ``f(ds)`` applied before saving (the RT package's attributes).
     """
     sop = uid(series["SeriesInstanceUID"], "rtstruct")
     ds = _new_dataset(RT_STRUCT, sop, patient=patient, study=study, series=series)
@@ -209,22 +230,7 @@ def write_rtstruct(
         rc = Dataset()
         rc.ReferencedROINumber = number
         rc.ROIDisplayColor = [int(v) for v in np.random.default_rng(number).integers(0, 255, 3)]
-        items = []
-        for pts in contours:
-            c = Dataset()
-            c.ContourGeometricType = "CLOSED_PLANAR"
-            c.NumberOfContourPoints = len(pts)
-            # Formatted here as valid DS strings ("%.3f" of finite floats): pydicom's per-value
-            # regex validation (most of the synthetic generator's RTSTRUCT time) is skipped, as its
-            # documentation of ``disable_value_validation`` suggests for values known to be valid.
-            with pydicom.config.disable_value_validation():
-                c.ContourData = [f"{v:.3f}" for v in np.asarray(pts, float).ravel()]
-            img = Dataset()
-            img.ReferencedSOPClassUID = CT_IMAGE
-            plane = float(np.dot(np.asarray(pts, float)[0], normal))
-            img.ReferencedSOPInstanceUID = ct_refs[int(np.argmin(np.abs(positions - plane)))][0]
-            c.ContourImageSequence = Sequence([img])
-            items.append(c)
+        items = [_contour_item(pts, ct_refs, positions=positions, normal=normal) for pts in contours]
         rc.ContourSequence = Sequence(items)
         contour_seq.append(rc)
         obs = Dataset()
@@ -235,7 +241,10 @@ def write_rtstruct(
     ds.StructureSetROISequence = Sequence(roi_seq)
     ds.ROIContourSequence = Sequence(contour_seq)
     ds.RTROIObservationsSequence = Sequence(obs_seq)
+    if finish is not None:
+        finish(ds)
     _save(ds, Path(path))
+    return sop
 
 
 def write_rtdose(
@@ -249,10 +258,14 @@ def write_rtdose(
     series: dict,
     dose_type: str = "EFFECTIVE",
     summation: str = "PLAN",
-) -> None:
-    """Write a multi-frame RTDOSE (Gy or Gy(RBE) for EFFECTIVE), uint32 with DoseGridScaling.
+    bits: int = 32,
+    finish=None,
+) -> str:
+    """Write a multi-frame RTDOSE (Gy or Gy(RBE) for EFFECTIVE), unsigned ``bits`` (32 or 16) with
+    DoseGridScaling; returns its SOPInstanceUID.
 
-    GridFrameOffsetVector is relative to ImagePositionPatient (first value 0).
+    GridFrameOffsetVector is relative to ImagePositionPatient (first value 0).  ``finish(ds)``, if
+    given, is applied before saving.
     """
     sop = uid(series["SeriesInstanceUID"], "rtdose")
     ds = _new_dataset(RT_DOSE, sop, patient=patient, study=study, series=series)
@@ -269,17 +282,21 @@ def write_rtdose(
     ds.Rows, ds.Columns = dose.shape[1:]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 32
-    ds.HighBit = 31
+    ds.BitsAllocated = ds.BitsStored = int(bits)
+    ds.HighBit = int(bits) - 1
     ds.PixelRepresentation = 0
-    scaling = max(float(np.max(dose)), 1e-6) / (2**32 - 1) * 1.0001
+    top = 2 ** int(bits) - 1
+    scaling = max(float(np.max(dose)), 1e-6) / top * 1.0001
     ds.DoseGridScaling = f"{scaling:.10g}"
     ds.DoseUnits = "GY"
     ds.DoseType = dose_type
     ds.DoseSummationType = summation
-    stored = np.clip(np.round(dose / float(ds.DoseGridScaling)), 0, 2**32 - 1).astype(np.uint32)
+    stored = np.clip(np.round(dose / float(ds.DoseGridScaling)), 0, top).astype(np.uint32 if bits == 32 else np.uint16)
     ds.PixelData = stored.tobytes()
+    if finish is not None:
+        finish(ds)
     _save(ds, Path(path))
+    return sop
 
 
 #: PS3.15 Annex E Basic Profile attributes (Table E.1-1) that identify a patient, a visit or a

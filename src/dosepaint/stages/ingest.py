@@ -332,6 +332,9 @@ def _write_ct_and_masks(ex: Export, outputs: dict) -> dict:
         "spacing_mm": ct_grid.spacing,
         "direction": [round(v, 6) for v in ct_grid.direction],
         "patient_position": str(ex.ct_hdr.get("PatientPosition", "")) or None,
+        # The CT's files, relative to the export: the DICOM RT package reads their UIDs back where
+        # export.retain_uids asks for them (no UID of the source is stored here).
+        "files": sorted(export_relative(f, ex.folder) for f in ex.chosen["CT"].files),
     }
     structures = {
         "roi_mapping": ex.mapping,

@@ -1,0 +1,125 @@
+"""The DICOM RT package's pieces on phantoms: contours, CT, RTSTRUCT, RTDOSE, UIDs; validated by
+dciodvfy and read back by dicompyler-core."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+
+from dosepaint.contours import mask_contours
+from dosepaint.errors import DosepaintInputError
+from dosepaint.geometry import Grid
+from dosepaint.io import dicom_rt
+from dosepaint.io.deidentify import basic_profile_violations
+from dosepaint.io.dicom_write import CT_IMAGE, write_image_series
+from dosepaint.stages.export import tertile_labels
+
+from .rt_checks import dciodvfy_errors, dice, dicompyler_dvh, dicompyler_masks
+
+GRID = Grid(shape=(12, 30, 34), spacing=(2.0, 2.5, 3.0), origin=(-40.0, -35.0, 100.0))
+
+
+def _shell() -> np.ndarray:
+    """A ball of radius 20 mm with a hollow of radius 9 mm (holes on the middle slices)."""
+    k, j, i = np.indices(GRID.shape)
+    x, y, z = (GRID.origin[0] + i * 2.0 + 6, GRID.origin[1] + j * 2.5 + 3, GRID.origin[2] + k * 3.0 - 116)
+    r = np.sqrt(x**2 + y**2 + z**2)
+    return (r <= 20.0) & (r > 9.0)
+
+
+def test_contours_of_one_voxel_surround_its_centre_on_any_orientation():
+    grid = Grid(
+        shape=(4, 5, 6), spacing=(2.0, 3.0, 4.0), origin=(10.0, 20.0, -5.0), direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1)
+    )
+    mask = np.zeros(grid.shape, bool)
+    mask[2, 3, 1] = True
+    (pts,) = mask_contours(mask, grid)
+    centre = grid.image(mask.astype(np.uint8)).TransformIndexToPhysicalPoint((1, 3, 2))
+    np.testing.assert_allclose(pts.mean(axis=0), centre, atol=1e-9)
+    np.testing.assert_allclose(np.ptp(pts, axis=0), [2.0, 3.0, 0.0])  # half a voxel each side, in-plane
+
+
+def _package(tmp_path, pid="PT07", uids=None):
+    """CT, RTSTRUCT (the shell) and an RTDOSE (a ramp along x) of a phantom, as the stage writes them."""
+    uids = uids or dicom_rt.package_uids(pid)
+    ct = np.where(_shell(), 40.0, -1000.0)
+    refs = dicom_rt.write_ct(ct, GRID, tmp_path / "CT", pid=pid, uids=uids, patient_position="HFS")
+    shell = _shell()
+    rs = dicom_rt.write_structures(
+        tmp_path / "RS.dcm", {"CELLS_T1": mask_contours(shell, GRID)}, refs, GRID, pid=pid, uids=uids
+    )
+    dose = np.broadcast_to(np.linspace(10.0, 80.0, GRID.shape[2]), GRID.shape).copy()
+    dicom_rt.write_dose(tmp_path / "RD.dcm", dose, GRID, pid=pid, uids=uids, role="de dose", number=20, plan_sop=rs)
+    return shell, dose, refs
+
+
+def test_package_objects_validate_share_one_frame_and_are_deidentified(tmp_path):
+    _package(tmp_path)
+    paths = [tmp_path / "CT" / "CT_0001.dcm", tmp_path / "CT" / "CT_0012.dcm", tmp_path / "RS.dcm", tmp_path / "RD.dcm"]
+    for path in paths:
+        assert dciodvfy_errors(path) == [], path
+        assert basic_profile_violations(pydicom.dcmread(path), pseudonym="PT07") == [], path
+    ds = [pydicom.dcmread(p) for p in paths]
+    assert len({d.StudyInstanceUID for d in ds}) == 1
+    assert len({d.FrameOfReferenceUID for d in ds}) == 1
+    assert ds[2].ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID == ds[0].FrameOfReferenceUID
+    assert ds[0].PatientPosition == "HFS" and ds[3].BitsAllocated == 16
+
+
+def test_dicompyler_reads_the_structure_back_to_the_mask(tmp_path):
+    shell, dose, _ = _package(tmp_path)
+    back = dicompyler_masks(tmp_path / "RS.dcm", GRID, ["CELLS_T1"])["CELLS_T1"]
+    assert dice(back, shell) == 1.0
+    assert np.any(~shell[6] & np.roll(shell[6], 4, axis=1))  # the middle slices have holes
+    dvh = dicompyler_dvh(tmp_path / "RS.dcm", tmp_path / "RD.dcm", "CELLS_T1")
+    assert dvh.mean == pytest.approx(float(dose[shell].mean()), rel=0.01)
+    assert dvh.volume == pytest.approx(float(shell.sum() * GRID.voxel_volume / 1000.0), rel=0.05)
+
+
+def test_retained_uids_are_the_source_cts(tmp_path):
+    """export.retain_uids: the source CT's study, frame and SOP UIDs come back in slice order; a missing
+    slice is refused with the patient named."""
+    study, frame, series = (
+        "1.2.826.0.1.3680043.2.1125.1",
+        "1.2.826.0.1.3680043.2.1125.2",
+        "1.2.826.0.1.3680043.2.1125.3",
+    )
+    src = write_image_series(
+        np.zeros(GRID.shape),
+        GRID,
+        tmp_path / "src",
+        modality="CT",
+        sop_class=CT_IMAGE,
+        patient={"PatientID": "x"},
+        study={"StudyInstanceUID": study},
+        series={"SeriesInstanceUID": series, "FrameOfReferenceUID": frame},
+        rescale="hu",
+    )
+    paths = [p for _, p in src][::-1]
+    got = dicom_rt.source_ct_uids(paths, GRID, pid="PT07")
+    assert (got["study"], got["frame"], got["series"]) == (study, frame, series)
+    assert got["sops"] == [sop for sop, _ in src]
+    _package(tmp_path / "pkg", uids=dicom_rt.package_uids("PT07", source=got))
+    first = pydicom.dcmread(tmp_path / "pkg" / "CT" / "CT_0001.dcm")
+    assert (first.SOPInstanceUID, first.FrameOfReferenceUID, first.StudyInstanceUID) == (src[0][0], frame, study)
+    rd = pydicom.dcmread(tmp_path / "pkg" / "RD.dcm")
+    assert rd.FrameOfReferenceUID == frame and rd.StudyInstanceUID == study
+    with pytest.raises(DosepaintInputError, match="do not match the ingested CT") as err:
+        dicom_rt.source_ct_uids(paths[1:], GRID, pid="PT07")
+    assert err.value.patient == "PT07"
+
+
+def test_generated_uids_are_the_same_on_every_run_and_differ_between_patients():
+    assert dicom_rt.package_uids("A") == dicom_rt.package_uids("A")
+    assert dicom_rt.package_uids("A")["frame"] != dicom_rt.package_uids("B")["frame"]
+
+
+def test_tertile_labels_split_the_gtv_by_clonogen_count():
+    gtv = np.zeros((1, 3, 4), bool)
+    gtv[0, :, :3] = True
+    n = np.zeros(gtv.shape)
+    n[gtv] = [9, 1, 5, 2, 8, 4, 3, 7, 6]
+    labels = tertile_labels(n, gtv)
+    assert labels[gtv].tolist() == [3, 1, 2, 1, 3, 2, 1, 3, 2]
+    assert not labels[~gtv].any()
