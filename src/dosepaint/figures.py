@@ -1,11 +1,7 @@
 """The paper's figures (matplotlib): data in, a ``Figure`` out; the stage saves PNG and PDF.
 
-Image arrays are indexed (z, y, x) = (slice, row, column) on the dose grid; ``spacing`` is the voxel
-size (x, y, z) in mm as in :class:`dosepaint.geometry.Grid`. Axial panels show a (y, x) slice,
-sagittal panels a (z, y) slice, both with the voxel aspect ratio of the grid. Slices are shown in
-array order with the first row at the top (for the synthetic cohort: anterior at the top of axial
-panels, which for the prone patients means the sacrum at the bottom); the panels are for reading
-patterns, not for orientation.
+Image arrays are indexed (z, y, x) = (slice, row, column) on the dose grid.  The maps on the anatomy
+(Fig. 1c, Fig. 3, the worst-case view) are drawn by :mod:`dosepaint.figures_anatomy`.
 """
 
 from __future__ import annotations
@@ -84,68 +80,6 @@ def mean_dvh(dvhs: dict, *, structures=("GTV", "CTV_HD"), plans=("uniform", "de"
     return fig
 
 
-def _extent(spacing_a: float, spacing_b: float, shape) -> list[float]:
-    # (rows, columns) image with rows spaced spacing_a and columns spacing_b (mm)
-    return [0, shape[1] * spacing_b, shape[0] * spacing_a, 0]
-
-
-def _crop(mask2d: np.ndarray, margin: int = 8) -> tuple[slice, slice]:
-    r, c = np.nonzero(mask2d)
-    if r.size == 0:
-        return slice(None), slice(None)
-    return (
-        slice(max(r.min() - margin, 0), r.max() + margin + 1),
-        slice(max(c.min() - margin, 0), c.max() + margin + 1),
-    )
-
-
-def _map_panel(fig, ax, img, *, title: str, cmap: str, vmin: float, vmax: float, extent, outlines) -> None:
-    """One image panel without ticks, with a colour bar and white outlines ``(mask, line width, style)``."""
-    im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, extent=extent)
-    for mask, width, style in outlines:
-        ax.contour(mask, levels=[0.5], colors="w", linewidths=width, linestyles=style, extent=extent, origin="upper")
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-
-
-def representative_slices(*, dose_uniform, dose_de, letd_de, cells, gtv, ctv_hd, spacing, patient: str) -> plt.Figure:
-    """Fig. 1c: axial slice through the GTV centroid: uniform dose, DE dose (Gy(RBE)), DE LETd (keV/µm)
-    and cells per voxel, with the GTV and CTV_HD outlines. Arrays (z, y, x) on the dose grid.
-    """
-    z = int(round(np.mean(np.nonzero(gtv)[0])))
-    sl = _crop(ctv_hd[z])
-    sx, sy, _ = spacing
-    g, h = gtv[z][sl], ctv_hd[z][sl]
-    # (array, title, colour map, fixed colour limits or None for the 2nd–98th percentile, targets only)
-    panels = [
-        (dose_uniform, "uniform dose (Gy(RBE))", "jet", (60, 80), False),
-        (dose_de, "DE dose (Gy(RBE))", "jet", (60, 80), False),
-        (letd_de, "DE LETd (keV/µm)", "viridis", None, True),
-        (cells, "cells per voxel", "magma", None, True),
-    ]
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
-    for ax, (arr, title, cmap, lim, targets_only) in zip(axes, panels):
-        img = np.asarray(arr, float)[z][sl]
-        shown = np.where(h | g, img, np.nan) if targets_only else img
-        vmin, vmax = lim if lim else (np.nanpercentile(shown, 2), np.nanpercentile(shown, 98))
-        _map_panel(
-            fig,
-            ax,
-            shown,
-            title=title,
-            cmap=cmap,
-            vmin=vmin,
-            vmax=vmax,
-            extent=_extent(sy, sx, img.shape),
-            outlines=((g, 1.0, "solid"), (h, 0.8, "--")),
-        )
-    fig.suptitle(f"{patient}, axial slice {z} (GTV solid, CTV_HD dashed)", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 def tcp_per_patient(tcp: pd.DataFrame, *, plans=("uniform", "de")) -> plt.Figure:
     """Fig. 2a: TCP (%) of each held-out patient for nominal, best- and worst-case cell counts, per plan.
 
@@ -213,65 +147,38 @@ def tertile_bars(tertiles: pd.DataFrame, *, value: str = "delta_tcp_subvolume_pp
     return fig
 
 
-def scenario_maps(
-    *,
-    dose,
-    cells,
-    weights: dict,
-    alpha: float,
-    beta: float,
-    n_fractions: int,
-    gtv,
-    spacing,
-    patient: str,
-    plan: str = "DE",
-) -> plt.Figure:
-    """Fig. 3: sagittal maps through the GTV centroid of the dose (Gy(RBE)), the clonogens per voxel and
-    the voxel's share of the TCP, one row per cell-count scenario.
+def scenario_volumes(*, dose, cells, weights: dict, alpha: float, beta: float, n_fractions: int, gtv) -> dict:
+    """Per cell-count scenario the clonogens per voxel and log10(−ln TCP_i), NaN outside the GTV (Fig. 3).
 
     The voxel TCP_i = exp(−N_i w_i e^{−E_i}) is within 1e-5 of 1 in every voxel of a realistic plan, so
-    the map shows −ln TCP_i = N_i w_i e^{−E_i} (expected surviving clonogens; log10), whose sum over the
-    GTV is −ln TCP. ``cells``: clonogens per voxel N_i on the dose grid (z, y, x); ``weights``:
-    scenario → w_i (same shape).
+    the map is −ln TCP_i = N_i w_i e^{−E_i} (expected surviving clonogens; log10), whose sum over the
+    GTV is −ln TCP.
+
+    Parameters
+    ----------
+    dose : ndarray (z, y, x)
+        Total dose (Gy(RBE)) on the dose grid.
+    cells : ndarray (z, y, x)
+        Clonogens per voxel N_i.
+    weights : dict
+        Scenario → w_i (same shape).
+    alpha, beta : float
+        Gy⁻¹, Gy⁻²; ``n_fractions`` the course's fractions.
+    gtv : ndarray of bool (z, y, x)
+
+    Returns
+    -------
+    dict
+        Scenario → (clonogens per voxel, log10(−ln TCP_i)), both (z, y, x).
     """
-    x = int(round(np.mean(np.nonzero(gtv)[2])))
-    sl = _crop(gtv[:, :, x])
-    sx, sy, sz = spacing
-    d = np.asarray(dose, float)[:, :, x][sl]
-    g = gtv[:, :, x][sl]
-    ext = _extent(sz, sy, d.shape)
+    d = np.asarray(dose, float)
     e = alpha * d + beta * d * d / n_fractions
-    maps = {}
+    out = {}
     for scen, w in weights.items():
-        n = np.where(g, cells[:, :, x][sl] * w[:, :, x][sl], np.nan)
-        with np.errstate(divide="ignore"):
-            maps[scen] = (n, np.where(n > 0, np.log10(n) - e / np.log(10.0), np.nan))
-    n_max = max(np.nanmax(n) for n, _ in maps.values())
-    s_lo = min(np.nanpercentile(s, 2) for _, s in maps.values())
-    s_hi = max(np.nanpercentile(s, 98) for _, s in maps.values())
-    fig, axes = plt.subplots(len(weights), 3, figsize=(11, 3.2 * len(weights)), squeeze=False)
-    for r, (scen, (n, surv)) in enumerate(maps.items()):
-        for c, (img, title, cmap, lim) in enumerate(
-            (
-                (d, "dose (Gy(RBE))", "jet", (60, 80)),
-                (n, "clonogens per voxel", "magma", (0, n_max)),
-                (surv, "log10(−ln voxel TCP)", "viridis", (s_lo, s_hi)),
-            )
-        ):
-            _map_panel(
-                fig,
-                axes[r, c],
-                img,
-                title=f"{scen}: {title}",
-                cmap=cmap,
-                vmin=lim[0],
-                vmax=lim[1],
-                extent=ext,
-                outlines=((g, 0.8, "solid"),),
-            )
-    fig.suptitle(f"{patient}, {plan} plan, sagittal slice {x}: nominal, best- and worst-case cell counts", fontsize=10)
-    fig.tight_layout()
-    return fig
+        n = np.where(gtv, np.asarray(cells, float) * w, np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[scen] = (n, np.where(n > 0, np.log10(n) - e / np.log(10.0), np.nan))
+    return out
 
 
 def kaplan_meier_plot(km: pd.DataFrame, *, logrank: dict, threshold: float, population: str) -> plt.Figure:

@@ -132,6 +132,7 @@ _FIGURE_CATEGORY = {
     "fig2a_tcp": "Robustness",
     "fig2b_tertiles": "Robustness",
     "fig3_scenarios": "Robustness",
+    "fig3b_worst_case": "Robustness",
     "km": "Survival",
     "calibration": "TCP model",
 }
@@ -146,7 +147,11 @@ rule figures:
                 de_dvh=PLAN_FILES["de_dvh"],
                 uniform_dose=PLAN_FILES["uniform_dose"],
                 de_dose=PLAN_FILES["de_dose"],
+                dr_dose=PLAN_FILES["dr_dose"],
                 de_letd=PLAN_FILES["de_letd"],
+                ct=INGEST_FILES["ct"],
+                masks_ct=f"{RESULTS}/patients/{{pid}}/ingest/masks_ct",
+                de_worst_dose=ROBUSTNESS_FILES["de_worst_dose"],
                 cell_density=DWI_FILES["cell_density_dose"],
                 rmse=DWI_FILES["rmse_dose"],
                 masks_dose=MASKS_DOSE,
@@ -186,6 +191,7 @@ rule figures:
         oar_limits_gy=CFG["planning"]["oar_limits_gy"],
         representative=STATS["representative_patient"],
         n_fractions=CFG["planning"]["n_ld"] + CFG["planning"]["n_hd"],
+        prescription_gy=CFG["planning"]["prescription_gy"],
     script:
         "../../scripts/figures.py"
 
