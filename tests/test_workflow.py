@@ -309,6 +309,7 @@ def test_tiny_cohort_end_to_end(tmp_path):
             assert (results / "benchmarks" / sub / f"{pid}.tsv").exists()
     assert (results / "cohort" / "plan_summary.tsv").exists()
     check_robustness(results, plans, test_ids, train_ids=fit["train_ids"])
+    check_dicom_rt(results, test_ids, prescription_gy=73.6)
     check_statistics(results, plans, test_ids, train_ids=fit["train_ids"])
     # Provenance: the record's checksums are those of the DICOM inputs now (nothing modified them).
     from dosepaint.stages import provenance as pv
@@ -371,11 +372,15 @@ def test_tiny_cohort_end_to_end(tmp_path):
             leaks = [s for s in planted if s.encode() in data]
             assert not leaks, (path, leaks)
     assert scanned > 300
-    # Exported DICOM is de-identified: the Basic Profile for the attributes we write, pseudonymous ids.
+    # Exported DICOM is de-identified: the Basic Profile for the attributes we write, pseudonymous ids,
+    # no UID of the source export (the plans' RTDOSE and the whole DICOM RT package).
     exported = sorted(results.glob("patients/*/plans/*/rtdose.dcm"))
     assert len(exported) == 3 * len(test_ids)
+    exported += (
+        sorted(results.glob("patients/*/dicom_rt/*.dcm")) + sorted(results.glob("patients/*/dicom_rt/CT/*.dcm"))[::25]
+    )
     for path in exported:
-        pid = path.parts[-4]
+        pid = path.relative_to(results).parts[1]
         ds = pydicom.dcmread(path)
         assert basic_profile_violations(ds, pseudonym=pid) == [], path
         source_uids = set()
@@ -583,3 +588,50 @@ def test_workflow_parse_imports_no_stage_module_and_nothing_heavy():
     code = "\n".join(lines) + f"\nimport sys\nprint([m for m in {heavy!r} if m in sys.modules])"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr[-2000:]
+
+
+def check_dicom_rt(results, test_ids, *, prescription_gy: float):
+    """The DICOM RT package of every planned patient, checked by tools no one here wrote: dciodvfy on
+    every object, dicompyler-core's DVH and its reading of the derived structures, and pyRadPlan's
+    forward calculation of a re-read RT Ion Plan (one patient, the DE plan)."""
+    from dosepaint.io import files
+    from dosepaint.stages.export import regions
+
+    from .rt_checks import dciodvfy_errors, dice, dicompyler_dvh, dicompyler_masks, recomputed_dose
+
+    table = pd.read_csv(results / "cohort" / "dicom_rt.tsv", sep="\t")
+    assert sorted(table["patient_id"]) == sorted(test_ids)
+    assert set(table["uids"]) == {"generated (Basic Profile)"} and (table["worst_case_doses"] == 3).all()
+    for pid in test_ids:
+        patient, pkg = results / "patients" / pid, results / "patients" / pid / "dicom_rt"
+        objects = sorted(pkg.rglob("*.dcm"))
+        assert len(objects) == 10 + len(list((pkg / "CT").glob("*.dcm"))), pid  # RS, 3 RP, 3 RD, 3 worst RD
+        heads = [pydicom.dcmread(p, stop_before_pixels=True) for p in objects]
+        assert len({h.StudyInstanceUID for h in heads}) == 1 and len({h.FrameOfReferenceUID for h in heads}) == 1
+        for path, ds in zip(objects, heads, strict=True):
+            assert dciodvfy_errors(path) == [], (path, dciodvfy_errors(path))
+            assert basic_profile_violations(ds, pseudonym=pid) == [], path
+        ct, grid = files.read_array(patient / "ingest" / "ct.nii.gz")
+        inputs = {
+            "masks_ct": patient / "ingest" / "masks_ct",
+            "pet_masks": patient / "pet" / "masks",
+            "clonogens": patient / "dwi" / "clonogens.nii.gz",
+            "masks_dose": patient / "ingest" / "masks_dose",
+        }
+        ours = {n: m for n, (m, _) in regions(inputs, grid, pid=pid).items() if m.any()}
+        derived = [n for n in ours if n.startswith(("BTV_", "CELLS_")) or n.endswith("_minus_GTV")]
+        assert len(derived) == 9 + 3 + 2, derived
+        back = dicompyler_masks(pkg / "RS.dcm", grid, derived)
+        assert min(dice(back[n], ours[n]) for n in derived) >= 0.98
+        metrics = pd.read_csv(patient / "plans" / "metrics.tsv", sep="\t").set_index("plan")
+        for plan in ("uniform", "de", "dr"):
+            for s in ("GTV", "CTV_HD", "CTV_LD"):
+                dvh = dicompyler_dvh(pkg / "RS.dcm", pkg / f"RD_{plan}.dcm", s)
+                for name, theirs in (("Dmean", dvh.mean), ("D95", dvh.D95.value), ("D50", dvh.D50.value)):
+                    assert abs(theirs / metrics.loc[plan, f"{s}_{name}"] - 1) < 0.01, (pid, plan, s, name)
+    pid = test_ids[0]
+    patient = results / "patients" / pid
+    dose, _ = files.read_array(patient / "plans" / "de" / "dose.nii.gz")
+    again = recomputed_dose(patient / "dicom_rt" / "RP_de.dcm", patient)
+    targets, _ = files.read_masks(patient / "ingest" / "masks_dose", ["CTV_LD"], pid=pid, needed_by="test")
+    assert np.max(np.abs(again - dose)[targets["CTV_LD"]]) < 0.01 * prescription_gy
