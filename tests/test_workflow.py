@@ -631,7 +631,35 @@ def check_dicom_rt(results, test_ids, *, prescription_gy: float):
                     assert abs(theirs / metrics.loc[plan, f"{s}_{name}"] - 1) < 0.01, (pid, plan, s, name)
     pid = test_ids[0]
     patient = results / "patients" / pid
+    check_retained_uids(results, pid)
     dose, _ = files.read_array(patient / "plans" / "de" / "dose.nii.gz")
     again = recomputed_dose(patient / "dicom_rt" / "RP_de.dcm", patient)
     targets, _ = files.read_masks(patient / "ingest" / "masks_dose", ["CTV_LD"], pid=pid, needed_by="test")
     assert np.max(np.abs(again - dose)[targets["CTV_LD"]]) < 0.01 * prescription_gy
+
+
+def check_retained_uids(results, pid):
+    """export.retain_uids: the package rewritten for one patient carries the source CT's study, frame of
+    reference and CT SOP UIDs (read back from the files ingest recorded), and still no identity."""
+    from dosepaint.stages import export
+
+    patient = results / "patients" / pid
+    inputs = {k: patient / v for k, v in (("ct", "ingest/ct.nii.gz"), ("ct_dose", "ingest/ct_dose.nii.gz"),
+              ("ingest_qc", "ingest/qc.json"), ("masks_ct", "ingest/masks_ct"), ("masks_dose", "ingest/masks_dose"),
+              ("influence", "plans/influence.npz"))}  # fmt: skip
+    inputs |= {f"{p}_{k}": patient / "plans" / p / f"{k}.{ext}" for p in ("uniform", "de", "dr")
+               for k, ext in (("dose", "nii.gz"), ("weights", "npz"))}  # fmt: skip
+    out = results.parent / "retained"
+    params = {"patient_id": pid, "retain_uids": True, "dicom_dir": str(results / "synthetic" / "dicom" / pid)}
+    manifest = export.run(inputs, {"package": out / "dicom_rt", "manifest": out / "dicom_rt.json"}, params=params)
+    assert manifest["uids"].startswith("source CT's")
+    source = {}
+    series, _ = dcm.scan_folder(results / "synthetic" / "dicom" / pid)
+    for f in (f for s in series if s.kind == "CT" for f in s.files):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        source[str(ds.SOPInstanceUID)] = (str(ds.StudyInstanceUID), str(ds.FrameOfReferenceUID))
+    ct = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted((out / "dicom_rt" / "CT").glob("*.dcm"))]
+    assert {str(d.SOPInstanceUID) for d in ct} == set(source)
+    rd = pydicom.dcmread(out / "dicom_rt" / "RD_de.dcm", stop_before_pixels=True)
+    assert {(str(rd.StudyInstanceUID), str(rd.FrameOfReferenceUID))} == set(source.values())
+    assert rd.PatientID == pid and rd.PatientIdentityRemoved == "YES"

@@ -213,7 +213,7 @@ def write_dose(
 
     return write_rtdose(
         path,
-        dose,
+        np.nan_to_num(np.asarray(dose, float)),  # RTDOSE holds no NaN: 0 where nothing was computed
         grid,
         frame_of_reference=uids["frame"],
         series=_series(pid, role, number, role),

@@ -120,29 +120,14 @@ def _write_plans(folder: Path, inputs: dict, *, pid: str, uids: dict, rs_sop: st
             structure_set_uid=rs_sop,
             finish=dicom_rt.finisher(frame=uids["frame"]),
         )
-        dose, dgrid = files.read_array(inputs[f"{plan}_dose"])
-        dicom_rt.write_dose(
-            folder / f"RD_{plan}.dcm",
-            dose,
-            dgrid,
-            pid=pid,
-            uids=uids,
-            role=f"{plan} dose",
-            number=20 + i,
-            plan_sop=ids["sop"],
-        )
-        if inputs.get(f"{plan}_worst_dose"):
-            worst, wgrid = files.read_array(inputs[f"{plan}_worst_dose"])
-            dicom_rt.write_dose(
-                folder / f"RD_{plan}_worst.dcm",
-                worst,
-                wgrid,
-                pid=pid,
-                uids=uids,
-                role=f"{plan} worst-case dose",
-                number=30 + i,
-                plan_sop=ids["sop"],
-            )
+        for key, suffix, role, base in (
+            (f"{plan}_dose", "", "dose", 20),
+            (f"{plan}_worst_dose", "_worst", "worst-case dose", 30),
+        ):
+            if inputs.get(key):
+                dose, dgrid = files.read_array(inputs[key])
+                dicom_rt.write_dose(folder / f"RD_{plan}{suffix}.dcm", dose, dgrid, pid=pid, uids=uids,
+                                    role=f"{plan} {role}", number=base + i, plan_sop=ids["sop"])  # fmt: skip
         summary[plan] = {
             "beams": int(len(spots["isocentre"])),
             "spots_weighted": [int(np.sum(g["weights"] > 0)) for g in groups],
