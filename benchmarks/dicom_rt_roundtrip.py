@@ -21,35 +21,11 @@ import numpy as np
 import pandas as pd
 
 from dosepaint.io import files
-from dosepaint.stages.export import regions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tests/ (its reader checks)
-from tests.rt_checks import dciodvfy_errors, dice, dicompyler_dvh, dicompyler_masks, recomputed_dose  # noqa: E402
+from tests.rt_checks import dciodvfy_errors, dvh_differences, recomputed_dose, region_dice  # noqa: E402
 
 PLANS = ("uniform", "de", "dr")
-TARGETS = ("GTV", "CTV_HD", "CTV_LD")
-
-
-def _dvh_difference(patient: Path) -> float:
-    pkg = patient / "dicom_rt"
-    metrics = pd.read_csv(patient / "plans" / "metrics.tsv", sep="\t").set_index("plan")
-    worst = 0.0
-    for plan in PLANS:
-        for s in TARGETS:
-            d = dicompyler_dvh(pkg / "RS.dcm", pkg / f"RD_{plan}.dcm", s)
-            for name, theirs in (("Dmean", d.mean), ("D95", d.D95.value), ("D50", d.D50.value)):
-                worst = max(worst, abs(theirs / metrics.loc[plan, f"{s}_{name}"] - 1))
-    return 100.0 * worst
-
-
-def _dice(patient: Path) -> float:
-    _, grid = files.read_array(patient / "ingest" / "ct.nii.gz")
-    folders = {"masks_ct": "ingest/masks_ct", "pet_masks": "pet/masks", "clonogens": "dwi/clonogens.nii.gz",
-               "masks_dose": "ingest/masks_dose"}  # fmt: skip
-    inputs = {k: patient / v for k, v in folders.items()}
-    ours = {n: m for n, (m, _) in regions(inputs, grid, pid=patient.name).items() if m.any()}
-    back = dicompyler_masks(patient / "dicom_rt" / "RS.dcm", grid, list(ours))
-    return min(dice(back[n], ours[n]) for n in ours)
 
 
 def _recompute(patient: Path, prescription_gy: float) -> float:
@@ -74,7 +50,8 @@ def main() -> None:
         objects = sorted((patient / "dicom_rt").rglob("*.dcm"))
         row = {"patient_id": patient.name, "objects": len(objects),
                "dciodvfy_errors": sum(len(dciodvfy_errors(p)) for p in objects),
-               "dvh_max_rel_diff_pct": _dvh_difference(patient), "dice_min": _dice(patient)}  # fmt: skip
+               "dvh_max_rel_diff_pct": 100.0 * max(abs(v) for v in dvh_differences(patient).values()),
+               "dice_min": min(region_dice(patient).values())}  # fmt: skip
         if i < a.recompute:
             row["recompute_max_diff_pct_dp"] = _recompute(patient, a.prescription_gy)
         row["seconds"] = time.perf_counter() - t0

@@ -28,13 +28,13 @@ def dicompyler_masks(rs_path, grid, names) -> dict:
     own point-in-polygon test per contour, holes by exclusive or, as in its DVH calculation)."""
     from dicompylercore import dicomparser, dvhcalc
 
-    m = grid.matrix
-    assert np.allclose(np.abs(m), np.eye(3)), "this reader check needs an axial CT (rows and columns along x, y)"
+    assert np.allclose(np.abs(grid.matrix), np.eye(3)), (
+        "this reader check needs an axial CT (rows and columns along x, y)"
+    )
     rs = dicomparser.DicomParser(str(rs_path))
-    j, i = np.indices(grid.shape[1:])
-    ijk = np.column_stack([i.ravel(), j.ravel(), np.zeros(i.size)]) * np.asarray(grid.spacing)
-    points = (np.asarray(grid.origin) + ijk @ m.T)[:, :2]  # pixel centres (x, y), row by row
-    zs = grid.origin[2] + m[2, 2] * grid.spacing[2] * np.arange(grid.shape[0])
+    x, y, z = grid.world()
+    points = np.column_stack([x[0].ravel(), y[0].ravel()])  # pixel centres (x, y), row by row
+    zs = z[:, 0, 0]
     # dicompyler-core reads only the lengths of the look-up table when it reshapes the test's result
     lut = {"lut": (np.arange(grid.shape[2]), np.arange(grid.shape[1])), "rows": grid.shape[1],
            "columns": grid.shape[2], "x_lut_index": 0}  # fmt: skip
@@ -58,6 +58,37 @@ def dicompyler_dvh(rs_path, rd_path, name: str):
     rois = dicomparser.DicomParser(str(rs_path)).GetStructures()
     number = next(k for k, v in rois.items() if v["name"] == name)
     return dvhcalc.get_dvh(str(rs_path), str(rd_path), number)
+
+
+def dvh_differences(patient: Path) -> dict:
+    """dicompyler-core's Dmean, D95 and D50 of GTV, CTV_HD and CTV_LD from the package's RTSTRUCT and each
+    plan's RTDOSE, relative to ours (``plans/metrics.tsv``): (plan, structure, metric) → theirs / ours − 1."""
+    import pandas as pd
+
+    pkg = patient / "dicom_rt"
+    ours = pd.read_csv(patient / "plans" / "metrics.tsv", sep="\t").set_index("plan")
+    out = {}
+    for plan in ("uniform", "de", "dr"):
+        for s in ("GTV", "CTV_HD", "CTV_LD"):
+            d = dicompyler_dvh(pkg / "RS.dcm", pkg / f"RD_{plan}.dcm", s)
+            for name, theirs in (("Dmean", d.mean), ("D95", d.D95.value), ("D50", d.D50.value)):
+                out[(plan, s, name)] = theirs / ours.loc[plan, f"{s}_{name}"] - 1
+    return out
+
+
+def region_dice(patient: Path) -> dict:
+    """Dice of dicompyler-core's reading of each region of the package's RTSTRUCT against our mask of it on
+    the CT grid (:func:`dosepaint.stages.export.regions`): name → Dice."""
+    from dosepaint.io import files
+    from dosepaint.stages.export import regions
+
+    _, grid = files.read_array(patient / "ingest" / "ct.nii.gz")
+    folders = {"masks_ct": "ingest/masks_ct", "pet_masks": "pet/masks", "clonogens": "dwi/clonogens.nii.gz",
+               "masks_dose": "ingest/masks_dose"}  # fmt: skip
+    ours = {n: m for n, (m, _) in regions({k: patient / v for k, v in folders.items()}, grid, pid=patient.name).items()
+            if m.any()}  # fmt: skip
+    back = dicompyler_masks(patient / "dicom_rt" / "RS.dcm", grid, list(ours))
+    return {n: dice(back[n], ours[n]) for n in ours}
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

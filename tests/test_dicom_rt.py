@@ -7,13 +7,13 @@ import numpy as np
 import pydicom
 import pytest
 
-from dosepaint.contours import mask_contours
 from dosepaint.errors import DosepaintInputError
 from dosepaint.geometry import Grid
 from dosepaint.io import dicom_rt
 from dosepaint.io.deidentify import basic_profile_violations
 from dosepaint.io.dicom_write import CT_IMAGE, write_image_series
 from dosepaint.stages.export import tertile_labels
+from dosepaint.structures import mask_to_contours
 
 from .rt_checks import dciodvfy_errors, dice, dicompyler_dvh, dicompyler_masks
 
@@ -34,7 +34,7 @@ def test_contours_of_one_voxel_surround_its_centre_on_any_orientation():
     )
     mask = np.zeros(grid.shape, bool)
     mask[2, 3, 1] = True
-    (pts,) = mask_contours(mask, grid)
+    (pts,) = mask_to_contours(mask, grid)
     centre = grid.image(mask.astype(np.uint8)).TransformIndexToPhysicalPoint((1, 3, 2))
     np.testing.assert_allclose(pts.mean(axis=0), centre, atol=1e-9)
     np.testing.assert_allclose(np.ptp(pts, axis=0), [2.0, 3.0, 0.0])  # half a voxel each side, in-plane
@@ -47,7 +47,7 @@ def _package(tmp_path, pid="PT07", uids=None):
     refs = dicom_rt.write_ct(ct, GRID, tmp_path / "CT", pid=pid, uids=uids, patient_position="HFS")
     shell = _shell()
     rs = dicom_rt.write_structures(
-        tmp_path / "RS.dcm", {"CELLS_T1": mask_contours(shell, GRID)}, refs, GRID, pid=pid, uids=uids
+        tmp_path / "RS.dcm", {"CELLS_T1": mask_to_contours(shell, GRID)}, refs, GRID, pid=pid, uids=uids
     )
     dose = np.broadcast_to(np.linspace(10.0, 80.0, GRID.shape[2]), GRID.shape).copy()
     dicom_rt.write_dose(tmp_path / "RD.dcm", dose, GRID, pid=pid, uids=uids, role="de dose", number=20, plan_sop=rs)

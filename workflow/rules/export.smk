@@ -56,8 +56,6 @@ rule dicom_rt_summary:
         logs("dicom_rt_summary"),
     conda:
         "../../envs/planning.yaml"
-    params:
-        retain_uids=CFG["export"]["retain_uids"],
     script:
         "../../scripts/dicom_rt_summary.py"
 

@@ -22,8 +22,18 @@ from pydicom.sequence import Sequence
 
 from ..errors import DosepaintInputError
 from ..geometry import Grid
+from ..structures import CANONICAL
 from .deidentify import deidentification_attributes
-from .dicom_write import CT_IMAGE, uid, write_image_series, write_rtdose, write_rtstruct
+from .dicom_write import (
+    CT_IMAGE,
+    referenced,
+    rtdose_sop,
+    slice_refs,
+    uid,
+    write_image_series,
+    write_rtdose,
+    write_rtstruct,
+)
 from .rtplan import RT_ION_PLAN
 
 #: Type 2 attributes of the modules every object of the package has (Patient, General Study, series
@@ -38,8 +48,19 @@ _TYPE2_EMPTY = (
     "OperatorsName",
 )
 
-#: RT ROI Interpreted Type of the canonical structures; derived regions are CONTROL (not for planning).
+#: RT ROI Interpreted Type of the targets and the body; the other canonical structures are ORGAN, every
+#: region the analysis derived (CTV − GTV, BTVs, cell-count tertiles) CONTROL (not for planning).
 INTERPRETED_TYPES = {"GTV": "GTV", "CTV_HD": "CTV", "CTV_LD": "CTV", "BODY": "EXTERNAL"}
+
+
+def interpreted_type(name: str) -> str:
+    """RTROIInterpretedType of the ROI ``name`` (:data:`INTERPRETED_TYPES`)."""
+    return INTERPRETED_TYPES.get(name, "ORGAN" if name in CANONICAL else "CONTROL")
+
+
+def _package_uid(pid: str, role: str) -> str:
+    """A UID of the package, from the pseudonym and the role of what it names (the same on every run)."""
+    return uid("dosepaint", pid, "rt package", role)
 
 
 def package_uids(pid: str, *, source: dict | None = None) -> dict:
@@ -56,9 +77,9 @@ def package_uids(pid: str, *, source: dict | None = None) -> dict:
             "retained": True,
         }
     return {
-        "study": uid("dosepaint", pid, "rt package", "study"),
-        "frame": uid("dosepaint", pid, "rt package", "frame"),
-        "ct_series": uid("dosepaint", pid, "rt package", "ct"),
+        "study": _package_uid(pid, "study"),
+        "frame": _package_uid(pid, "frame"),
+        "ct_series": _package_uid(pid, "ct"),
         "ct_sops": None,
         "retained": False,
     }
@@ -100,7 +121,7 @@ def identity(pid: str, uids: dict) -> dict:
     return {"patient": patient, "study": study}
 
 
-def finisher(*, frame: str | None, instance: int = 1, extra=None):
+def finisher(*, frame: str | None, extra=None):
     """The function that gives an object the package's common attributes before it is saved."""
 
     def finish(ds: Dataset) -> None:
@@ -108,7 +129,7 @@ def finisher(*, frame: str | None, instance: int = 1, extra=None):
             if key not in ds:
                 setattr(ds, key, None)
         ds.Manufacturer = "dosepaint"
-        ds.InstanceNumber = ds.get("InstanceNumber", instance)
+        ds.InstanceNumber = ds.get("InstanceNumber", 1)
         if frame is not None:
             ds.FrameOfReferenceUID = frame
             ds.PositionReferenceIndicator = None
@@ -134,23 +155,21 @@ def write_ct(
         finisher(frame=uids["frame"])(ds)
 
     series = {"SeriesInstanceUID": uids["ct_series"], "SeriesNumber": 1, "SeriesDescription": "planning CT"}
-    written = write_image_series(
-        ct,
+    return slice_refs(
+        write_image_series(
+            ct,
+            grid,
+            Path(folder),
+            modality="CT",
+            sop_class=CT_IMAGE,
+            rescale="hu",
+            file_pattern="CT_{index:04d}.dcm",
+            extra_per_slice=per_slice,
+            series=series,
+            **ident,
+        ),
         grid,
-        Path(folder),
-        modality="CT",
-        sop_class=CT_IMAGE,
-        rescale="hu",
-        file_pattern="CT_{index:04d}.dcm",
-        extra_per_slice=per_slice,
-        series=series,
-        **ident,
     )
-    normal = grid.matrix[:, 2]
-    return [
-        (sops[k] if sops else sop, float(np.dot(np.asarray(grid.origin) + normal * grid.spacing[2] * k, normal)))
-        for k, (sop, _) in enumerate(written)
-    ]
 
 
 def write_structures(path, contours: dict, ct_refs, grid: Grid, *, pid: str, uids: dict) -> str:
@@ -160,16 +179,14 @@ def write_structures(path, contours: dict, ct_refs, grid: Grid, *, pid: str, uid
         ds.StructureSetDate = ds.StructureSetTime = None
         ds.StructureSetLabel = "dosepaint"
         for roi, obs in zip(ds.StructureSetROISequence, ds.RTROIObservationsSequence, strict=True):
-            obs.RTROIInterpretedType = INTERPRETED_TYPES.get(
-                roi.ROIName, "ORGAN" if "_" not in roi.ROIName else "CONTROL"
-            )
+            obs.RTROIInterpretedType = interpreted_type(roi.ROIName)
             obs.ROIInterpreter = None
         study = Dataset()
         study.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management (retired; as TPSs write)
         study.ReferencedSOPInstanceUID = uids["study"]
         series = Dataset()
         series.SeriesInstanceUID = uids["ct_series"]
-        series.ContourImageSequence = Sequence([_image_ref(sop) for sop, _ in ct_refs])
+        series.ContourImageSequence = Sequence([referenced(CT_IMAGE, sop) for sop, _ in ct_refs])
         study.RTReferencedSeriesSequence = Sequence([series])
         ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence = Sequence([study])
 
@@ -185,19 +202,8 @@ def write_structures(path, contours: dict, ct_refs, grid: Grid, *, pid: str, uid
     )
 
 
-def _image_ref(sop: str) -> Dataset:
-    item = Dataset()
-    item.ReferencedSOPClassUID = CT_IMAGE
-    item.ReferencedSOPInstanceUID = sop
-    return item
-
-
 def _series(pid: str, role: str, number: int, description: str) -> dict:
-    return {
-        "SeriesInstanceUID": uid("dosepaint", pid, "rt package", role),
-        "SeriesNumber": number,
-        "SeriesDescription": description[:64],
-    }
+    return {"SeriesInstanceUID": _package_uid(pid, role), "SeriesNumber": number, "SeriesDescription": description[:64]}
 
 
 def write_dose(
@@ -206,10 +212,7 @@ def write_dose(
     """RTDOSE (Gy(RBE), 16-bit) of ``dose`` referencing the RT Ion Plan ``plan_sop``."""
 
     def extra(ds: Dataset) -> None:
-        ref = Dataset()
-        ref.ReferencedSOPClassUID = RT_ION_PLAN
-        ref.ReferencedSOPInstanceUID = plan_sop
-        ds.ReferencedRTPlanSequence = Sequence([ref])
+        ds.ReferencedRTPlanSequence = Sequence([referenced(RT_ION_PLAN, plan_sop)])
 
     return write_rtdose(
         path,
@@ -231,4 +234,4 @@ def plan_ids(pid: str, uids: dict, *, role: str, number: int) -> dict:
 
 def dose_sop(pid: str, role: str) -> str:
     """The SOPInstanceUID :func:`write_dose` gives the dose ``role`` (known before it is written)."""
-    return uid(uid("dosepaint", pid, "rt package", role), "rtdose")
+    return rtdose_sop(_package_uid(pid, role))

@@ -109,8 +109,30 @@ def write_image_series(
             extra_per_slice(ds, k)
         path = folder / file_pattern.format(index=instance_offset + k + 1, uid=sop)
         _save(ds, path)
-        written.append((sop, path))
+        written.append((str(ds.SOPInstanceUID), path))  # the hooks may have set it (retained UIDs)
     return written
+
+
+def slice_refs(written: list, grid: Grid) -> list[tuple[str, float]]:
+    """(SOPInstanceUID, position along the slice normal, mm) of each slice :func:`write_image_series`
+    wrote on ``grid``: the ``ct_refs`` of :func:`write_rtstruct`.
+    """
+    normal = grid.matrix[:, 2]
+    origin = np.asarray(grid.origin)
+    return [(sop, float(np.dot(origin + normal * grid.spacing[2] * k, normal))) for k, (sop, _) in enumerate(written)]
+
+
+def referenced(sop_class: str, sop_uid: str) -> Dataset:
+    """A Referenced SOP item (ReferencedSOPClassUID, ReferencedSOPInstanceUID)."""
+    item = Dataset()
+    item.ReferencedSOPClassUID = sop_class
+    item.ReferencedSOPInstanceUID = sop_uid
+    return item
+
+
+def rtdose_sop(series_uid: str) -> str:
+    """The SOPInstanceUID :func:`write_rtdose` gives the RTDOSE of series ``series_uid``."""
+    return uid(series_uid, "rtdose")
 
 
 def _rescale(plane: np.ndarray, rescale: str, *, info, global_slope) -> tuple[float, float]:
@@ -177,11 +199,8 @@ def _contour_item(pts, ct_refs, *, positions: np.ndarray, normal: np.ndarray) ->
     # documentation of ``disable_value_validation`` suggests for values known to be valid.
     with pydicom.config.disable_value_validation():
         c.ContourData = [f"{v:.3f}" for v in np.asarray(pts, float).ravel()]
-    img = Dataset()
-    img.ReferencedSOPClassUID = CT_IMAGE
     plane = float(np.dot(np.asarray(pts, float)[0], normal))
-    img.ReferencedSOPInstanceUID = ct_refs[int(np.argmin(np.abs(positions - plane)))][0]
-    c.ContourImageSequence = Sequence([img])
+    c.ContourImageSequence = Sequence([referenced(CT_IMAGE, ct_refs[int(np.argmin(np.abs(positions - plane)))][0])])
     return c
 
 
@@ -267,7 +286,7 @@ def write_rtdose(
     GridFrameOffsetVector is relative to ImagePositionPatient (first value 0).  ``finish(ds)``, if
     given, is applied before saving.
     """
-    sop = uid(series["SeriesInstanceUID"], "rtdose")
+    sop = rtdose_sop(series["SeriesInstanceUID"])
     ds = _new_dataset(RT_DOSE, sop, patient=patient, study=study, series=series)
     ds.Modality = "RTDOSE"
     ds.FrameOfReferenceUID = frame_of_reference

@@ -25,7 +25,7 @@ from pydicom.sequence import Sequence
 
 from ..errors import DosepaintInputError
 from ..planning import iec
-from .dicom_write import RT_DOSE, RT_STRUCT, _new_dataset, _save
+from .dicom_write import RT_DOSE, RT_STRUCT, _new_dataset, _save, referenced
 
 RT_ION_PLAN = "1.2.840.10008.5.1.4.1.1.481.8"
 PARTICLES_PER_WEIGHT = 1.0e6
@@ -33,13 +33,6 @@ _IONS: dict[str, tuple[int, int, int] | None] = {
     "carbon": (6, 12, 6),
     "protons": None,
 }  # (Z, A, charge) of an ION beam; protons are PROTON
-
-
-def _ref(sop_class: str, sop_uid: str) -> Dataset:
-    item = Dataset()
-    item.ReferencedSOPClassUID = sop_class
-    item.ReferencedSOPInstanceUID = sop_uid
-    return item
 
 
 def _layer_points(energy, xy, weight_np, *, index: int, cumulative: float) -> tuple[list, float]:
@@ -152,7 +145,7 @@ def _fraction_group(number: int, *, n_fx: int, beams: list[Dataset], description
         refs.append(r)
     fg.ReferencedBeamSequence = Sequence(refs)
     if dose_uid:
-        fg.ReferencedDoseSequence = Sequence([_ref(RT_DOSE, dose_uid)])
+        fg.ReferencedDoseSequence = Sequence([referenced(RT_DOSE, dose_uid)])
     return fg
 
 
@@ -190,7 +183,7 @@ def write_rt_ion_plan(
     ds.RTPlanDate = ds.RTPlanTime = None
     ds.PlanIntent = "RESEARCH"
     ds.RTPlanGeometry = "PATIENT"
-    ds.ReferencedStructureSetSequence = Sequence([_ref(RT_STRUCT, structure_set_uid)])
+    ds.ReferencedStructureSetSequence = Sequence([referenced(RT_STRUCT, structure_set_uid)])
     ds.ApprovalStatus = "UNAPPROVED"
     setup = Dataset()
     setup.PatientSetupNumber = 1

@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from ..contours import mask_contours
 from ..errors import DosepaintInputError
 from ..geometry import Grid, resample
 from ..io import dicom_rt, files, rtplan
 from ..layout import PLAN_NAMES
 from ..planning.engine import PyRadPlanEngine
 from ..planning.influence import DoseInfluence
+from ..structures import mask_to_contours
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def regions(inputs: dict, grid: Grid, *, pid: str) -> dict[str, tuple[np.ndarray
     for path in sorted(Path(inputs["masks_ct"]).glob("*.nii.gz")):
         m, g = files.read_array(path)
         out[path.name[: -len(".nii.gz")]] = (_on_grid(m > 0, g, grid) > 0, "ingest")
-    for path in sorted(Path(inputs.get("pet_masks") or "/nonexistent").glob("*.nii.gz")):
+    for path in sorted(Path(inputs["pet_masks"]).glob("*.nii.gz")) if inputs.get("pet_masks") else []:
         m, g = files.read_array(path)
         out[f"BTV_{path.name[: -len('.nii.gz')]}"] = (_on_grid(m > 0, g, grid) > 0, "PET segmentation")
     if inputs.get("clonogens"):
@@ -150,7 +150,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     uids = _uids(inputs, params, qc, grid)
     ct_refs = dicom_rt.write_ct(ct, grid, folder / "CT", pid=pid, uids=uids, patient_position=position)
     found = regions(inputs, grid, pid=pid)
-    contours = {name: mask_contours(m, grid) for name, (m, _) in found.items() if m.any()}
+    contours = {name: mask_to_contours(m, grid) for name, (m, _) in found.items() if m.any()}
     rs_sop = dicom_rt.write_structures(folder / "RS.dcm", contours, ct_refs, grid, pid=pid, uids=uids)
     plans = _write_plans(folder, inputs, pid=pid, uids=uids, rs_sop=rs_sop, position=position)
     manifest = {
@@ -158,6 +158,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         "uids": "source CT's study, frame of reference and CT UIDs retained (export.retain_uids)"
         if uids["retained"]
         else "all generated from the pseudonym (PS3.15 Basic Profile)",
+        "uids_retained": bool(uids["retained"]),
         "patient_position": position,
         "notes": notes,
         "files": sorted(str(p.relative_to(folder)) for p in folder.rglob("*.dcm") if p.parent == folder),
@@ -182,7 +183,7 @@ def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
         rows.append(
             {
                 "patient_id": m["patient_id"],
-                "uids": "retained (export.retain_uids)" if params.get("retain_uids") else "generated (Basic Profile)",
+                "uids": "retained (export.retain_uids)" if m["uids_retained"] else "generated (Basic Profile)",
                 "patient_position": m["patient_position"],
                 "ct_slices": m["ct_slices"],
                 "structures": sum(1 for s in m["structures"].values() if s["contours"]),

@@ -74,15 +74,10 @@ class _OnCt:
         self.ct = sitk.GetArrayFromImage(self.image).astype(np.float32)
         self.spacing = self.image.GetSpacing()
         self.dose_grid = r["grid"]
-        names = [
-            n
-            for n in ("GTV", "CTV_HD", "CTV_LD", *fa.CONTOUR_COLOURS)
-            if (Path(r["pick"]["masks_ct"]) / f"{n}.nii.gz").exists()
-        ]
-        masks, grid = files.read_masks(
-            r["pick"]["masks_ct"], list(dict.fromkeys(names)), pid=pid, needed_by="the figures"
-        )
+        names = [n for n in fa.CONTOUR_COLOURS if (Path(r["pick"]["masks_ct"]) / f"{n}.nii.gz").exists()]
+        masks, grid = files.read_masks(r["pick"]["masks_ct"], names, pid=pid, needed_by="the figures")
         self.masks = {n: self.move(m, grid, "nearest", 0.0) > 0.5 for n, m in masks.items()}
+        self.de_dose = self.move(r["de_dose"])  # on all three figures
 
     def move(self, array, grid=None, interpolator: str = "linear", default: float = 0.0) -> np.ndarray:
         """``array`` (on ``grid``, the dose grid by default) resampled onto the LPS CT."""
@@ -92,7 +87,8 @@ class _OnCt:
 
 def _slices_figure(r: dict, pid: str, on_ct: _OnCt, *, prescription_gy: float):
     """Figure 1c: each plan's dose, DE − uniform, the DE LETd and the clonogen density over the CT."""
-    doses = {p: on_ct.move(files.read_array(r["pick"][f"{p}_dose"])[0]) for p in ("uniform", "de", "dr")}
+    doses = {p: on_ct.move(files.read_array(r["pick"][f"{p}_dose"])[0]) for p in ("uniform", "dr")}
+    doses["de"] = on_ct.de_dose
     density = np.where(r["masks"]["GTV"], r["clon"] / r["grid"].voxel_volume, np.nan)
     letd = files.read_array(r["pick"]["de_letd"])[0]
     return fa.slices_on_ct(ct=on_ct.ct, doses=doses, letd=on_ct.move(letd, None, "nearest", np.nan),
@@ -106,7 +102,7 @@ def _worst_figure(r: dict, pid: str, on_ct: _OnCt, *, prescription_gy: float):
     """
     worst = files.read_array(r["pick"]["de_worst_dose"])[0]
     worst = on_ct.move(np.where(worst > 0, worst, np.nan), None, "nearest", np.nan)
-    return fa.worst_case_on_ct(ct=on_ct.ct, nominal=on_ct.move(r["de_dose"]), worst=worst, masks=on_ct.masks,
+    return fa.worst_case_on_ct(ct=on_ct.ct, nominal=on_ct.de_dose, worst=worst, masks=on_ct.masks,
                                prescription_gy=prescription_gy, spacing=on_ct.spacing, patient=pid)  # fmt: skip
 
 
@@ -120,7 +116,7 @@ def _scenarios_figure(r: dict, pid: str, on_ct: _OnCt, *, n_fractions: int, pres
                                n_fractions=n_fractions, gtv=r["masks"]["GTV"])  # fmt: skip
     moved = {s: tuple(on_ct.move(v, None, "nearest", np.nan) for v in pair) for s, pair in maps.items()}
     gtv_w = {s: on_ct.move(np.where(r["masks"]["GTV"], w, np.nan), None, "nearest", np.nan) for s, w in weights.items()}
-    return fa.scenarios_on_ct(ct=on_ct.ct, dose=on_ct.move(r["de_dose"]), weights=gtv_w, maps=moved, masks=on_ct.masks,
+    return fa.scenarios_on_ct(ct=on_ct.ct, dose=on_ct.de_dose, weights=gtv_w, maps=moved, masks=on_ct.masks,
                               prescription_gy=prescription_gy, spacing=on_ct.spacing, patient=pid)  # fmt: skip
 
 

@@ -357,10 +357,7 @@ def _write_ct_and_structures(d: _Draw) -> dict:
     ct_written = d.write_series(hu, d.ct_grid, "CT", "CT", modality="CT", sop_class=dcm.CT_IMAGE,
                                 series=ct_series, rescale="hu")  # fmt: skip
     normal = d.ct_grid.matrix[:, 2]
-    ct_refs = [
-        (sop, float(np.dot(np.asarray(d.ct_grid.origin) + normal * d.ct_grid.spacing[2] * k, normal)))
-        for k, (sop, _) in enumerate(ct_written)
-    ]
+    ct_refs = dcm.slice_refs(ct_written, d.ct_grid)
     d.masks = an.structure_masks(d.a, d.ct_grid, labels)
     roi_names = {canon: str(d.rng.choice(v)) for canon, v in ROI_VARIANTS.items()}
     structures = {roi_names[c]: mask_to_contours(m, d.ct_grid) for c, m in d.masks.items() if m.any()}
