@@ -123,3 +123,39 @@ def test_tertile_labels_split_the_gtv_by_clonogen_count():
     labels = tertile_labels(n, gtv)
     assert labels[gtv].tolist() == [3, 1, 2, 1, 3, 2, 1, 3, 2]
     assert not labels[~gtv].any()
+
+
+def test_a_failed_export_is_listed_and_the_others_summarised(tmp_path):
+    """The export of a patient whose ingest recorded no CT files fails with the patient and the problem
+    (export.retain_uids), through the guard; the cohort table lists it beside a patient that passed."""
+    from dosepaint.io import files
+    from dosepaint.stages import export
+    from dosepaint.stages.guard import run_guarded
+
+    files.write_array(np.zeros(GRID.shape), GRID, tmp_path / "ct.nii.gz")
+    files.write_json({"ct": {"patient_position": "HFS"}}, tmp_path / "qc.json")
+    outputs = {
+        "package": tmp_path / "bad" / "dicom_rt",
+        "manifest": tmp_path / "bad.json",
+        "status": tmp_path / "bad_status.json",
+    }
+    params = {"patient_id": "PT02", "retain_uids": True, "dicom_dir": str(tmp_path)}
+    inputs = {"ct": tmp_path / "ct.nii.gz", "ingest_qc": tmp_path / "qc.json"}
+    record = run_guarded(export.run, inputs, outputs, params=params, stage="dicom_rt")
+    assert (
+        record["status"] == "failed"
+        and record["problem"] == "export.retain_uids: the ingest did not record the CT files"
+    )
+    assert (tmp_path / "bad.json").read_text() == ""  # a placeholder, never read
+    good = {"patient_id": "PT01", "uids_retained": False, "patient_position": "HFP", "ct_slices": 12, "notes": [],
+            "structures": {"GTV": {"contours": 4}, "CELLS_T1": {"contours": 0}}, "files": ["RS.dcm", "RD_de_worst.dcm"],
+            "plans": {"de": {"spots_weighted": [10, 3]}}}  # fmt: skip
+    files.write_json(good, tmp_path / "good.json")
+    files.write_json({"patient_id": "PT01", "status": "ok"}, tmp_path / "good_status.json")
+    table = export.run_summary({"manifests": [tmp_path / "good.json", tmp_path / "bad.json"],
+                                "statuses": [tmp_path / "good_status.json", tmp_path / "bad_status.json"]},
+                               {"summary": tmp_path / "dicom_rt.tsv"}, params={})  # fmt: skip
+    assert table["patient_id"].tolist() == ["PT01", "PT02"] and table["status"].tolist() == ["ok", "failed"]
+    ok = table.iloc[0]
+    assert (ok["objects"], ok["structures"], ok["worst_case_doses"], ok["de_spots_ld_hd"]) == (14, 1, 1, "10/3")
+    assert table.iloc[1]["problem"] == "export.retain_uids: the ingest did not record the CT files"

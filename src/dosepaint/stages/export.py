@@ -175,27 +175,33 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     return manifest
 
 
+def _summary_row(m: dict) -> dict:
+    """One package's row of ``cohort/dicom_rt.tsv`` from its manifest."""
+    return {
+        "patient_id": m["patient_id"],
+        "uids": "retained (export.retain_uids)" if m["uids_retained"] else "generated (Basic Profile)",
+        "patient_position": m["patient_position"],
+        "ct_slices": m["ct_slices"],
+        "structures": sum(1 for s in m["structures"].values() if s["contours"]),
+        "objects": len(m["files"]) + m["ct_slices"],
+        "worst_case_doses": sum(1 for f in m["files"] if f.endswith("_worst.dcm")),
+        **{f"{plan}_spots_ld_hd": "/".join(str(n) for n in p["spots_weighted"]) for plan, p in m["plans"].items()},
+        "notes": "; ".join(m["notes"]),
+    }
+
+
 def run_summary(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
-    """Cohort table of the packages (``cohort/dicom_rt.tsv``): one row per patient, with the UID mode."""
+    """Cohort table of the packages (``cohort/dicom_rt.tsv``): one row per patient, with the UID mode; a
+    patient whose export failed has a row with the file and the problem (its manifest is a placeholder).
+    """
     rows = []
-    for path in files.as_paths(inputs["manifests"]):
-        m = files.read_json(path)
-        rows.append(
-            {
-                "patient_id": m["patient_id"],
-                "uids": "retained (export.retain_uids)" if m["uids_retained"] else "generated (Basic Profile)",
-                "patient_position": m["patient_position"],
-                "ct_slices": m["ct_slices"],
-                "structures": sum(1 for s in m["structures"].values() if s["contours"]),
-                "objects": len(m["files"]) + m["ct_slices"],
-                "worst_case_doses": sum(1 for f in m["files"] if f.endswith("_worst.dcm")),
-                **{
-                    f"{plan}_spots_ld_hd": "/".join(str(n) for n in p["spots_weighted"])
-                    for plan, p in m["plans"].items()
-                },
-                "notes": "; ".join(m["notes"]),
-            }
-        )
+    for status_path, path in zip(files.as_paths(inputs["statuses"]), files.as_paths(inputs["manifests"]), strict=True):
+        status = files.read_json(status_path)
+        if status["status"] == "ok":
+            rows.append({**_summary_row(files.read_json(path)), "status": "ok", "problem": ""})
+        else:
+            problem = f"{status.get('file') or ''}: {status['problem']}".lstrip(": ")
+            rows.append({"patient_id": status["patient_id"], "status": status["status"], "problem": problem})
     table = pd.DataFrame(rows)
     files.write_tsv(table, outputs["summary"])
     return table
