@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import SimpleITK as sitk
+from scipy.optimize import nnls
 
 from dosepaint.planning import biology as bio
-from dosepaint.planning.optimise import Constraints, DoseTerm, PhaseProblem, TcpTerm
+from dosepaint.planning import influence
+from dosepaint.planning.optimise import Constraints, DoseTerm, PhaseProblem, TcpTerm, spot_scale
 from dosepaint.planning.plans import oar_terms
 from dosepaint.radiobiology import log_surviving_clonogens, tcp_optimal_dose
 
@@ -442,6 +444,48 @@ def test_plan_stage_pins_blas_threads_to_its_parameter(monkeypatch, threads):
         plan_stage.run({}, {}, params={"threads": threads})
         outside = {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
     assert seen["blas"] == {threads} and outside == {3}
+
+
+def test_column_norms_are_the_dense_norms_in_any_block_size():
+    m = sp.csr_array(sp.random(300, 40, density=0.1, random_state=np.random.RandomState(3), dtype=np.float32))
+    dense = np.linalg.norm(m.toarray().astype(np.float64), axis=0)
+    for chunk in (7, 1000, 1 << 20):
+        np.testing.assert_allclose(influence.column_norms(m, chunk=chunk), dense, rtol=1e-6)
+    scale = spot_scale(sp.csr_array(np.diag([0.0, 1.0, 2.0, 4.0])))
+    np.testing.assert_allclose(scale, [1.0, 0.5, 1.0, 2.0])  # median of the non-empty columns; empty ones 1
+
+
+def test_optimiser_reaches_the_nnls_solution_with_columns_scaled_over_six_decades():
+    """Spots whose doses differ by 10⁶ (the preconditioner's case): the optimum is SciPy's NNLS."""
+    rng = np.random.default_rng(11)
+    a = rng.uniform(0.0, 1.0, (80, 30)) * (rng.uniform(0, 1, (80, 30)) < 0.5)
+    a *= np.logspace(-3, 3, 30)
+    w_true = np.where(rng.uniform(size=30) < 0.7, rng.uniform(0.5, 2.0, 30), 0.0) / np.logspace(-3, 3, 30)
+    d = a @ w_true + rng.normal(0, 0.05, 80)
+    model = bio.RbeModel(physical=sp.csr_array(a), constant_rbe=1.0)
+    term = DoseTerm(np.arange(80), "deviation", d, 1.0, 1.0)
+    prob = PhaseProblem(model, n_fx=1, fixed_dose=np.zeros(80), terms=[term])
+    r = prob.solve(np.ones(30) / np.logspace(-3, 3, 30), max_iter=500, ftol=1e-15, gtol=1e-12)
+    w_ref, _ = nnls(a, d)
+    f_ref = float(np.mean((a @ w_ref - d) ** 2))
+    assert r.objective == pytest.approx(f_ref, rel=1e-4)
+    np.testing.assert_allclose(r.weights * np.logspace(-3, 3, 30), w_ref * np.logspace(-3, 3, 30), atol=2e-3)
+
+
+def test_phase_problem_copies_the_matrices_only_where_rows_drop_entries():
+    rng = np.random.default_rng(2)
+    a = sp.csr_array(rng.uniform(0.0, 1.0, (40, 8)) * (rng.uniform(0, 1, (40, 8)) < 0.5))
+    model = bio.RbeModel(physical=a, constant_rbe=1.1)
+    targets_only = PhaseProblem(
+        model, n_fx=1, fixed_dose=np.zeros(40), terms=[DoseTerm(np.arange(40), "deviation", 2.0, 1.0, 1.0)]
+    )
+    assert targets_only.sub is model
+    few = PhaseProblem(
+        model, n_fx=1, fixed_dose=np.zeros(40), terms=[DoseTerm(np.arange(5), "deviation", 2.0, 1.0, 1.0)]
+    )
+    assert few.sub is not model and few.sub.P.shape == (5, 8)
+    w = rng.uniform(0.5, 1.5, 8)
+    np.testing.assert_allclose(few._used_dose(w)[0][:5], 1.1 * a.toarray()[:5] @ w, rtol=1e-6)
 
 
 @pytest.mark.parametrize("bin_gy", [0.25, 0.5])
