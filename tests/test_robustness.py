@@ -300,7 +300,8 @@ def _scenario_inputs(influence, tmp_path, weights: dict):
     for plan, (w1, w2) in weights.items():
         files.write_spot_weights(tmp_path / f"{plan}.npz", phase1=w1, phase2=w2, n_ld=9, n_hd=7)
         inputs[f"{plan}_weights"] = tmp_path / f"{plan}.npz"
-    params = {"patient_id": "P7", "oar_limits_gy": {}, "setup_shifts_mm": [[0, 0, 0], [6, 0, 0]], "constant_rbe": 1.1}
+    params = {"patient_id": "P7", "oar_limits_gy": {}, "setup_shifts_mm": [[0, 0, 0], [6, 0, 0]],
+              "setup_method": "rigid_shift", "constant_rbe": 1.1}  # fmt: skip
     return inputs, params
 
 
@@ -326,6 +327,24 @@ def test_recalculated_scenario_is_both_phases_forward_at_the_scaled_range(proton
     np.testing.assert_allclose(
         out["doses"]["de"] - out["doses"]["uniform"], 1.1 * 7 * fwd(w2), rtol=1e-4, atol=1e-5 * expect.max()
     )
+
+
+def test_recalculated_setup_scenarios_compute_the_structures_alone_with_the_same_doses(proton_influence, tmp_path):  # noqa: F811
+    """With every setup scenario recalculated no rigid shift needs the margin: fewer voxels, equal doses."""
+    from dosepaint.stages import robustness as stage
+
+    n = proton_influence[4].n_spots
+    w = (np.linspace(0.5, 1.5, n), np.ones(n))
+    inputs, params = _scenario_inputs(proton_influence, tmp_path, {"uniform": w, "de": w, "dr": w})
+    out = {}
+    for method in ("rigid_shift", "recalculate"):
+        p = params | {"scenario": "s+0_+0_+0_r+3", "setup_method": method}
+        stage.run_scenario(inputs, {"doses": tmp_path / f"{method}.npz"}, params=p)
+        out[method] = stage._read_scenario(tmp_path / f"{method}.npz")
+    target = np.flatnonzero(proton_influence[3].ravel())
+    assert set(out["recalculate"]["voxels"]) == set(target) < set(out["rigid_shift"]["voxels"])
+    pos = np.searchsorted(out["rigid_shift"]["voxels"], out["recalculate"]["voxels"])
+    np.testing.assert_allclose(out["recalculate"]["doses"]["de"], out["rigid_shift"]["doses"]["de"][pos], rtol=1e-6)
 
 
 def test_scenario_with_weights_of_another_influence_names_patient_and_file(proton_influence, tmp_path):  # noqa: F811

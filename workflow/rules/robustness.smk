@@ -51,6 +51,7 @@ rule scenario_dose:
         patient_id=lambda wc: wc.pid,
         scenario=lambda wc: wc.scen,
         setup_shifts_mm=ROB_CFG["setup_shifts_mm"],
+        setup_method=ROB_CFG["setup_method"],
         oar_limits_gy=CFG["planning"]["oar_limits_gy"],
         constant_rbe=CFG["planning"]["constant_rbe"],
         on_input_error=ON_ERROR,
