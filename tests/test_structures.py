@@ -7,6 +7,7 @@ from dosepaint.structures import (
     contours_to_mask,
     derived_structures,
     expand,
+    fill_polygon,
     map_roi_names,
     mask_to_contours,
     normalise_name,
@@ -47,6 +48,39 @@ def test_hand_written_square_contour():
     m = contours_to_mask([square], g)
     assert m.sum() == 4 * 2
     assert m[1, 2:4, 2:6].all()
+
+
+def _polygons(rng):
+    """Simple polygons of three kinds: float stars, convex ones with integer vertices (pixel centres on
+    edges and vertices), and marching-squares contours of random blobs shifted by 0 and 0.5 pixel."""
+    from scipy import ndimage
+    from scipy.spatial import ConvexHull
+    from skimage.measure import find_contours
+
+    for _ in range(300):
+        ang, rad = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(3, 40))), rng.uniform(5, 20)
+        rad = rad * rng.uniform(0.6, 1.0, ang.size)
+        yield 25 + rad * np.sin(ang), 30 + rad * np.cos(ang)
+        pts = rng.integers(0, 50, (rng.integers(3, 25), 2)).astype(float)
+        if np.linalg.matrix_rank(pts - pts[0]) == 2:
+            v = pts[ConvexHull(pts).vertices]
+            yield v[:, 0], v[:, 1]
+    for _ in range(40):
+        blob = ndimage.binary_opening(ndimage.gaussian_filter(rng.uniform(size=(48, 58)), 3) > 0.5)
+        for c in find_contours(np.pad(blob, 1).astype(float), 0.5):  # padded: closed contours
+            for shift in (0.0, 0.5):
+                yield c[:, 0] - 1 + shift, c[:, 1] - 1 + shift
+
+
+def test_scanline_fill_gives_scikit_image_polygon2mask_pixels():
+    from skimage.draw import polygon2mask
+
+    n = 0
+    for rows, cols in _polygons(np.random.default_rng(4)):
+        expect = polygon2mask((50, 60), np.column_stack([rows, cols]))
+        np.testing.assert_array_equal(fill_polygon((50, 60), rows=rows, cols=cols), expect)
+        n += 1
+    assert n > 900
 
 
 def test_contour_between_slices_is_an_error():

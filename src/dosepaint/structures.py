@@ -1,9 +1,10 @@
 """Structures: planar contours ↔ voxel masks, canonical names, derived volumes.
 
 Contours are (n, 3) arrays of LPS points (mm).  Masks are boolean arrays
-(z, y, x) on a :class:`~dosepaint.geometry.Grid`.  Contour extraction and
-polygon filling use scikit-image (``measure.find_contours``,
-``draw.polygon2mask``); SimpleITK has neither for planar polygons.
+(z, y, x) on a :class:`~dosepaint.geometry.Grid`.  Contour extraction uses scikit-image
+(``measure.find_contours``); polygons are filled by our scanline version of its
+``draw.polygon2mask`` (:func:`fill_polygon`, the same pixels, linear time); SimpleITK has neither
+for planar polygons.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import re
 
 import numpy as np
 from scipy import ndimage
-from skimage.draw import polygon2mask
 from skimage.measure import find_contours
 
 from .errors import DosepaintInputError
@@ -268,9 +268,65 @@ def contours_to_mask(
             raise DosepaintInputError(
                 f"ROI {name!r}: contour outside the image (slice index {k})", patient=patient, path=path
             )
-        poly = np.column_stack([ijk[:, 1], ijk[:, 0]])  # (row, column)
-        mask[k] ^= polygon2mask((ny, nx), poly)
+        mask[k] ^= fill_polygon((ny, nx), rows=ijk[:, 1], cols=ijk[:, 0])
     return mask
+
+
+def fill_polygon(shape: tuple, *, rows, cols) -> np.ndarray:
+    """Pixels whose centre lies inside a closed polygon (even-odd rule), by scanlines.
+
+    The pixels of ``skimage.draw.polygon2mask`` (identical where no pixel centre lies exactly on an edge,
+    tested), in time linear in rows × edges: skimage tests every pixel of the bounding box against every
+    edge, which took 54 % of an ingest of the default cohort (the BODY's contours).
+
+    Parameters
+    ----------
+    shape : (int, int)
+        (rows, columns) of the slice.
+    rows, cols : array_like, (n,)
+        Vertices in pixel coordinates (row, column), closed implicitly.
+
+    Returns
+    -------
+    ndarray of bool, shape
+    """
+    r0, c0 = np.asarray(rows, float), np.asarray(cols, float)
+    r1, c1 = np.roll(r0, -1), np.roll(c0, -1)
+    out = np.zeros(shape, bool)
+    if r0.size < 3:
+        return out
+    lo, hi = max(int(np.ceil(r0.min())), 0), min(int(np.floor(r0.max())), shape[0] - 1)
+    if hi < lo:
+        return out
+    y = np.arange(lo, hi + 1, dtype=float)[:, None]
+    crossing = ((r0 <= y) & (y < r1)) | ((r1 <= y) & (y < r0))  # half-open: a vertex counts once
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.where(crossing, c0 + (y - r0) * (c1 - c0) / (r1 - r0), np.inf)
+    x.sort(axis=1)
+    pairs = int(crossing.sum(axis=1).max()) // 2
+    row, pair = np.nonzero(np.isfinite(x[:, 1 : 2 * pairs : 2]))
+    first = np.clip(np.ceil(x[row, 2 * pair]), 0, shape[1]).astype(np.int64)
+    last = np.clip(np.floor(x[row, 2 * pair + 1]), -1, shape[1] - 1).astype(np.int64)
+    keep = first <= last
+    edges = np.zeros((hi - lo + 1, shape[1] + 1), np.int32)
+    np.add.at(edges, (row[keep], first[keep]), 1)
+    np.add.at(edges, (row[keep], last[keep] + 1), -1)
+    out[lo : hi + 1] = np.cumsum(edges[:, :-1], axis=1) > 0
+    _boundary_centres(out, r0, c0, r1, c1)
+    return out
+
+
+def _boundary_centres(out: np.ndarray, r0, c0, r1, c1, eps: float = 1e-12) -> None:
+    """Set the pixels whose centre is a vertex or lies on a horizontal edge (skimage counts the boundary
+    in; the scanlines' half-open crossings miss a vertex at a local maximum and a horizontal edge).
+    """
+    on = (np.abs(r0 - np.round(r0)) < eps) & (np.abs(c0 - np.round(c0)) < eps)
+    r, c = np.round(r0[on]).astype(np.int64), np.round(c0[on]).astype(np.int64)
+    inside = (r >= 0) & (r < out.shape[0]) & (c >= 0) & (c < out.shape[1])
+    out[r[inside], c[inside]] = True
+    flat = (r0 == r1) & (np.abs(r0 - np.round(r0)) < eps) & (r0 >= 0) & (r0 <= out.shape[0] - 1)
+    for y, a, b in zip(np.round(r0[flat]).astype(np.int64), np.minimum(c0, c1)[flat], np.maximum(c0, c1)[flat]):
+        out[y, max(int(np.ceil(a - eps)), 0) : min(int(np.floor(b + eps)), out.shape[1] - 1) + 1] = True
 
 
 def shell(mask: np.ndarray, grid: Grid, *, thickness_mm: float) -> np.ndarray:
