@@ -152,7 +152,7 @@ def floor(model, repeat: int = 10) -> tuple[float, float]:
     """Seconds of the matrix products one evaluation needs (forward and transposed: the physical dose for a
     constant RBE, the α- and √β-dose for LEM; on the model's own row blocks and threads), and the bytes
     they read per second (GB/s)."""
-    ops = [model._ops["P"]] if model.constant_rbe is not None else [model._ops["A"], model._ops["B"]]
+    ops = model.operators()
     w = np.ones(model.P.shape[1], np.float32)
     y = np.ones(model.P.shape[0], np.float32)
     t = time.perf_counter()

@@ -120,6 +120,18 @@ def _random_model(rng, n_vox=60, n_spot=25):
     return bio.RbeModel(physical=P, alpha_dose=A, sqrt_beta_dose=B, alpha_x=0.1, beta_x=0.05)
 
 
+def test_operators_are_the_products_of_the_model_dose():
+    """The products a benchmark times as the floor are the ones the dose is made of (LEM: α- and √β-dose)."""
+    model = _random_model(np.random.default_rng(0))
+    w = np.random.default_rng(1).uniform(0, 2, 25)
+    a, b = (np.asarray(op @ w.astype(np.float32), np.float64) for op in model.operators())
+    e = a + b * b
+    np.testing.assert_allclose(model.dose(w)[0], (np.sqrt(0.01 + 0.2 * e) - 0.1) / 0.1, rtol=1e-6)
+    proton = bio.RbeModel(physical=model.P, constant_rbe=1.1)
+    assert len(proton.operators()) == 1
+    np.testing.assert_allclose(proton.dose(w)[0], 1.1 * (proton.operators()[0] @ w.astype(np.float32)), rtol=1e-6)
+
+
 def test_lq_projection_inverts_the_photon_effect():
     d = np.linspace(0.0, 10.0, 11)
     np.testing.assert_allclose(bio.rbe_dose_from_effect(0.1 * d + 0.05 * d**2, alpha_x=0.1, beta_x=0.05), d, atol=1e-12)

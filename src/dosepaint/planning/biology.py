@@ -144,6 +144,12 @@ class RbeModel:
             physical=p, alpha_dose=a, sqrt_beta_dose=b, alpha_x=self.alpha_x, beta_x=self.beta_x, threads=self.threads
         )
 
+    def operators(self) -> list:
+        """The row-blocked products one evaluation runs (forward and transposed): the physical dose's for a
+        constant RBE, the α-dose's and √β-dose's for LEM (benchmarks time them as the floor).
+        """
+        return [self._ops["P"]] if self.constant_rbe is not None else [self._ops["A"], self._ops["B"]]
+
     def dose(self, w: np.ndarray) -> tuple[np.ndarray, object]:
         """D_RBE per fraction (float64, Gy(RBE)) and a context for :meth:`vjp`."""
         w32 = np.asarray(w, np.float32)

@@ -331,10 +331,8 @@ def column_max(m, *, chunk: int = 1 << 23) -> np.ndarray:
     """
     m = sp.csr_array(m)
     peak = np.zeros(m.shape[1], np.float64)
-    cuts = np.unique(np.r_[0, np.searchsorted(m.indptr, np.arange(chunk, m.nnz, chunk)), m.shape[0]])
-    for a, b in zip(cuts[:-1], cuts[1:]):
-        if m.indptr[b] > m.indptr[a]:
-            np.maximum(peak, row_block(m, a, b).max(axis=0).toarray().ravel(), out=peak)
+    for blk in _row_blocks(m, chunk):
+        np.maximum(peak, blk.max(axis=0).toarray().ravel(), out=peak)
     return peak
 
 
@@ -356,12 +354,18 @@ def column_norms(m, *, chunk: int = 1 << 20) -> np.ndarray:
     """
     m = sp.csr_array(m)
     sq = np.zeros(m.shape[1], np.float64)
+    for blk in _row_blocks(m, chunk):
+        blk.data = blk.data * blk.data  # squares of this block only (row_block shares the arrays)
+        sq += blk.T @ np.ones(blk.shape[0], blk.data.dtype)  # column sums by SciPy's transposed product
+    return np.sqrt(sq)
+
+
+def _row_blocks(m: sp.csr_array, chunk: int):
+    """The non-empty row blocks (views by :func:`row_block`) of about ``chunk`` entries each."""
     cuts = np.unique(np.r_[0, np.searchsorted(m.indptr, np.arange(chunk, m.nnz, chunk)), m.shape[0]])
     for a, b in zip(cuts[:-1], cuts[1:]):
-        blk = row_block(m, a, b)
-        blk.data = blk.data * blk.data  # squares of this block only (row_block shares the arrays)
-        sq += blk.T @ np.ones(b - a, blk.data.dtype)  # column sums by SciPy's transposed product
-    return np.sqrt(sq)
+        if m.indptr[b] > m.indptr[a]:
+            yield row_block(m, a, b)
 
 
 def _json(obj) -> str:
