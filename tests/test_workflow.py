@@ -590,6 +590,29 @@ def test_workflow_parse_imports_no_stage_module_and_nothing_heavy():
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr[-2000:]
 
 
+def test_per_patient_stages_import_no_library_they_do_not_use():
+    # A job pays its imports at every start (hundreds of jobs per cohort): pyRadPlan where it plans,
+    # the statistics, survival and plotting libraries only in the cohort stages that use them.
+    unused = {
+        "check": ["pyRadPlan", "matplotlib", "lifelines", "statsmodels", "scipy.stats"],
+        "ingest": ["pyRadPlan", "matplotlib", "lifelines", "statsmodels", "scipy.stats"],
+        "dwi": ["pyRadPlan", "matplotlib", "lifelines", "statsmodels", "scipy.stats", "pydicom"],
+        "pet": ["pyRadPlan", "matplotlib", "lifelines", "statsmodels", "scipy.stats", "pydicom"],
+        "synthesize": ["pyRadPlan", "matplotlib", "lifelines", "statsmodels"],
+        "plan": ["pyRadPlan", "matplotlib", "lifelines", "statsmodels", "scipy.stats"],
+        "robustness": ["pyRadPlan", "matplotlib", "lifelines", "statsmodels", "scipy.stats", "pydicom"],
+        "export": ["pyRadPlan", "matplotlib", "lifelines", "statsmodels", "scipy.stats"],
+    }
+    loaded = {}
+    for stage, libs in unused.items():  # one interpreter each: a job imports one stage
+        code = f"import sys, dosepaint.stages.{stage}\nprint([k for k in {libs!r} if k in sys.modules])"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        if proc.stdout.strip() != "[]":
+            loaded[stage] = proc.stdout.strip()
+    assert loaded == {}, loaded
+
+
 def check_dicom_rt(results, test_ids, *, prescription_gy: float):
     """The DICOM RT package of every planned patient, checked by tools no one here wrote: dciodvfy on
     every object, dicompyler-core's DVH and its reading of the derived structures, and pyRadPlan's

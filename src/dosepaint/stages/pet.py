@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .. import pet_segmentation as seg
-from .. import prescription, statistics
+from .. import prescription
 from ..errors import DosepaintInputError
 from ..geometry import Grid, resample_array
 from ..io import files
@@ -182,6 +182,8 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
 
 def median_iqr(s: pd.Series) -> str:
     """``median [Q1–Q3]`` to three decimals, in Table 1's format (:func:`statistics.format_median_iqr`)."""
+    from .. import statistics  # here: SciPy's stats and statsmodels cost 0.4 s of each per-patient PET job
+
     return statistics.format_median_iqr(*statistics.median_iqr(s), digits=3)
 
 
