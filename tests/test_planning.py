@@ -525,3 +525,59 @@ def test_plan_dvh_bins_follow_planning_dvh_bin_gy(tmp_path, bin_gy):
     assert dvh["dose_gy"].iloc[-1] < 6.5 <= dvh["dose_gy"].iloc[-1] + bin_gy  # up to 1.3 × the prescription
     np.testing.assert_allclose(dvh["GTV"], 1.0 - np.ceil(dvh["dose_gy"]) / 8.0)  # share of voxels ≥ the bin
     assert "RECTUM" not in dvh  # an OAR without a mask has no curve
+
+
+# -- pyRadPlan's depth-kernel interpolation, search shared ------------------------------------------
+
+
+def test_shared_index_interp_is_pyradplan_interp1d_bit_for_bit():
+    from pyRadPlan.core.xp_utils.compat import interp1d
+
+    from dosepaint.planning.kernel_interp import shared_index_interp
+
+    fast = shared_index_interp(interp1d)
+    rng = np.random.default_rng(5)
+    x = np.r_[0.0, np.sort(rng.uniform(0.1, 300.0, 134))]
+    kernels = {"idd": rng.uniform(size=135), "sigma": rng.uniform(1, 9, 135),
+               "alpha": rng.uniform(size=(2, 135)), "beta": rng.uniform(size=(2, 135))}  # fmt: skip
+    for n in (1, 7, 400, 3000):
+        xq = np.r_[rng.uniform(-20.0, 330.0, n), x[:3], x[-1]]  # below, inside, on the nodes, above
+        want, got = interp1d(xq, x, kernels), fast(xq, x, kernels)
+        assert list(got) == list(want)
+        for k in kernels:
+            assert got[k].shape == want[k].shape and np.array_equal(got[k], want[k]), (n, k)
+    # Other calls are pyRadPlan's own (all 1-D: its NumPy fast path; boundaries given; float32).
+    ones = {"idd": kernels["idd"], "sigma": kernels["sigma"]}
+    xq = rng.uniform(-20.0, 330.0, 50)
+    assert all(np.array_equal(fast(xq, x, ones)[k], np.interp(xq, x, ones[k])) for k in ones)
+    edge = fast(xq, x, kernels, left=0.0, right=0.0)
+    assert np.array_equal(edge["alpha"], interp1d(xq, x, kernels, left=0.0, right=0.0)["alpha"])
+    f32 = {k: v.astype(np.float32) for k, v in kernels.items()}
+    assert np.array_equal(fast(xq, x, f32)["beta"], interp1d(xq, x, f32)["beta"])
+
+
+def test_faster_depth_kernels_leave_pyradplan_carbon_doses_bit_identical(monkeypatch):
+    """The carbon influence (physical, α and √β dose) of a phantom is the same to the bit with and
+    without the shared search, and pyRadPlan's function is back in place afterwards."""
+    import contextlib
+    import importlib
+
+    from pyRadPlan.core.xp_utils import compat
+
+    from dosepaint.planning import engine as engine_module
+    from dosepaint.planning.kernel_interp import faster_depth_kernels
+
+    img, body, target = _phantom()
+    eng = engine_module.PyRadPlanEngine(modality="carbon", gantry_angles_deg=[90.0], bixel_width_mm=6.0,
+                                        layer_spacing_mm=6.0)  # fmt: skip
+    fast = eng.influence(img, target=target, calc_voxels=body)
+    with faster_depth_kernels() as swapped:
+        assert swapped
+    module = importlib.import_module("pyRadPlan.dose.engines._base_pencilbeam_particle")
+    assert module.array_interp is compat.interp1d
+    monkeypatch.setattr(engine_module, "faster_depth_kernels", contextlib.nullcontext)
+    own = eng.influence(img, target=target, calc_voxels=body)
+    for k in ("physical", "alpha_dose", "sqrt_beta_dose"):
+        a, b = getattr(fast, k), getattr(own, k)
+        assert a.nnz > 0 and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices), k
+        assert np.array_equal(a.data, b.data), k

@@ -1,6 +1,7 @@
 """Dose engines behind one small interface; pyRadPlan (matRad's Python port) is the default.
 
-The only module that imports pyRadPlan.  We did not write a dose engine: pyRadPlan's analytical
+The only module that calls pyRadPlan (:mod:`.kernel_interp` speeds up one of its functions, bit for
+bit, within these calls).  We did not write a dose engine: pyRadPlan's analytical
 pencil-beam engine (HongPB, matRad's base data "Generic") computes the dose influence of every
 spot.  What pyRadPlan lacks and we add here: restriction of the influence matrix to a voxel subset
 given as a mask on *our* dose grid (any orientation; pyRadPlan wants LPS-ordered axes), the
@@ -24,6 +25,7 @@ import scipy.sparse as sp
 import SimpleITK as sitk
 
 from .influence import DoseInfluence
+from .kernel_interp import faster_depth_kernels
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +232,8 @@ class PyRadPlanEngine:
             pln = self._plan(ct, beams=[b])
             stf = generate_stf(ct, cst, pln)
             t1 = time.perf_counter()
-            dij = calc_dose_influence(ct, cst, stf, pln)
+            with faster_depth_kernels():
+                dij = calc_dose_influence(ct, cst, stf, pln)
             out["stf_s"], out["dij_s"] = out["stf_s"] + t1 - t0, out["dij_s"] + time.perf_counter() - t1
             for k, v in out["parts"].items():
                 v.append(_rows_float32(getattr(dij, k, None), rows))
@@ -288,7 +291,8 @@ class PyRadPlanEngine:
         if float(range_scale) != 1.0:
             ct = self._scaled_wet_ct(ct, float(range_scale))
             pln.prop_dose_calc = {**pln.prop_dose_calc, "use_given_eq_density_cube": True}
-        res = calc_dose_forward(ct, cst, stf, pln, weights[kept])
+        with faster_depth_kernels():
+            res = calc_dose_forward(ct, cst, stf, pln, weights[kept])
         lps_to_ours = _index_map(ct_hu)
         return {
             key: _from_lps(_cube_values(res[key]), lps_to_ours, influence.grid_shape)
@@ -341,7 +345,8 @@ class PyRadPlanEngine:
             _move_isocentres(stf, shift_mm)
             if calc_ct is not ct:
                 pln.prop_dose_calc = {**pln.prop_dose_calc, "use_given_eq_density_cube": True}
-            dij = calc_dose_influence(calc_ct, cst, stf, pln)
+            with faster_depth_kernels():
+                dij = calc_dose_influence(calc_ct, cst, stf, pln)
             wk = w_b[kept]
             for key in ("physical_dose", "alpha_dose", "sqrt_beta_dose", "let_dose"):
                 m = getattr(dij, key, None)
