@@ -171,10 +171,8 @@ def register_rigid(
         else:
             starts = initial_transforms(fmask, mmask, initial=initial, z_step_mm=z_step_mm)
         if len(starts) > keep:
-            scores = [
-                _coarse_metric(fixed, moving, fmask, t, bins=bins, shrink=shrink[0], smoothing_mm=smoothing_mm[0])
-                for t in starts
-            ]
+            scores = _coarse_metrics(fixed, moving, fmask, starts, bins=bins, shrink=shrink[0],
+                                     smoothing_mm=smoothing_mm[0])  # fmt: skip
             starts = [starts[i] for i in np.argsort(scores, kind="stable")[:keep]]
         return _register_starts(fixed, moving, fmask, starts, opts=opts)
 
@@ -313,23 +311,29 @@ def _mask_points(mask: sitk.Image, max_points: int = 200_000) -> np.ndarray:
     return (idx * np.array(mask.GetSpacing())) @ direction.T + np.array(mask.GetOrigin())
 
 
-def _coarse_metric(fixed, moving, fmask, transform, *, bins, shrink, smoothing_mm) -> float:
-    """Mattes MI of one start on the coarsest pyramid level (inf where ITK cannot evaluate it)."""
+def _coarse_metrics(fixed, moving, fmask, starts: list, *, bins, shrink, smoothing_mm) -> list[float]:
+    """Mattes MI of each start on the coarsest pyramid level (inf where ITK cannot evaluate it); the
+    smoothed, shrunk images and mask are made once for all starts.
+    """
 
     def coarse(img):
         img = sitk.SmoothingRecursiveGaussian(img, smoothing_mm) if smoothing_mm > 0 else img
         return sitk.Shrink(img, [shrink] * 3) if shrink > 1 else img
 
     f, m = coarse(fixed), coarse(moving)
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
-    method.SetMetricFixedMask(sitk.Resample(fmask, f, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetInitialTransform(sitk.Euler3DTransform(transform), inPlace=False)
-    try:
-        return float(method.MetricEvaluate(f, m))
-    except RuntimeError:
-        return float("inf")
+    mask = sitk.Resample(fmask, f, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    out = []
+    for transform in starts:
+        method = sitk.ImageRegistrationMethod()
+        method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
+        method.SetMetricFixedMask(mask)
+        method.SetInterpolator(sitk.sitkLinear)
+        method.SetInitialTransform(sitk.Euler3DTransform(transform), inPlace=False)
+        try:
+            out.append(float(method.MetricEvaluate(f, m)))
+        except RuntimeError:
+            out.append(float("inf"))
+    return out
 
 
 def _mi_method(
