@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dosepaint.robustness import Scenario
+
 PER_PATIENT_CHAIN = ("synthesize_patient", "check_inputs", "ingest", "dwi", "pet", "dose_influence", "plan")
 #: Time on the study's 3 mm dose grid over that on the default 5 mm one: wall-time ratios measured on one
 #: patient (466 cm³ GTV, same code, busy 2-core machine): influence 85/76 s, plans 372/159 s, a range
@@ -131,8 +133,9 @@ def main() -> None:
 def paper_estimate(b: pd.DataFrame, a: argparse.Namespace) -> None:
     """Print the estimate for ``config/paper.yaml`` from a default run's jobs (none for a run that
     recalculated its setup scenarios: it measured what the estimate would guess)."""
-    rec_all = b[b["rule"] == "scenario_dose"]
-    setup = rec_all[~rec_all["scenario"].fillna("").str.startswith("s+0_+0_+0_")]
+    scen = b[b["rule"] == "scenario_dose"]
+    parsed = scen["scenario"].map(Scenario.from_name)
+    setup = scen[parsed.map(lambda s: s.shifted)]
     if not setup.empty:
         print(
             f"config/paper.yaml: this run recalculated {len(setup)} setup scenarios "
@@ -140,7 +143,7 @@ def paper_estimate(b: pd.DataFrame, a: argparse.Namespace) -> None:
         )
         return
     factors = {k: float(v) for k, v in (kv.split("=") for kv in a.paper_factors.split(",") if kv)}
-    rec = b[(b["rule"] == "scenario_dose") & (b["scenario"] != "s+0_+0_+0_r+0")]
+    rec = scen[~parsed.map(lambda s: s.nominal)]
     if not rec.empty:
         scaled = b["cpu_s"] * b["rule"].map(factors).fillna(1.0)
         per_rec = rec.groupby("patient_id")["cpu_s"].mean() * factors.get("scenario_dose", 1.0)
