@@ -125,7 +125,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
 
 
 @dataclass
-class _Patient:
+class PlanPatient:
     """What one patient's planning reads: dose influence, CT and masks on the dose grid, the influence
     rows of each structure and the clonogens (per voxel, and per GTV influence row).
     """
@@ -141,7 +141,10 @@ class _Patient:
     n_gtv: np.ndarray
 
 
-def _load(inputs: dict, params: dict) -> _Patient:
+def load_patient(inputs: dict, params: dict) -> PlanPatient:
+    """A patient's planning inputs (the rule's ``inputs``: influence, CT and masks on the dose grid,
+    cell density, TCP model), checked against each other; raises :class:`DosepaintInputError`.
+    """
     pid = params["patient_id"]
     tcp = tcp_model(inputs, params["tcp"])
     inf = DoseInfluence.load(inputs["influence"])
@@ -171,10 +174,18 @@ def _load(inputs: dict, params: dict) -> _Patient:
         raise DosepaintInputError(
             "no clonogens in the GTV (empty cell-density map)", patient=pid, path=inputs["cell_density"]
         )
-    return _Patient(pid, tcp, inf, ct, masks, grid, rows, clonogens, n_gtv)
+    return PlanPatient(pid, tcp, inf, ct, masks, grid, rows, clonogens, n_gtv)
 
 
-def _optimise(pt: _Patient, *, params: dict, p: dict) -> tuple[dict, object, np.ndarray]:
+def course_params(params: dict, tcp: dict) -> dict:
+    """What the course optimisers read: ``params["optimisation"]`` with the prescription, the fractions,
+    the OAR limits and the patient's TCP model.
+    """
+    keys = ("prescription_gy", "n_ld", "n_hd", "oar_limits_gy")
+    return params["optimisation"] | {k: params[k] for k in keys} | {"tcp": tcp}
+
+
+def optimise_courses(pt: PlanPatient, *, params: dict, p: dict) -> tuple[dict, object, np.ndarray]:
     """The uniform, DE and DR courses by our optimiser; the LET·dose matrix and its rows."""
     model = rbe_model(pt.inf, constant_rbe=params["constant_rbe"], threads=int(params.get("threads", 1)))
     let_rows = np.union1d(pt.rows["GTV"], pt.rows["CTV_HD"])  # LETd is reported and optimised there only
@@ -195,7 +206,7 @@ def _optimise(pt: _Patient, *, params: dict, p: dict) -> tuple[dict, object, np.
     return courses, let_dose, let_rows
 
 
-def _course_letd(phase1: dict, phase2: dict, weights: np.ndarray, pt: _Patient, let_dose, let_rows) -> np.ndarray:
+def _course_letd(phase1: dict, phase2: dict, weights: np.ndarray, pt: PlanPatient, let_dose, let_rows) -> np.ndarray:
     """LETd of a course (keV/µm): pyRadPlan's (protons, whole grid) or our approximation (influence
     rows; LET·dose and dose are linear in the weights, so the course is one weight vector).
     """
@@ -210,7 +221,7 @@ def _course_letd(phase1: dict, phase2: dict, weights: np.ndarray, pt: _Patient, 
     return letd
 
 
-def _write_plan(name: str, dose, letd, course, pt: _Patient, outputs: dict, *, params: dict) -> None:
+def _write_plan(name: str, dose, letd, course, pt: PlanPatient, outputs: dict, *, params: dict) -> None:
     """A plan's dose and LETd (NIfTI), RT Dose, cumulative DVH and spot weights."""
     Path(outputs[f"{name}_dose"]).parent.mkdir(parents=True, exist_ok=True)
     body_dose = np.where(pt.masks["BODY"], dose, 0.0)
@@ -237,7 +248,7 @@ def _write_plan(name: str, dose, letd, course, pt: _Patient, outputs: dict, *, p
 
 
 def _forward_and_write(
-    pt: _Patient, courses: dict, let_dose, let_rows, outputs: dict, *, params: dict, radio: dict
+    pt: PlanPatient, courses: dict, let_dose, let_rows, outputs: dict, *, params: dict, radio: dict
 ) -> tuple[list, dict]:
     """Whole-grid doses by forward calculation of each phase's spots (phase 1 is shared: all four
     weight vectors from one pyRadPlan calculation per beam); each plan written and evaluated.
@@ -263,7 +274,7 @@ def _forward_and_write(
     return rows_out, plans_qc
 
 
-def _references(pt: _Patient, inputs: dict, *, params: dict, p: dict, radio: dict) -> list:
+def _references(pt: PlanPatient, inputs: dict, *, params: dict, p: dict, radio: dict) -> list:
     """Beam-free references: the TCP-optimal water-filling and the PET prescriptions, on the GTV."""
     g, dp, rows_out = pt.masks["GTV"], float(params["prescription_gy"]), []
     for name, m in (("ideal_de", params["de_mean_fraction"]), ("ideal_dr", params["dr_mean_fraction"])):
@@ -291,14 +302,8 @@ def _references(pt: _Patient, inputs: dict, *, params: dict, p: dict, radio: dic
 def _run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     seconds: dict = {}
     with timed(seconds, "total_s"):
-        pt = _load(inputs, params)
-        p = params["optimisation"] | {
-            "prescription_gy": params["prescription_gy"],
-            "n_ld": params["n_ld"],
-            "n_hd": params["n_hd"],
-            "tcp": pt.tcp,
-            "oar_limits_gy": params["oar_limits_gy"],
-        }
+        pt = load_patient(inputs, params)
+        p = course_params(params, pt.tcp)
         alpha = float(pt.tcp["alpha"])
         radio = {
             "alpha": alpha,
@@ -306,7 +311,7 @@ def _run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
             "n": int(params["n_ld"]) + int(params["n_hd"]),
         }
         with timed(seconds, "optimisation_s"):
-            courses, let_dose, let_rows = _optimise(pt, params=params, p=p)
+            courses, let_dose, let_rows = optimise_courses(pt, params=params, p=p)
         with timed(seconds, "forward_and_export_s"):
             rows_out, plans_qc = _forward_and_write(
                 pt, courses, let_dose, let_rows, outputs, params=params, radio=radio
