@@ -10,7 +10,8 @@ DE and DR courses as the plan stage does (``stages.plan.optimise_courses``, one 
 ``planning.optimisation.round_iter`` value, the uniform course with the configured ``max_iter``. It prints
 per patient, plan and value the iterations, the optimisation's CPU seconds, the TCP on the GTV's
 influence rows (%, the fitted model) and D95 / D2 of the targets and D2 of the OARs (Gy(RBE), on their
-influence rows), then the largest differences from the first value of ``--rounds``. These are the
+influence rows) and the boost's objective, then the largest differences from the first value of
+``--rounds``. These are the
 optimiser's doses on the influence rows, not the plan stage's forward-calculated metrics: the
 comparison is between optimiser settings on the same matrices.
 """
@@ -63,6 +64,7 @@ def _course_rows(pt, name: str, course, *, oars, n_fx: int) -> dict:
             row[f"{s}_D2"] = float(np.percentile(course.dose[rr], 98))
     its = [r.iterations for k, r in course.results.items() if name == "uniform" or k == "phase2"]
     row["iterations"] = sum(its)
+    row["objective"] = course.results["phase2"].objective  # the boost's (uniform: its second phase)
     return row
 
 
@@ -99,7 +101,7 @@ def main() -> None:
     pids = a.patients or sorted(split.loc[split["split"] == "test", "patient_id"])
     table = pd.DataFrame([r for pid in pids for r in _patient(a.results, pid, pc, a.rounds)])
     ref = table[table["round_iter"] == a.rounds[0]].set_index(["patient_id", "plan"])
-    metrics = [c for c in table.columns if c == "tcp_pct" or c.endswith(("_D95", "_D2"))]
+    metrics = [c for c in table.columns if c in ("tcp_pct", "objective") or c.endswith(("_D95", "_D2"))]
     print(f"\nDifference from round_iter {a.rounds[0]} (largest decrease, largest increase), DE and DR:")
     for k in a.rounds[1:]:
         cur = table[table["round_iter"] == k].set_index(["patient_id", "plan"])

@@ -275,7 +275,7 @@ def _course_phantom(n=120):
 
 
 def test_de_rounds_of_round_iter_iterations_reach_the_converged_tcp():
-    # Inexact augmented Lagrangian: rounds of round_iter L-BFGS-B iterations (the default 40) meet the
+    # Inexact augmented Lagrangian: rounds of round_iter L-BFGS-B iterations (40, half the default) meet the
     # constraints and end within 0.005 of the converged ln S_ROI (rounds of 1000 iterations): at most
     # 0.005 · max TCP·|ln TCP| = 0.18 pp of TCP. Rounds of 10 do not (0.05 short).
     from dosepaint.planning.plans import painted_course, rbe_model, uniform_course
