@@ -210,7 +210,6 @@ def part2(gtv_cc=300.0):
         "gtv_upper": 1.10,
         "let_min_kev_um": 43.0,
         "max_iter": 80,
-        "round_iter": 80,
         "outer_iterations": 8,
     }
     model = rbe_model(inf, constant_rbe=1.1)

@@ -275,7 +275,7 @@ def _course_phantom(n=120):
 
 
 def test_de_rounds_of_round_iter_iterations_reach_the_converged_tcp():
-    # Inexact augmented Lagrangian: rounds of round_iter L-BFGS-B iterations (40, half the default) meet the
+    # Inexact augmented Lagrangian: rounds of round_iter L-BFGS-B iterations (40, half of max_iter) meet the
     # constraints and end within 0.005 of the converged ln S_ROI (rounds of 1000 iterations): at most
     # 0.005 · max TCP·|ln TCP| = 0.18 pp of TCP. Rounds of 10 do not (0.05 short).
     from dosepaint.planning.plans import painted_course, rbe_model, uniform_course
@@ -297,6 +297,12 @@ def test_de_rounds_of_round_iter_iterations_reach_the_converged_tcp():
     assert ln_s[40] == pytest.approx(ln_s[1000], abs=0.005)
     assert ln_s[10] - ln_s[1000] > 0.02
     assert np.array_equal(de.phase1, uni.phase1)  # DE/DR keep the uniform course's first phase
+    # round_iter null (the default) or absent: rounds of max_iter, as before round_iter existed
+    same = [
+        painted_course(inf, model, rows, uni, clonogens_gtv=clon, mean_fraction=1.03, params=p).phase2
+        for p in (params | {"round_iter": None}, params | {"round_iter": params["max_iter"]})
+    ]
+    assert np.array_equal(same[0], same[1])
 
 
 def test_tcp_term_gradient_matches_finite_differences():

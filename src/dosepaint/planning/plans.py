@@ -244,8 +244,8 @@ def painted_course(
         LET·dose on the influence rows ``let_rows`` (all rows if None), which must hold the GTV's.
     params : dict
         As :func:`uniform_course`, plus the TCP model (``tcp``), the GTV bounds and the
-        augmented-Lagrangian rounds (``round_iter`` L-BFGS-B iterations each, ``outer_iterations`` at
-        most; docs/method.md §1).
+        augmented-Lagrangian rounds (``round_iter`` L-BFGS-B iterations each, ``max_iter`` where it is
+        None or absent; ``outer_iterations`` rounds at most; docs/method.md §1).
 
     Returns
     -------
@@ -261,7 +261,8 @@ def painted_course(
     cons = Constraints(rows["GTV"], dp, lower=params["gtv_lower"], upper=params["gtv_upper"], mean=mean_fraction)
     d1 = uniform.results["phase1"].dose
     prob = PhaseProblem(model, n_fx=n_hd, fixed_dose=d1, terms=terms, let_term=let_term, constraints=cons, cols=cols)
-    r2 = prob.solve(uniform.phase2, max_iter=params["round_iter"], outer=params["outer_iterations"])
+    rounds = params.get("round_iter") or params["max_iter"]
+    r2 = prob.solve(uniform.phase2, max_iter=int(rounds), outer=params["outer_iterations"])
     return CourseSolution(phase1=uniform.phase1, phase2=r2.weights, dose=r2.dose,
                           results={"phase1": uniform.results["phase1"], "phase2": r2}, boost_spots=cols)  # fmt: skip
 
