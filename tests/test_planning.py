@@ -297,12 +297,12 @@ def test_de_rounds_of_round_iter_iterations_reach_the_converged_tcp():
     assert ln_s[40] == pytest.approx(ln_s[1000], abs=0.005)
     assert ln_s[10] - ln_s[1000] > 0.02
     assert np.array_equal(de.phase1, uni.phase1)  # DE/DR keep the uniform course's first phase
-    # round_iter null (the default) or absent: rounds of max_iter, as before round_iter existed
+    # round_iter unset (the default) or null: rounds of max_iter, as before round_iter existed
     same = [
         painted_course(inf, model, rows, uni, clonogens_gtv=clon, mean_fraction=1.03, params=p).phase2
-        for p in (params | {"round_iter": None}, params | {"round_iter": params["max_iter"]})
+        for p in (params, params | {"round_iter": None}, params | {"round_iter": params["max_iter"]})
     ]
-    assert np.array_equal(same[0], same[1])
+    assert np.array_equal(same[0], same[2]) and np.array_equal(same[1], same[2])
 
 
 def test_tcp_term_gradient_matches_finite_differences():
