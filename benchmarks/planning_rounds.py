@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from threadpoolctl import threadpool_limits
 
 from dosepaint import cohort, layout
+from dosepaint.radiobiology import poisson_tcp
 from dosepaint.stages import plan as stage
 
 ROOT = Path(__file__).parents[1]
@@ -35,9 +35,8 @@ TARGETS = ("GTV", "CTV_HD", "CTV_LD")
 
 
 def _config(path: Path) -> dict:
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    user = yaml.safe_load(path.read_text()) or {}
-    return cohort.validate_config(user, schema)["planning"]
+    schema = cohort.load_yaml(ROOT / "workflow/schemas/config.schema.yaml")
+    return cohort.validate_config(cohort.load_yaml(path), schema)["planning"]
 
 
 def _inputs(results: Path, pid: str) -> dict:
@@ -54,9 +53,10 @@ def _inputs(results: Path, pid: str) -> dict:
 
 def _course_rows(pt, name: str, course, *, oars, n_fx: int) -> dict:
     a = float(pt.tcp["alpha"])
-    b = a / float(pt.tcp["alpha_beta"])
-    d = course.dose[pt.rows["GTV"]]
-    row = {"plan": name, "tcp_pct": 100 * float(np.exp(-np.sum(pt.n_gtv * np.exp(-a * d - b * d**2 / n_fx))))}
+    tcp = poisson_tcp(
+        pt.n_gtv, course.dose[pt.rows["GTV"]], alpha=a, beta=a / float(pt.tcp["alpha_beta"]), n_fractions=n_fx
+    )
+    row = {"plan": name, "tcp_pct": 100 * tcp}
     for s, rr in pt.rows.items():
         if rr.size and s in TARGETS:
             row[f"{s}_D95"], row[f"{s}_D2"] = np.percentile(course.dose[rr], [5, 98])
