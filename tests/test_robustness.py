@@ -329,6 +329,36 @@ def test_recalculated_scenario_is_both_phases_forward_at_the_scaled_range(proton
     )
 
 
+def test_a_patients_scenarios_in_one_job_equal_one_job_each(proton_influence, tmp_path):  # noqa: F811
+    """robustness.scenario_jobs: patient writes every scenario's file with the doses, voxels and method
+    that one job per scenario writes, bit for bit (nominal, range errors and a setup shift)."""
+    from dosepaint.geometry import Grid
+    from dosepaint.io import files
+    from dosepaint.stages import robustness as stage
+
+    img, n = proton_influence[1], proton_influence[4].n_spots
+    w1, w2 = np.linspace(0.5, 1.5, n), np.where(np.arange(n) % 2 == 0, 1.0, 0.0)
+    weights = {"uniform": (w1, w2), "de": (w1, 2 * w2), "dr": (w1, w2)}
+    inputs, params = _scenario_inputs(proton_influence, tmp_path, weights)
+    for k, plan in enumerate(weights, start=1):  # the nominal scenario reads the plans' doses
+        dose = np.full(img.GetSize()[::-1], float(k), np.float32)
+        inputs[f"{plan}_dose"] = tmp_path / f"{plan}_dose.nii.gz"
+        files.write_array(dose, Grid.from_image(img), inputs[f"{plan}_dose"])
+    names = ["s+0_+0_+0_r+0", "s+0_+0_+0_r+3", "s+6_+0_+0_r-3", "s+0_+0_+0_r-3"]
+    together = [tmp_path / f"together_{k}.npz" for k in range(len(names))]
+    rec = stage.run_scenarios(inputs, {"doses": together}, params=params | {"scenarios": names})
+    assert [rec[nm]["method"] for nm in names] == ["nominal"] + ["recalculated"] * 3
+    for name, path in zip(names, together):
+        stage.run_scenario(inputs, {"doses": tmp_path / "alone.npz"}, params=params | {"scenario": name})
+        a, b = stage._read_scenario(path), stage._read_scenario(tmp_path / "alone.npz")
+        assert (a["scenario"], a["method"]) == (b["scenario"], b["method"]) == (name, rec[name]["method"])
+        np.testing.assert_array_equal(a["voxels"], b["voxels"])
+        for plan in ("uniform", "de", "dr"):
+            np.testing.assert_array_equal(a["doses"][plan], b["doses"][plan], err_msg=f"{name} {plan}")
+    doses = [stage._read_scenario(p)["doses"]["de"] for p in together]
+    assert np.all(doses[0] == 2.0) and not np.array_equal(doses[1], doses[3])  # each file its own scenario
+
+
 def test_recalculated_setup_scenarios_compute_the_structures_alone_with_the_same_doses(proton_influence, tmp_path):  # noqa: F811
     """With every setup scenario recalculated no rigid shift needs the margin: fewer voxels, equal doses."""
     from dosepaint.stages import robustness as stage
@@ -359,6 +389,25 @@ def test_scenario_with_weights_of_another_influence_names_patient_and_file(proto
     msg = str(err.value)
     assert "P7" in msg and "de.npz" in msg and f"{n - 3} vs {n} spots" in msg
     assert not (tmp_path / "out.npz").exists()
+
+
+def test_a_patients_scenario_job_with_bad_weights_fails_whole_before_writing(proton_influence, tmp_path):  # noqa: F811
+    """One job for all scenarios: the weights are checked before any scenario is written, the guard
+    records the failure naming the file, and every scenario file is an empty placeholder (never a
+    nominal file beside missing recalculated ones)."""
+    from dosepaint.stages import robustness as stage
+    from dosepaint.stages.guard import run_guarded
+
+    n = proton_influence[4].n_spots
+    good, bad = (np.ones(n), np.ones(n)), (np.ones(n - 3), np.ones(n - 3))
+    inputs, params = _scenario_inputs(proton_influence, tmp_path, {"uniform": good, "de": bad, "dr": good})
+    names = ["s+0_+0_+0_r+0", "s+0_+0_+0_r+3"]
+    outputs = {"doses": [tmp_path / f"{nm}.npz" for nm in names], "status": tmp_path / "status.json"}
+    params = params | {"scenarios": names, "on_input_error": "exclude"}
+    record = run_guarded(stage.run_scenarios, inputs, outputs, params=params, stage="scenario_dose")
+    assert record["status"] == "failed" and record["file"].endswith("de.npz")
+    assert f"{n - 3} vs {n} spots" in record["problem"]
+    assert [p.stat().st_size for p in outputs["doses"]] == [0, 0]
 
 
 def test_interval_end_counts_keep_rows_when_a_gtv_voxel_has_no_density(tmp_path):

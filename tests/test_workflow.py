@@ -86,6 +86,31 @@ def test_unknown_config_key_stops_before_any_job(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "jobs, setup_method, expect",
+    [
+        ("patient", "rigid_shift", 1),
+        ("scenario", "rigid_shift", 3),
+        ("patient", "recalculate", 1),
+        ("scenario", "recalculate", 21),
+    ],
+)
+def test_scenario_jobs_make_one_job_per_patient_or_per_scenario(tmp_path, jobs, setup_method, expect):
+    """robustness.scenario_jobs: the recalculated scenarios of a patient (the nominal and two range errors,
+    or all 21 with setup_method: recalculate) in one job or one job each."""
+    cfg = tmp_path / "one.yaml"
+    cfg.write_text(
+        f"results: {tmp_path}\nsynthetic:\n  n_patients: 1\nplanning:\n  patients: all\n  tcp:\n    source: config\n"
+        f"robustness:\n  sigma_scope: patient\n  scenario_jobs: {jobs}\n  setup_method: {setup_method}\n"
+    )
+    target = f"{tmp_path}/patients/SYN001/robustness/scenario_metrics.tsv"
+    proc = snakemake("-n", "--cores", "1", "--configfile", str(cfg), "--", target)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = dict(ln.split() for ln in proc.stdout.splitlines() if len(ln.split()) == 2 and ln.split()[1].isdigit())
+    assert int(counts["scenario_dose"]) == expect
+    assert int(counts.get("scenario_shift", 0)) == (setup_method == "rigid_shift")
+
+
+@pytest.mark.parametrize(
     ("robustness", "message"),
     [
         ("  range_errors_pct: [3, -3]\n", "must contain the nominal scenario"),

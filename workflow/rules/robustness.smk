@@ -24,39 +24,51 @@ rule rmse_sigma:
         "../../scripts/rmse_sigma.py"
 
 
-rule scenario_dose:
-    input:
-        **{
-            k: v
-            for k, v in PLAN_FILES.items()
-            if k.endswith("_weights") or k.endswith("_dose")
-        },
-        ct_dose=INGEST_FILES["ct_dose"],
-        masks_dose=MASKS_DOSE,
-        influence=PLAN_INFLUENCE,
-        upstream=status("plan"),
-    output:
-        doses=f"{ROB}/scenarios/{{scen}}.npz",
-        status=f"{RESULTS}/patients/{{pid}}/status/scenario_dose/{{scen}}.json",
-    log:
-        logs("scenario_dose/{pid}/{scen}"),
-    benchmark:
-        benchmarks("scenario_dose/{pid}/{scen}")
-    conda:
-        "../../envs/planning.yaml"
-    resources:
-        mem_mb=lambda wc, input: dp_resources.scenario_mem_mb(input.masks_dose),
-        runtime=60,
-    params:
-        patient_id=lambda wc: wc.pid,
-        scenario=lambda wc: wc.scen,
-        setup_shifts_mm=ROB_CFG["setup_shifts_mm"],
-        setup_method=ROB_CFG["setup_method"],
-        oar_limits_gy=CFG["planning"]["oar_limits_gy"],
-        constant_rbe=CFG["planning"]["constant_rbe"],
-        on_input_error=ON_ERROR,
-    script:
-        "../../scripts/scenario_dose.py"
+if ROB_CFG["scenario_jobs"] == "patient":
+
+    rule scenario_dose:
+        input:
+            **SCENARIO_INPUTS,
+        output:
+            doses=[f"{ROB}/scenarios/{s.name}.npz" for s in RECALCULATED],
+            status=status("scenario_dose"),
+        log:
+            logs("scenario_dose/{pid}"),
+        benchmark:
+            benchmarks("scenario_dose/{pid}")
+        conda:
+            "../../envs/planning.yaml"
+        resources:
+            mem_mb=lambda wc, input: dp_resources.scenario_mem_mb(input.masks_dose),
+            runtime=max(60, 10 * len(RECALCULATED)),  # ≤ 3.1 min a scenario measured (3 mm)
+        params:
+            **SCENARIO_PARAMS,
+            scenarios=[s.name for s in RECALCULATED],
+        script:
+            "../../scripts/scenario_doses.py"
+
+else:
+
+    rule scenario_dose:
+        input:
+            **SCENARIO_INPUTS,
+        output:
+            doses=f"{ROB}/scenarios/{{scen}}.npz",
+            status=f"{RESULTS}/patients/{{pid}}/status/scenario_dose/{{scen}}.json",
+        log:
+            logs("scenario_dose/{pid}/{scen}"),
+        benchmark:
+            benchmarks("scenario_dose/{pid}/{scen}")
+        conda:
+            "../../envs/planning.yaml"
+        resources:
+            mem_mb=lambda wc, input: dp_resources.scenario_mem_mb(input.masks_dose),
+            runtime=60,
+        params:
+            **SCENARIO_PARAMS,
+            scenario=lambda wc: wc.scen,
+        script:
+            "../../scripts/scenario_dose.py"
 
 
 rule scenario_shift:

@@ -10,17 +10,44 @@ ROBUSTNESS_FILES = {
 }
 
 
+RECALCULATED = [
+    s
+    for s in SCENARIOS
+    if dp_rob.scenario_folder(s, setup_method=ROB_CFG["setup_method"]) != "shifted"
+]
+"""The scenarios of the scenario_dose rule: the nominal (the plans' doses) and those recalculated."""
+SCENARIO_INPUTS = {
+    **{
+        k: v
+        for k, v in PLAN_FILES.items()
+        if k.endswith("_weights") or k.endswith("_dose")
+    },
+    "ct_dose": INGEST_FILES["ct_dose"],
+    "masks_dose": MASKS_DOSE,
+    "influence": PLAN_INFLUENCE,
+    "upstream": status("plan"),
+}
+SCENARIO_PARAMS = dict(
+    patient_id=lambda wc: wc.pid,
+    setup_shifts_mm=ROB_CFG["setup_shifts_mm"],
+    setup_method=ROB_CFG["setup_method"],
+    oar_limits_gy=CFG["planning"]["oar_limits_gy"],
+    constant_rbe=CFG["planning"]["constant_rbe"],
+    on_input_error=ON_ERROR,
+)
+
+
+def scenario_dose_statuses(pid, names):
+    """The status records of the scenario_dose jobs that make the scenarios ``names`` of a patient:
+    one per patient (``robustness.scenario_jobs: patient``) or one per scenario."""
+    if ROB_CFG["scenario_jobs"] == "patient":
+        return [status("scenario_dose").format(pid=pid)] if names else []
+    return [f"{RESULTS}/patients/{pid}/status/scenario_dose/{n}.json" for n in names]
+
+
 def scenario_statuses(wildcards):
     """The status records of the jobs that make a patient's scenario doses."""
-    recalculated = [
-        s
-        for s in SCENARIOS
-        if dp_rob.scenario_folder(s, setup_method=ROB_CFG["setup_method"]) != "shifted"
-    ]
-    out = [
-        f"{RESULTS}/patients/{wildcards.pid}/status/scenario_dose/{s.name}.json"
-        for s in recalculated
-    ]
+    out = scenario_dose_statuses(wildcards.pid, [s.name for s in RECALCULATED])
     if SHIFTED:
         out.append(status("scenario_shift").format(pid=wildcards.pid))
     return out
@@ -28,11 +55,9 @@ def scenario_statuses(wildcards):
 
 def shift_base_statuses(wildcards):
     """The status records of the scenario jobs a rigid-shift job moves."""
-    names = dict.fromkeys(s.base().name for s in SHIFTED)
-    return [
-        f"{RESULTS}/patients/{wildcards.pid}/status/scenario_dose/{n}.json"
-        for n in names
-    ]
+    return scenario_dose_statuses(
+        wildcards.pid, list(dict.fromkeys(s.base().name for s in SHIFTED))
+    )
 
 
 def scenario_files(wildcards):

@@ -5,14 +5,15 @@ Rules and their stage functions:
 ``rmse_sigma`` → :func:`run_sigma` (cohort): centre and σ of the cell-count scenario weights from
 the DWI-match RMSE in the GTVs of the training patients only (``cohort/rmse_sigma.json``).
 
-``scenario_dose`` → :func:`run_scenario` (patient × scenario): the plans' doses in one physical
-scenario, by pyRadPlan forward calculation of each plan's spot weights with the isocentre moved and
-the stopping powers scaled (:meth:`PyRadPlanEngine.forward_many`); the nominal scenario is the plan
-stage's dose. ``scenario_shift`` → :func:`run_shift` (patient): the labelled fast approximation of
-setup errors, the scenario of the same range error moved rigidly (``robustness.setup_method:
-rigid_shift``), all of a patient's shifts in one job. Both write ``{scenario}.npz``: per plan the
-total course dose (Gy(RBE), float32) on the evaluation voxels (targets and OARs expanded by the
-largest shift and a voxel).
+``scenario_dose`` → :func:`run_scenarios` (patient: its recalculated scenarios in one job,
+``robustness.scenario_jobs: patient``) or :func:`run_scenario` (patient × scenario, ``scenario``): the
+plans' doses in each physical scenario, by pyRadPlan forward calculation of each plan's spot weights
+with the isocentre moved and the stopping powers scaled (:meth:`PyRadPlanEngine.forward_scenarios`);
+the nominal scenario is the plan stage's dose. ``scenario_shift`` → :func:`run_shift` (patient): the
+labelled fast approximation of setup errors, the scenario of the same range error moved rigidly
+(``robustness.setup_method: rigid_shift``), all of a patient's shifts in one job. Both write
+``{scenario}.npz``: per plan the total course dose (Gy(RBE), float32) on the evaluation voxels (targets
+and OARs expanded by the largest shift and a voxel).
 
 ``robustness`` → :func:`run_patient`: per-scenario DVH metrics, TCP and goals
 (``scenario_metrics.tsv``), DVH bands (``dvh_bands.tsv``), voxel-wise worst-case dose per plan
@@ -124,61 +125,104 @@ def _read_plan_masks(inputs, params, pid):
 
 
 def run_scenario(inputs: dict, outputs: dict, *, params: dict) -> dict:
-    """Doses of the plans in one physical scenario (``params["scenario"]``, a scenario name).
+    """Doses of the plans in one physical scenario (``params["scenario"]``, a scenario name) into
+    ``outputs["doses"]``: :func:`run_scenarios` for one scenario (``robustness.scenario_jobs: scenario``).
+    """
+    one = {k: v for k, v in params.items() if k != "scenario"} | {"scenarios": [params["scenario"]]}
+    return run_scenarios(inputs, {**outputs, "doses": [outputs["doses"]]}, params=one)[params["scenario"]]
+
+
+def run_scenarios(inputs: dict, outputs: dict, *, params: dict) -> dict:
+    """Doses of the plans in each physical scenario of ``params["scenarios"]`` (names), one file each
+    (``outputs["doses"]``, in that order).
 
     Nominal: the plan stage's doses.  Otherwise a pyRadPlan forward calculation of both phases of
-    every plan (phase 1 is shared) with the isocentre shift and the stopping-power scale.
+    every plan (phase 1 is shared) with the isocentre shift and the stopping-power scale.  A patient's
+    scenarios in one job (``robustness.scenario_jobs: patient``) read the inputs, start pyRadPlan and
+    place the spots once (:meth:`PyRadPlanEngine.forward_scenarios`), the same doses as one job each.
     """
-    pid, scen = params["patient_id"], rob.Scenario.from_name(params["scenario"])
-    t0 = time.perf_counter()
+    pid, names = params["patient_id"], list(params["scenarios"])
+    targets = files.as_paths(outputs["doses"])
+    if len(names) != len(targets):
+        raise ValueError(f"{len(names)} scenario names for {len(targets)} output files")
+    scens = [rob.Scenario.from_name(n) for n in names]
     masks, grid = _read_plan_masks(inputs, params, pid)
     keep = eval_mask(masks, grid, margin_mm=_margin_mm(params, grid))
     voxels = np.flatnonzero(keep.ravel())
-    doses = {}
-    if scen.nominal:
-        for plan in PLAN_NAMES:
-            d, dgrid = files.read_array(inputs[f"{plan}_dose"])
-            if tuple(dgrid.shape) != tuple(grid.shape):
-                raise DosepaintInputError("plan dose is not on the dose grid", patient=pid, path=inputs[f"{plan}_dose"])
-            doses[plan] = d.ravel()[voxels]
-        method = "nominal"
-    else:
-        inf = DoseInfluence.load(inputs["influence"], matrices=False)
-        ct = files.read_image(inputs["ct_dose"])
-        engine = PyRadPlanEngine.from_influence(inf)
-        weights = {plan: files.read_spot_weights(inputs[f"{plan}_weights"]) for plan in PLAN_NAMES}
-        for plan, w in weights.items():
-            if w["phase1"].size != inf.n_spots or w["phase2"].size != inf.n_spots:
-                raise DosepaintInputError(
-                    f"{plan} spot weights do not match the cached dose influence "
-                    f"({w['phase1'].size} vs {inf.n_spots} spots)",
-                    patient=pid,
-                    path=inputs[f"{plan}_weights"],
-                )
+    recalculated = [s for s in scens if not s.nominal]
+    # inputs read and checked before any file is written; pyRadPlan's doses come scenario by scenario
+    doses_of = _recalculated_doses(inputs, keep, recalculated, params=params, pid=pid) if recalculated else iter(())
+    out, t0 = {}, time.perf_counter()
+    for scen, target in zip(scens, targets):
+        if scen.nominal:
+            doses, method = _nominal_doses(inputs, grid, voxels, pid=pid), "nominal"
+        else:
+            doses, method = {p: d.ravel()[voxels] for p, d in next(doses_of).items()}, "recalculated"
+        _write_scenario(target, voxels, grid, doses, method=method, scenario=scen.name)
+        out[scen.name] = {"method": method, "seconds": time.perf_counter() - t0}
+        log.info("%s %s: %s in %.1f s", pid, scen.name, method, out[scen.name]["seconds"])
+        t0 = time.perf_counter()
+    return out
 
-        # Every distinct weight vector (DE/DR keep the uniform phase 1) from one pyRadPlan
-        # calculation per beam.
-        vectors, index = [], {}  # type: list, dict
-        for plan, w in weights.items():
-            for phase in ("phase1", "phase2"):
-                j = next((i for i, v in enumerate(vectors) if np.array_equal(v, w[phase])), None)
-                if j is None:
-                    vectors.append(w[phase])
-                    j = len(vectors) - 1
-                index[plan, phase] = j
-        fwd = engine.forward_many(ct, inf, vectors, body=keep, shift_mm=scen.shift_mm, range_scale=scen.range_scale)
-        rbe = float(params["constant_rbe"])
-        for plan, w in weights.items():
-            parts = [
-                course_doses(fwd[index[plan, phase]], inf, n_fx=w[n_key], constant_rbe=rbe)["rbe_total"]
-                for phase, n_key in (("phase1", "n_ld"), ("phase2", "n_hd"))
-            ]
-            doses[plan] = (parts[0] + parts[1]).ravel()[voxels]
-        method = "recalculated"
-    _write_scenario(outputs["doses"], voxels, grid, doses, method=method, scenario=scen.name)
-    secs = time.perf_counter() - t0
-    log.info("%s %s: %s in %.1f s", pid, scen.name, method, secs)
-    return {"method": method, "seconds": secs}
+
+def _nominal_doses(inputs: dict, grid, voxels, *, pid: str) -> dict:
+    """The plan stage's doses on the evaluation voxels."""
+    doses = {}
+    for plan in PLAN_NAMES:
+        d, dgrid = files.read_array(inputs[f"{plan}_dose"])
+        if tuple(dgrid.shape) != tuple(grid.shape):
+            raise DosepaintInputError("plan dose is not on the dose grid", patient=pid, path=inputs[f"{plan}_dose"])
+        doses[plan] = d.ravel()[voxels]
+    return doses
+
+
+def _plan_weights(inputs: dict, inf: DoseInfluence, *, pid: str) -> dict:
+    """Each plan's spot weights, checked against the cached dose influence."""
+    weights = {plan: files.read_spot_weights(inputs[f"{plan}_weights"]) for plan in PLAN_NAMES}
+    for plan, w in weights.items():
+        if w["phase1"].size != inf.n_spots or w["phase2"].size != inf.n_spots:
+            raise DosepaintInputError(
+                f"{plan} spot weights do not match the cached dose influence "
+                f"({w['phase1'].size} vs {inf.n_spots} spots)",
+                patient=pid,
+                path=inputs[f"{plan}_weights"],
+            )
+    return weights
+
+
+def _recalculated_doses(inputs: dict, keep: np.ndarray, scens: list, *, params: dict, pid: str):
+    """An iterator over ``scens`` of each plan's course dose (Gy(RBE), the whole grid); the inputs are
+    read and checked before it is returned.
+
+    Every distinct weight vector (DE/DR keep the uniform phase 1) from one pyRadPlan calculation per
+    beam and scenario.
+    """
+    inf = DoseInfluence.load(inputs["influence"], matrices=False)
+    ct = files.read_image(inputs["ct_dose"])
+    weights = _plan_weights(inputs, inf, pid=pid)
+    vectors, index = [], {}  # type: list, dict
+    for plan, w in weights.items():
+        for phase in ("phase1", "phase2"):
+            j = next((i for i, v in enumerate(vectors) if np.array_equal(v, w[phase])), None)
+            if j is None:
+                vectors.append(w[phase])
+                j = len(vectors) - 1
+            index[plan, phase] = j
+    rbe = float(params["constant_rbe"])
+    engine = PyRadPlanEngine.from_influence(inf)
+    pairs = [(s.shift_mm, s.range_scale) for s in scens]
+
+    def course(fwd, plan, w):
+        low, high = (
+            course_doses(fwd[index[plan, phase]], inf, n_fx=w[n_key], constant_rbe=rbe)["rbe_total"]
+            for phase, n_key in (("phase1", "n_ld"), ("phase2", "n_hd"))
+        )
+        return low + high
+
+    return (
+        {plan: course(fwd, plan, w) for plan, w in weights.items()}
+        for fwd in engine.forward_scenarios(ct, inf, vectors, body=keep, scenarios=pairs)
+    )
 
 
 def _write_scenario(path, voxels, grid, doses, *, method, scenario):
