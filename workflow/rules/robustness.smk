@@ -30,7 +30,7 @@ if ROB_CFG["scenario_jobs"] == "patient":
         input:
             **SCENARIO_INPUTS,
         output:
-            doses=[f"{ROB}/scenarios/{s.name}.npz" for s in RECALCULATED],
+            doses=[f"{ROB}/scenarios/{s.name}.npz" for s in DOSE_SCENARIOS],
             status=status("scenario_dose"),
         log:
             logs("scenario_dose/{pid}"),
@@ -40,10 +40,10 @@ if ROB_CFG["scenario_jobs"] == "patient":
             "../../envs/planning.yaml"
         resources:
             mem_mb=lambda wc, input: dp_resources.scenario_mem_mb(input.masks_dose),
-            runtime=max(60, 10 * len(RECALCULATED)),  # ≤ 3.1 min a scenario measured (3 mm)
+            runtime=max(60, 10 * len(DOSE_SCENARIOS)),  # ≤ 3.1 min a scenario measured (3 mm)
         params:
             **SCENARIO_PARAMS,
-            scenarios=[s.name for s in RECALCULATED],
+            scenarios=[s.name for s in DOSE_SCENARIOS],
         script:
             "../../scripts/scenario_doses.py"
 

@@ -10,12 +10,14 @@ ROBUSTNESS_FILES = {
 }
 
 
-RECALCULATED = [
+SHIFTED = [
     s
     for s in SCENARIOS
-    if dp_rob.scenario_folder(s, setup_method=ROB_CFG["setup_method"]) != "shifted"
+    if dp_rob.scenario_folder(s, setup_method=ROB_CFG["setup_method"]) == "shifted"
 ]
-"""The scenarios of the scenario_dose rule: the nominal (the plans' doses) and those recalculated."""
+"""Setup scenarios made by the rigid-shift approximation (none with ``setup_method: recalculate``)."""
+# The scenarios made by scenario_dose jobs (the nominal, which copies the plans' doses, and those recalculated).
+DOSE_SCENARIOS = [s for s in SCENARIOS if s not in SHIFTED]
 SCENARIO_INPUTS = {
     **{
         k: v
@@ -47,7 +49,7 @@ def scenario_dose_statuses(pid, names):
 
 def scenario_statuses(wildcards):
     """The status records of the jobs that make a patient's scenario doses."""
-    out = scenario_dose_statuses(wildcards.pid, [s.name for s in RECALCULATED])
+    out = scenario_dose_statuses(wildcards.pid, [s.name for s in DOSE_SCENARIOS])
     if SHIFTED:
         out.append(status("scenario_shift").format(pid=wildcards.pid))
     return out
@@ -67,14 +69,6 @@ def scenario_files(wildcards):
         f"{dp_rob.scenario_folder(s, setup_method=ROB_CFG['setup_method'])}/{s.name}.npz"
         for s in SCENARIOS
     ]
-
-
-SHIFTED = [
-    s
-    for s in SCENARIOS
-    if dp_rob.scenario_folder(s, setup_method=ROB_CFG["setup_method"]) == "shifted"
-]
-"""Setup scenarios made by the rigid-shift approximation (none with ``setup_method: recalculate``)."""
 
 
 def shift_bases(wildcards):

@@ -150,7 +150,7 @@ def run_scenarios(inputs: dict, outputs: dict, *, params: dict) -> dict:
     keep = eval_mask(masks, grid, margin_mm=_margin_mm(params, grid))
     voxels = np.flatnonzero(keep.ravel())
     recalculated = [s for s in scens if not s.nominal]
-    # inputs read and checked before any file is written; pyRadPlan's doses come scenario by scenario
+    # the recalculation's inputs read and checked before any file is written; its doses come scenario by scenario
     doses_of = _recalculated_doses(inputs, keep, recalculated, params=params, pid=pid) if recalculated else iter(())
     out, t0 = {}, time.perf_counter()
     for scen, target in zip(scens, targets):
