@@ -1,10 +1,12 @@
-"""Where the main job's time goes, from Snakemake's benchmark files, and what other runs would cost.
+"""Where the main job's time goes, from Snakemake's benchmark files and the jobs' logs, and what other runs
+would cost.
 
     python benchmarks/pipeline_cost.py RESULTS_DIR [--cores 2] [--nodes 16] [--cores-per-node 16]
 
-Reads every ``RESULTS_DIR/benchmarks/**.tsv`` (one per job: wall seconds ``s``, CPU seconds ``cpu_time``,
-peak ``max_rss`` MB) and prints, per rule: jobs, total and median wall time, total CPU time, peak memory;
-per patient: the time of each
+Reads every ``RESULTS_DIR/benchmarks/**.tsv`` (one per job: wall seconds ``s``, peak ``max_rss`` MB) and
+every job log's usage line under ``RESULTS_DIR/logs`` (the job's CPU seconds, exact; the benchmark
+files' ``cpu_time`` is sampled every 30 s and stands in only where a log has no usage line) and prints,
+per rule: jobs, total and median wall time, total CPU time, peak memory; per patient: the time of each
 per-patient stage against the GTV volume (from ``cohort/ingest_summary.tsv``); and estimates of the
 wall time of
 
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dosepaint.logs import read_usage
 from dosepaint.robustness import Scenario
 
 PER_PATIENT_CHAIN = ("synthesize_patient", "check_inputs", "ingest", "dwi", "pet", "dose_influence", "plan")
@@ -36,27 +39,45 @@ PER_PATIENT_CHAIN = ("synthesize_patient", "check_inputs", "ingest", "dwi", "pet
 PAPER_FACTORS = {"dose_influence": 1.1, "plan": 2.3, "scenario_dose": 1.1}
 
 
+def _job_key(rel: Path) -> tuple[str, str | None, str | None]:
+    """Rule, patient and scenario of a job from its benchmark or log file's path below its folder."""
+    rule = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+    pid = rel.parts[1] if len(rel.parts) > 2 else (rel.stem if len(rel.parts) == 2 else None)
+    scen = rel.stem if len(rel.parts) > 2 else None
+    return rule, pid, scen
+
+
 def read_benchmarks(results: Path) -> pd.DataFrame:
-    rows = []
+    """One row per job: wall ``s`` and peak ``max_rss_mb`` from its benchmark file; ``cpu_s`` from its
+    log's last usage line (:func:`dosepaint.logs.usage_line`, ``cpu_from`` "log"), else from the benchmark
+    file (``cpu_from`` "benchmark": sampled every 30 s after a job's first 30 s, so up to 30 s short per job);
+    ``bench_cpu_s`` the benchmark file's. Jobs with a usage line but no benchmark file (the cohort tables)
+    have no ``s``."""
+    rows = {}
     for p in sorted((results / "benchmarks").rglob("*.tsv")):
-        rel = p.relative_to(results / "benchmarks")
-        rule = rel.parts[0] if len(rel.parts) > 1 else rel.stem
-        pid = rel.parts[1] if len(rel.parts) > 2 else (rel.stem if len(rel.parts) == 2 else None)
-        scen = rel.stem if len(rel.parts) > 2 else None
         t = pd.read_csv(p, sep="\t")
         if t.empty:
             continue
-        rows.append(
-            {
-                "rule": rule,
-                "patient_id": pid,
-                "scenario": scen,
-                "s": float(t["s"].iloc[-1]),
-                "cpu_s": float(t["cpu_time"].iloc[-1]) if "cpu_time" in t else float(t["s"].iloc[-1]),
-                "max_rss_mb": float(t["max_rss"].iloc[-1]) if "max_rss" in t else np.nan,
-            }
-        )
-    return pd.DataFrame(rows)
+        bench_cpu = float(t["cpu_time"].iloc[-1]) if "cpu_time" in t else float(t["s"].iloc[-1])
+        rows[_job_key(p.relative_to(results / "benchmarks"))] = {
+            "s": float(t["s"].iloc[-1]),
+            "bench_cpu_s": bench_cpu,
+            "max_rss_mb": float(t["max_rss"].iloc[-1]) if "max_rss" in t else np.nan,
+        }
+    for p in sorted((results / "logs").rglob("*.log")):
+        usage = read_usage(p)
+        if usage is not None:
+            row = rows.setdefault(_job_key(p.relative_to(results / "logs")), {"s": np.nan, "bench_cpu_s": np.nan})
+            row.update(cpu_s=usage["cpu_s"], cpu_from="log")
+            if np.isnan(row.get("max_rss_mb", np.nan)):  # no benchmark file: the largest process's peak
+                row["max_rss_mb"] = usage["max_rss_mb"]
+    out = []
+    for (rule, pid, scen), row in rows.items():
+        if "cpu_s" not in row:
+            row.update(cpu_s=row["bench_cpu_s"], cpu_from="benchmark")
+        out.append({"rule": rule, "patient_id": pid, "scenario": scen, **row})
+    return pd.DataFrame(out, columns=["rule", "patient_id", "scenario", "s", "cpu_s", "cpu_from", "bench_cpu_s",
+                                      "max_rss_mb"])  # fmt: skip
 
 
 def main() -> None:
@@ -73,9 +94,9 @@ def main() -> None:
     a = ap.parse_args()
     b = read_benchmarks(a.results)
     if b.empty:
-        raise SystemExit(f"no benchmark files under {a.results / 'benchmarks'}")
+        raise SystemExit(f"no benchmark files or job logs under {a.results}")
     per_rule = b.groupby("rule").agg(
-        jobs=("s", "size"),
+        jobs=("cpu_s", "size"),
         total_min=("s", lambda s: s.sum() / 60),
         cpu_min=("cpu_s", lambda s: s.sum() / 60),
         median_s=("s", "median"),
@@ -88,9 +109,10 @@ def main() -> None:
     print(per_rule.round(2).to_string())
     total_cpu_h = b["cpu_s"].sum() / 3600
     print(
-        f"\ntotal CPU time of the benchmarked jobs: {total_cpu_h:.2f} h (wall time of the jobs summed: "
-        f"{b['s'].sum() / 3600:.2f} h; jobs without a benchmark file, the cohort tables, are not counted)"
+        f"\ntotal CPU time of the jobs: {total_cpu_h:.2f} h (wall time of the benchmarked jobs summed: "
+        f"{b['s'].sum() / 3600:.2f} h)"
     )
+    print_cpu_sources(b)
 
     chain = b[b["rule"].isin(PER_PATIENT_CHAIN)].pivot_table(index="patient_id", columns="rule", values="s")
     scen = b[b["rule"] == "scenario_dose"].groupby("patient_id")["s"].agg(["sum", "max", "size"])
@@ -128,6 +150,24 @@ def main() -> None:
     )
 
     paper_estimate(b, rec, a)
+
+
+def print_cpu_sources(b: pd.DataFrame) -> None:
+    """Say where the CPU times came from, and how far short the benchmark files' samples fall."""
+    from_log = b["cpu_from"] == "log"
+    both = from_log & b["bench_cpu_s"].notna()
+    print(
+        f"CPU time from the jobs' logs (usage line) for {int(from_log.sum())} jobs, from benchmark files alone "
+        f"for {int((~from_log).sum())} (logs written before the usage line, or killed jobs)"
+    )
+    if both.any():
+        short = b.loc[both, "cpu_s"] - b.loc[both, "bench_cpu_s"]
+        print(
+            f"on the {int(both.sum())} jobs with both: the benchmark files record "
+            f"{b.loc[both, 'bench_cpu_s'].sum() / 60:.1f} of {b.loc[both, 'cpu_s'].sum() / 60:.1f} CPU min "
+            f"(at most {short.max():.1f} s short per job: they sample every 30 s; the logs miss the interpreter's "
+            f"exit, up to {max(-short.min(), 0.0):.1f} s here)"
+        )
 
 
 def recalculated(b: pd.DataFrame, results: Path) -> pd.DataFrame:

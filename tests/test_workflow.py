@@ -336,6 +336,7 @@ def test_tiny_cohort_end_to_end(tmp_path):
     check_robustness(results, plans, test_ids, train_ids=fit["train_ids"])
     check_dicom_rt(results, test_ids, prescription_gy=73.6)
     check_statistics(results, plans, test_ids, train_ids=fit["train_ids"])
+    check_job_usage(results)
     # Provenance: the record's checksums are those of the DICOM inputs now (nothing modified them).
     from dosepaint.stages import provenance as pv
 
@@ -511,6 +512,31 @@ def test_killed_run_resumes_to_the_outputs_of_an_uninterrupted_one(tmp_path):
     assert [k for k in a if a[k] != b[k]] == [Path("qc.json")]  # its timings (wall seconds) differ, nothing else
     qa, qb = (json.loads(t[Path("qc.json")]) for t in (a, b))
     assert qa.pop("timings") != qb.pop("timings") and qa == qb
+
+
+def check_job_usage(results):
+    """Every job's log ends with its CPU time, at least what Snakemake's benchmark file sampled of it, and
+    benchmarks/pipeline_cost.py takes every job's CPU time from there."""
+    from dosepaint.logs import read_usage
+
+    benchmarked = sorted((results / "benchmarks").rglob("*.tsv"))
+    assert len(benchmarked) > 20
+    logged_cpu = sampled_cpu = 0.0
+    for bench in benchmarked:
+        log = results / "logs" / bench.relative_to(results / "benchmarks").with_suffix(".log")
+        usage = read_usage(log)
+        assert usage is not None, log
+        sampled = pd.read_csv(bench, sep="\t")["cpu_time"].iloc[-1]
+        # The interpreter's exit after the log closes (≤ 1.1 s per job under process accounting) is in the
+        # benchmark's last sample and not in the log.
+        assert usage["cpu_s"] >= sampled - 2.0, (log, usage, sampled)
+        logged_cpu, sampled_cpu = logged_cpu + usage["cpu_s"], sampled_cpu + sampled
+    assert logged_cpu > sampled_cpu  # the jobs over 30 s lose their tail to the benchmark's sampling
+    out = subprocess.run([sys.executable, "benchmarks/pipeline_cost.py", str(results)], capture_output=True,
+                         text=True, cwd=ROOT)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    logged = len([p for p in (results / "logs").rglob("*.log") if read_usage(p) is not None])
+    assert f"for {logged} jobs, from benchmark files alone for 0" in out.stdout, out.stdout[-3000:]
 
 
 def check_statistics(results, plans, test_ids, *, train_ids):
