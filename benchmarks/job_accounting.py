@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import collections
-import csv
 import datetime as dt
 import re
 import subprocess
 from pathlib import Path
 
-from dosepaint.logs import read_usage
+import numpy as np
+from pipeline_cost import read_benchmarks  # this folder's script: each job's benchmark file and usage line
 
 _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]")
 _RULE = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):")
@@ -62,24 +62,16 @@ def accounting(pacct: Path) -> list[dict]:
     return recs
 
 
-def _recorded(results: Path, job: dict) -> tuple[float | None, float | None, float | None]:
-    """The job's benchmark wall and CPU s and its log's usage CPU s (None where absent)."""
-    name = f"{job['rule']}/{job['pid']}" if job["pid"] else job["rule"]
-    bench, log = results / "benchmarks" / f"{name}.tsv", results / "logs" / f"{name}.log"
-    wall = cpu = None
-    if bench.exists():
-        row = list(csv.DictReader(bench.open(), delimiter="\t"))[-1]
-        wall, cpu = float(row["s"]), float(row["cpu_time"])
-    usage = read_usage(log) if log.exists() else None
-    return wall, cpu, usage["cpu_s"] if usage else None
-
-
 def match(jobs: list[dict], children: list[dict], results: Path) -> dict:
     """Per rule: [jobs, accounting CPU s, benchmark CPU s, benchmarked jobs, log CPU s, logged jobs]."""
+    recorded = {(r.rule, r.patient_id): r for r in read_benchmarks(results).itertuples() if r.scenario is None}
     per_rule = collections.defaultdict(lambda: [0, 0.0, 0.0, 0, 0.0, 0])
     free = list(children)
     for job in sorted(jobs, key=lambda j: j["start"] or 0):
-        wall, bench_cpu, log_cpu = _recorded(results, job)
+        r = recorded.get((job["rule"], job["pid"]))
+        wall = None if r is None or np.isnan(r.s) else r.s
+        bench_cpu = None if r is None or np.isnan(r.bench_cpu_s) else r.bench_cpu_s
+        log_cpu = r.cpu_s if r is not None and r.cpu_from == "log" else None
         near = [r for r in free if abs(r["start"] - job["start"]) <= 3]
         if not near:
             continue
