@@ -9,7 +9,7 @@ from scipy.stats import rice
 
 from dosepaint.dwi import fit_adc
 from dosepaint.dwi_noise import background_sigma, residual_sigma
-from dosepaint.dwi_posterior import build_prior_library, posterior, rician_loglik_core, sample_prior
+from dosepaint.dwi_posterior import build_prior_library, log_i0_scaled, posterior, rician_loglik_core, sample_prior
 from dosepaint.microstructure import two_compartment_signal
 
 B = np.array([0.0, 50, 100, 400, 700, 1000])
@@ -35,6 +35,18 @@ def test_rician_core_differs_from_scipy_by_a_constant_in_nu(m):
     ok = np.isfinite(full)  # scipy underflows to -inf far from the mode
     diff = full[ok] - rician_loglik_core(m, nu[ok], 1.3)
     assert ok.sum() >= 3 and np.allclose(diff, diff[0], atol=1e-6)
+
+
+def test_log_i0_scaled_equals_scipys_i0e_on_both_sides_of_the_series():
+    """SciPy's i0e (double precision) on a dense grid from 1e-3 to 1e3, across the switch at 15; 2-D input."""
+    from scipy.special import i0e
+
+    x = np.concatenate([np.geomspace(1e-3, 1e3, 4001), [np.nextafter(15.0, 0.0), 15.0, 100.0]])
+    ref = np.log(i0e(x)) + 0.5 * np.log(2 * np.pi * x)
+    got = log_i0_scaled(x)
+    assert np.abs(got - ref).max() < 1e-9
+    assert np.array_equal(log_i0_scaled(x[:4000].reshape(40, 100)), got[:4000].reshape(40, 100))
+    assert abs(log_i0_scaled(np.array([1e3]))[0] - 1 / 8e3) < 1e-7  # I0 e^-x √(2πx) → 1 + 1/(8x)
 
 
 def test_posterior_intervals_cover_at_their_level_when_truth_is_drawn_from_the_prior():
