@@ -663,3 +663,94 @@ def test_faster_depth_kernels_leave_pyradplan_carbon_doses_bit_identical(monkeyp
         a, b = getattr(fast, k), getattr(own, k)
         assert a.nnz > 0 and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices), k
         assert np.array_equal(a.data, b.data), k
+
+
+# -- pyRadPlan's ray validation without the beamlets' text ----------------------------------------
+
+
+def _count_model_reprs(monkeypatch) -> list:
+    """pydantic's model repr, counting its calls on pyRadPlan beamlets."""
+    from pydantic import BaseModel
+    from pyRadPlan.stf._beamlet import Beamlet
+
+    calls, own = [], BaseModel.__repr__
+
+    def counting(self):
+        if isinstance(self, Beamlet):
+            calls.append(type(self).__name__)
+        return own(self)
+
+    monkeypatch.setattr(BaseModel, "__repr__", counting)
+    return calls
+
+
+def test_pyradplan_formats_every_beamlet_when_it_validates_a_ray_unless_short_reprs(monkeypatch):
+    """The upstream cost :mod:`dosepaint.planning.beamlet_repr` removes: validating a ray of pyRadPlan
+    0.5 builds the text of each of its beamlets (≥ once each); within the block none is built, and the
+    ray validated is equal."""
+    from pyRadPlan import generate_stf
+    from pyRadPlan.stf._ray import Ray
+
+    from dosepaint.planning.beamlet_repr import short_beamlet_reprs
+    from dosepaint.planning.engine import PyRadPlanEngine
+
+    img, body, target = _phantom()
+    eng = PyRadPlanEngine(modality="carbon", gantry_angles_deg=[90.0], bixel_width_mm=6.0, layer_spacing_mm=6.0)
+    ct, cst = eng._ct_cst(img, target=target, helper=body & ~target)
+    ray = max(generate_stf(ct, cst, eng._plan(ct)).beams[0].rays, key=lambda r: len(r.beamlets))
+    data = ray.model_dump()
+    calls = _count_model_reprs(monkeypatch)
+    plain = Ray.model_validate(data)
+    assert len(ray.beamlets) >= 5 and len(calls) >= len(ray.beamlets)
+    calls.clear()
+    with short_beamlet_reprs() as swapped:
+        short = Ray.model_validate(data)
+        assert swapped and repr(short.beamlets[0]) == f"{type(short.beamlets[0]).__name__}(…)"
+    assert calls == [] and _same(short.model_dump(), plain.model_dump())
+    assert "energy=" in repr(plain.beamlets[0])  # pydantic's repr back after the block
+
+
+def _same(a, b) -> bool:
+    """Equal nested dumps (dicts, lists, arrays, numbers)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b)
+    return a == b
+
+
+def test_short_beamlet_reprs_nest_and_leave_pyradplan_carbon_doses_bit_identical(monkeypatch):
+    """The carbon influence of a phantom and its spots are the same to the bit with and without the
+    short reprs; a nested block keeps them until the outer one ends."""
+    import contextlib
+
+    from pyRadPlan.stf._beamlet import Beamlet
+
+    from dosepaint.planning import engine as engine_module
+    from dosepaint.planning.beamlet_repr import short_beamlet_reprs
+
+    img, body, target = _phantom()
+    eng = engine_module.PyRadPlanEngine(
+        modality="carbon",
+        gantry_angles_deg=[90.0, 180.0],
+        couch_angles_deg=[0.0, 0.0],
+        bixel_width_mm=6.0,
+        layer_spacing_mm=6.0,
+    )
+    short = eng.influence(img, target=target, calc_voxels=body)
+    pydantic_repr = Beamlet.__repr__
+    with short_beamlet_reprs():
+        with short_beamlet_reprs() as inner:
+            assert inner
+        assert Beamlet.__repr__ is not pydantic_repr
+    assert Beamlet.__repr__ is pydantic_repr
+    monkeypatch.setattr(engine_module, "short_beamlet_reprs", contextlib.nullcontext)
+    own = eng.influence(img, target=target, calc_voxels=body)
+    for k in ("physical", "alpha_dose", "sqrt_beta_dose"):
+        a, b = getattr(short, k), getattr(own, k)
+        assert a.nnz > 0 and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices), k
+        assert np.array_equal(a.data, b.data), k
+    for k in ("spot_beam", "spot_energy", "spot_range_mm", "radiological_depth"):
+        assert np.array_equal(getattr(short, k), getattr(own, k), equal_nan=True), k

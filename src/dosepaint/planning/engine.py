@@ -1,12 +1,12 @@
 """Dose engines behind one small interface; pyRadPlan (matRad's Python port) is the default.
 
-The only module that calls pyRadPlan (:mod:`.kernel_interp` speeds up one of its functions, bit for
-bit, within these calls).  We did not write a dose engine: pyRadPlan's analytical
-pencil-beam engine (HongPB, matRad's base data "Generic") computes the dose influence of every
-spot.  What pyRadPlan lacks and we add here: restriction of the influence matrix to a voxel subset
-given as a mask on *our* dose grid (any orientation; pyRadPlan wants LPS-ordered axes), the
-mapping of its rows back to our ``(z, y, x)`` voxel indices, and spot ranges for LET
-approximations.
+The only module that calls pyRadPlan (:mod:`.kernel_interp` and :mod:`.beamlet_repr` speed up two of
+its slow paths, bit for bit, within these calls: :func:`pyradplan_speedups`).  We did not write a
+dose engine: pyRadPlan's analytical pencil-beam engine (HongPB, matRad's base data "Generic")
+computes the dose influence of every spot.  What pyRadPlan lacks and we add here: restriction of
+the influence matrix to a voxel subset given as a mask on *our* dose grid (any orientation;
+pyRadPlan wants LPS-ordered axes), the mapping of its rows back to our ``(z, y, x)`` voxel indices,
+and spot ranges for LET approximations.
 
 Beam angles follow matRad's patient-fixed convention: gantry 0° enters from anterior
 (source at −y in LPS), 90° from the patient's left (+x), 180° from posterior (+y), 270° from
@@ -18,16 +18,28 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
 import SimpleITK as sitk
 
+from .beamlet_repr import short_beamlet_reprs
 from .influence import DoseInfluence
 from .kernel_interp import faster_depth_kernels
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def pyradplan_speedups() -> Iterator[None]:
+    """PyRadPlan calls within the block run with :func:`.kernel_interp.faster_depth_kernels` and
+    :func:`.beamlet_repr.short_beamlet_reprs` (the same numbers, less CPU time); both restored on exit.
+    """
+    with faster_depth_kernels(), short_beamlet_reprs():
+        yield
 
 
 class DoseEngine(Protocol):
@@ -183,7 +195,8 @@ class PyRadPlanEngine:
 
         tracer = RayTracerSiddon([ct.compute_wet(default_hlut())])
         tracer.lateral_cut_off = 50.0
-        values = np.stack([_cube_values(tracer.trace_cubes(beam)[0]) for beam in beams])
+        with pyradplan_speedups():
+            values = np.stack([_cube_values(tracer.trace_cubes(beam)[0]) for beam in beams])
         values[values <= 0] = np.nan
         return values
 
@@ -230,9 +243,9 @@ class PyRadPlanEngine:
         for b in range(len(self.gantry)):
             t0 = time.perf_counter()
             pln = self._plan(ct, beams=[b])
-            stf = generate_stf(ct, cst, pln)
-            t1 = time.perf_counter()
-            with faster_depth_kernels():
+            with pyradplan_speedups():
+                stf = generate_stf(ct, cst, pln)
+                t1 = time.perf_counter()
                 dij = calc_dose_influence(ct, cst, stf, pln)
             out["stf_s"], out["dij_s"] = out["stf_s"] + t1 - t0, out["dij_s"] + time.perf_counter() - t1
             for k, v in out["parts"].items():
@@ -282,7 +295,8 @@ class PyRadPlanEngine:
 
         ct, cst = self._forward_ct_cst(ct_hu, influence, body)
         pln = self._plan(ct)
-        stf = generate_stf(ct, cst, pln)
+        with pyradplan_speedups():
+            stf = generate_stf(ct, cst, pln)
         if stf.total_number_of_bixels != influence.n_spots:
             raise RuntimeError("spot set differs from the cached dose influence")
         weights = np.asarray(weights, np.float64)
@@ -291,7 +305,7 @@ class PyRadPlanEngine:
         if float(range_scale) != 1.0:
             ct = self._scaled_wet_ct(ct, float(range_scale))
             pln.prop_dose_calc = {**pln.prop_dose_calc, "use_given_eq_density_cube": True}
-        with faster_depth_kernels():
+        with pyradplan_speedups():
             res = calc_dose_forward(ct, cst, stf, pln, weights[kept])
         lps_to_ours = _index_map(ct_hu)
         return {
@@ -353,7 +367,8 @@ class PyRadPlanEngine:
             raise ValueError(f"{W.shape[0]} weights for {influence.n_spots} spots")
         beams, start = [], 0
         for b in range(len(self.gantry)):
-            stf = generate_stf(ct, cst, self._plan(ct, beams=[b]))  # spots placed on the nominal CT, as planned
+            with pyradplan_speedups():  # spots placed on the nominal CT, as planned
+                stf = generate_stf(ct, cst, self._plan(ct, beams=[b]))
             n_b = stf.total_number_of_bixels
             w_b = W[start : start + n_b]
             start += n_b
@@ -379,7 +394,7 @@ class PyRadPlanEngine:
             isos = [beam.iso_center for beam in stf.beams]
             _move_isocentres(stf, shift_mm)
             try:
-                with faster_depth_kernels():
+                with pyradplan_speedups():
                     dij = calc_dose_influence(calc_ct, cst, stf, pln)
             finally:
                 for beam, iso in zip(stf.beams, isos):
@@ -408,7 +423,8 @@ class PyRadPlanEngine:
         from pyRadPlan import generate_stf
 
         ct, cst = self._forward_ct_cst(ct_hu, influence, np.zeros(influence.grid_shape, bool))
-        stf = generate_stf(ct, cst, self._plan(ct))
+        with pyradplan_speedups():
+            stf = generate_stf(ct, cst, self._plan(ct))
         if stf.total_number_of_bixels != influence.n_spots:
             raise RuntimeError("spot set differs from the cached dose influence")
         spots = [(b, float(s.energy), np.asarray(r.ray_pos, float)) for b, beam in enumerate(stf.beams)
