@@ -334,6 +334,14 @@ def _phantom(direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1)):
     return img, body, target
 
 
+def _two_beam_engine(modality: str):
+    """pyRadPlan on the phantom from the patient's left and from posterior, 6 mm spots and layers."""
+    from dosepaint.planning.engine import PyRadPlanEngine
+
+    return PyRadPlanEngine(modality=modality, gantry_angles_deg=[90.0, 180.0], couch_angles_deg=[0.0, 0.0],
+                           bixel_width_mm=6.0, layer_spacing_mm=6.0)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def proton_influence():
     from dosepaint.planning.engine import PyRadPlanEngine
@@ -362,16 +370,8 @@ def test_pyradplan_influence_rows_match_its_forward_dose(proton_influence, zero_
 def test_forward_many_equals_one_forward_per_weight_vector(modality, shift_mm, range_scale):
     """Several plans' doses from one calculation per beam are each pyRadPlan's own forward dose
     (physical dose, carbon effect, proton LETd), nominal and in a shifted, range-scaled scenario."""
-    from dosepaint.planning.engine import PyRadPlanEngine
-
     img, body, target = _phantom()
-    eng = PyRadPlanEngine(
-        modality=modality,
-        gantry_angles_deg=[90.0, 180.0],
-        couch_angles_deg=[0.0, 0.0],
-        bixel_width_mm=6.0,
-        layer_spacing_mm=6.0,
-    )
+    eng = _two_beam_engine(modality)
     inf = eng.influence(img, target=target, calc_voxels=target)
     n = inf.n_spots
     first = inf.spot_beam == 0
@@ -400,11 +400,8 @@ def test_forward_scenarios_equal_forward_many_per_scenario_bit_for_bit(modality)
     """Spots placed once for several scenarios (shifts in both directions, range errors, the nominal last
     after a shift) give each scenario's doses of a calculation of its own, bit for bit: the moved
     isocentres are restored, nothing of one scenario reaches the next."""
-    from dosepaint.planning.engine import PyRadPlanEngine
-
     img, body, target = _phantom()
-    eng = PyRadPlanEngine(modality=modality, gantry_angles_deg=[90.0, 180.0], couch_angles_deg=[0.0, 0.0],
-                          bixel_width_mm=6.0, layer_spacing_mm=6.0)  # fmt: skip
+    eng = _two_beam_engine(modality)
     inf = eng.influence(img, target=target, calc_voxels=target)
     n = inf.n_spots
     ws = [np.linspace(0.5, 1.5, n), np.where(np.arange(n) < n // 3, 0.0, 1.0)]
@@ -658,11 +655,17 @@ def test_faster_depth_kernels_leave_pyradplan_carbon_doses_bit_identical(monkeyp
     module = importlib.import_module("pyRadPlan.dose.engines._base_pencilbeam_particle")
     assert module.array_interp is compat.interp1d
     monkeypatch.setattr(engine_module, "faster_depth_kernels", contextlib.nullcontext)
-    own = eng.influence(img, target=target, calc_voxels=body)
+    _assert_same_influence(fast, eng.influence(img, target=target, calc_voxels=body))
+
+
+def _assert_same_influence(a, b) -> None:
+    """Two carbon dose influences equal to the bit: matrices and spot tables."""
     for k in ("physical", "alpha_dose", "sqrt_beta_dose"):
-        a, b = getattr(fast, k), getattr(own, k)
-        assert a.nnz > 0 and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices), k
-        assert np.array_equal(a.data, b.data), k
+        x, y = getattr(a, k), getattr(b, k)
+        assert x.nnz > 0 and np.array_equal(x.indptr, y.indptr) and np.array_equal(x.indices, y.indices), k
+        assert np.array_equal(x.data, y.data), k
+    for k in ("spot_beam", "spot_energy", "spot_range_mm", "radiological_depth"):
+        assert np.array_equal(getattr(a, k), getattr(b, k), equal_nan=True), k
 
 
 # -- pyRadPlan's ray validation without the beamlets' text ----------------------------------------
@@ -732,13 +735,7 @@ def test_short_beamlet_reprs_nest_and_leave_pyradplan_carbon_doses_bit_identical
     from dosepaint.planning.beamlet_repr import short_beamlet_reprs
 
     img, body, target = _phantom()
-    eng = engine_module.PyRadPlanEngine(
-        modality="carbon",
-        gantry_angles_deg=[90.0, 180.0],
-        couch_angles_deg=[0.0, 0.0],
-        bixel_width_mm=6.0,
-        layer_spacing_mm=6.0,
-    )
+    eng = _two_beam_engine("carbon")
     short = eng.influence(img, target=target, calc_voxels=body)
     pydantic_repr = Beamlet.__repr__
     with short_beamlet_reprs():
@@ -747,10 +744,4 @@ def test_short_beamlet_reprs_nest_and_leave_pyradplan_carbon_doses_bit_identical
         assert Beamlet.__repr__ is not pydantic_repr
     assert Beamlet.__repr__ is pydantic_repr
     monkeypatch.setattr(engine_module, "short_beamlet_reprs", contextlib.nullcontext)
-    own = eng.influence(img, target=target, calc_voxels=body)
-    for k in ("physical", "alpha_dose", "sqrt_beta_dose"):
-        a, b = getattr(short, k), getattr(own, k)
-        assert a.nnz > 0 and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices), k
-        assert np.array_equal(a.data, b.data), k
-    for k in ("spot_beam", "spot_energy", "spot_range_mm", "radiological_depth"):
-        assert np.array_equal(getattr(short, k), getattr(own, k), equal_nan=True), k
+    _assert_same_influence(short, eng.influence(img, target=target, calc_voxels=body))
