@@ -39,16 +39,22 @@ def _config(path: Path) -> dict:
     return cohort.validate_config(cohort.load_yaml(path), schema)
 
 
+def _ingested(results: Path, pid: str, keys) -> dict:
+    """The patient's ingest outputs ``keys`` (the rules' input names) as paths."""
+    from dosepaint import layout
+
+    names = layout.all_ingest_outputs()
+    return {k: str(results / "patients" / pid / "ingest" / names[k]) for k in keys}
+
+
 def _dwi_job(results: Path, pid: str, cfg: dict, out: Path) -> tuple:
     from dosepaint import layout
     from dosepaint.io import files
 
-    ing = results / "patients" / pid / "ingest"
-    names = layout.all_ingest_outputs()
-    meta = files.read_json(ing / names["dwi_json"])
+    inputs = _ingested(results, pid, ("dwi", "dwi_json", "t2w_to_ct", "dwi_to_t2w", "ct_dose", "masks_dose"))
+    meta = files.read_json(inputs["dwi_json"])
     key = layout.protocol_key(meta["bvalues_s_per_mm2"], delta_ms=meta["pgse_delta_ms"], Delta_ms=meta["pgse_Delta_ms"])
-    inputs = {k: str(ing / names[k]) for k in ("dwi", "dwi_json", "t2w_to_ct", "dwi_to_t2w", "ct_dose")}
-    inputs |= {"masks_dose": str(ing / "masks_dose"), "library": str(results / "libraries" / f"dwi_{key}.npz")}
+    inputs["library"] = str(results / "libraries" / f"dwi_{key}.npz")
     outputs = {k: str(out / v) for k, v in layout.DWI_OUTPUTS.items()}
     keys = ("b_min", "min_points", "adc_weighting", "adc_max", "method", "prior_update", "point_estimate",
             "credible_level", "noise", "min_ess", "partial_volume_threshold", "adc_sigma", "knn_k",
@@ -58,12 +64,10 @@ def _dwi_job(results: Path, pid: str, cfg: dict, out: Path) -> tuple:
 
 
 def _influence_job(results: Path, pid: str, cfg: dict, out: Path) -> tuple:
-    ing = results / "patients" / pid / "ingest"
     pl = cfg["planning"]
     params = {"patient_id": pid, "engine": pl["engine"], "oars": list(pl["oar_limits_gy"]), "ring_mm": pl["ring_mm"],
               "body_step": pl["body_step"]}  # fmt: skip
-    inputs = {"ct_dose": str(ing / "ct_dose.nii.gz"), "masks_dose": str(ing / "masks_dose")}
-    return inputs, {"influence": str(out / "influence.npz")}, params
+    return _ingested(results, pid, ("ct_dose", "masks_dose")), {"influence": str(out / "influence.npz")}, params
 
 
 def one(stage: str, variant: str, results: Path, pid: str, config: Path, out: Path) -> None:

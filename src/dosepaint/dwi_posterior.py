@@ -154,7 +154,7 @@ def rician_loglik_core(m, nu, sigma) -> np.ndarray:
 #: (Abramowitz & Stegun 9.7.1).
 _I0_SERIES = (0.125, 0.0703125, 0.0732421875, 0.112152099609375, 0.22710800170898438, 0.5725014209747314,
               1.7277275025844574, 6.074042001273483)  # fmt: skip
-#: From here up the eight-term series replaces i0e (error < 1e-9, against 32 ns per value for i0e).
+#: From here up the eight-term series replaces i0e (error < 1e-9; 4 ns a value against i0e's 33).
 SERIES_FROM = 15.0
 
 

@@ -6,10 +6,11 @@ of a ray's positions formats its ``ValidationInfo`` — the ray's fields validat
 ``repr`` of each of its beamlets (pydantic's generic model repr, NumPy's array printing inside).
 pyRadPlan validates every ray when it places the spots (``generate_stf``) and again when it traces
 them (``trace_cubes``), so the text is built for every beamlet several times per calculation and
-thrown away: 24 % of a dose-influence job's CPU time (SYN003 of the default cohort: 69.0 → 52.2 CPU s,
-spot placement 7.8 → 3.0 s, the influence bit-identical).  The text is never shown, so
-:func:`short_beamlet_reprs` makes the beamlets' repr a class name within the block; no other
-library offers a way around it (it is in how pyRadPlan calls pydantic; the fix upstream is ``handler(v)``).
+thrown away: 17 % of a dose-influence job's CPU time (SYN003 of the default cohort: 65.1 → 54.3 CPU s,
+means of 3 runs, spot placement 7.8 → 3.0 s, the influence bit-identical; ``benchmarks/stage_speedups.py``).
+The text is never shown, so :func:`short_beamlet_reprs` makes the beamlets' repr a class name within
+the block; no other library offers a way around it (it is in how pyRadPlan calls pydantic; the fix
+upstream is ``handler(v)``).
 """
 
 from __future__ import annotations
