@@ -75,6 +75,7 @@ def register_rigid(
     shrink=(4, 2),
     smoothing_mm=(4.0, 2.0),
     iterations: int = 100,
+    convergence: float = 1e-6,
     seed: int = 7,
     initial: str | sitk.Transform = "auto",
     z_step_mm: float = 10.0,
@@ -128,7 +129,10 @@ def register_rigid(
     shrink, smoothing_mm : sequence of int, sequence of float
         Pyramid levels: shrink factors and Gaussian smoothing (mm).
     iterations : int
-        Gradient-descent iterations per level.
+        Gradient-descent iterations per level, at most.
+    convergence : float
+        A level's descent stops when ITK's convergence value (the slope of the normalised metric
+        over its last 10 iterations) falls below this.
     seed : int
         Of the metric's sampling.
     initial : {"auto", "moments", "identity"} or SimpleITK.Transform
@@ -155,7 +159,8 @@ def register_rigid(
     if not isinstance(initial, sitk.Transform) and initial not in ("auto", "moments", "identity"):
         raise ValueError(f"initial must be 'auto', 'moments', 'identity' or a transform, not {initial!r}")
     opts = dict(bins=bins, sampling=sampling, min_samples=min_samples, sampling_strategy=sampling_strategy,
-                shrink=shrink, smoothing_mm=smoothing_mm, iterations=iterations, seed=seed, refine=refine,
+                shrink=shrink, smoothing_mm=smoothing_mm, iterations=iterations, convergence=convergence, seed=seed,
+                refine=refine,
                 refine_sampling=refine_sampling)  # fmt: skip
     with itk_threads(threads):
         fixed = sitk.Cast(fixed, sitk.sitkFloat32)
@@ -350,7 +355,7 @@ def _mi_method(
 
 
 def _register_from(fixed, moving, fmask, init, *, bins, sampling, min_samples, sampling_strategy, shrink,
-                   smoothing_mm, iterations, seed, refine, refine_sampling) -> RigidResult:  # fmt: skip
+                   smoothing_mm, iterations, convergence, seed, refine, refine_sampling) -> RigidResult:  # fmt: skip
     """One multi-resolution registration from the start ``init`` (see :func:`register_rigid`)."""
     metric_mask = sitk.BinaryDilate(fmask, [3, 3, 1])
     n_mask = int(np.count_nonzero(sitk.GetArrayViewFromImage(metric_mask)))  # counted once for both searches
@@ -358,9 +363,10 @@ def _register_from(fixed, moving, fmask, init, *, bins, sampling, min_samples, s
     reg = _mi_method(metric_mask, fraction=sampling, **mi)
     fraction = reg.GetMetricSamplingPercentagePerLevel()[0]
     # Line-search gradient descent: regular-step descent stalls ~2 mm short of the
-    # optimum on these shallow MI landscapes (measured on the synthetic cohort).
+    # optimum on these shallow MI landscapes (measured on the synthetic cohort). With a convergence
+    # value of 1e-7 every level ran to `iterations`, the metric flat to five digits after 20-30 of them.
     reg.SetOptimizerAsGradientDescentLineSearch(
-        learningRate=1.0, numberOfIterations=iterations, convergenceMinimumValue=1e-7, convergenceWindowSize=10
+        learningRate=1.0, numberOfIterations=iterations, convergenceMinimumValue=convergence, convergenceWindowSize=10
     )
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetShrinkFactorsPerLevel(list(shrink))

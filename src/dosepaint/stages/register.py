@@ -26,6 +26,7 @@ def registration_kwargs(reg: dict) -> dict:
         shrink=reg["shrink_factors"],
         smoothing_mm=reg["smoothing_mm"],
         iterations=reg["iterations"],
+        convergence=reg["convergence_minimum_value"],
         seed=reg["seed"],
         refine=reg["refine"],
         refine_sampling=reg["refine_sampling_fraction"],
