@@ -3,10 +3,11 @@
     python benchmarks/registration_convergence.py WORKDIR [--patients 11] [--values 1e-7 1e-6]
                                                   [--config config/config.yaml]
 
-Generates the default preset's first ``--patients`` patients into ``WORKDIR/dicom`` and ``WORKDIR/truth``
-(kept between runs; an existing ``WORKDIR/dicom/<id>`` is used as it is), reads each export as the input
-check does and runs its registrations with their QC (T2w → CT, DWI → T2w, each with the second run from
-a perturbed start: :func:`dosepaint.stages.register.register_export`) once per value of
+Generates the default preset's first ``--patients`` patients (the config's ``synthetic`` seed and
+truth) into ``WORKDIR/dicom`` and ``WORKDIR/truth`` (kept between runs; an existing ``WORKDIR/dicom/<id>``
+is used as it is), reads each export as the input check does and runs its registrations with their QC
+(T2w → CT, DWI → T2w, each with the second run from a perturbed start:
+:func:`dosepaint.stages.register.register_export`) once per value of
 ``ingest.registration.convergence_minimum_value``, all else from ``--config``. Prints per patient and
 value the CPU seconds of the registrations, the TRE of both results against the generator's truth
 (mean over the true GTV, mm) and the TRE proxy; then, against the first value, the CPU ratio, whether
@@ -63,12 +64,6 @@ def run_once(ex, pid: str, reg: dict, value: float, truth: dict) -> dict:
     return row
 
 
-def moved_mm(a, b, pts: np.ndarray) -> float:
-    pa = np.array([a.TransformPoint(tuple(p)) for p in pts])
-    pb = np.array([b.TransformPoint(tuple(p)) for p in pts])
-    return float(np.mean(np.linalg.norm(pa - pb, axis=1)))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("workdir", type=Path)
@@ -78,16 +73,16 @@ def main() -> None:
     args = ap.parse_args()
     schema = cohort.load_yaml(ROOT / "workflow/schemas/config.schema.yaml")
     cfg = cohort.validate_config(cohort.load_yaml(args.config), schema)
-    preset = PRESETS["default"]
+    syn, n_default = cfg["synthetic"], PRESETS["default"].n_patients
     ratios, moved, same = [], {k: [] for k in KEYS}, {k: 0 for k in KEYS}
     tre = {v: {k: [] for k in KEYS} for v in args.values}
     for i in range(args.patients):
         pid = f"SYN{i + 1:03d}"
         dicom, truth = args.workdir / "dicom" / pid, args.workdir / "truth" / pid
         if not (truth / "truth.json").exists():
-            generate_patient(dicom, truth, patient_id=pid, index=i, preset="default", seed=1729,
-                             n_patients=preset.n_patients, alpha=0.087, alpha_beta=2.0,
-                             clonogenic_fraction=0.01)  # fmt: skip
+            generate_patient(dicom, truth, patient_id=pid, index=i, preset="default", seed=syn["seed"],
+                             n_patients=n_default, alpha=syn["truth_alpha"], alpha_beta=syn["truth_alpha_beta"],
+                             clonogenic_fraction=syn["truth_clonogenic_fraction"])  # fmt: skip
         ex, maps = read_export(dicom, patient=pid, params=ingest_params(cfg, pid)), truth_maps(truth)
         rows = {v: run_once(ex, pid, cfg["ingest"]["registration"], v, maps) for v in args.values}
         base = rows[args.values[0]]
@@ -101,7 +96,7 @@ def main() -> None:
         for k in KEYS:
             a, b = last[k]["transform"], base[k]["transform"]
             same[k] += a.GetParameters() == b.GetParameters()
-            moved[k].append(moved_mm(a, b, maps[k][1]))
+            moved[k].append(rigid_error(a, b, maps[k][1])["mean_mm"])
     n, (v0, v1) = args.patients, (args.values[0], args.values[-1])
     print(f"\n{v1:g} against {v0:g} on {n} patients: CPU × {np.median(ratios):.2f} median "
           f"({min(ratios):.2f}–{max(ratios):.2f})")  # fmt: skip

@@ -160,8 +160,7 @@ def register_rigid(
         raise ValueError(f"initial must be 'auto', 'moments', 'identity' or a transform, not {initial!r}")
     opts = dict(bins=bins, sampling=sampling, min_samples=min_samples, sampling_strategy=sampling_strategy,
                 shrink=shrink, smoothing_mm=smoothing_mm, iterations=iterations, convergence=convergence, seed=seed,
-                refine=refine,
-                refine_sampling=refine_sampling)  # fmt: skip
+                refine=refine, refine_sampling=refine_sampling)  # fmt: skip
     with itk_threads(threads):
         fixed = sitk.Cast(fixed, sitk.sitkFloat32)
         moving = sitk.Cast(moving, sitk.sitkFloat32)
