@@ -1,7 +1,7 @@
-"""CPU time of two per-patient stages with and without a speed-up that leaves their numbers unchanged,
+"""CPU time of three per-patient stages with and without a speed-up that leaves their numbers unchanged,
 on a finished run's patients.
 
-    python benchmarks/stage_speedups.py RESULTS_DIR [--patients SYN003 SYN008] [--repeat 2]
+    python benchmarks/stage_speedups.py RESULTS_DIR [--patients SYN003 SYN008] [--repeat 2] [--stages synthesis …]
                                         [--config config/config.yaml] [--out WORKDIR]
 
 - ``dwi``: the DWI stage (``stages.dwi.run``) with the likelihood's log-I0 correction by SciPy's ``i0e``
@@ -10,6 +10,10 @@ on a finished run's patients.
   are the same to the bit, and how many voxels of the other maps differ and by how much (relative).
 - ``influence``: the dose influence (``stages.plan.run_influence``) without and with pyRadPlan's beamlets
   printing as their class name (``planning.beamlet_repr``). Prints whether every array is the same.
+- ``synthesis``: one synthetic patient (``stages.synthesize.run``, the config's ``synthetic`` section)
+  with the structure set's ContourData set as a list (pydicom makes and validates a DS value of each
+  number, as before) against its bytes encoded by ``io.dicom_write`` (the default). Prints whether every
+  file written (DICOM, truth) is the same to the byte. ``RESULTS_DIR`` is not read.
 
 Each variant runs in a fresh interpreter (as a Snakemake job would), alternating, ``--repeat`` times;
 CPU seconds are the child's ``getrusage`` (user + system). Outputs go to ``WORKDIR`` (a temporary
@@ -29,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).parents[1]
-VARIANTS = {"dwi": ("i0e", "series"), "influence": ("plain", "short_reprs")}
+VARIANTS = {"dwi": ("i0e", "series"), "influence": ("plain", "short_reprs"), "synthesis": ("pydicom_ds", "raw_ds")}
 
 
 def _config(path: Path) -> dict:
@@ -70,13 +74,48 @@ def _influence_job(results: Path, pid: str, cfg: dict, out: Path) -> tuple:
     return _ingested(results, pid, ("ct_dose", "masks_dose")), {"influence": str(out / "influence.npz")}, params
 
 
+def _synthesis_job(results: Path, pid: str, cfg: dict, out: Path) -> tuple:
+    from dosepaint import cohort
+    from dosepaint.synthetic.presets import PRESETS
+
+    syn = cfg["synthetic"]
+    n = syn["n_patients"] or PRESETS[syn["preset"]].n_patients
+    pids = cohort.synthetic_patient_ids(prefix=syn["id_prefix"], n_patients=n)
+    params = {"patient_id": pid, "index": pids.index(pid), "preset": syn["preset"], "seed": syn["seed"],
+              "n_patients": n, "alpha": syn["truth_alpha"], "alpha_beta": syn["truth_alpha_beta"],
+              "clonogenic_fraction": syn["truth_clonogenic_fraction"]}  # fmt: skip
+    return {}, {"dicom": str(out / "dicom"), "truth": str(out / "truth"), "row": str(out / "row.tsv")}, params
+
+
+def _contour_item_as_list(pts, ct_refs, *, positions, normal):
+    """``io.dicom_write._contour_item`` before its raw encoding: ContourData set as a list of strings."""
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from dosepaint.io.dicom_write import CT_IMAGE, referenced
+
+    c = Dataset()
+    c.ContourGeometricType = "CLOSED_PLANAR"
+    c.NumberOfContourPoints = len(pts)
+    with pydicom.config.disable_value_validation():
+        c.ContourData = [f"{v:.3f}" for v in np.asarray(pts, float).ravel()]
+    plane = float(np.dot(np.asarray(pts, float)[0], normal))
+    c.ContourImageSequence = Sequence([referenced(CT_IMAGE, ct_refs[int(np.argmin(np.abs(positions - plane)))][0])])
+    return c
+
+
+JOBS = {"dwi": _dwi_job, "influence": _influence_job, "synthesis": _synthesis_job}
+
+
 def one(stage: str, variant: str, results: Path, pid: str, config: Path, out: Path) -> None:
     """Run one stage once in this interpreter with ``variant`` in place."""
     import contextlib
 
     from dosepaint import dwi_posterior
+    from dosepaint.io import dicom_write
     from dosepaint.planning import engine
-    from dosepaint.stages import dwi, plan
+    from dosepaint.stages import dwi, plan, synthesize
 
     cfg = _config(config)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,9 +123,11 @@ def one(stage: str, variant: str, results: Path, pid: str, config: Path, out: Pa
         dwi_posterior.SERIES_FROM = np.inf
     if variant == "plain":
         engine.short_beamlet_reprs = contextlib.nullcontext
-    job = _dwi_job if stage == "dwi" else _influence_job
-    inputs, outputs, params = job(results, pid, cfg, out)
-    (dwi.run if stage == "dwi" else plan.run_influence)(inputs, outputs, params=params)
+    if variant == "pydicom_ds":
+        dicom_write._contour_item = _contour_item_as_list
+    inputs, outputs, params = JOBS[stage](results, pid, cfg, out)
+    run = {"dwi": dwi.run, "influence": plan.run_influence, "synthesis": synthesize.run}[stage]
+    run(inputs, outputs, params=params)
 
 
 def _timed(args, stage: str, variant: str, pid: str, out: Path) -> float:
@@ -126,11 +167,25 @@ def _compare_influence(a: Path, b: Path) -> str:
     return f"every array the same ({len(keys)})" if not differ else f"DIFFER: {', '.join(differ)}"
 
 
+def _compare_files(a: Path, b: Path) -> str:
+    """Whether every file under ``a`` and ``b`` (the same relative paths) is the same to the byte."""
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    if files_a != files_b:
+        return "DIFFER: not the same files"
+    differ = [str(r) for r in files_a if (a / r).read_bytes() != (b / r).read_bytes()]
+    return f"every file the same to the byte ({len(files_a)})" if not differ else f"DIFFER: {', '.join(differ[:5])}"
+
+
+COMPARE = {"dwi": _compare_dwi, "influence": _compare_influence, "synthesis": _compare_files}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", type=Path)
     ap.add_argument("--patients", nargs="+", default=["SYN003", "SYN008"])
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--stages", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--config", type=Path, default=ROOT / "config" / "config.yaml")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--one", nargs=3, metavar=("STAGE", "VARIANT", "PID"), help=argparse.SUPPRESS)
@@ -139,14 +194,15 @@ def main() -> None:
         return one(*args.one[:2], args.results, args.one[2], args.config, args.out)
     work = args.out or Path(tempfile.mkdtemp(prefix="stage_speedups_"))
     print(f"outputs in {work}")
-    for stage, (before, after) in VARIANTS.items():
+    for stage in args.stages:
+        before, after = VARIANTS[stage]
         for pid in args.patients:
             cpu: dict = {before: [], after: []}
             for _ in range(args.repeat):
                 for v in (before, after):
                     cpu[v].append(_timed(args, stage, v, pid, work / stage / pid / v))
             a, b = (work / stage / pid / v for v in (before, after))
-            same = _compare_dwi(a, b) if stage == "dwi" else _compare_influence(a, b)
+            same = COMPARE[stage](a, b)
             m0, m1 = np.mean(cpu[before]), np.mean(cpu[after])
             print(json.dumps({"stage": stage, "patient": pid, before: [round(c, 1) for c in cpu[before]],
                               after: [round(c, 1) for c in cpu[after]], "ratio": round(m1 / m0, 3)}))  # fmt: skip

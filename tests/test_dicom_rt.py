@@ -77,6 +77,20 @@ def test_dicompyler_reads_the_structure_back_to_the_mask(tmp_path):
     assert dvh.volume == pytest.approx(float(shell.sum() * GRID.voxel_volume / 1000.0), rel=0.05)
 
 
+def test_structure_set_bytes_are_those_pydicom_writes_from_the_decoded_values(tmp_path):
+    # The writer encodes ContourData itself (raw bytes); pydicom's own encoder, given the decoded
+    # values of every contour, must write the same file (values of odd and even length: the padding).
+    _package(tmp_path)
+    ds = pydicom.dcmread(tmp_path / "RS.dcm")
+    items = [c for rc in ds.ROIContourSequence for c in rc.ContourSequence]
+    raw = [c.get_item(0x30060050).value for c in items]
+    assert len(items) > 10 and {len(r.rstrip(b" ")) % 2 for r in raw} == {0, 1}
+    for c in items:
+        c.ContourData = list(c.ContourData)  # DSfloats: pydicom encodes them again
+    ds.save_as(tmp_path / "RS_pydicom.dcm", enforce_file_format=True)
+    assert (tmp_path / "RS_pydicom.dcm").read_bytes() == (tmp_path / "RS.dcm").read_bytes()
+
+
 def test_retained_uids_are_the_source_cts(tmp_path):
     """export.retain_uids: the source CT's study, frame and SOP UIDs come back in slice order; a missing
     slice is refused with the patient named."""

@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pydicom
+from pydicom.charset import default_encoding
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from ..geometry import Grid
@@ -22,6 +24,7 @@ MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
 RT_STRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
 RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
+CONTOUR_DATA = 0x30060050
 
 
 def uid(*parts) -> str:
@@ -189,16 +192,29 @@ def radiopharmaceutical_sequence(
     return Sequence([rp])
 
 
+def _raw_decimal_strings(tag: int, values: np.ndarray) -> RawDataElement:
+    """A DS element of ``values`` ("%.3f", explicit VR little endian) as the bytes pydicom would write.
+
+    Set as a list, pydicom makes a validated ``DSfloat`` of every value (5 s of the synthetic
+    generator's 21 s per patient for the 0.6 million numbers of a structure set, measured); joined
+    here, the same bytes take a twentieth of that. pydicom has no bulk encoder for DS values.
+    """
+    text = "\\".join([f"{v:.3f}" for v in values]).encode("ascii")
+    if len(text) % 2:
+        text += b" "  # DICOM values have an even length, text VRs padded with a space (PS3.5 6.2)
+    return RawDataElement(Tag(tag), "DS", len(text), text, 0, False, True)
+
+
 def _contour_item(pts, ct_refs, *, positions: np.ndarray, normal: np.ndarray) -> Dataset:
     """One CLOSED_PLANAR contour referencing the CT slice nearest its plane."""
     c = Dataset()
     c.ContourGeometricType = "CLOSED_PLANAR"
     c.NumberOfContourPoints = len(pts)
-    # Formatted here as valid DS strings ("%.3f" of finite floats): pydicom's per-value
-    # regex validation (most of the synthetic generator's RTSTRUCT time) is skipped, as its
-    # documentation of ``disable_value_validation`` suggests for values known to be valid.
-    with pydicom.config.disable_value_validation():
-        c.ContourData = [f"{v:.3f}" for v in np.asarray(pts, float).ravel()]
+    c[CONTOUR_DATA] = _raw_decimal_strings(CONTOUR_DATA, np.asarray(pts, float).ravel())
+    # The item is marked as encoded the way it will be written (explicit VR little endian, the
+    # default character set of an item without its own): pydicom then writes the raw bytes as they
+    # are instead of decoding them first (``Dataset.set_original_encoding``); otherwise it decodes.
+    c.set_original_encoding(False, True, default_encoding)
     plane = float(np.dot(np.asarray(pts, float)[0], normal))
     c.ContourImageSequence = Sequence([referenced(CT_IMAGE, ct_refs[int(np.argmin(np.abs(positions - plane)))][0])])
     return c
