@@ -1,8 +1,10 @@
 """T2w → CT registration on the synthetic cohort: target registration error (TRE) per start and QC.
 
     python benchmarks/registration_tre.py WORKDIR [--preset default] [--patients N] [--slab 0.4]
+                                          [--config config/config.yaml]
 
-Generates the preset's patients into ``WORKDIR/dicom`` (kept between runs), reads each export as the
+Generates the preset's patients into ``WORKDIR/dicom`` (kept between runs; the seed and the true
+radiobiology of the config's ``synthetic`` section), reads each export as the
 ingest does and registers its T2w onto the planning CT as the former version did (``moments``: body
 centroid onto body centroid, the CT always the fixed image) and with the defaults (``auto``: the
 multi-start, a slab registered the other way round); with ``--slab F`` the T2w is
@@ -22,12 +24,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dosepaint import cohort
 from dosepaint.io import dicom as dcm
 from dosepaint.io import files
 from dosepaint.registration import register_rigid, rigid_error
 from dosepaint.registration_qc import perturbed, registration_qc
 from dosepaint.stages.ingest import discover
 from dosepaint.synthetic.generate import PRESETS, generate_patient
+
+ROOT = Path(__file__).parents[1]
 
 
 def load(folder: Path, pid: str):
@@ -56,7 +61,10 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--patients", type=int, default=None)
     ap.add_argument("--slab", type=float, default=None)
+    ap.add_argument("--config", type=Path, default=ROOT / "config/config.yaml")
     args = ap.parse_args()
+    schema = cohort.load_yaml(ROOT / "workflow/schemas/config.schema.yaml")
+    syn = cohort.validate_config(cohort.load_yaml(args.config), schema)["synthetic"]
     preset = PRESETS[args.preset]
     n = args.patients or preset.n_patients
     rows = []
@@ -70,11 +78,11 @@ def main() -> None:
                 patient_id=pid,
                 index=i,
                 preset=args.preset,
-                seed=1729,
+                seed=syn["seed"],
                 n_patients=preset.n_patients,
-                alpha=0.087,
-                alpha_beta=2.0,
-                clonogenic_fraction=0.01,
+                alpha=syn["truth_alpha"],
+                alpha_beta=syn["truth_alpha_beta"],
+                clonogenic_fraction=syn["truth_clonogenic_fraction"],
             )
         ct, t2 = load(dicom, pid)
         if args.slab:
