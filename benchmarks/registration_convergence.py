@@ -80,9 +80,8 @@ def main() -> None:
         pid = f"SYN{i + 1:03d}"
         dicom, truth = args.workdir / "dicom" / pid, args.workdir / "truth" / pid
         if not (truth / "truth.json").exists():
-            generate_patient(dicom, truth, patient_id=pid, index=i, preset="default", seed=syn["seed"],
-                             n_patients=n_default, alpha=syn["truth_alpha"], alpha_beta=syn["truth_alpha_beta"],
-                             clonogenic_fraction=syn["truth_clonogenic_fraction"])  # fmt: skip
+            generate_patient(dicom, truth, patient_id=pid, index=i, preset="default", n_patients=n_default,
+                             **cohort.synthetic_truth(syn))  # fmt: skip
         ex, maps = read_export(dicom, patient=pid, params=ingest_params(cfg, pid)), truth_maps(truth)
         rows = {v: run_once(ex, pid, cfg["ingest"]["registration"], v, maps) for v in args.values}
         base = rows[args.values[0]]

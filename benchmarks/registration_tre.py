@@ -78,11 +78,8 @@ def main() -> None:
                 patient_id=pid,
                 index=i,
                 preset=args.preset,
-                seed=syn["seed"],
                 n_patients=preset.n_patients,
-                alpha=syn["truth_alpha"],
-                alpha_beta=syn["truth_alpha_beta"],
-                clonogenic_fraction=syn["truth_clonogenic_fraction"],
+                **cohort.synthetic_truth(syn),
             )
         ct, t2 = load(dicom, pid)
         if args.slab:

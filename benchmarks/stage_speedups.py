@@ -81,9 +81,8 @@ def _synthesis_job(results: Path, pid: str, cfg: dict, out: Path) -> tuple:
     syn = cfg["synthetic"]
     n = syn["n_patients"] or PRESETS[syn["preset"]].n_patients
     pids = cohort.synthetic_patient_ids(prefix=syn["id_prefix"], n_patients=n)
-    params = {"patient_id": pid, "index": pids.index(pid), "preset": syn["preset"], "seed": syn["seed"],
-              "n_patients": n, "alpha": syn["truth_alpha"], "alpha_beta": syn["truth_alpha_beta"],
-              "clonogenic_fraction": syn["truth_clonogenic_fraction"]}  # fmt: skip
+    params = {"patient_id": pid, "index": pids.index(pid), "preset": syn["preset"], "n_patients": n,
+              **cohort.synthetic_truth(syn)}  # fmt: skip
     return {}, {"dicom": str(out / "dicom"), "truth": str(out / "truth"), "row": str(out / "row.tsv")}, params
 
 

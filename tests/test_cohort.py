@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dosepaint.cohort import make_split, read_sheet, synthetic_patient_ids, validate_config
+from dosepaint.cohort import make_split, read_sheet, synthetic_patient_ids, synthetic_truth, validate_config
 from dosepaint.errors import ConfigError
 
 HEADER = "patient_id\tdicom_dir\tevent\ttime_months\tsplit\n"
@@ -108,6 +108,19 @@ def test_dicom_root_can_widen_the_allowed_tree(tmp_path, sheet_schema):
     with pytest.raises(ConfigError, match="outside the cohort root"):
         read_sheet(path, schema=sheet_schema)
     assert len(read_sheet(path, schema=sheet_schema, dicom_root=tmp_path)) == 1
+
+
+def test_synthetic_truth_gives_the_generator_the_configured_seed_and_radiobiology(config_schema):
+    import inspect
+
+    from dosepaint.synthetic.generate import generate_patient
+
+    cfg = validate_config(
+        {"cohort": {"source": "synthetic"}, "synthetic": {"seed": 11, "truth_alpha": 0.08}}, config_schema
+    )
+    truth = synthetic_truth(cfg["synthetic"])
+    assert truth == {"seed": 11, "alpha": 0.08, "alpha_beta": 2.0, "clonogenic_fraction": 0.01}  # the others: defaults
+    assert set(truth) <= set(inspect.signature(generate_patient).parameters)
 
 
 def test_split_reproduces_study_proportions_and_is_stratified():

@@ -232,6 +232,19 @@ def synthetic_patient_ids(*, prefix: str, n_patients: int) -> list[str]:
     return [f"{prefix}{i:03d}" for i in range(1, n_patients + 1)]
 
 
+def synthetic_truth(synthetic: dict) -> dict:
+    """The generator's seed and true radiobiology from the validated config's ``synthetic`` section, as
+    keywords of :func:`dosepaint.synthetic.generate.generate_patient` (``seed``, ``alpha``,
+    ``alpha_beta``, ``clonogenic_fraction``).
+    """
+    return {
+        "seed": synthetic["seed"],
+        "alpha": synthetic["truth_alpha"],
+        "alpha_beta": synthetic["truth_alpha_beta"],
+        "clonogenic_fraction": synthetic["truth_clonogenic_fraction"],
+    }
+
+
 def exclusion_notice(path) -> str | None:
     """What a run says at its end about the patients left out (``excluded.tsv``, ``planning_failures.tsv``).
 

@@ -18,14 +18,11 @@ if SYNTHETIC:
             mem_mb=6000,
             runtime=20,
         params:
+            **dp_cohort.synthetic_truth(CFG["synthetic"]),
             patient_id=lambda wc: wc.pid,
             index=lambda wc: PIDS.index(wc.pid),
             preset=CFG["synthetic"]["preset"],
-            seed=CFG["synthetic"]["seed"],
             n_patients=N_SYNTHETIC,
-            alpha=CFG["synthetic"]["truth_alpha"],
-            alpha_beta=CFG["synthetic"]["truth_alpha_beta"],
-            clonogenic_fraction=CFG["synthetic"]["truth_clonogenic_fraction"],
         script:
             "../../scripts/synthesize_patient.py"
 
