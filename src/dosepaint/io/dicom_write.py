@@ -208,15 +208,16 @@ def _raw_decimal_strings(tag: int, values: np.ndarray) -> RawDataElement:
 
 def _contour_item(pts, ct_refs, *, positions: np.ndarray, normal: np.ndarray) -> Dataset:
     """One CLOSED_PLANAR contour referencing the CT slice nearest its plane."""
+    pts = np.asarray(pts, float)
     c = Dataset()
     c.ContourGeometricType = "CLOSED_PLANAR"
     c.NumberOfContourPoints = len(pts)
-    c[CONTOUR_DATA] = _raw_decimal_strings(CONTOUR_DATA, np.asarray(pts, float).ravel())
+    c[CONTOUR_DATA] = _raw_decimal_strings(CONTOUR_DATA, pts.ravel())
     # The item is marked as encoded the way it will be written (explicit VR little endian, the
     # default character set of an item without its own): pydicom then writes the raw bytes as they
     # are instead of decoding them first (``Dataset.set_original_encoding``); otherwise it decodes.
     c.set_original_encoding(False, True, default_encoding)
-    plane = float(np.dot(np.asarray(pts, float)[0], normal))
+    plane = float(np.dot(pts[0], normal))
     c.ContourImageSequence = Sequence([referenced(CT_IMAGE, ct_refs[int(np.argmin(np.abs(positions - plane)))][0])])
     return c
 
