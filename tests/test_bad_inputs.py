@@ -273,8 +273,12 @@ def test_input_check_passes_the_good_export(tiny_patient, config_schema, tmp_pat
     before = checksums(tiny_patient["dicom"])
     params = {**ingest_params(config_schema, pid=PID), "on_input_error": "stop"}
     record = check.run({"dicom_dir": str(tiny_patient["dicom"])}, {"check": str(tmp_path / "c.json")}, params=params)
-    registration = record.pop("registration")
+    registration, protocol = record.pop("registration"), record.pop("dwi_protocol")
     assert record == {"patient_id": PID, "status": "included", "file": None, "problem": None}
+    # The DWI protocol its library is named by: the tiny generator's b-values and header timing.
+    assert protocol == {"bvalues_s_per_mm2": [0, 50, 100, 400, 700, 1000], "pgse_delta_ms": 20.0,
+                        "pgse_Delta_ms": 40.0, "timing_source": "header (private dosepaint block)"}  # fmt: skip
+    assert files.read_json(tmp_path / "c.json")["dwi_protocol"] == protocol
     # The check registered T2w → CT and DWI → T2w, each with its QC inside the thresholds.
     for name in ("t2w_to_ct", "dwi_to_t2w"):
         qc = registration[name]["qc"]

@@ -110,6 +110,25 @@ def series_files(folder, kind):
     return sorted(next(s for s in series if s.kind == kind).files)
 
 
+def test_the_dwi_protocol_takes_the_header_timing_else_the_configured_one(broken, config_schema, ingested):
+    """The protocol the input check records (and the DWI library is named by) is the ingest's dwi.json."""
+    import pydicom
+
+    params = ingest_params(config_schema, pid="BAD01", default_pgse_delta_ms=12.5, default_pgse_Delta_ms=31.0)
+    header = ingest.dwi_protocol(ingest.read_export(broken, patient="BAD01", params=params), params=params)
+    written = files.read_json(ingested["out"] / "dwi.json")
+    assert header == {k: written[k] for k in header}
+    assert header["bvalues_s_per_mm2"] == [0, 50, 100, 400, 700, 1000]
+    assert (header["pgse_delta_ms"], header["pgse_Delta_ms"]) == (20.0, 40.0)  # the generator's header
+    for f in series_files(broken, "DWI"):  # a scanner's DWI: no timing in its header
+        ds = pydicom.dcmread(f)
+        for tag in [e.tag for e in ds if e.tag.group == 0x0029]:
+            del ds[tag]
+        ds.save_as(f)
+    plain = ingest.dwi_protocol(ingest.read_export(broken, patient="BAD01", params=params), params=params)
+    assert plain == {**header, "pgse_delta_ms": 12.5, "pgse_Delta_ms": 31.0, "timing_source": "config defaults"}
+
+
 def test_missing_rtstruct(broken, config_schema, tmp_path):
     for f in series_files(broken, "RTSTRUCT"):
         f.unlink()

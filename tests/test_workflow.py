@@ -421,6 +421,14 @@ def test_tiny_cohort_end_to_end(tmp_path):
         assert len(source_uids) > 50
         assert not {str(e.value) for e in ds.iterall() if e.VR == "UI"} & source_uids, path
 
+    # One stage rerun on finished results (README: "use --forcerun on the stage"): every DWI job gets its
+    # protocol's library, named from the input check (named from the ingest checkpoint, the jobs got
+    # Snakemake's placeholder instead and failed: snakemake#3862).
+    forced = snakemake(*args, "-n", "--forcerun", "dwi")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert "<TBD>" not in forced.stdout and any(line.split() == ["dwi", "4"] for line in forced.stdout.splitlines())
+    assert forced.stdout.count("/libraries/dwi_b0-50-100-400-700-1000_d20_D40.npz,") == 4, forced.stdout[-3000:]
+
     # The generated sheet is a valid sheet for "your own exports": plan the same cohort from it.
     cfg = tmp_path / "sheet.yaml"
     cfg.write_text(

@@ -87,16 +87,18 @@ def pet_truth(wildcards):
 
 
 def dwi_library(wildcards):
-    """The library of the patient's DWI protocol (known once ingest has run; none if it failed)."""
-    if not ingest_ok(wildcards.pid):
+    """The library of the patient's DWI protocol, known once its input check has run (none where the
+    check excluded the patient or found no DWI). Read from the check, not the ingest: an input
+    function that waits on a per-patient checkpoint downstream of another gets Snakemake's placeholder
+    when a rerun is forced (snakemake#3862)."""
+    check = checkpoints.check_inputs.get(pid=wildcards.pid).output.check
+    protocol = dp_tables.read_json(check).get("dwi_protocol")
+    if protocol is None:
         return []
-    meta = dp_tables.read_json(
-        checkpoints.ingest.get(pid=wildcards.pid).output.dwi_json
-    )
     key = dp_layout.protocol_key(
-        meta["bvalues_s_per_mm2"],
-        delta_ms=meta["pgse_delta_ms"],
-        Delta_ms=meta["pgse_Delta_ms"],
+        protocol["bvalues_s_per_mm2"],
+        delta_ms=protocol["pgse_delta_ms"],
+        Delta_ms=protocol["pgse_Delta_ms"],
     )
     return f"{RESULTS}/libraries/dwi_{key}.npz"
 
@@ -146,12 +148,6 @@ def imaging_statuses(wildcards):
         if dp_tables.read_json(check)["status"] == "included":
             passed.append(p)
     return [status(s).format(pid=p) for p in passed for s in IMAGING_STAGES]
-
-
-def ingest_ok(pid):
-    """Whether the patient's ingest completed (known once the ingest checkpoint has run)."""
-    path = checkpoints.ingest.get(pid=pid).output.status
-    return dp_tables.read_json(path)["status"] == "ok"
 
 
 def split_patients(which):

@@ -8,6 +8,9 @@ EXPORT_PARAMS = dict(
     slice_spacing_tolerance_mm=CFG["ingest"]["slice_spacing_tolerance_mm"],
     planned_oars=list(CFG["planning"]["oar_limits_gy"]),
     optional_oars=CFG["planning"]["optional_oars"],
+    # the DWI protocol (its library's name) is recorded by the check, written by the ingest
+    default_pgse_delta_ms=CFG["ingest"]["default_pgse_delta_ms"],
+    default_pgse_Delta_ms=CFG["ingest"]["default_pgse_Delta_ms"],
 )
 
 
@@ -34,7 +37,7 @@ checkpoint check_inputs:
         "../../scripts/check_inputs.py"
 
 
-checkpoint ingest:
+rule ingest:
     input:
         dicom_dir=dicom_dir,
         check=INPUT_CHECK,
@@ -57,8 +60,6 @@ checkpoint ingest:
         patient_id=lambda wc: wc.pid,
         dose_grid_mm=CFG["ingest"]["dose_grid_mm"],
         dose_grid_margin_mm=CFG["ingest"]["dose_grid_margin_mm"],
-        default_pgse_delta_ms=CFG["ingest"]["default_pgse_delta_ms"],
-        default_pgse_Delta_ms=CFG["ingest"]["default_pgse_Delta_ms"],
         registration=CFG["ingest"]["registration"],
         on_input_error=ON_ERROR,
     script:

@@ -14,7 +14,12 @@ raises instead, and the workflow stops on that patient as the ingest would.
 Output ``input_check.json``::
 
     {"patient_id": ..., "status": "included" | "excluded", "file": ... | null, "problem": ... | null,
-     "registration": {"t2w_to_ct": {...}, "dwi_to_t2w": {...}} | null}
+     "registration": {"t2w_to_ct": {...}, "dwi_to_t2w": {...}} | null,
+     "dwi_protocol": {"bvalues_s_per_mm2": [...], "pgse_delta_ms": ..., "pgse_Delta_ms": ...,
+                      "timing_source": ...} | null}
+
+The DWI protocol (:func:`dosepaint.stages.ingest.dwi_protocol`) is what the workflow names the
+patient's DWI library by; it is known here, so the DWI jobs' inputs do not wait on the ingest.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pathlib import Path
 
 from ..errors import DosepaintInputError
 from ..io import files
-from .ingest import export_relative, read_export, suv_record
+from .ingest import dwi_protocol, export_relative, read_export, suv_record
 from .register import register_export
 
 log = logging.getLogger(__name__)
@@ -33,7 +38,8 @@ log = logging.getLogger(__name__)
 def check_export(folder, *, patient: str, params: dict) -> dict:
     """Raise the :class:`DosepaintInputError` the ingest or the PET stage would raise on this export.
 
-    ``params`` as :func:`dosepaint.stages.ingest.run`. Returns the registrations' record.
+    ``params`` as :func:`dosepaint.stages.ingest.run`. Returns the record's ``registration`` and
+    ``dwi_protocol`` (None without a DWI).
     """
     ex = read_export(folder, patient=patient, params=params)
     registration = register_export(ex, patient=patient, reg=params["registration"])
@@ -45,7 +51,8 @@ def check_export(folder, *, patient: str, params: dict) -> dict:
                 patient=patient,
                 path=ex.chosen["PT"].files[0],
             )
-    return registration
+    protocol = dwi_protocol(ex, params=params) if ex.dwi is not None else None
+    return {"registration": registration, "dwi_protocol": protocol}
 
 
 def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
@@ -68,9 +75,10 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
     """
     pid = params["patient_id"]
     folder = Path(inputs["dicom_dir"])
-    record = {"patient_id": pid, "status": "included", "file": None, "problem": None, "registration": None}
+    record = {"patient_id": pid, "status": "included", "file": None, "problem": None, "registration": None,
+              "dwi_protocol": None}  # fmt: skip
     try:
-        record["registration"] = check_export(folder, patient=pid, params=params)
+        record.update(check_export(folder, patient=pid, params=params))
     except DosepaintInputError as exc:
         if params["on_input_error"] == "stop":
             raise

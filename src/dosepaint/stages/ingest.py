@@ -383,13 +383,25 @@ def _write_t2w(ex: Export, regs: dict, outputs: dict) -> tuple[sitk.Transform, d
     }
 
 
+def dwi_protocol(ex: Export, *, params: dict) -> dict:
+    """The read DWI's protocol: b-values (s/mm²) and PGSE timing (ms; the header's, else the config's).
+
+    The input check records it and the workflow names the patient's DWI library by it
+    (:func:`dosepaint.layout.protocol_key`); the ingest writes the same record to ``dwi.json``.
+    """
+    _, bvals, _, dwi_hdr = ex.dwi
+    timing = dcm.pgse_timing_ms(dwi_hdr)
+    source = "header (private dosepaint block)" if timing else "config defaults"
+    delta, Delta = timing or (params["default_pgse_delta_ms"], params["default_pgse_Delta_ms"])
+    return {"bvalues_s_per_mm2": [float(b) for b in bvals], "pgse_delta_ms": float(delta),
+            "pgse_Delta_ms": float(Delta), "timing_source": source}  # fmt: skip
+
+
 def _write_dwi(ex: Export, regs: dict, ct_to_t2, dgrid: Grid, outputs: dict, *, params: dict) -> dict:
     """DWI as read, its b0 on the CT grid, all b on the dose grid (DWI → T2w → CT) and its protocol record."""
-    signals, bvals, dwi_grid, dwi_hdr = ex.dwi
+    signals, bvals, dwi_grid, _ = ex.dwi
     files.write_array(signals, dwi_grid, outputs["dwi"])
-    timing = dcm.pgse_timing_ms(dwi_hdr)
-    timing_source = "header (private dosepaint block)" if timing else "config defaults"
-    timing = timing or (params["default_pgse_delta_ms"], params["default_pgse_Delta_ms"])
+    protocol = dwi_protocol(ex, params=params)
     t2_to_dwi = transform_from(regs["dwi_to_t2w"]["transform"])
     files.write_transform(t2_to_dwi, outputs["dwi_to_t2w"])
     ct_to_dwi = compose(ct_to_t2, t2_to_dwi)
@@ -397,15 +409,12 @@ def _write_dwi(ex: Export, regs: dict, ct_to_t2, dgrid: Grid, outputs: dict, *, 
     files.write_array(b0_ct, ex.ct_grid, outputs["dwi_b0_ct"])
     dwi_dose = np.stack([resample_array(s, dwi_grid, dgrid, transform=ct_to_dwi) for s in signals])
     files.write_array(dwi_dose, dgrid, outputs["dwi_dose"])
-    protocol = {"bvalues_s_per_mm2": bvals, "pgse_delta_ms": timing[0], "pgse_Delta_ms": timing[1],
-                "timing_source": timing_source, "shape_bzyx": signals.shape,
-                "spacing_mm": dwi_grid.spacing}  # fmt: skip
-    files.write_json(protocol, outputs["dwi_json"])
+    files.write_json({**protocol, "shape_bzyx": signals.shape, "spacing_mm": dwi_grid.spacing}, outputs["dwi_json"])
     return {
         "bvalues": bvals,
         "shape_zyx": dwi_grid.shape,
         "spacing_mm": dwi_grid.spacing,
-        "timing_source": timing_source,
+        "timing_source": protocol["timing_source"],
         "registration_to_t2w": {k: v for k, v in regs["dwi_to_t2w"].items() if k != "transform"},
     }
 
@@ -442,7 +451,7 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> dict:
         ``patient_id``, ``required_modalities``, ``required_structures``,
         ``structure_aliases``, ``dose_grid_mm``, ``dose_grid_margin_mm``,
         ``slice_spacing_tolerance_mm``, ``default_pgse_delta_ms``,
-        ``default_pgse_Delta_ms``, ``registration`` (dict).
+        ``default_pgse_Delta_ms`` (the PGSE timing where the DWI header has none), ``registration`` (dict).
 
     Returns
     -------
