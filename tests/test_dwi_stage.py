@@ -51,6 +51,27 @@ def test_a_library_fitted_another_way_is_refused(dwi_done, tmp_path):
     assert not any((tmp_path / v).exists() for v in layout.DWI_OUTPUTS.values())
 
 
+def test_a_library_of_another_protocol_is_refused(dwi_done, config_schema, tmp_path):
+    """The library is named by the input check's protocol record, the stage reads the ingest's: a library
+    of other b-values or another PGSE timing than the DWI's is a clear error naming it."""
+    cfg = cohort.validate_config({"cohort": {"source": "synthetic"}}, config_schema)["dwi"]
+    params = {"grid": cfg["library"], **{k: cfg[k] for k in ("b_min", "adc_weighting", "method", "prior")}}
+    out = {k: str(tmp_path / v) for k, v in layout.DWI_OUTPUTS.items()}
+    for key, message in (
+        (
+            "b0-50-100-400-700-1000_d25_D40",
+            r"SYN001.*dwi_b0.*_d25_D40\.npz.*timing \(δ 25 ms, Δ 40 ms\) differs "
+            r"from the DWI's \(δ 20 ms, Δ 40 ms\)",
+        ),
+        ("b0-50-100-400-1000_d20_D40", r"SYN001.*library b-values \[.*\] differ from the DWI's"),
+    ):
+        lib = tmp_path / f"dwi_{key}.npz"
+        dwi_stage.run_library({}, {"library": str(lib)}, params={"protocol": key, **params})
+        with pytest.raises(DosepaintInputError, match=message):
+            dwi_stage.run({**dwi_done["inputs"], "library": lib}, out, params=dwi_done["params"])
+    assert not any((tmp_path / v).exists() for v in layout.DWI_OUTPUTS.values())
+
+
 def test_protocol_key_round_trip():
     from dosepaint.dwi import parse_protocol_key
 

@@ -65,16 +65,26 @@ def _monte_carlo(bvalues, kw: dict, prior: dict, params: dict):
     return lambda r, d: interpolate_table(table, radii_mm=radii, d_in=d_in, radius=r, diffusivity=d)
 
 
-def _library(inputs: dict, bvals: np.ndarray, *, params: dict, pid: str) -> dp_dwi.Library:
-    """The protocol's library, checked against the DWI's b-values and the configured ADC fit."""
+def _library(inputs: dict, bvals: np.ndarray, *, timing_ms, params: dict, pid: str) -> dp_dwi.Library:
+    """The protocol's library, checked against the DWI's b-values, its PGSE timing (δ, Δ in ms) and the
+    configured ADC fit (the workflow names the library by the input check's record of the protocol,
+    the DWI stage reads the ingest's: they must agree).
+    """
     path = inputs["library"]
     if not str(path).endswith(".npz"):  # an input the workflow did not resolve (e.g. a checkpoint pending)
         raise DosepaintInputError(f"the DWI library input is {path!r}, not a library (.npz)", patient=pid)
     with np.load(path) as d:
         lib = dp_dwi.Library.from_arrays(d)
-    if not np.allclose(lib.bvalues, bvals):
+    if lib.bvalues.shape != bvals.shape or not np.allclose(lib.bvalues, bvals):
         raise DosepaintInputError(
             f"library b-values {lib.bvalues} differ from the DWI's {bvals}", patient=pid, path=inputs["library"]
+        )
+    if not np.allclose([lib.delta * 1e3, lib.Delta * 1e3], timing_ms):
+        raise DosepaintInputError(
+            f"library PGSE timing (δ {lib.delta * 1e3:g} ms, Δ {lib.Delta * 1e3:g} ms) differs from the DWI's "
+            f"(δ {timing_ms[0]:g} ms, Δ {timing_ms[1]:g} ms)",
+            patient=pid,
+            path=inputs["library"],
         )
     weighting = params.get("adc_weighting", "signal")
     if (lib.b_min, lib.weighting) != (params["b_min"], weighting):
@@ -255,8 +265,10 @@ def run(inputs: dict, outputs: dict, *, params: dict) -> pd.DataFrame:
     """
     pid = params["patient_id"]
     signals, grid = files.read_array(inputs["dwi"])
-    bvals = np.asarray(files.read_json(inputs["dwi_json"])["bvalues_s_per_mm2"], float)
-    lib = _library(inputs, bvals, params=params, pid=pid)
+    protocol = files.read_json(inputs["dwi_json"])
+    bvals = np.asarray(protocol["bvalues_s_per_mm2"], float)
+    timing_ms = (protocol["pgse_delta_ms"], protocol["pgse_Delta_ms"])
+    lib = _library(inputs, bvals, timing_ms=timing_ms, params=params, pid=pid)
     ct_to_dwi, dgrid = _transforms(inputs)
     gtv = files.read_array(Path(inputs["masks_dose"]) / "GTV.nii.gz")[0] > 0
     fraction = _gtv_fraction(gtv, dgrid, grid, ct_to_dwi)
