@@ -9,6 +9,7 @@ commit), which differ from run to run. Logs and benchmark files are skipped. Exi
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -66,10 +67,15 @@ def _files(root: Path) -> list[Path]:
 
 
 def main(argv) -> int:
-    ra, rb = Path(argv[0]), Path(argv[1])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results_a", type=Path)
+    ap.add_argument("results_b", type=Path)
+    args = ap.parse_args(argv)
+    ra, rb = args.results_a, args.results_b
     files, in_b = _files(ra), _files(rb)
-    missing = [f for f in files if f not in set(in_b)]
-    extra = [f for f in in_b if f not in set(files)]
+    set_a, set_b = set(files), set(in_b)
+    missing = [f for f in files if f not in set_b]
+    extra = [f for f in in_b if f not in set_a]
     differ = [f for f in files if f not in missing and not same(ra / f, rb / f)]
     for label, items in (("only in A", missing), ("only in B", extra), ("differ", differ)):
         for f in items:
