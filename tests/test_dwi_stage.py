@@ -72,6 +72,19 @@ def test_a_library_of_another_protocol_is_refused(dwi_done, config_schema, tmp_p
     assert not any((tmp_path / v).exists() for v in layout.DWI_OUTPUTS.values())
 
 
+def test_the_library_key_of_an_input_check_record():
+    from dosepaint.layout import check_library_key
+
+    protocol = {"bvalues_s_per_mm2": [0.0, 62.5, 1000.0], "pgse_delta_ms": 20.0, "pgse_Delta_ms": 40.5}
+    assert (
+        check_library_key({"status": "included", "dwi_protocol": protocol}, path="c.json") == "b0-62p5-1000_d20_D40p5"
+    )
+    assert check_library_key({"status": "included", "dwi_protocol": None}, path="c.json") is None  # no DWI
+    assert check_library_key({"status": "excluded", "dwi_protocol": None}, path="c.json") is None
+    with pytest.raises(ValueError, match=r"SYN007/input_check.json was written before .* --forcerun check_inputs"):
+        check_library_key({"status": "included", "registration": {}}, path="SYN007/input_check.json")
+
+
 def test_protocol_key_round_trip():
     from dosepaint.dwi import parse_protocol_key
 

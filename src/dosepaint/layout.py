@@ -113,3 +113,25 @@ def protocol_key(bvalues, *, delta_ms: float, Delta_ms: float) -> str:
         return f"{float(v):g}".replace(".", "p")
 
     return "b" + "-".join(num(b) for b in sorted(bvalues)) + f"_d{num(delta_ms)}_D{num(Delta_ms)}"
+
+
+def check_library_key(check: dict, *, path) -> str | None:
+    """The DWI library key of an input-check record (``input_check.json``, :mod:`dosepaint.stages.check`).
+
+    None where the check excluded the patient or found no DWI. Raises ValueError, naming ``path``, for
+    a record written before the check recorded the DWI protocol (``--rerun-triggers mtime`` keeps such
+    records; rerun the check).
+    """
+    if check.get("status") != "included":
+        return None
+    if "dwi_protocol" not in check:
+        raise ValueError(
+            f"{path} was written before the input check recorded the DWI protocol: rerun the input check "
+            "(snakemake --forcerun check_inputs)"
+        )
+    protocol = check["dwi_protocol"]
+    if protocol is None:
+        return None
+    return protocol_key(
+        protocol["bvalues_s_per_mm2"], delta_ms=protocol["pgse_delta_ms"], Delta_ms=protocol["pgse_Delta_ms"]
+    )

@@ -92,15 +92,8 @@ def dwi_library(wildcards):
     function that waits on a per-patient checkpoint downstream of another gets Snakemake's placeholder
     when a rerun is forced (snakemake#3862)."""
     check = checkpoints.check_inputs.get(pid=wildcards.pid).output.check
-    protocol = dp_tables.read_json(check).get("dwi_protocol")
-    if protocol is None:
-        return []
-    key = dp_layout.protocol_key(
-        protocol["bvalues_s_per_mm2"],
-        delta_ms=protocol["pgse_delta_ms"],
-        Delta_ms=protocol["pgse_Delta_ms"],
-    )
-    return f"{RESULTS}/libraries/dwi_{key}.npz"
+    key = dp_layout.check_library_key(dp_tables.read_json(check), path=check)
+    return [] if key is None else f"{RESULTS}/libraries/dwi_{key}.npz"
 
 
 PLAN_FILES = {
