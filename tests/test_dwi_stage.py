@@ -19,15 +19,8 @@ def dwi_done(ingested, config_schema, tmp_path_factory):
     key = protocol_key(meta["bvalues_s_per_mm2"], delta_ms=meta["pgse_delta_ms"], Delta_ms=meta["pgse_Delta_ms"])
     base = tmp_path_factory.mktemp("dwi")
     lib = base / f"dwi_{key}.npz"
-    dwi_stage.run_library(
-        {},
-        {"library": str(lib)},
-        params={
-            "protocol": key,
-            "grid": cfg["library"],
-            **{k: cfg[k] for k in ("b_min", "adc_weighting", "method", "prior")},
-        },
-    )
+    library_params = {"grid": cfg["library"], **{k: cfg[k] for k in ("b_min", "adc_weighting", "method", "prior")}}
+    dwi_stage.run_library({}, {"library": str(lib)}, params={"protocol": key, **library_params})
     ing = ingested["out"]
     inputs = {
         "dwi": ing / "dwi.nii.gz",
@@ -41,7 +34,7 @@ def dwi_done(ingested, config_schema, tmp_path_factory):
     out = {k: str(base / v) for k, v in layout.DWI_OUTPUTS.items()}
     params = {"patient_id": "SYN001", **{k: v for k, v in cfg.items() if k not in ("library", "prior")}}
     qc = dwi_stage.run(inputs, out, params=params)
-    return {**ingested, "base": base, "qc": qc, "inputs": inputs, "params": params}
+    return {**ingested, "base": base, "qc": qc, "inputs": inputs, "params": params, "library_params": library_params}
 
 
 def test_a_library_fitted_another_way_is_refused(dwi_done, tmp_path):
@@ -51,11 +44,9 @@ def test_a_library_fitted_another_way_is_refused(dwi_done, tmp_path):
     assert not any((tmp_path / v).exists() for v in layout.DWI_OUTPUTS.values())
 
 
-def test_a_library_of_another_protocol_is_refused(dwi_done, config_schema, tmp_path):
+def test_a_library_of_another_protocol_is_refused(dwi_done, tmp_path):
     """The library is named by the input check's protocol record, the stage reads the ingest's: a library
     of other b-values or another PGSE timing than the DWI's is a clear error naming it."""
-    cfg = cohort.validate_config({"cohort": {"source": "synthetic"}}, config_schema)["dwi"]
-    params = {"grid": cfg["library"], **{k: cfg[k] for k in ("b_min", "adc_weighting", "method", "prior")}}
     out = {k: str(tmp_path / v) for k, v in layout.DWI_OUTPUTS.items()}
     for key, message in (
         (
@@ -66,7 +57,7 @@ def test_a_library_of_another_protocol_is_refused(dwi_done, config_schema, tmp_p
         ("b0-50-100-400-1000_d20_D40", r"SYN001.*library b-values \[.*\] differ from the DWI's"),
     ):
         lib = tmp_path / f"dwi_{key}.npz"
-        dwi_stage.run_library({}, {"library": str(lib)}, params={"protocol": key, **params})
+        dwi_stage.run_library({}, {"library": str(lib)}, params={"protocol": key, **dwi_done["library_params"]})
         with pytest.raises(DosepaintInputError, match=message):
             dwi_stage.run({**dwi_done["inputs"], "library": lib}, out, params=dwi_done["params"])
     assert not any((tmp_path / v).exists() for v in layout.DWI_OUTPUTS.values())

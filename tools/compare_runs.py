@@ -76,7 +76,7 @@ def main(argv) -> int:
     set_a, set_b = set(files), set(in_b)
     missing = [f for f in files if f not in set_b]
     extra = [f for f in in_b if f not in set_a]
-    differ = [f for f in files if f not in missing and not same(ra / f, rb / f)]
+    differ = [f for f in files if f in set_b and not same(ra / f, rb / f)]
     for label, items in (("only in A", missing), ("only in B", extra), ("differ", differ)):
         for f in items:
             print(f"{label}: {f}")
