@@ -90,7 +90,8 @@ def dwi_library(wildcards):
     """The library of the patient's DWI protocol, known once its input check has run (none where the
     check excluded the patient or found no DWI). Read from the check, not the ingest: read from the
     ingest checkpoint, every DWI job got Snakemake's placeholder for its library under
-    `--forcerun dwi` on finished results (seen on the tiny cohort; cf. snakemake#3862)."""
+    `--forcerun dwi` on finished results (seen on the tiny cohort; cf. snakemake#3862).
+    """
     check = checkpoints.check_inputs.get(pid=wildcards.pid).output.check
     key = dp_layout.check_library_key(dp_tables.read_json(check), path=check)
     return [] if key is None else f"{RESULTS}/libraries/dwi_{key}.npz"
