@@ -92,6 +92,20 @@ def test_siemens_mosaic_dwi_with_private_bvalues(heudiconv_dwi):
     assert 0.5e-3 < np.nanmedian(fit.adc) < 1.2e-3
 
 
+def test_a_scanner_dwi_protocol_takes_the_configured_timing(heudiconv_dwi):
+    """A Siemens export has no PGSE timing where the pipeline reads it: the input check's protocol
+    record (which names the DWI library) takes the config's, and says so."""
+    from dosepaint.layout import check_library_key
+    from dosepaint.stages.ingest import dwi_protocol
+
+    dwi = dcm.read_dwi(sorted(heudiconv_dwi.glob("*.dcm")), patient="P3")
+    protocol = dwi_protocol(dwi, params={"default_pgse_delta_ms": 20.0, "default_pgse_Delta_ms": 40.0})
+    assert protocol == {"bvalues_s_per_mm2": [5.0, 1500.0], "pgse_delta_ms": 20.0, "pgse_Delta_ms": 40.0,
+                        "timing_source": "config defaults"}  # fmt: skip
+    record = {"status": "included", "dwi_protocol": protocol}
+    assert check_library_key(record, path="input_check.json") == "b5-1500_d20_D40"
+
+
 def test_dwi_with_a_single_bvalue_is_rejected(tmp_path, heudiconv_dwi):
     files = sorted(heudiconv_dwi.glob("*.dcm"))[:2]  # both b = 5
     with pytest.raises(DosepaintInputError, match="1 distinct b-value"):

@@ -115,7 +115,7 @@ def test_the_dwi_protocol_takes_the_header_timing_else_the_configured_one(broken
     import pydicom
 
     params = ingest_params(config_schema, pid="BAD01", default_pgse_delta_ms=12.5, default_pgse_Delta_ms=31.0)
-    header = ingest.dwi_protocol(ingest.read_export(broken, patient="BAD01", params=params), params=params)
+    header = ingest.dwi_protocol(ingest.read_export(broken, patient="BAD01", params=params).dwi, params=params)
     written = files.read_json(ingested["out"] / "dwi.json")
     assert header == {k: written[k] for k in header}
     assert header["bvalues_s_per_mm2"] == [0, 50, 100, 400, 700, 1000]
@@ -125,7 +125,7 @@ def test_the_dwi_protocol_takes_the_header_timing_else_the_configured_one(broken
         for tag in [e.tag for e in ds if e.tag.group == 0x0029]:
             del ds[tag]
         ds.save_as(f)
-    plain = ingest.dwi_protocol(ingest.read_export(broken, patient="BAD01", params=params), params=params)
+    plain = ingest.dwi_protocol(ingest.read_export(broken, patient="BAD01", params=params).dwi, params=params)
     assert plain == {**header, "pgse_delta_ms": 12.5, "pgse_Delta_ms": 31.0, "timing_source": "config defaults"}
 
 

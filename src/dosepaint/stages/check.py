@@ -51,7 +51,7 @@ def check_export(folder, *, patient: str, params: dict) -> dict:
                 patient=patient,
                 path=ex.chosen["PT"].files[0],
             )
-    protocol = dwi_protocol(ex, params=params) if ex.dwi is not None else None
+    protocol = dwi_protocol(ex.dwi, params=params) if ex.dwi is not None else None
     return {"registration": registration, "dwi_protocol": protocol}
 
 

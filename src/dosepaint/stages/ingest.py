@@ -383,13 +383,14 @@ def _write_t2w(ex: Export, regs: dict, outputs: dict) -> tuple[sitk.Transform, d
     }
 
 
-def dwi_protocol(ex: Export, *, params: dict) -> dict:
-    """The read DWI's protocol: b-values (s/mm²) and PGSE timing (ms; the header's, else the config's).
+def dwi_protocol(dwi: tuple, *, params: dict) -> dict:
+    """The protocol of a read DWI (``Export.dwi``, :func:`dosepaint.io.dicom.read_dwi`'s tuple): b-values
+    (s/mm²) and PGSE timing (ms; the header's, else the config's ``default_pgse_*``).
 
     The input check records it and the workflow names the patient's DWI library by it
     (:func:`dosepaint.layout.protocol_key`); the ingest writes the same record to ``dwi.json``.
     """
-    _, bvals, _, dwi_hdr = ex.dwi
+    _, bvals, _, dwi_hdr = dwi
     timing = dcm.pgse_timing_ms(dwi_hdr)
     source = "header (private dosepaint block)" if timing else "config defaults"
     delta, Delta = timing or (params["default_pgse_delta_ms"], params["default_pgse_Delta_ms"])
@@ -401,7 +402,7 @@ def _write_dwi(ex: Export, regs: dict, ct_to_t2, dgrid: Grid, outputs: dict, *, 
     """DWI as read, its b0 on the CT grid, all b on the dose grid (DWI → T2w → CT) and its protocol record."""
     signals, bvals, dwi_grid, _ = ex.dwi
     files.write_array(signals, dwi_grid, outputs["dwi"])
-    protocol = dwi_protocol(ex, params=params)
+    protocol = dwi_protocol(ex.dwi, params=params)
     t2_to_dwi = transform_from(regs["dwi_to_t2w"]["transform"])
     files.write_transform(t2_to_dwi, outputs["dwi_to_t2w"])
     ct_to_dwi = compose(ct_to_t2, t2_to_dwi)
